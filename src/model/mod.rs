@@ -1,0 +1,8 @@
+//! The data model every role shares: trace IDs as Tempo reads and prints them, and traces as
+//! OTLP `ResourceSpans` (Tempo's `tempopb.Trace` is wire-identical to OTLP `TracesData`).
+
+mod trace;
+mod trace_id;
+
+pub use trace::{combine, rebatch, split_by_trace, trace_time_range, Trace, TraceSplit};
+pub use trace_id::{TraceId, TraceIdError};
