@@ -1,4 +1,5 @@
 //! tempodb: the storage engine. Blocks in Tempo's vParquet4 format with bloom filters, index and
 //! meta.json, on an `object_store` backend (local directory, S3, GCS, Azure).
 
+pub mod bloom;
 pub mod meta;
