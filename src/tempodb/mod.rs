@@ -1,5 +1,9 @@
 //! tempodb: the storage engine. Blocks in Tempo's vParquet4 format with bloom filters, index and
 //! meta.json, on an `object_store` backend (local directory, S3, GCS, Azure).
 
+pub mod backend;
 pub mod bloom;
+pub mod cache;
+pub mod index;
 pub mod meta;
+pub mod reader;
