@@ -7,3 +7,5 @@ pub mod cache;
 pub mod index;
 pub mod meta;
 pub mod reader;
+
+pub use backend::StorageConfig;
