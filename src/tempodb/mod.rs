@@ -2,3 +2,4 @@
 //! meta.json, on an `object_store` backend (local directory, S3, GCS, Azure).
 
 pub mod meta;
+pub mod vparquet4;
