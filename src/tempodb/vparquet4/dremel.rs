@@ -146,15 +146,13 @@ impl LeafValues {
         })
     }
 
-    fn push(&mut self, value: &Value) -> Result<(), ShapeError> {
+    fn push(&mut self, value: Value) -> Result<(), ShapeError> {
         match (self, value) {
-            (LeafValues::Bool(values), Value::Bool(value)) => values.push(*value),
-            (LeafValues::Int32(values), Value::Int32(value)) => values.push(*value),
-            (LeafValues::Int64(values), Value::Int64(value)) => values.push(*value),
-            (LeafValues::Double(values), Value::Double(value)) => values.push(*value),
-            (LeafValues::Bytes(values), Value::Bytes(value)) => {
-                values.push(ByteArray::from(value.clone()))
-            }
+            (LeafValues::Bool(values), Value::Bool(value)) => values.push(value),
+            (LeafValues::Int32(values), Value::Int32(value)) => values.push(value),
+            (LeafValues::Int64(values), Value::Int64(value)) => values.push(value),
+            (LeafValues::Double(values), Value::Double(value)) => values.push(value),
+            (LeafValues::Bytes(values), Value::Bytes(value)) => values.push(ByteArray::from(value)),
             (_, value) => {
                 return Err(shape_error(format!(
                     "value {value:?} does not match the leaf type"
@@ -212,10 +210,11 @@ fn collect_physical_types(node: &SchemaNode, out: &mut Vec<PhysicalType>) {
     }
 }
 
-/// Appends one record (a `Value::Group` shaped like the message) to the columns.
+/// Appends one record (a `Value::Group` shaped like the message) to the columns, moving its
+/// values in rather than copying them.
 pub fn shred_record(
     root: &SchemaNode,
-    record: &Value,
+    record: Value,
     columns: &mut [LeafColumn],
 ) -> Result<(), ShapeError> {
     shred_present(root, record, 0, columns)
@@ -223,7 +222,7 @@ pub fn shred_record(
 
 fn shred_node(
     node: &SchemaNode,
-    value: &Value,
+    value: Value,
     rep: i16,
     columns: &mut [LeafColumn],
 ) -> Result<(), ShapeError> {
@@ -237,17 +236,20 @@ fn shred_node(
             present => shred_present(node, present, rep, columns),
         },
         Repetition::REPEATED => {
-            let Value::Repeated(items) = value else {
-                return Err(shape_error(format!(
-                    "field {} is repeated but got {value:?}",
-                    node.name
-                )));
+            let items = match value {
+                Value::Repeated(items) => items,
+                other => {
+                    return Err(shape_error(format!(
+                        "field {} is repeated but got {other:?}",
+                        node.name
+                    )))
+                }
             };
             if items.is_empty() {
                 write_absent(node, node.def_level - 1, rep, columns);
                 return Ok(());
             }
-            for (index, item) in items.iter().enumerate() {
+            for (index, item) in items.into_iter().enumerate() {
                 let item_rep = if index == 0 { rep } else { node.rep_level };
                 shred_present(node, item, item_rep, columns)?;
             }
@@ -258,7 +260,7 @@ fn shred_node(
 
 fn shred_present(
     node: &SchemaNode,
-    value: &Value,
+    value: Value,
     rep: i16,
     columns: &mut [LeafColumn],
 ) -> Result<(), ShapeError> {
@@ -275,11 +277,14 @@ fn shred_present(
             Ok(())
         }
         NodeKind::Group(children) => {
-            let Value::Group(fields) = value else {
-                return Err(shape_error(format!(
-                    "field {} is a group but got {value:?}",
-                    node.name
-                )));
+            let fields = match value {
+                Value::Group(fields) => fields,
+                other => {
+                    return Err(shape_error(format!(
+                        "field {} is a group but got {other:?}",
+                        node.name
+                    )))
+                }
             };
             if fields.len() != children.len() {
                 return Err(shape_error(format!(
@@ -546,7 +551,7 @@ message Doc {
         let root = SchemaNode::from_message(&message);
         let mut columns = empty_columns(&root).unwrap();
         for document in documents() {
-            shred_record(&root, &document, &mut columns).unwrap();
+            shred_record(&root, document, &mut columns).unwrap();
         }
         // Check the classic Dremel levels of one leaf: links.list.element.values.list.element.
         assert_eq!(columns[6].def_levels, vec![0, 1, 2, 2, 2, 2, 2, 2]);
@@ -570,9 +575,9 @@ message Doc {
             list(vec![]),
             list(vec![]),
         ]);
-        assert!(shred_record(&root, &wrong, &mut columns).is_err());
+        assert!(shred_record(&root, wrong, &mut columns).is_err());
         let short = Value::Group(vec![Value::Int64(1)]);
-        assert!(shred_record(&root, &short, &mut columns).is_err());
+        assert!(shred_record(&root, short, &mut columns).is_err());
     }
 
     #[test]
@@ -581,7 +586,7 @@ message Doc {
         let root = SchemaNode::from_message(&message);
         let mut columns = empty_columns(&root).unwrap();
         for document in documents() {
-            shred_record(&root, &document, &mut columns).unwrap();
+            shred_record(&root, document, &mut columns).unwrap();
         }
         let mut broken = columns.clone();
         broken[3].rep_levels.truncate(2);

@@ -132,7 +132,7 @@ pub fn encode(
         let row = row::trace_to_row(trace_id, trace, &mapping);
         start_unix_nano = start_unix_nano.min(row.start_unix_nano);
         end_unix_nano = end_unix_nano.max(row.end_unix_nano);
-        dremel::shred_record(&root, &row.value, &mut columns)
+        dremel::shred_record(&root, row.value, &mut columns)
             .map_err(|error| VParquetError::RowShape(error.0))?;
         estimate = estimate.saturating_add(row.estimated_size);
         let is_last = index + 1 == traces.len();

@@ -198,7 +198,16 @@ fn int_of(attribute: &KeyValue) -> Option<i64> {
 /// Builds the row of one trace. Resource and scope batches are merged first (Tempo's rebatch),
 /// which the nested set and service stats are computed over.
 pub fn trace_to_row(trace_id: &TraceId, trace: &Trace, dedicated: &DedicatedMapping) -> Row {
-    let trace = rebatch(trace.clone());
+    // vParquet4 keeps no schema URL, so batches differing only by it become one, as they
+    // would when Tempo rebatches the stored row.
+    let mut trace = trace.clone();
+    for batch in &mut trace.resource_spans {
+        batch.schema_url.clear();
+        for scope_batch in &mut batch.scope_spans {
+            scope_batch.schema_url.clear();
+        }
+    }
+    let trace = rebatch(trace);
     let all_spans: Vec<&Span> = trace
         .resource_spans
         .iter()
