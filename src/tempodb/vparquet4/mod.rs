@@ -360,20 +360,37 @@ fn read_traces_unguarded<R: ChunkReader + 'static>(
         let row_group = file.get_row_group(row_group_index)?;
         let row_count = usize::try_from(row_group.metadata().num_rows())
             .map_err(|_| VParquetError::Malformed("negative row count".into()))?;
-        let columns = read_row_range(row_group.as_ref(), 0, row_count)?;
-        let mut assembler = Assembler::new(&root, &columns);
-        for _ in 0..row_count {
-            let row = assembler.next_record()?;
-            traces.push(row::row_to_trace(&row, &mapping)?);
-        }
-        if !assembler.is_done() {
-            return Err(VParquetError::Malformed(format!(
-                "row group {row_group_index} has more column data than its {row_count} rows"
-            )));
+        let mut readers = (0..schema::LEAF_COUNT)
+            .map(|leaf| row_group.get_column_reader(leaf))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Tempo's row groups can hold a million spans: decode them a batch of rows at a time
+        // so only the traces themselves, not all their column data, are held at once.
+        let mut rows_read = 0;
+        while rows_read < row_count {
+            let batch = (row_count - rows_read).min(READ_BATCH_ROWS);
+            let columns = readers
+                .iter_mut()
+                .enumerate()
+                .map(|(leaf, reader)| read_from(reader, leaf, 0, batch))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut assembler = Assembler::new(&root, &columns);
+            for _ in 0..batch {
+                let row = assembler.next_record()?;
+                traces.push(row::row_to_trace(&row, &mapping)?);
+            }
+            if !assembler.is_done() {
+                return Err(VParquetError::Malformed(format!(
+                    "row group {row_group_index} has column data beyond its rows"
+                )));
+            }
+            rows_read += batch;
         }
     }
     Ok(traces)
 }
+
+/// Rows decoded together by `read_traces`; tiny in tests so batch boundaries are exercised.
+const READ_BATCH_ROWS: usize = if cfg!(test) { 7 } else { 1024 };
 
 /// The `parquet` crate asserts on some footer values instead of returning errors; a corrupt
 /// file must still be an error, so any panic left inside a read becomes one.
@@ -480,26 +497,36 @@ fn read_leaf(
     skip: usize,
     count: usize,
 ) -> Result<LeafColumn, VParquetError> {
-    let reader = row_group.get_column_reader(leaf)?;
+    let mut reader = row_group.get_column_reader(leaf)?;
+    read_from(&mut reader, leaf, skip, count)
+}
+
+/// Reads `count` rows after skipping `skip`, continuing where the reader stopped.
+fn read_from(
+    reader: &mut ColumnReader,
+    leaf: usize,
+    skip: usize,
+    count: usize,
+) -> Result<LeafColumn, VParquetError> {
     let (values, def_levels, rep_levels) = match reader {
-        ColumnReader::BoolColumnReader(mut typed) => {
-            let (values, def, rep) = read_typed(&mut typed, skip, count, leaf)?;
+        ColumnReader::BoolColumnReader(typed) => {
+            let (values, def, rep) = read_typed(typed, skip, count, leaf)?;
             (LeafValues::Bool(values), def, rep)
         }
-        ColumnReader::Int32ColumnReader(mut typed) => {
-            let (values, def, rep) = read_typed(&mut typed, skip, count, leaf)?;
+        ColumnReader::Int32ColumnReader(typed) => {
+            let (values, def, rep) = read_typed(typed, skip, count, leaf)?;
             (LeafValues::Int32(values), def, rep)
         }
-        ColumnReader::Int64ColumnReader(mut typed) => {
-            let (values, def, rep) = read_typed(&mut typed, skip, count, leaf)?;
+        ColumnReader::Int64ColumnReader(typed) => {
+            let (values, def, rep) = read_typed(typed, skip, count, leaf)?;
             (LeafValues::Int64(values), def, rep)
         }
-        ColumnReader::DoubleColumnReader(mut typed) => {
-            let (values, def, rep) = read_typed(&mut typed, skip, count, leaf)?;
+        ColumnReader::DoubleColumnReader(typed) => {
+            let (values, def, rep) = read_typed(typed, skip, count, leaf)?;
             (LeafValues::Double(values), def, rep)
         }
-        ColumnReader::ByteArrayColumnReader(mut typed) => {
-            let (values, def, rep) = read_typed(&mut typed, skip, count, leaf)?;
+        ColumnReader::ByteArrayColumnReader(typed) => {
+            let (values, def, rep) = read_typed(typed, skip, count, leaf)?;
             (LeafValues::Bytes(values), def, rep)
         }
         _ => {
