@@ -20,6 +20,10 @@ pub enum Value {
     Group(Vec<Value>),
     /// The instances of a REPEATED node, each shaped like that node.
     Repeated(Vec<Value>),
+    /// Shorthand for a LIST-shaped group (`group { repeated group list { element } }`): the
+    /// elements alone. Same levels as `Group([Repeated([Group([element]), ..])])`, without
+    /// two allocations per element; the assembler returns lists in this form.
+    List(Vec<Value>),
 }
 
 /// Why a value tree or a column's levels do not fit the schema.
@@ -110,6 +114,23 @@ impl SchemaNode {
             rep_level,
             kind,
             first_leaf,
+        }
+    }
+
+    /// For a LIST-shaped group: its repeated child and that child's only field.
+    fn list_parts(&self) -> Option<(&SchemaNode, &SchemaNode)> {
+        let NodeKind::Group(children) = &self.kind else {
+            return None;
+        };
+        let [repeated] = children.as_slice() else {
+            return None;
+        };
+        let NodeKind::Group(repeated_children) = &repeated.kind else {
+            return None;
+        };
+        match repeated_children.as_slice() {
+            [element] if repeated.repetition == Repetition::REPEATED => Some((repeated, element)),
+            _ => None,
         }
     }
 
@@ -278,6 +299,20 @@ fn shred_present(
         }
         NodeKind::Group(children) => {
             let fields = match value {
+                Value::List(elements) => {
+                    let Some((repeated, element)) = node.list_parts() else {
+                        return Err(shape_error(format!("field {} is not a list", node.name)));
+                    };
+                    if elements.is_empty() {
+                        write_absent(repeated, repeated.def_level - 1, rep, columns);
+                        return Ok(());
+                    }
+                    for (index, item) in elements.into_iter().enumerate() {
+                        let item_rep = if index == 0 { rep } else { repeated.rep_level };
+                        shred_node(element, item, item_rep, columns)?;
+                    }
+                    return Ok(());
+                }
                 Value::Group(fields) => fields,
                 other => {
                     return Err(shape_error(format!(
@@ -399,17 +434,8 @@ impl<'a> Assembler<'a> {
                 loop {
                     // Each item consumes at least one entry of the first leaf, so this ends.
                     items.push(self.assemble_present(node)?);
-                    let first = &self.columns[node.first_leaf];
-                    let position = self.cursors[node.first_leaf].level;
-                    match first.rep_levels.get(position) {
-                        Some(rep) if *rep == node.rep_level => continue,
-                        Some(rep) if *rep > node.rep_level => {
-                            return Err(shape_error(format!(
-                                "column {} repeats at level {rep} inside field {}",
-                                node.first_leaf, node.name
-                            )))
-                        }
-                        _ => break,
+                    if !self.repeats(node)? {
+                        break;
                     }
                 }
                 Ok(Value::Repeated(items))
@@ -438,6 +464,7 @@ impl<'a> Assembler<'a> {
                 cursor.value += 1;
                 Ok(value)
             }
+            NodeKind::Group(_) if node.list_parts().is_some() => self.assemble_list(node),
             NodeKind::Group(children) => {
                 let mut fields = Vec::with_capacity(children.len());
                 for child in children {
@@ -445,6 +472,40 @@ impl<'a> Assembler<'a> {
                 }
                 Ok(Value::Group(fields))
             }
+        }
+    }
+
+    /// A LIST-shaped group, as `Value::List` of its elements.
+    fn assemble_list(&mut self, node: &SchemaNode) -> Result<Value, ShapeError> {
+        let Some((repeated, element)) = node.list_parts() else {
+            return Err(shape_error(format!("field {} is not a list", node.name)));
+        };
+        let (def, _) = self.peek(repeated.first_leaf)?;
+        if def < repeated.def_level {
+            self.skip_absent(repeated)?;
+            return Ok(Value::List(Vec::new()));
+        }
+        let mut elements = Vec::new();
+        loop {
+            elements.push(self.assemble_node(element)?);
+            if !self.repeats(repeated)? {
+                break;
+            }
+        }
+        Ok(Value::List(elements))
+    }
+
+    /// Whether the next entry starts another instance of the repeated `node`.
+    fn repeats(&self, node: &SchemaNode) -> Result<bool, ShapeError> {
+        let first = &self.columns[node.first_leaf];
+        let position = self.cursors[node.first_leaf].level;
+        match first.rep_levels.get(position) {
+            Some(rep) if *rep == node.rep_level => Ok(true),
+            Some(rep) if *rep > node.rep_level => Err(shape_error(format!(
+                "column {} repeats at level {rep} inside field {}",
+                node.first_leaf, node.name
+            ))),
+            _ => Ok(false),
         }
     }
 
@@ -492,6 +553,11 @@ message Doc {
 }";
 
     fn list(items: Vec<Value>) -> Value {
+        Value::List(items)
+    }
+
+    /// The same list spelled out the way the schema nests it.
+    fn generic_list(items: Vec<Value>) -> Value {
         Value::Group(vec![Value::Repeated(
             items
                 .into_iter()
@@ -562,6 +628,35 @@ message Doc {
             read.push(assembler.next_record().unwrap());
         }
         assert_eq!(read, documents());
+    }
+
+    #[test]
+    fn list_shorthand_shreds_like_the_spelled_out_list() {
+        let message = parse_message_type(NESTED).unwrap();
+        let root = SchemaNode::from_message(&message);
+        let spelled_out = |tags: Vec<Value>| {
+            Value::Group(vec![
+                Value::Int64(1),
+                Value::Null,
+                generic_list(tags),
+                generic_list(vec![]),
+            ])
+        };
+        let short = |tags: Vec<Value>| {
+            Value::Group(vec![Value::Int64(1), Value::Null, list(tags), list(vec![])])
+        };
+        for tags in [
+            vec![],
+            vec![Value::Bytes(b"a".to_vec()), Value::Bytes(b"b".to_vec())],
+        ] {
+            let mut generic_columns = empty_columns(&root).unwrap();
+            shred_record(&root, spelled_out(tags.clone()), &mut generic_columns).unwrap();
+            let mut short_columns = empty_columns(&root).unwrap();
+            shred_record(&root, short(tags.clone()), &mut short_columns).unwrap();
+            assert_eq!(generic_columns, short_columns);
+            let mut assembler = Assembler::new(&root, &generic_columns);
+            assert_eq!(assembler.next_record().unwrap(), short(tags));
+        }
     }
 
     #[test]

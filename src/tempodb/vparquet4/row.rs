@@ -77,16 +77,14 @@ impl DedicatedMapping {
 
 /// The LIST shape parquet-go writes: `group (LIST) { repeated group list { element } }`.
 pub fn list(elements: Vec<Value>) -> Value {
-    Value::Group(vec![Value::Repeated(
-        elements
-            .into_iter()
-            .map(|element| Value::Group(vec![element]))
-            .collect(),
-    )])
+    Value::List(elements)
 }
 
-/// The elements of a LIST-shaped value.
+/// The elements of a LIST-shaped value, in either spelling.
 pub fn list_elements(value: &Value) -> Result<Vec<&Value>, VParquetError> {
+    if let Value::List(elements) = value {
+        return Ok(elements.iter().collect());
+    }
     let Value::Repeated(items) = value.field(0)? else {
         return Err(malformed("a list group does not hold a repeated field"));
     };
