@@ -6,6 +6,13 @@
 //! rows of a row group into per-leaf values and levels (`dremel`), and the low-level column
 //! writers store them with Tempo's per-column codecs and encodings (`schema`). Reading is the
 //! inverse, one row group (or one row) at a time.
+//!
+//! What a write → read round trip does not keep, because vParquet4 has no column for it:
+//! schema URLs, span and link `flags`, resource `entity_refs`, `key_strindex`; attribute order
+//! within a level (resource and scope attributes come back sorted, columns first); resource
+//! and scope batches that are equal apart from that are merged (`model::rebatch`); an absent
+//! resource, scope or status comes back empty; an attribute without a value comes back with an
+//! empty `AnyValue`; every span's `trace_id` is the row's 16-byte TraceID.
 
 mod attributes;
 mod dremel;
