@@ -254,7 +254,7 @@ pub fn trace_to_row(trace_id: &TraceId, trace: &Trace, dedicated: &DedicatedMapp
                 if span.status.as_ref().map(|status| status.code) == Some(STATUS_CODE_ERROR) {
                     stats.1 = stats.1.wrapping_add(1);
                 }
-                estimated_size += 14 + 7 * span.attributes.len() + 7 * span.links.len();
+                estimated_size += 14 + 7 * span.attributes.len();
                 for event in &span.events {
                     estimated_size += 4 + 4 * event.attributes.len();
                 }
