@@ -7,5 +7,6 @@ pub mod cache;
 pub mod index;
 pub mod meta;
 pub mod reader;
+pub mod vparquet4;
 
 pub use backend::StorageConfig;

@@ -1,0 +1,597 @@
+//! vParquet4 `data.parquet`: Tempo's block data file, written and read in Tempo's exact format
+//! (reference/tempo-block-format.md §5–§7, §14). One row per trace, sorted by trace ID; the
+//! schema is fixed text because Tempo binds columns by position.
+//!
+//! Writing: each trace becomes a nested value tree (`row`), a generic Dremel shredder turns the
+//! rows of a row group into per-leaf values and levels (`dremel`), and the low-level column
+//! writers store them with Tempo's per-column codecs and encodings (`schema`). Reading is the
+//! inverse, one row group (or one row) at a time.
+//!
+//! What a write → read round trip does not keep, because vParquet4 has no column for it:
+//! schema URLs, span and link `flags`, resource `entity_refs`, `key_strindex`; attribute order
+//! within a level (resource and scope attributes come back sorted, columns first); resource
+//! and scope batches that are equal apart from that are merged (`model::rebatch`); an absent
+//! resource, scope or status comes back empty; an attribute without a value comes back with an
+//! empty `AnyValue`; every span's `trace_id` is the row's 16-byte TraceID.
+
+mod attributes;
+mod dremel;
+mod row;
+mod schema;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use parquet::column::reader::{ColumnReader, ColumnReaderImpl};
+use parquet::column::writer::{ColumnWriter, ColumnWriterImpl};
+use parquet::data_type::DataType;
+use parquet::errors::ParquetError;
+use parquet::file::metadata::RowGroupMetaData;
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+use parquet::file::reader::{ChunkReader, FileReader, RowGroupReader};
+use parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
+use parquet::file::statistics::Statistics;
+use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::types::SchemaDescriptor;
+
+use crate::model::{Trace, TraceId};
+use crate::tempodb::meta::DedicatedColumn;
+use dremel::{Assembler, LeafColumn, LeafValues, SchemaNode};
+use row::DedicatedMapping;
+
+pub use schema::schema;
+
+/// Tempo's writer settings that shape the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WriterOptions {
+    /// Row groups are cut at the first trace boundary past this many units of Tempo's size
+    /// estimate (not bytes; `parquet_row_group_size_bytes`, default 100 000 000).
+    pub row_group_size_bytes: usize,
+    /// Target size of a data page before compression (parquet-go's 256 KiB buffer).
+    pub page_size_bytes: usize,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            row_group_size_bytes: 100_000_000,
+            page_size_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// A complete `data.parquet` and the figures `meta.json` and the `index` object need.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncodedData {
+    /// The complete data.parquet.
+    pub bytes: Vec<u8>,
+    /// Parquet footer length: the little-endian u32 at `bytes.len() - 8` (`footerSize`).
+    pub footer_size: u32,
+    /// Number of row groups (`totalRecords`).
+    pub row_group_count: u32,
+    /// Last trace ID of each row group, for the `index` object.
+    pub last_trace_id_per_row_group: Vec<TraceId>,
+    /// Smallest trace start over all traces (Unix nanoseconds).
+    pub start_unix_nano: u64,
+    /// Largest trace end over all traces (Unix nanoseconds).
+    pub end_unix_nano: u64,
+    /// Number of rows (`totalObjects`).
+    pub trace_count: usize,
+}
+
+/// What went wrong encoding or decoding a vParquet4 file.
+#[derive(Debug, thiserror::Error)]
+pub enum VParquetError {
+    /// `encode` needs rows in Tempo's order: ascending by ID, one row per ID.
+    #[error("traces must be sorted by id with unique ids: {previous} is followed by {next}")]
+    UnsortedTraces { previous: TraceId, next: TraceId },
+    /// The parquet layer failed (truncated or corrupt file, I/O of the chunk reader).
+    #[error("parquet: {0}")]
+    Parquet(#[from] ParquetError),
+    /// The file is parquet but not vParquet4.
+    #[error("the file schema is not vParquet4: {0}")]
+    SchemaMismatch(String),
+    /// Column contents that cannot form a vParquet4 row.
+    #[error("malformed vparquet4 data: {0}")]
+    Malformed(String),
+    /// A `ValueUnsupported` cell that is not protobuf-JSON of an OTLP AnyValue.
+    #[error("invalid ValueUnsupported json {text:?}: {problem}")]
+    InvalidUnsupportedValue { text: String, problem: String },
+    /// A row that does not fit the schema; a bug in the row mapping, never input.
+    #[error("internal row shape error: {0}")]
+    RowShape(String),
+}
+
+impl From<dremel::ShapeError> for VParquetError {
+    fn from(error: dremel::ShapeError) -> Self {
+        VParquetError::Malformed(error.0)
+    }
+}
+
+/// Writes `data.parquet` for traces sorted ascending by ID with unique IDs.
+/// CPU-heavy: callers run it in `spawn_blocking`.
+pub fn encode(
+    traces: &[(TraceId, Trace)],
+    dedicated: &[DedicatedColumn],
+    options: &WriterOptions,
+) -> Result<EncodedData, VParquetError> {
+    for pair in traces.windows(2) {
+        if pair[0].0 >= pair[1].0 {
+            return Err(VParquetError::UnsortedTraces {
+                previous: pair[0].0,
+                next: pair[1].0,
+            });
+        }
+    }
+    let mapping = DedicatedMapping::new(dedicated);
+    let root = SchemaNode::from_message(&schema());
+    let descriptor = schema::schema_descriptor();
+    let properties = Arc::new(writer_properties(&descriptor, options));
+    let mut writer = SerializedFileWriter::new(Vec::new(), schema(), properties)?;
+
+    let mut columns = dremel::empty_columns(&root)?;
+    let mut estimate = 0usize;
+    let mut last_ids = Vec::new();
+    let mut start_unix_nano = u64::MAX;
+    let mut end_unix_nano = 0u64;
+    for (index, (trace_id, trace)) in traces.iter().enumerate() {
+        let row = row::trace_to_row(trace_id, trace, &mapping);
+        start_unix_nano = start_unix_nano.min(row.start_unix_nano);
+        end_unix_nano = end_unix_nano.max(row.end_unix_nano);
+        dremel::shred_record(&root, row.value, &mut columns)
+            .map_err(|error| VParquetError::RowShape(error.0))?;
+        estimate = estimate.saturating_add(row.estimated_size);
+        let is_last = index + 1 == traces.len();
+        if estimate > options.row_group_size_bytes || is_last {
+            write_row_group(&mut writer, &descriptor, &columns)?;
+            last_ids.push(*trace_id);
+            columns = dremel::empty_columns(&root)?;
+            estimate = 0;
+        }
+    }
+    // Writes the footer and hands back the buffer.
+    let bytes = writer.into_inner()?;
+    let footer_size = footer_size(&bytes)?;
+    if traces.is_empty() {
+        start_unix_nano = 0;
+    }
+    Ok(EncodedData {
+        footer_size,
+        row_group_count: last_ids.len() as u32,
+        last_trace_id_per_row_group: last_ids,
+        start_unix_nano,
+        end_unix_nano,
+        trace_count: traces.len(),
+        bytes,
+    })
+}
+
+fn footer_size(bytes: &[u8]) -> Result<u32, VParquetError> {
+    let start = bytes
+        .len()
+        .checked_sub(8)
+        .ok_or_else(|| VParquetError::Malformed("file shorter than a parquet footer".into()))?;
+    let mut length = [0u8; 4];
+    length.copy_from_slice(&bytes[start..start + 4]);
+    Ok(u32::from_le_bytes(length))
+}
+
+/// Tempo's physical layout (§5.3) and the two interop traps (§14): data page V2, BOOLEAN
+/// columns PLAIN, dictionaries that never fall back and only where Tempo uses them.
+fn writer_properties(descriptor: &SchemaDescriptor, options: &WriterOptions) -> WriterProperties {
+    let mut builder = WriterProperties::builder()
+        .set_writer_version(WriterVersion::PARQUET_2_0)
+        .set_data_page_size_limit(options.page_size_bytes.max(1))
+        // Tempo prunes a chunk whose dictionary lacks a value, so a dictionary must hold all.
+        .set_dictionary_page_size_limit(usize::MAX)
+        .set_data_page_row_count_limit(usize::MAX)
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_write_page_header_statistics(true)
+        // Keep the compressed page even when it is larger, as parquet-go does, rather than
+        // relying on readers honouring V2's is_compressed=false.
+        .set_data_page_v2_compression_ratio_threshold(f64::MAX);
+    for column in descriptor.columns() {
+        let path = column.path().string();
+        let settings = schema::column_settings(&path, column.physical_type());
+        // The path's parts, not the dotted string: ColumnPath::from(&str) is one single part.
+        let column_path = column.path().clone();
+        builder = builder.set_column_compression(column_path.clone(), settings.compression);
+        builder = match settings.encoding {
+            None => builder.set_column_dictionary_enabled(column_path, true),
+            Some(encoding) => builder
+                .set_column_dictionary_enabled(column_path.clone(), false)
+                .set_column_encoding(column_path, encoding),
+        };
+    }
+    builder.build()
+}
+
+fn write_row_group(
+    writer: &mut SerializedFileWriter<Vec<u8>>,
+    descriptor: &SchemaDescriptor,
+    columns: &[LeafColumn],
+) -> Result<(), VParquetError> {
+    let mut row_group = writer.next_row_group()?;
+    for (index, column) in columns.iter().enumerate() {
+        let description = descriptor.column(index);
+        let def_levels = (description.max_def_level() > 0).then_some(column.def_levels.as_slice());
+        let rep_levels = (description.max_rep_level() > 0).then_some(column.rep_levels.as_slice());
+        let Some(mut column_writer) = row_group.next_column()? else {
+            return Err(VParquetError::RowShape(format!(
+                "the writer has no column {index}"
+            )));
+        };
+        match (column_writer.untyped(), &column.values) {
+            (ColumnWriter::BoolColumnWriter(typed), LeafValues::Bool(values)) => {
+                write_typed(typed, values, def_levels, rep_levels)?
+            }
+            (ColumnWriter::Int32ColumnWriter(typed), LeafValues::Int32(values)) => {
+                write_typed(typed, values, def_levels, rep_levels)?
+            }
+            (ColumnWriter::Int64ColumnWriter(typed), LeafValues::Int64(values)) => {
+                write_typed(typed, values, def_levels, rep_levels)?
+            }
+            (ColumnWriter::DoubleColumnWriter(typed), LeafValues::Double(values)) => {
+                write_typed(typed, values, def_levels, rep_levels)?
+            }
+            (ColumnWriter::ByteArrayColumnWriter(typed), LeafValues::Bytes(values)) => {
+                write_typed(typed, values, def_levels, rep_levels)?
+            }
+            _ => {
+                return Err(VParquetError::RowShape(format!(
+                    "column {index} has values of the wrong type"
+                )))
+            }
+        }
+        column_writer.close()?;
+    }
+    row_group.close()?;
+    Ok(())
+}
+
+fn write_typed<T: DataType>(
+    writer: &mut ColumnWriterImpl<'_, T>,
+    values: &[T::T],
+    def_levels: Option<&[i16]>,
+    rep_levels: Option<&[i16]>,
+) -> Result<(), VParquetError> {
+    writer.write_batch(values, def_levels, rep_levels)?;
+    Ok(())
+}
+
+/// Finds one trace: binary search of row groups by their first TraceID (statistics minimum),
+/// a scan of only that row group's TraceID column, then decoding of only that row.
+/// `R` is any parquet `ChunkReader` (`bytes::Bytes`, or the store's ranged object reader).
+pub fn find_trace<R: ChunkReader + 'static>(
+    reader: R,
+    id: &TraceId,
+    dedicated: &[DedicatedColumn],
+) -> Result<Option<Trace>, VParquetError> {
+    guard_against_panics(|| find_trace_unguarded(reader, id, dedicated))
+}
+
+fn find_trace_unguarded<R: ChunkReader + 'static>(
+    reader: R,
+    id: &TraceId,
+    dedicated: &[DedicatedColumn],
+) -> Result<Option<Trace>, VParquetError> {
+    // The page index lets skip_records step over whole pages without fetching them.
+    let options = ReadOptionsBuilder::new().with_page_index().build();
+    let file = SerializedFileReader::new_with_options(reader, options)?;
+    check_file(&file)?;
+    let row_group_count = file.num_row_groups();
+    // Count the row groups whose first ID is <= id; the trace can only be in the last of them.
+    let (mut low, mut high) = (0usize, row_group_count);
+    while low < high {
+        let middle = low + (high - low) / 2;
+        match first_trace_id(&file, middle)? {
+            Some(first) if first <= *id => low = middle + 1,
+            _ => high = middle,
+        }
+    }
+    let Some(row_group_index) = low.checked_sub(1) else {
+        return Ok(None);
+    };
+    let row_group = file.get_row_group(row_group_index)?;
+    let row_count = usize::try_from(row_group.metadata().num_rows())
+        .map_err(|_| VParquetError::Malformed("negative row count".into()))?;
+    let ids = read_leaf(row_group.as_ref(), 0, 0, row_count)?;
+    let LeafValues::Bytes(ids) = ids.values else {
+        return Err(VParquetError::SchemaMismatch(
+            "TraceID is not a byte array".into(),
+        ));
+    };
+    let Some(position) = ids
+        .iter()
+        .position(|candidate| candidate.data() == id.as_bytes())
+    else {
+        return Ok(None);
+    };
+    let columns = read_row_range(row_group.as_ref(), position, 1)?;
+    let root = SchemaNode::from_message(&schema());
+    let mut assembler = Assembler::new(&root, &columns);
+    let row = assembler.next_record()?;
+    let (_, trace) = row::row_to_trace(&row, &DedicatedMapping::new(dedicated))?;
+    Ok(Some(trace))
+}
+
+/// The first TraceID of a row group: the chunk statistics minimum, or the first value when a
+/// writer left statistics out. `None` for an empty row group.
+fn first_trace_id<R: ChunkReader + 'static>(
+    file: &SerializedFileReader<R>,
+    row_group_index: usize,
+) -> Result<Option<TraceId>, VParquetError> {
+    let metadata: &RowGroupMetaData = file.metadata().row_group(row_group_index);
+    if metadata.num_rows() <= 0 {
+        return Ok(None);
+    }
+    if let Some(Statistics::ByteArray(statistics)) = metadata.column(0).statistics() {
+        if let Some(minimum) = statistics.min_opt() {
+            if let Ok(bytes) = <[u8; 16]>::try_from(minimum.data()) {
+                return Ok(Some(TraceId(bytes)));
+            }
+        }
+    }
+    let row_group = file.get_row_group(row_group_index)?;
+    let first = read_leaf(row_group.as_ref(), 0, 0, 1)?;
+    match first.values {
+        LeafValues::Bytes(values) => Ok(values
+            .first()
+            .and_then(|value| <[u8; 16]>::try_from(value.data()).ok())
+            .map(TraceId)),
+        _ => Err(VParquetError::SchemaMismatch(
+            "TraceID is not a byte array".into(),
+        )),
+    }
+}
+
+/// Every trace of a block in stored order, decoded one row group at a time.
+pub fn read_traces<R: ChunkReader + 'static>(
+    reader: R,
+    dedicated: &[DedicatedColumn],
+) -> Result<Vec<(TraceId, Trace)>, VParquetError> {
+    guard_against_panics(|| read_traces_unguarded(reader, dedicated))
+}
+
+fn read_traces_unguarded<R: ChunkReader + 'static>(
+    reader: R,
+    dedicated: &[DedicatedColumn],
+) -> Result<Vec<(TraceId, Trace)>, VParquetError> {
+    let file = SerializedFileReader::new(reader)?;
+    check_file(&file)?;
+    let mapping = DedicatedMapping::new(dedicated);
+    let root = SchemaNode::from_message(&schema());
+    let mut traces = Vec::new();
+    for row_group_index in 0..file.num_row_groups() {
+        let row_group = file.get_row_group(row_group_index)?;
+        let row_count = usize::try_from(row_group.metadata().num_rows())
+            .map_err(|_| VParquetError::Malformed("negative row count".into()))?;
+        let mut readers = (0..schema::LEAF_COUNT)
+            .map(|leaf| row_group.get_column_reader(leaf))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Tempo's row groups can hold a million spans: decode them a batch of rows at a time
+        // so only the traces themselves, not all their column data, are held at once.
+        let mut rows_read = 0;
+        while rows_read < row_count {
+            let batch = (row_count - rows_read).min(READ_BATCH_ROWS);
+            let columns = readers
+                .iter_mut()
+                .enumerate()
+                .map(|(leaf, reader)| read_from(reader, leaf, 0, batch))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut assembler = Assembler::new(&root, &columns);
+            for _ in 0..batch {
+                let row = assembler.next_record()?;
+                traces.push(row::row_to_trace(&row, &mapping)?);
+            }
+            if !assembler.is_done() {
+                return Err(VParquetError::Malformed(format!(
+                    "row group {row_group_index} has column data beyond its rows"
+                )));
+            }
+            rows_read += batch;
+        }
+    }
+    Ok(traces)
+}
+
+/// Rows decoded together by `read_traces`; tiny in tests so batch boundaries are exercised.
+const READ_BATCH_ROWS: usize = if cfg!(test) { 7 } else { 1024 };
+
+/// The `parquet` crate asserts on some footer values instead of returning errors; a corrupt
+/// file must still be an error, so any panic left inside a read becomes one.
+fn guard_against_panics<T>(
+    read: impl FnOnce() -> Result<T, VParquetError>,
+) -> Result<T, VParquetError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)) {
+        Ok(result) => result,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|text| text.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_string());
+            Err(VParquetError::Malformed(format!(
+                "the parquet reader failed on this file: {message}"
+            )))
+        }
+    }
+}
+
+/// Checks the schema and the column chunk ranges the parquet crate would otherwise assert on.
+fn check_file<R: ChunkReader + 'static>(
+    file: &SerializedFileReader<R>,
+) -> Result<(), VParquetError> {
+    let metadata = file.metadata();
+    check_schema(metadata.file_metadata().schema_descr())?;
+    for (row_group_index, row_group) in metadata.row_groups().iter().enumerate() {
+        if row_group.num_columns() != schema::LEAF_COUNT {
+            return Err(VParquetError::Malformed(format!(
+                "row group {row_group_index} has {} column chunks",
+                row_group.num_columns()
+            )));
+        }
+        for (leaf, column) in row_group.columns().iter().enumerate() {
+            let start = column
+                .dictionary_page_offset()
+                .unwrap_or(column.data_page_offset());
+            let valid = start >= 0
+                && column.data_page_offset() >= 0
+                && column.compressed_size() >= 0
+                && start.checked_add(column.compressed_size()).is_some();
+            if !valid {
+                return Err(VParquetError::Malformed(format!(
+                    "row group {row_group_index} column {leaf} has an invalid byte range"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Tempo binds columns by position, so a file is only read if every leaf matches ours.
+fn check_schema(file_schema: &SchemaDescriptor) -> Result<(), VParquetError> {
+    let expected = schema::schema_descriptor();
+    if file_schema.num_columns() != expected.num_columns() {
+        return Err(VParquetError::SchemaMismatch(format!(
+            "{} leaf columns, expected {}",
+            file_schema.num_columns(),
+            expected.num_columns()
+        )));
+    }
+    for (index, (found, wanted)) in file_schema
+        .columns()
+        .iter()
+        .zip(expected.columns())
+        .enumerate()
+    {
+        let same = found.path() == wanted.path()
+            && found.physical_type() == wanted.physical_type()
+            && found.max_def_level() == wanted.max_def_level()
+            && found.max_rep_level() == wanted.max_rep_level();
+        if !same {
+            return Err(VParquetError::SchemaMismatch(format!(
+                "leaf {index} is {} {} (def {}, rep {}), expected {} {} (def {}, rep {})",
+                found.path(),
+                found.physical_type(),
+                found.max_def_level(),
+                found.max_rep_level(),
+                wanted.path(),
+                wanted.physical_type(),
+                wanted.max_def_level(),
+                wanted.max_rep_level()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Values and levels of `count` rows starting at row `skip`, for every leaf.
+fn read_row_range(
+    row_group: &dyn RowGroupReader,
+    skip: usize,
+    count: usize,
+) -> Result<Vec<LeafColumn>, VParquetError> {
+    (0..schema::LEAF_COUNT)
+        .map(|leaf| read_leaf(row_group, leaf, skip, count))
+        .collect()
+}
+
+fn read_leaf(
+    row_group: &dyn RowGroupReader,
+    leaf: usize,
+    skip: usize,
+    count: usize,
+) -> Result<LeafColumn, VParquetError> {
+    let mut reader = row_group.get_column_reader(leaf)?;
+    read_from(&mut reader, leaf, skip, count)
+}
+
+/// Reads `count` rows after skipping `skip`, continuing where the reader stopped.
+fn read_from(
+    reader: &mut ColumnReader,
+    leaf: usize,
+    skip: usize,
+    count: usize,
+) -> Result<LeafColumn, VParquetError> {
+    let (values, def_levels, rep_levels) = match reader {
+        ColumnReader::BoolColumnReader(typed) => {
+            let (values, def, rep) = read_typed(typed, skip, count, leaf)?;
+            (LeafValues::Bool(values), def, rep)
+        }
+        ColumnReader::Int32ColumnReader(typed) => {
+            let (values, def, rep) = read_typed(typed, skip, count, leaf)?;
+            (LeafValues::Int32(values), def, rep)
+        }
+        ColumnReader::Int64ColumnReader(typed) => {
+            let (values, def, rep) = read_typed(typed, skip, count, leaf)?;
+            (LeafValues::Int64(values), def, rep)
+        }
+        ColumnReader::DoubleColumnReader(typed) => {
+            let (values, def, rep) = read_typed(typed, skip, count, leaf)?;
+            (LeafValues::Double(values), def, rep)
+        }
+        ColumnReader::ByteArrayColumnReader(typed) => {
+            let (values, def, rep) = read_typed(typed, skip, count, leaf)?;
+            (LeafValues::Bytes(values), def, rep)
+        }
+        _ => {
+            return Err(VParquetError::SchemaMismatch(format!(
+                "leaf {leaf} has an unexpected physical type"
+            )))
+        }
+    };
+    Ok(LeafColumn {
+        values,
+        def_levels,
+        rep_levels,
+    })
+}
+
+type TypedColumn<T> = (Vec<<T as DataType>::T>, Vec<i16>, Vec<i16>);
+
+fn read_typed<T: DataType>(
+    reader: &mut ColumnReaderImpl<T>,
+    skip: usize,
+    count: usize,
+    leaf: usize,
+) -> Result<TypedColumn<T>, VParquetError> {
+    if skip > 0 {
+        let skipped = reader.skip_records(skip)?;
+        if skipped != skip {
+            return Err(VParquetError::Malformed(format!(
+                "column {leaf} has {skipped} rows, needed more than {skip}"
+            )));
+        }
+    }
+    let mut values = Vec::new();
+    let mut def_levels = Vec::new();
+    let mut rep_levels = Vec::new();
+    let mut records = 0;
+    while records < count {
+        let (read, _, _) = reader.read_records(
+            count - records,
+            Some(&mut def_levels),
+            Some(&mut rep_levels),
+            &mut values,
+        )?;
+        if read == 0 {
+            break;
+        }
+        records += read;
+    }
+    if records != count {
+        return Err(VParquetError::Malformed(format!(
+            "column {leaf} ended after {records} of {count} rows"
+        )));
+    }
+    // Columns without levels read none; the assembler wants one level per entry everywhere.
+    if def_levels.is_empty() && rep_levels.is_empty() && !values.is_empty() {
+        def_levels = vec![0; values.len()];
+        rep_levels = vec![0; values.len()];
+    } else if rep_levels.len() < def_levels.len() {
+        rep_levels.resize(def_levels.len(), 0);
+    }
+    Ok((values, def_levels, rep_levels))
+}
