@@ -7,6 +7,8 @@ pub mod cache;
 pub mod index;
 pub mod meta;
 pub mod reader;
+mod store;
 pub mod vparquet4;
 
 pub use backend::StorageConfig;
+pub use store::{Store, StoreError, StoreStats, StoreStatsSnapshot};

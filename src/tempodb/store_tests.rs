@@ -81,7 +81,7 @@ fn local_config(path: &FsPath) -> StorageConfig {
             path: path.to_path_buf(),
         },
         // Small shards so the written blocks have several.
-        bloom_filter_shard_size_bytes: 64,
+        bloom_filter_shard_size_bytes: 16,
         ..StorageConfig::default()
     }
 }
@@ -333,7 +333,7 @@ fn make_trace(id: &TraceId, service: &str, first_span: u64, span_count: u64, sta
     let spans = (first_span..first_span + span_count)
         .map(|index| Span {
             trace_id: id.as_bytes().to_vec(),
-            span_id: index.to_be_bytes().to_vec(),
+            span_id: (index + 1).to_be_bytes().to_vec(),
             name: format!("operation-{index}"),
             kind: 2,
             start_time_unix_nano: start + index * 1_000,
@@ -394,11 +394,12 @@ async fn written_blocks_survive_a_restart_and_combine_across_blocks() {
             assert_eq!(meta.total_objects, 41);
             assert_eq!(meta.replication_factor, 1);
             assert_eq!(meta.compaction_level, 0);
-            assert!(meta.bloom_shards > 1, "64-byte shards give several");
+            assert!(meta.bloom_shards > 1, "16-byte shards give several");
             assert!(meta.total_records >= 1);
+            // The earliest span is the shared trace's, which starts `block` µs after `base`.
             assert_eq!(
                 meta.start_time,
-                crate::tempodb::meta::time_from_unix_nano(base)
+                crate::tempodb::meta::time_from_unix_nano(base + block * 1_000)
             );
             written_ids.push(meta.block_id);
         }
@@ -471,7 +472,7 @@ async fn written_blocks_survive_a_restart_and_combine_across_blocks() {
     assert_eq!(
         span_ids(&combined),
         (0..3u64)
-            .map(|index| index.to_be_bytes().to_vec())
+            .map(|index| (index + 1).to_be_bytes().to_vec())
             .collect()
     );
     assert!(store
@@ -617,4 +618,64 @@ async fn poller_picks_up_blocks_from_another_writer_and_stops() {
         .await
         .expect("poller stops on shutdown")
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement, run by hand"]
+async fn measure_lookup_latency() {
+    let bucket = tempfile::tempdir().unwrap();
+    let config = StorageConfig {
+        local: LocalConfig {
+            path: bucket.path().to_path_buf(),
+        },
+        ..StorageConfig::default()
+    };
+    let store = Store::open(config.clone()).await.unwrap();
+    let mut ids = Vec::new();
+    let write_started = Instant::now();
+    for block in 0..10u64 {
+        let traces: Vec<_> = (0..2000u64)
+            .map(|index| {
+                let id = trace_id(block * 100_000 + index * 7919 % 100_000);
+                (
+                    id,
+                    make_trace(
+                        &id,
+                        "svc",
+                        0,
+                        5,
+                        1_700_000_000_000_000_000 + block * 1_000_000_000,
+                    ),
+                )
+            })
+            .collect();
+        ids.extend(traces.iter().step_by(100).map(|(id, _)| *id));
+        store.write_block("bench", traces).await.unwrap();
+    }
+    eprintln!(
+        "wrote 10 blocks x 2000 traces in {:?}",
+        write_started.elapsed()
+    );
+    let store = Store::open(config).await.unwrap();
+    for pass in ["cold", "warm"] {
+        let mut latencies = Vec::new();
+        for id in &ids {
+            let started = Instant::now();
+            assert!(store
+                .find_trace_by_id("bench", id, None)
+                .await
+                .unwrap()
+                .is_some());
+            latencies.push(started.elapsed());
+        }
+        latencies.sort();
+        eprintln!(
+            "{pass}: {} lookups over 10 blocks: p50 {:?} p99 {:?} max {:?}; {:?}",
+            latencies.len(),
+            latencies[latencies.len() / 2],
+            latencies[latencies.len() * 99 / 100],
+            latencies[latencies.len() - 1],
+            store.stats().snapshot()
+        );
+    }
 }
