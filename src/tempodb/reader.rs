@@ -8,7 +8,7 @@
 //! one request.
 
 use std::io::Read;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -144,6 +144,9 @@ struct ReaderInner {
     tail: FooterTail,
     windows: Mutex<Vec<Window>>,
     requests: AtomicU64,
+    /// Set when a read found the object gone, so the caller can tell "deleted" from "corrupt"
+    /// through the Parquet reader's opaque errors.
+    missing: AtomicBool,
 }
 
 struct Window {
@@ -169,6 +172,7 @@ impl ObjectChunkReader {
                 tail,
                 windows: Mutex::new(Vec::new()),
                 requests: AtomicU64::new(0),
+                missing: AtomicBool::new(false),
             }),
         }
     }
@@ -176,6 +180,11 @@ impl ObjectChunkReader {
     /// Requests this reader has sent so far (the footer fetch not included).
     pub fn request_count(&self) -> u64 {
         self.inner.requests.load(Ordering::Relaxed)
+    }
+
+    /// Whether a read found the object deleted.
+    pub fn object_missing(&self) -> bool {
+        self.inner.missing.load(Ordering::Relaxed)
     }
 
     fn read_range(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
@@ -215,7 +224,12 @@ impl ObjectChunkReader {
         let fetched = inner
             .runtime
             .block_on(inner.store.get_range(&inner.path, fetch_start..fetch_end))
-            .map_err(|error| ParquetError::External(Box::new(error)))?;
+            .map_err(|error| {
+                if matches!(error, object_store::Error::NotFound { .. }) {
+                    inner.missing.store(true, Ordering::Relaxed);
+                }
+                ParquetError::External(Box::new(error))
+            })?;
         inner.requests.fetch_add(1, Ordering::Relaxed);
         if (fetched.len() as u64) != fetch_end - fetch_start {
             return Err(ParquetError::EOF(format!(

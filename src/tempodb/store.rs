@@ -718,11 +718,24 @@ impl Store {
             elapsed_us = started.elapsed().as_micros() as u64,
             "block read"
         );
-        result.map_err(|source| StoreError::Read {
-            tenant: tenant.to_string(),
-            block_id,
-            source,
-        })
+        match result {
+            Ok(found) => Ok(found),
+            Err(_) if request_counter.object_missing() => {
+                if self.forget_if_gone(tenant, tenant_key, block_id).await {
+                    return Ok(None);
+                }
+                Err(StoreError::CorruptBlock {
+                    tenant: tenant.to_string(),
+                    block_id,
+                    reason: format!("{DATA_OBJECT} is missing but meta.json is not"),
+                })
+            }
+            Err(source) => Err(StoreError::Read {
+                tenant: tenant.to_string(),
+                block_id,
+                source,
+            }),
+        }
     }
 
     /// One bloom shard of a block, from the cache or the bucket.

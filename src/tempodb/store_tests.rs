@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
+use futures::TryStreamExt;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{
@@ -678,4 +679,91 @@ async fn measure_lookup_latency() {
             store.stats().snapshot()
         );
     }
+}
+
+#[tokio::test]
+async fn large_objects_go_up_as_multipart_uploads() {
+    let bucket: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let store = Store::open_with_backend(StorageConfig::default(), bucket.clone())
+        .await
+        .unwrap();
+    let data: Vec<u8> = (0..SINGLE_PUT_BYTES + 3 * MULTIPART_CHUNK_BYTES + 17)
+        .map(|offset| (offset % 253) as u8)
+        .collect();
+    let path = Path::from("t/big/data.parquet");
+    store
+        .put_large(&path, Bytes::from(data.clone()))
+        .await
+        .unwrap();
+    let stored = bucket.get(&path).await.unwrap().bytes().await.unwrap();
+    assert_eq!(stored.len(), data.len());
+    assert!(stored == data, "multipart upload changed the bytes");
+}
+
+#[tokio::test]
+async fn a_block_deleted_behind_the_stores_back_is_skipped_and_dropped() {
+    let bucket: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let store = Store::open_with_backend(StorageConfig::default(), bucket.clone())
+        .await
+        .unwrap();
+    let kept = trace_id(1);
+    let doomed = trace_id(2);
+    store
+        .write_block("t", vec![(kept, make_trace(&kept, "svc", 0, 1, 1_000))])
+        .await
+        .unwrap();
+    let gone = store
+        .write_block("t", vec![(doomed, make_trace(&doomed, "svc", 0, 1, 1_000))])
+        .await
+        .unwrap();
+
+    // Another writer (Tempo's retention) deletes the second block entirely.
+    let objects: Vec<ObjectMeta> = bucket
+        .list(Some(&Path::from(format!("t/{}", gone.block_id))))
+        .try_collect()
+        .await
+        .unwrap();
+    for object in objects {
+        bucket.delete(&object.location).await.unwrap();
+    }
+    assert!(store
+        .find_trace_by_id("t", &doomed, None)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        store.blocks("t").len(),
+        1,
+        "the vanished block is dropped without waiting for a poll"
+    );
+    assert!(store
+        .find_trace_by_id("t", &kept, None)
+        .await
+        .unwrap()
+        .is_some());
+
+    // Data missing under a live meta.json is an error, not an empty answer.
+    let broken = store.blocks("t")[0].block_id;
+    bucket
+        .delete(&Path::from(format!("t/{broken}/data.parquet")))
+        .await
+        .unwrap();
+    let error = store.find_trace_by_id("t", &kept, None).await.unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "tenant \"t\": block {broken} is corrupt: data.parquet is missing but meta.json is not"
+        )
+    );
+    // Without a cached footer the same is an error too.
+    let fresh = Store::open_with_backend(StorageConfig::default(), bucket.clone())
+        .await
+        .unwrap();
+    let error = fresh.find_trace_by_id("t", &kept, None).await.unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains(&format!("block {broken}: read data.parquet failed")),
+        "{error}"
+    );
 }
