@@ -183,6 +183,7 @@ mod tests {
             attributes: vec![KeyValue {
                 key: "service.name".into(),
                 value: Some(AnyValue { value: Some(any_value::Value::StringValue(name.into())) }),
+                ..Default::default()
             }],
             ..Default::default()
         })
