@@ -513,6 +513,10 @@ impl Ingester {
     /// live traces are completed first (shutdown).
     async fn cut(&self, reason: &'static str, complete_everything: bool) -> CutOutcome {
         let _one_cut_at_a_time = self.cut_lock.lock().await;
+        // A background round that raced with shutdown: the shutdown cut covers it.
+        if self.shutting_down.load(Ordering::Acquire) && !complete_everything {
+            return CutOutcome::default();
+        }
         let mut outcome = CutOutcome::default();
         let new_sequence = match self.wal_request(|ack| WalCommand::Rotate { ack }).await {
             Ok(sequence) => sequence,

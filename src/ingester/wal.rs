@@ -600,13 +600,7 @@ fn run_writer(
                 }
                 WalCommand::CarryOver { records, ack } => {
                     commit(&mut writer, &mut buffer, &mut waiting, target.as_ref());
-                    let mut carry_buffer = Vec::new();
-                    for record in &records {
-                        encode_record(&record.tenant, &record.pieces, &mut carry_buffer);
-                    }
-                    // Always synced: old segments are deleted on the strength of it.
-                    let result = writer.write_records(&carry_buffer, true);
-                    let _ = ack.send(result);
+                    let _ = ack.send(carry_over(&mut writer, &records));
                 }
                 WalCommand::Rotate { ack } => {
                     commit(&mut writer, &mut buffer, &mut waiting, target.as_ref());
@@ -630,6 +624,21 @@ fn run_writer(
         }
     }
     tracing::debug!(sequence = writer.sequence, "wal writer stopped");
+}
+
+/// Re-logs `records` in chunks of bounded size, then syncs whatever the policy: old segments
+/// are deleted on the strength of it. A failure part-way leaves whole records only, which
+/// replay as harmless duplicates.
+fn carry_over(writer: &mut SegmentWriter, records: &[WalRecord]) -> io::Result<()> {
+    let mut chunk = Vec::new();
+    for record in records {
+        encode_record(&record.tenant, &record.pieces, &mut chunk);
+        if chunk.len() >= MAX_COMMIT_BYTES {
+            writer.write_records(&chunk, false)?;
+            chunk.clear();
+        }
+    }
+    writer.write_records(&chunk, true)
 }
 
 /// Writes the queued appends as one batch, syncs per policy, makes them visible, acknowledges.
