@@ -1,6 +1,7 @@
 //! Tests of the whole ingester against real files and a recording block sink.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write as _;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
@@ -773,4 +774,233 @@ async fn push_throughput_figures() {
         .expect("bench run");
         println!("{figures}");
     }
+}
+
+/// Environment variable that turns the crash test's re-executed child into the ingesting side.
+const CRASH_CHILD_ENV: &str = "VIVACE_INGESTER_CRASH_CHILD";
+
+/// A block sink that makes each block durable as a file (written, synced, renamed), so that
+/// what a killed process flushed can be checked after it died.
+struct FileSink {
+    dir: std::path::PathBuf,
+}
+
+#[async_trait]
+impl BlockSink for FileSink {
+    async fn write_block(
+        &self,
+        tenant: &str,
+        traces: Vec<(TraceId, Trace)>,
+    ) -> Result<BlockMeta, anyhow::Error> {
+        let meta = placeholder_meta(tenant, &traces);
+        let mut bytes = Vec::new();
+        for (trace_id, trace) in &traces {
+            let encoded = trace.encode_to_vec();
+            bytes.extend_from_slice(trace_id.as_bytes());
+            bytes.extend_from_slice(&(encoded.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(&encoded);
+        }
+        let dir = self.dir.clone();
+        let name = meta.block_id.to_string();
+        tokio::task::spawn_blocking(move || -> io::Result<()> {
+            let temporary = dir.join(format!("{name}.tmp"));
+            let mut file = std::fs::File::create(&temporary)?;
+            io::Write::write_all(&mut file, &bytes)?;
+            file.sync_all()?;
+            std::fs::rename(&temporary, dir.join(format!("{name}.block")))?;
+            std::fs::File::open(&dir)?.sync_all()
+        })
+        .await??;
+        Ok(meta)
+    }
+}
+
+/// Span numbers per trace number across every block file in `dir`.
+fn spans_in_block_files(dir: &Path) -> BTreeMap<TraceId, BTreeSet<u64>> {
+    let mut found: BTreeMap<TraceId, BTreeSet<u64>> = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).expect("blocks dir") {
+        let path = entry.expect("entry").path();
+        if path.extension().and_then(|extension| extension.to_str()) != Some("block") {
+            continue;
+        }
+        let bytes = std::fs::read(&path).expect("read block");
+        let mut offset = 0;
+        while offset < bytes.len() {
+            let mut id = [0u8; 16];
+            id.copy_from_slice(&bytes[offset..offset + 16]);
+            let mut length = [0u8; 4];
+            length.copy_from_slice(&bytes[offset + 16..offset + 20]);
+            let length = u32::from_le_bytes(length) as usize;
+            let trace = Trace::decode(&bytes[offset + 20..offset + 20 + length])
+                .expect("decode block trace");
+            found
+                .entry(TraceId(id))
+                .or_default()
+                .extend(span_ids(&trace));
+            offset += 20 + length;
+        }
+    }
+    found
+}
+
+/// The trace ID of a crash-test trace number (wider than `trace_id`).
+fn crash_trace(number: u64, span: u64) -> (TraceId, Trace) {
+    let (_, mut trace) = trace_with_spans(0, &[span]);
+    let mut id = [0x77u8; 16];
+    id[8..].copy_from_slice(&(number + 1).to_be_bytes());
+    for batch in &mut trace.resource_spans {
+        for scope_batch in &mut batch.scope_spans {
+            for one_span in &mut scope_batch.spans {
+                one_span.trace_id = id.to_vec();
+            }
+        }
+    }
+    (TraceId(id), trace)
+}
+
+fn crash_config(dir: &Path) -> IngesterConfig {
+    IngesterConfig {
+        wal_path: dir.join("wal"),
+        wal_fsync: WalFsync::Always,
+        wal_segment_max_bytes: 64 * 1024,
+        trace_idle_period: Duration::from_millis(30),
+        max_block_duration: Duration::from_millis(100),
+        flush_check_period: Duration::from_millis(10),
+        complete_block_timeout: Duration::ZERO,
+        ..IngesterConfig::default()
+    }
+}
+
+/// The child: ingest without end, printing each acknowledged span, until killed.
+fn run_crash_child(dir: &Path) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let sink = Arc::new(FileSink {
+            dir: dir.join("blocks"),
+        });
+        let ingester = Ingester::open(crash_config(dir), sink)
+            .await
+            .expect("child open");
+        let _background = ingester.spawn_background();
+        let mut tasks = Vec::new();
+        for task in 0..4u64 {
+            let ingester = ingester.clone();
+            tasks.push(tokio::spawn(async move {
+                for push in 0u64.. {
+                    // Each task cycles through its own 8 traces, so some go idle and get cut
+                    // while others keep growing across cuts.
+                    let number = task * 1000 + push % 8 + (push / 64) * 8;
+                    if ingester
+                        .push("acme", vec![crash_trace(number, push)])
+                        .await
+                        .is_ok()
+                    {
+                        let mut stdout = io::stdout().lock();
+                        let _ = writeln!(stdout, "ack {number} {push}");
+                        let _ = stdout.flush();
+                    }
+                }
+            }));
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+    });
+}
+
+#[test]
+fn kill_nine_during_ingest_loses_nothing_acknowledged() {
+    if let Ok(dir) = std::env::var(CRASH_CHILD_ENV) {
+        run_crash_child(Path::new(&dir));
+        return;
+    }
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("blocks")).expect("blocks dir");
+    /// Kills the child however this test ends, so no ingesting process outlives it.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "ingester::tests::kill_nine_during_ingest_loses_nothing_acknowledged",
+            "--nocapture",
+        ])
+        .env(CRASH_CHILD_ENV, dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn the ingesting child");
+    let mut child = KillOnDrop(child);
+    let stdout = child.0.stdout.take().expect("child stdout");
+    let mut acknowledged: Vec<(u64, u64)> = Vec::new();
+    for line in io::BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        let mut fields = line
+            .strip_prefix("ack ")
+            .into_iter()
+            .flat_map(|rest| rest.split(' '));
+        let number = fields.next().and_then(|field| field.parse::<u64>().ok());
+        let push = fields.next().and_then(|field| field.parse::<u64>().ok());
+        if let (Some(number), Some(push)) = (number, push) {
+            acknowledged.push((number, push));
+        }
+        // Enough acknowledged pushes that cuts, carry-overs and deletions have happened.
+        if acknowledged.len() >= 4000 {
+            break;
+        }
+    }
+    // SIGKILL: no destructor, no final sync, no shutdown cut.
+    drop(child);
+    assert!(
+        acknowledged.len() >= 4000,
+        "the child stopped early after {} pushes",
+        acknowledged.len()
+    );
+    let blocks_written = std::fs::read_dir(dir.path().join("blocks"))
+        .expect("blocks")
+        .count();
+    assert!(
+        blocks_written > 0,
+        "the child cut blocks before it was killed"
+    );
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let sink = Arc::new(RecordingSink::default());
+    let reopened = runtime
+        .block_on(Ingester::open(crash_config(dir.path()), sink))
+        .expect("reopen after kill -9");
+    let in_blocks = spans_in_block_files(&dir.path().join("blocks"));
+    let mut missing = Vec::new();
+    for (number, push) in &acknowledged {
+        let (trace_id, _) = crash_trace(*number, *push);
+        let in_head = reopened
+            .find_trace_by_id("acme", &trace_id)
+            .is_some_and(|trace| span_ids(&trace).contains(push));
+        let in_block = in_blocks
+            .get(&trace_id)
+            .is_some_and(|spans| spans.contains(push));
+        if !in_head && !in_block {
+            missing.push((*number, *push));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged spans lost, e.g. {:?}",
+        missing.len(),
+        acknowledged.len(),
+        &missing[..missing.len().min(5)]
+    );
 }
