@@ -2,7 +2,7 @@
 //! its block is written. Traces are kept as the encoded protobuf pieces they arrived in, which
 //! is both the cheapest form to hold and exactly what the log re-appends at a cut.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +22,9 @@ pub(crate) const PIECE_OVERHEAD_BYTES: u64 = 64;
 pub(crate) fn piece_cost(piece: &Bytes) -> u64 {
     piece.len() as u64 + PIECE_OVERHEAD_BYTES
 }
+
+/// Pieces already replayed, per tenant; lives only while the log is replayed.
+pub(crate) type ReplaySeen = HashMap<String, HashSet<(TraceId, Bytes)>>;
 
 /// A trace still receiving spans.
 struct LiveTrace {
@@ -209,17 +212,25 @@ impl Head {
         }
     }
 
-    /// Adds replayed pieces, skipping exact copies of pieces the trace already holds (a crash
-    /// during a carry-over leaves a piece in two segments); returns the bytes added.
+    /// Adds replayed pieces, skipping exact copies of pieces already replayed (a crash during
+    /// a carry-over leaves a piece in two segments); returns the bytes added. `seen` holds
+    /// every piece replayed so far: hashing the content makes each check O(1), and equal
+    /// hashes are confirmed byte for byte, so no distinct piece is ever dropped.
     pub fn append_replayed(
         &mut self,
         tenant: &str,
         pieces: Vec<(TraceId, Bytes)>,
         now: Instant,
+        seen: &mut ReplaySeen,
     ) -> u64 {
+        let tenant_seen = seen.entry(tenant.to_string()).or_default();
         let tenant_head = self.tenant_mut(tenant);
         let mut added = 0;
         for (trace_id, piece) in pieces {
+            // The set shares the piece's buffer: a handle, not a copy.
+            if !tenant_seen.insert((trace_id, piece.clone())) {
+                continue;
+            }
             let live = tenant_head
                 .live
                 .entry(trace_id)
@@ -229,9 +240,6 @@ impl Head {
                     first_append: now,
                     last_append: now,
                 });
-            if live.pieces.contains(&piece) {
-                continue;
-            }
             let cost = piece_cost(&piece);
             live.pieces.push(piece);
             live.bytes += cost;
@@ -661,7 +669,9 @@ mod tests {
     fn replay_skips_exact_duplicates() {
         let mut head = Head::default();
         let now = Instant::now();
-        let first = head.append_replayed("t", vec![(TraceId([1; 16]), piece(1, 10))], now);
+        let mut seen = ReplaySeen::default();
+        let first =
+            head.append_replayed("t", vec![(TraceId([1; 16]), piece(1, 10))], now, &mut seen);
         let again = head.append_replayed(
             "t",
             vec![
@@ -669,10 +679,17 @@ mod tests {
                 (TraceId([1; 16]), piece(2, 10)),
             ],
             now,
+            &mut seen,
         );
         assert_eq!(first, 10 + PIECE_OVERHEAD_BYTES);
         assert_eq!(again, 10 + PIECE_OVERHEAD_BYTES);
         assert_eq!(head.pieces_of("t", &TraceId([1; 16])).len(), 2);
+        // The same bytes under another tenant or trace are a different piece.
+        let other_tenant =
+            head.append_replayed("u", vec![(TraceId([1; 16]), piece(1, 10))], now, &mut seen);
+        let other_trace =
+            head.append_replayed("t", vec![(TraceId([2; 16]), piece(1, 10))], now, &mut seen);
+        assert_eq!(other_tenant + other_trace, 2 * (10 + PIECE_OVERHEAD_BYTES));
     }
 
     #[test]

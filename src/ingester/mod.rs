@@ -721,10 +721,12 @@ fn start_wal(
     let lock = wal::lock_dir(&dir).map_err(|source| io_error("lock the wal directory", source))?;
     let replayed_at = Instant::now();
     let mut replayed_bytes = 0;
+    let mut seen = head::ReplaySeen::default();
     let report = {
         let mut head = shared.head.lock();
         wal::replay(&dir, |record| {
-            replayed_bytes += head.append_replayed(&record.tenant, record.pieces, replayed_at);
+            replayed_bytes +=
+                head.append_replayed(&record.tenant, record.pieces, replayed_at, &mut seen);
         })
         .map_err(|source| io_error("replay the wal in", source))?
     };

@@ -460,7 +460,13 @@ impl SegmentWriter {
     }
 
     fn rotate(&mut self) -> io::Result<u64> {
-        if !self.broken {
+        if self.broken {
+            // Acknowledged records before the damage may still be unsynced (interval, never):
+            // try, but a segment known to be damaged must not stop the log from moving on.
+            if let Err(error) = self.sync() {
+                tracing::error!(sequence = self.sequence, %error, "fsync of a damaged wal segment failed");
+            }
+        } else {
             self.sync()?;
         }
         let next = self.sequence + 1;
