@@ -507,6 +507,61 @@ async fn overload_when_the_head_is_full() {
         .expect("room again");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_wal_queue_is_overloaded_not_queued() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = IngesterConfig {
+        wal_queue_capacity: 2,
+        ..test_config(dir.path())
+    };
+    let ingester = Ingester::open(config, Arc::new(RecordingSink::default()))
+        .await
+        .expect("open");
+    // Stall the writer: after its first write it waits for the head lock held here.
+    let stalled_head = ingester.shared.head.lock();
+    let mut pushes = Vec::new();
+    for number in 0..8u8 {
+        let ingester = ingester.clone();
+        pushes.push(tokio::spawn(async move {
+            ingester
+                .push("acme", vec![trace_with_spans(number, &[1])])
+                .await
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // Not stats(): it takes the head lock held above.
+    while ingester.counters.pushes_refused.load(Ordering::SeqCst) == 0 && Instant::now() < deadline
+    {
+        tokio::task::yield_now().await;
+    }
+    drop(stalled_head);
+    let mut refused = 0;
+    for push in pushes {
+        match push.await.expect("push task") {
+            Ok(()) => {}
+            Err(error) => {
+                assert_eq!(error.http_status(), 429);
+                assert_eq!(
+                    error.to_string(),
+                    "ingester overloaded: wal_queue_capacity limit of 2 pushes waiting for the wal reached"
+                );
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused > 0, "some pushes found the queue full");
+    assert!(
+        refused <= 6,
+        "at least wal_queue_capacity pushes got through: {refused} refused"
+    );
+    // Refused pushes gave their reservation back.
+    let accepted = 8 - refused;
+    assert_eq!(ingester.stats().live_traces, accepted as u64);
+    let (_, sample) = trace_with_spans(0, &[1]);
+    let one_push = piece_cost(&Bytes::from(sample.encode_to_vec()));
+    assert_eq!(ingester.stats().head_bytes, one_push * accepted as u64);
+}
+
 #[tokio::test]
 async fn kept_flushed_traces_stay_readable_and_give_way_under_pressure() {
     let dir = tempfile::tempdir().expect("tempdir");
