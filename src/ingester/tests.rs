@@ -517,8 +517,17 @@ async fn full_wal_queue_is_overloaded_not_queued() {
     let ingester = Ingester::open(config, Arc::new(RecordingSink::default()))
         .await
         .expect("open");
-    // Stall the writer: after its first write it waits for the head lock held here.
-    let stalled_head = ingester.shared.head.lock();
+    // Stall the writer: after its first write it waits for the head lock, held by a thread
+    // until told to let go.
+    let (locked_sender, locked) = std::sync::mpsc::channel::<()>();
+    let (release, release_receiver) = std::sync::mpsc::channel::<()>();
+    let shared = ingester.shared.clone();
+    let holder = std::thread::spawn(move || {
+        let _stalled_head = shared.head.lock();
+        let _ = locked_sender.send(());
+        let _ = release_receiver.recv();
+    });
+    locked.recv().expect("head locked");
     let mut pushes = Vec::new();
     for number in 0..8u8 {
         let ingester = ingester.clone();
@@ -534,7 +543,8 @@ async fn full_wal_queue_is_overloaded_not_queued() {
     {
         tokio::task::yield_now().await;
     }
-    drop(stalled_head);
+    release.send(()).expect("release the head");
+    holder.join().expect("lock holder");
     let mut refused = 0;
     for push in pushes {
         match push.await.expect("push task") {
