@@ -39,7 +39,7 @@
 //! A torn or damaged tail of the last segment is truncated (and logged with its size); damage
 //! in an earlier segment skips that segment's remainder. Replay never panics on log contents.
 //! Replayed data may exceed `max_head_bytes`; pushes are then refused until blocks are cut.
-//! See [`wal`] for the record format.
+//! The record format is documented in `src/ingester/wal.rs`.
 
 pub mod bench;
 mod config;
