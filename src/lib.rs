@@ -2,5 +2,6 @@
 //! data flow reads from the folder names: receiver → distributor → ingester → tempodb →
 //! querier → api.
 
+pub mod ingester;
 pub mod model;
 pub mod tempodb;

@@ -1,0 +1,703 @@
+//! The head: every trace the ingester holds in memory, per tenant, from its first span until
+//! its block is written. Traces are kept as the encoded protobuf pieces they arrived in, which
+//! is both the cheapest form to hold and exactly what the log re-appends at a cut.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use prost::Message;
+
+use super::wal::{AppendTarget, WalRecord, CARRY_OVER_RECORD_BYTES};
+use crate::model::{combine, Trace, TraceId};
+
+/// What one piece costs beyond its bytes (ID, handle, vector slot), so a flood of tiny pieces
+/// still counts against `max_head_bytes`.
+pub(crate) const PIECE_OVERHEAD_BYTES: u64 = 64;
+
+/// The memory a piece is charged for.
+pub(crate) fn piece_cost(piece: &Bytes) -> u64 {
+    piece.len() as u64 + PIECE_OVERHEAD_BYTES
+}
+
+/// Pieces already replayed, per tenant; lives only while the log is replayed.
+pub(crate) type ReplaySeen = HashMap<String, HashSet<(TraceId, Bytes)>>;
+
+/// A trace still receiving spans.
+struct LiveTrace {
+    pieces: Vec<Bytes>,
+    bytes: u64,
+    first_append: Instant,
+    last_append: Instant,
+}
+
+/// A trace that went idle and waits for the next cut.
+struct CompletedTrace {
+    pieces: Vec<Bytes>,
+    bytes: u64,
+}
+
+/// Complete traces of one tenant on their way into one block. Immutable once cut, so it is
+/// read without the head lock while queries still find its traces.
+#[derive(Debug)]
+pub(crate) struct FlushBatch {
+    pub tenant: String,
+    pub traces: HashMap<TraceId, Vec<Bytes>>,
+    pub bytes: u64,
+}
+
+impl FlushBatch {
+    /// Decodes and combines the pieces of each trace, for the block sink. Pieces that do not
+    /// decode (a bug or damaged memory, never expected) are logged and left out.
+    pub fn decode(&self) -> Vec<(TraceId, Trace)> {
+        let mut traces = Vec::with_capacity(self.traces.len());
+        for (trace_id, pieces) in &self.traces {
+            if let Some(trace) = decode_pieces(trace_id, pieces) {
+                traces.push((*trace_id, trace));
+            }
+        }
+        traces
+    }
+
+    /// The batch as log records, for carrying it into a new segment while it is not in a block.
+    pub fn records(&self) -> Vec<WalRecord> {
+        let mut records = RecordChunker::new(&self.tenant);
+        for (trace_id, pieces) in &self.traces {
+            records.add(trace_id, pieces);
+        }
+        records.finish()
+    }
+}
+
+/// Combines encoded pieces of one trace; `None` if none of them decodes.
+pub(crate) fn decode_pieces(trace_id: &TraceId, pieces: &[Bytes]) -> Option<Trace> {
+    let mut decoded = Vec::with_capacity(pieces.len());
+    for piece in pieces {
+        match Trace::decode(piece.as_ref()) {
+            Ok(trace) => decoded.push(trace),
+            Err(error) => {
+                tracing::error!(trace_id = %trace_id, %error, "skipping a trace piece that does not decode")
+            }
+        }
+    }
+    if decoded.is_empty() {
+        return None;
+    }
+    if decoded.len() == 1 {
+        return decoded.pop();
+    }
+    Some(combine(decoded))
+}
+
+/// Builds log records of at most about [`CARRY_OVER_RECORD_BYTES`] each.
+struct RecordChunker {
+    tenant: String,
+    records: Vec<WalRecord>,
+    current: Vec<(TraceId, Bytes)>,
+    current_bytes: usize,
+}
+
+impl RecordChunker {
+    fn new(tenant: &str) -> RecordChunker {
+        RecordChunker {
+            tenant: tenant.to_string(),
+            records: Vec::new(),
+            current: Vec::new(),
+            current_bytes: 0,
+        }
+    }
+
+    fn add(&mut self, trace_id: &TraceId, pieces: &[Bytes]) {
+        for piece in pieces {
+            if self.current_bytes > 0 && self.current_bytes + piece.len() > CARRY_OVER_RECORD_BYTES
+            {
+                self.flush_current();
+            }
+            self.current_bytes += piece.len();
+            self.current.push((*trace_id, piece.clone()));
+        }
+    }
+
+    fn flush_current(&mut self) {
+        if self.current.is_empty() {
+            return;
+        }
+        let pieces = std::mem::take(&mut self.current);
+        self.records.push(WalRecord {
+            tenant: self.tenant.clone(),
+            pieces,
+        });
+        self.current_bytes = 0;
+    }
+
+    fn finish(mut self) -> Vec<WalRecord> {
+        self.flush_current();
+        self.records
+    }
+}
+
+#[derive(Default)]
+struct TenantHead {
+    live: HashMap<TraceId, LiveTrace>,
+    completed: HashMap<TraceId, CompletedTrace>,
+    completed_bytes: u64,
+    /// When the oldest trace now in `completed` completed.
+    oldest_completed: Option<Instant>,
+    /// Cut and not yet in a block: being written, or waiting to be retried.
+    flushing: Vec<Arc<FlushBatch>>,
+    /// In a block, kept readable for `complete_block_timeout`.
+    flushed: VecDeque<(Instant, Arc<FlushBatch>)>,
+}
+
+impl TenantHead {
+    fn is_empty(&self) -> bool {
+        self.live.is_empty()
+            && self.completed.is_empty()
+            && self.flushing.is_empty()
+            && self.flushed.is_empty()
+    }
+
+    fn complete(&mut self, trace_id: TraceId, live: LiveTrace, now: Instant) {
+        self.completed_bytes += live.bytes;
+        self.oldest_completed.get_or_insert(now);
+        let entry = self
+            .completed
+            .entry(trace_id)
+            .or_insert_with(|| CompletedTrace {
+                pieces: Vec::new(),
+                bytes: 0,
+            });
+        entry.pieces.extend(live.pieces);
+        entry.bytes += live.bytes;
+    }
+}
+
+/// Counts for the ingester's stats.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct HeadCounts {
+    pub tenants: u64,
+    pub live_traces: u64,
+    pub completed_traces: u64,
+    pub flushing_traces: u64,
+    pub flushed_traces: u64,
+}
+
+/// Every tenant's traces in memory.
+#[derive(Default)]
+pub(crate) struct Head {
+    tenants: HashMap<String, TenantHead>,
+}
+
+impl Head {
+    /// Adds pieces to live traces; the caller has already accounted their bytes.
+    pub fn append(&mut self, tenant: &str, pieces: Vec<(TraceId, Bytes)>, now: Instant) {
+        let tenant_head = self.tenant_mut(tenant);
+        for (trace_id, piece) in pieces {
+            let cost = piece_cost(&piece);
+            let live = tenant_head
+                .live
+                .entry(trace_id)
+                .or_insert_with(|| LiveTrace {
+                    pieces: Vec::new(),
+                    bytes: 0,
+                    first_append: now,
+                    last_append: now,
+                });
+            live.pieces.push(piece);
+            live.bytes += cost;
+            live.last_append = now;
+        }
+    }
+
+    /// Adds replayed pieces, skipping exact copies of pieces already replayed (a crash during
+    /// a carry-over leaves a piece in two segments); returns the bytes added. `seen` holds
+    /// every piece replayed so far: hashing the content makes each check O(1), and equal
+    /// hashes are confirmed byte for byte, so no distinct piece is ever dropped.
+    pub fn append_replayed(
+        &mut self,
+        tenant: &str,
+        pieces: Vec<(TraceId, Bytes)>,
+        now: Instant,
+        seen: &mut ReplaySeen,
+    ) -> u64 {
+        let tenant_seen = seen.entry(tenant.to_string()).or_default();
+        let tenant_head = self.tenant_mut(tenant);
+        let mut added = 0;
+        for (trace_id, piece) in pieces {
+            // The set shares the piece's buffer: a handle, not a copy.
+            if !tenant_seen.insert((trace_id, piece.clone())) {
+                continue;
+            }
+            let live = tenant_head
+                .live
+                .entry(trace_id)
+                .or_insert_with(|| LiveTrace {
+                    pieces: Vec::new(),
+                    bytes: 0,
+                    first_append: now,
+                    last_append: now,
+                });
+            let cost = piece_cost(&piece);
+            live.pieces.push(piece);
+            live.bytes += cost;
+            added += cost;
+        }
+        added
+    }
+
+    fn tenant_mut(&mut self, tenant: &str) -> &mut TenantHead {
+        if !self.tenants.contains_key(tenant) {
+            self.tenants
+                .insert(tenant.to_string(), TenantHead::default());
+        }
+        self.tenants.get_mut(tenant).expect("inserted just above")
+    }
+
+    /// Completes live traces idle for `idle_period`, or live for longer than `max_live` (so a
+    /// trace that never stops receiving spans still reaches a block); returns how many.
+    pub fn sweep(&mut self, now: Instant, idle_period: Duration, max_live: Duration) -> usize {
+        let mut completed_count = 0;
+        for tenant_head in self.tenants.values_mut() {
+            let due: Vec<TraceId> = tenant_head
+                .live
+                .iter()
+                .filter(|(_, live)| {
+                    now.saturating_duration_since(live.last_append) >= idle_period
+                        || now.saturating_duration_since(live.first_append) >= max_live
+                })
+                .map(|(trace_id, _)| *trace_id)
+                .collect();
+            for trace_id in due {
+                if let Some(live) = tenant_head.live.remove(&trace_id) {
+                    tenant_head.complete(trace_id, live, now);
+                    completed_count += 1;
+                }
+            }
+        }
+        completed_count
+    }
+
+    /// Completes every live trace, for shutdown.
+    pub fn complete_all(&mut self, now: Instant) {
+        for tenant_head in self.tenants.values_mut() {
+            let live = std::mem::take(&mut tenant_head.live);
+            for (trace_id, trace) in live {
+                tenant_head.complete(trace_id, trace, now);
+            }
+        }
+    }
+
+    /// Why a block should be cut now, if it should.
+    pub fn cut_reason(
+        &self,
+        now: Instant,
+        max_block_duration: Duration,
+        max_block_bytes: u64,
+    ) -> Option<&'static str> {
+        for tenant_head in self.tenants.values() {
+            if tenant_head.completed_bytes >= max_block_bytes {
+                return Some("max_block_bytes");
+            }
+            if let Some(oldest) = tenant_head.oldest_completed {
+                if now.saturating_duration_since(oldest) >= max_block_duration {
+                    return Some("max_block_duration");
+                }
+            }
+        }
+        None
+    }
+
+    /// Whether any tenant has complete traces waiting for a block.
+    pub fn has_completed(&self) -> bool {
+        self.tenants
+            .values()
+            .any(|tenant_head| !tenant_head.completed.is_empty())
+    }
+
+    /// Whether any batch waits to be (re)written.
+    pub fn has_flushing(&self) -> bool {
+        self.tenants
+            .values()
+            .any(|tenant_head| !tenant_head.flushing.is_empty())
+    }
+
+    /// Moves every tenant's complete traces into flush batches of about `max_block_bytes`.
+    pub fn cut(&mut self, max_block_bytes: u64) {
+        for (tenant, tenant_head) in self.tenants.iter_mut() {
+            let completed = std::mem::take(&mut tenant_head.completed);
+            tenant_head.completed_bytes = 0;
+            tenant_head.oldest_completed = None;
+            let mut batch = FlushBatch {
+                tenant: tenant.clone(),
+                traces: HashMap::new(),
+                bytes: 0,
+            };
+            for (trace_id, trace) in completed {
+                if batch.bytes > 0 && batch.bytes + trace.bytes > max_block_bytes {
+                    let full = std::mem::replace(
+                        &mut batch,
+                        FlushBatch {
+                            tenant: tenant.clone(),
+                            traces: HashMap::new(),
+                            bytes: 0,
+                        },
+                    );
+                    tenant_head.flushing.push(Arc::new(full));
+                }
+                batch.bytes += trace.bytes;
+                batch.traces.insert(trace_id, trace.pieces);
+            }
+            if !batch.traces.is_empty() {
+                tenant_head.flushing.push(Arc::new(batch));
+            }
+        }
+    }
+
+    /// Every batch not yet in a block.
+    pub fn flushing_batches(&self) -> Vec<Arc<FlushBatch>> {
+        self.tenants
+            .values()
+            .flat_map(|tenant_head| tenant_head.flushing.iter().cloned())
+            .collect()
+    }
+
+    /// The live and complete-but-not-cut traces as log records, to carry into a new segment.
+    pub fn unflushed_records(&self) -> Vec<WalRecord> {
+        let mut records = Vec::new();
+        for (tenant, tenant_head) in &self.tenants {
+            let mut chunker = RecordChunker::new(tenant);
+            for (trace_id, live) in &tenant_head.live {
+                chunker.add(trace_id, &live.pieces);
+            }
+            for (trace_id, completed) in &tenant_head.completed {
+                chunker.add(trace_id, &completed.pieces);
+            }
+            records.extend(chunker.finish());
+        }
+        records
+    }
+
+    /// The batch is in a block: keep it readable until `keep_until`, or drop it now when that
+    /// is `None`; returns the bytes freed.
+    pub fn batch_flushed(&mut self, batch: &Arc<FlushBatch>, keep_until: Option<Instant>) -> u64 {
+        let Some(tenant_head) = self.tenants.get_mut(&batch.tenant) else {
+            return 0;
+        };
+        let before = tenant_head.flushing.len();
+        tenant_head
+            .flushing
+            .retain(|candidate| !Arc::ptr_eq(candidate, batch));
+        if tenant_head.flushing.len() == before {
+            return 0;
+        }
+        match keep_until {
+            Some(deadline) => {
+                tenant_head.flushed.push_back((deadline, batch.clone()));
+                0
+            }
+            None => {
+                if tenant_head.is_empty() {
+                    self.tenants.remove(&batch.tenant);
+                }
+                batch.bytes
+            }
+        }
+    }
+
+    /// Drops flushed batches whose time is up, or all of them with `now = None`; returns the
+    /// bytes freed.
+    pub fn expire_flushed(&mut self, now: Option<Instant>) -> u64 {
+        let mut freed = 0;
+        for tenant_head in self.tenants.values_mut() {
+            while let Some((deadline, batch)) = tenant_head.flushed.front() {
+                let expired = now.is_none_or(|now| *deadline <= now);
+                if !expired {
+                    break;
+                }
+                freed += batch.bytes;
+                tenant_head.flushed.pop_front();
+            }
+        }
+        self.tenants
+            .retain(|_, tenant_head| !tenant_head.is_empty());
+        freed
+    }
+
+    /// Every piece of one trace the head holds, in whatever state.
+    pub fn pieces_of(&self, tenant: &str, trace_id: &TraceId) -> Vec<Bytes> {
+        let Some(tenant_head) = self.tenants.get(tenant) else {
+            return Vec::new();
+        };
+        let mut pieces = Vec::new();
+        for (_, batch) in &tenant_head.flushed {
+            if let Some(found) = batch.traces.get(trace_id) {
+                pieces.extend(found.iter().cloned());
+            }
+        }
+        for batch in &tenant_head.flushing {
+            if let Some(found) = batch.traces.get(trace_id) {
+                pieces.extend(found.iter().cloned());
+            }
+        }
+        if let Some(completed) = tenant_head.completed.get(trace_id) {
+            pieces.extend(completed.pieces.iter().cloned());
+        }
+        if let Some(live) = tenant_head.live.get(trace_id) {
+            pieces.extend(live.pieces.iter().cloned());
+        }
+        pieces
+    }
+
+    /// Every trace of a tenant with its pieces (cheap handles, no copies of the data).
+    pub fn snapshot(&self, tenant: &str) -> Vec<(TraceId, Vec<Bytes>)> {
+        let Some(tenant_head) = self.tenants.get(tenant) else {
+            return Vec::new();
+        };
+        let mut by_id: HashMap<TraceId, Vec<Bytes>> = HashMap::new();
+        let batches = tenant_head
+            .flushed
+            .iter()
+            .map(|(_, batch)| batch)
+            .chain(tenant_head.flushing.iter());
+        for batch in batches {
+            for (trace_id, pieces) in &batch.traces {
+                by_id
+                    .entry(*trace_id)
+                    .or_default()
+                    .extend(pieces.iter().cloned());
+            }
+        }
+        for (trace_id, completed) in &tenant_head.completed {
+            by_id
+                .entry(*trace_id)
+                .or_default()
+                .extend(completed.pieces.iter().cloned());
+        }
+        for (trace_id, live) in &tenant_head.live {
+            by_id
+                .entry(*trace_id)
+                .or_default()
+                .extend(live.pieces.iter().cloned());
+        }
+        by_id.into_iter().collect()
+    }
+
+    /// Tenants with anything in memory.
+    pub fn tenants(&self) -> Vec<String> {
+        self.tenants.keys().cloned().collect()
+    }
+
+    pub fn counts(&self) -> HeadCounts {
+        let mut counts = HeadCounts {
+            tenants: self.tenants.len() as u64,
+            ..HeadCounts::default()
+        };
+        for tenant_head in self.tenants.values() {
+            counts.live_traces += tenant_head.live.len() as u64;
+            counts.completed_traces += tenant_head.completed.len() as u64;
+            counts.flushing_traces += tenant_head
+                .flushing
+                .iter()
+                .map(|batch| batch.traces.len() as u64)
+                .sum::<u64>();
+            counts.flushed_traces += tenant_head
+                .flushed
+                .iter()
+                .map(|(_, batch)| batch.traces.len() as u64)
+                .sum::<u64>();
+        }
+        counts
+    }
+}
+
+/// The head with its byte budget, shared by pushes, the log writer and the flush loop.
+#[derive(Default)]
+pub(crate) struct SharedHead {
+    pub head: Mutex<Head>,
+    /// Bytes held in the head plus bytes reserved by pushes still in the log queue.
+    pub bytes: AtomicU64,
+}
+
+impl SharedHead {
+    /// Reserves `amount` bytes unless that would pass `limit`; answers the bytes in use when
+    /// refusing. Flushed batches kept only for readers are given up before refusing.
+    pub fn reserve(&self, amount: u64, limit: u64) -> Result<(), u64> {
+        let try_reserve = || {
+            self.bytes
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |in_use| {
+                    in_use.checked_add(amount).filter(|total| *total <= limit)
+                })
+        };
+        if try_reserve().is_ok() {
+            return Ok(());
+        }
+        let freed = self.head.lock().expire_flushed(None);
+        if freed > 0 {
+            self.release(freed);
+            if try_reserve().is_ok() {
+                return Ok(());
+            }
+        }
+        Err(self.bytes.load(Ordering::Acquire))
+    }
+
+    pub fn release(&self, amount: u64) {
+        // Saturating so an accounting bug shows as a wrong stat, never as a wrapped budget.
+        let _ = self
+            .bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |in_use| {
+                Some(in_use.saturating_sub(amount))
+            });
+    }
+}
+
+impl AppendTarget for SharedHead {
+    fn appended(&self, tenant: String, pieces: Vec<(TraceId, Bytes)>) {
+        self.head.lock().append(&tenant, pieces, Instant::now());
+    }
+
+    fn append_failed(&self, reserved_bytes: u64) {
+        self.release(reserved_bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn piece(byte: u8, len: usize) -> Bytes {
+        Bytes::from(vec![byte; len])
+    }
+
+    #[test]
+    fn idle_traces_complete_and_cut_into_batches() {
+        let mut head = Head::default();
+        let start = Instant::now();
+        let idle = Duration::from_secs(10);
+        let max_live = Duration::from_secs(300);
+        head.append(
+            "t",
+            vec![
+                (TraceId([1; 16]), piece(1, 100)),
+                (TraceId([2; 16]), piece(2, 100)),
+            ],
+            start,
+        );
+        head.append(
+            "t",
+            vec![(TraceId([2; 16]), piece(3, 100))],
+            start + Duration::from_secs(5),
+        );
+        assert_eq!(
+            head.sweep(start + Duration::from_secs(11), idle, max_live),
+            1
+        );
+        assert_eq!(head.counts().completed_traces, 1);
+        assert_eq!(
+            head.cut_reason(start + Duration::from_secs(11), max_live, 1 << 20),
+            None
+        );
+        assert_eq!(
+            head.cut_reason(start + Duration::from_secs(400), max_live, 1 << 20),
+            Some("max_block_duration")
+        );
+        assert_eq!(
+            head.cut_reason(start, max_live, 100),
+            Some("max_block_bytes")
+        );
+        head.cut(1 << 20);
+        let batches = head.flushing_batches();
+        assert_eq!(batches.len(), 1);
+        assert_eq!(batches[0].traces.len(), 1);
+        // Pieces in live and flushing state are both found.
+        assert_eq!(head.pieces_of("t", &TraceId([2; 16])).len(), 2);
+        assert_eq!(head.pieces_of("t", &TraceId([1; 16])).len(), 1);
+        assert_eq!(
+            head.batch_flushed(&batches[0], None),
+            100 + PIECE_OVERHEAD_BYTES
+        );
+        assert!(head.pieces_of("t", &TraceId([1; 16])).is_empty());
+    }
+
+    #[test]
+    fn busy_traces_complete_after_max_live() {
+        let mut head = Head::default();
+        let start = Instant::now();
+        for second in 0..20 {
+            head.append(
+                "t",
+                vec![(TraceId([1; 16]), piece(second, 10))],
+                start + Duration::from_secs(second as u64),
+            );
+        }
+        let swept = head.sweep(
+            start + Duration::from_secs(20),
+            Duration::from_secs(10),
+            Duration::from_secs(15),
+        );
+        assert_eq!(swept, 1);
+    }
+
+    #[test]
+    fn large_cuts_split_into_several_batches() {
+        let mut head = Head::default();
+        let start = Instant::now();
+        for index in 0..10u8 {
+            head.append(
+                "t",
+                vec![(TraceId([index + 1; 16]), piece(index, 1000))],
+                start,
+            );
+        }
+        head.complete_all(start);
+        head.cut(2500);
+        let batches = head.flushing_batches();
+        assert_eq!(batches.len(), 5);
+        assert_eq!(
+            batches
+                .iter()
+                .map(|batch| batch.traces.len())
+                .sum::<usize>(),
+            10
+        );
+    }
+
+    #[test]
+    fn replay_skips_exact_duplicates() {
+        let mut head = Head::default();
+        let now = Instant::now();
+        let mut seen = ReplaySeen::default();
+        let first =
+            head.append_replayed("t", vec![(TraceId([1; 16]), piece(1, 10))], now, &mut seen);
+        let again = head.append_replayed(
+            "t",
+            vec![
+                (TraceId([1; 16]), piece(1, 10)),
+                (TraceId([1; 16]), piece(2, 10)),
+            ],
+            now,
+            &mut seen,
+        );
+        assert_eq!(first, 10 + PIECE_OVERHEAD_BYTES);
+        assert_eq!(again, 10 + PIECE_OVERHEAD_BYTES);
+        assert_eq!(head.pieces_of("t", &TraceId([1; 16])).len(), 2);
+        // The same bytes under another tenant or trace are a different piece.
+        let other_tenant =
+            head.append_replayed("u", vec![(TraceId([1; 16]), piece(1, 10))], now, &mut seen);
+        let other_trace =
+            head.append_replayed("t", vec![(TraceId([2; 16]), piece(1, 10))], now, &mut seen);
+        assert_eq!(other_tenant + other_trace, 2 * (10 + PIECE_OVERHEAD_BYTES));
+    }
+
+    #[test]
+    fn reserve_refuses_past_the_limit_after_evicting_flushed() {
+        let shared = SharedHead::default();
+        assert!(shared.reserve(60, 100).is_ok());
+        assert_eq!(shared.reserve(50, 100), Err(60));
+        shared.release(60);
+        assert!(shared.reserve(100, 100).is_ok());
+    }
+}

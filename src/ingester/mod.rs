@@ -1,0 +1,743 @@
+//! The ingester: a durable write-ahead log, the head of live traces, and block cutting.
+//!
+//! # Life of a push
+//!
+//! 1. [`Ingester::push`] encodes each trace of the push to protobuf once and reserves its bytes
+//!    against `max_head_bytes`; past the limit it answers [`PushError::Overloaded`] at once.
+//! 2. It hands the push to the log writer's bounded queue with `try_send`: a full queue is also
+//!    `Overloaded` at once, never an unbounded wait (clients retry on 429, which is what
+//!    back-pressure is for).
+//! 3. The writer thread (a std thread, so blocking I/O never runs on async workers) drains
+//!    everything queued, writes it as one batch, and with `wal_fsync: always` runs a single
+//!    `fdatasync` for the whole batch (group commit). Only then does it add the pieces to the
+//!    head and acknowledge each push, so an acknowledged push is both durable and readable.
+//!
+//! # Head and cuts
+//!
+//! The head keeps traces as the encoded pieces they arrived in, per tenant: *live* until
+//! `trace_idle_period` passes without a span (or `max_block_duration` since the first span),
+//! then *complete*. The background loop ([`Ingester::spawn_background`]) cuts a block when a
+//! tenant's complete traces are older than `max_block_duration`, reach `max_block_bytes`, or
+//! the head is at 80% of `max_head_bytes`. A cut serves every tenant at once because the log
+//! segments are shared:
+//!
+//! 1. rotate the log to a new segment N (every append before it is already in the head);
+//! 2. move every tenant's complete traces into flush batches, and re-append everything else
+//!    the head holds (live traces) into segment N: the *carry-over*, always fsynced;
+//! 3. write each batch through the [`BlockSink`]; a failed batch stays in memory (readable)
+//!    and is carried over into segment N too, then retried with exponential backoff;
+//! 4. delete the segments before N. A crash anywhere in between replays duplicates at worst,
+//!    which replay drops when they are byte-identical and [`crate::model::combine`] dedupes
+//!    otherwise.
+//!
+//! The log on disk therefore holds about what the head holds. Flushes run on the background
+//! task and never block pushes, except through the head budget.
+//!
+//! # Replay
+//!
+//! [`Ingester::open`] replays every segment in order into live traces before accepting pushes.
+//! A torn or damaged tail of the last segment is truncated (and logged with its size); damage
+//! in an earlier segment skips that segment's remainder. Replay never panics on log contents.
+//! Replayed data may exceed `max_head_bytes`; pushes are then refused until blocks are cut.
+//! The record format is documented in `src/ingester/wal.rs`.
+
+pub mod bench;
+mod config;
+mod head;
+mod wal;
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle as ThreadHandle;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use prost::Message;
+use tokio::sync::{oneshot, watch};
+
+pub use config::{IngesterConfig, WalFsync};
+use head::{decode_pieces, piece_cost, FlushBatch, SharedHead};
+use wal::{Append, WalCommand, WalCounters, WriterOptions};
+
+use crate::model::{Trace, TraceId};
+use crate::tempodb::meta::BlockMeta;
+
+/// Where cut blocks go. The real implementation is `tempodb::Store::write_block`, wired by the
+/// app; tests use a recorder.
+#[async_trait]
+pub trait BlockSink: Send + Sync + 'static {
+    /// Writes one block of complete traces (grouped by ID; the sink sorts and encodes them).
+    async fn write_block(
+        &self,
+        tenant: &str,
+        traces: Vec<(TraceId, Trace)>,
+    ) -> Result<BlockMeta, anyhow::Error>;
+}
+
+/// Why the ingester could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum IngesterError {
+    /// A config value that cannot work.
+    #[error("invalid ingester config: {0}")]
+    Config(String),
+    /// The log directory could not be prepared, locked or replayed.
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The blocking start-up task died.
+    #[error("ingester start-up failed: {0}")]
+    Startup(String),
+}
+
+/// Which limit refused a push.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OverloadReason {
+    /// The head budget is used up until blocks are written.
+    #[error("max_head_bytes limit of {limit} bytes reached ({in_use} bytes in memory, push needs {needed})")]
+    HeadFull {
+        limit: u64,
+        in_use: u64,
+        needed: u64,
+    },
+    /// The log writer is behind.
+    #[error("wal_queue_capacity limit of {capacity} pushes waiting for the wal reached")]
+    WalQueueFull { capacity: usize },
+}
+
+/// Why a push was not acknowledged. Nothing of a refused push is kept.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// Back-pressure; retrying later can succeed. HTTP 429 / gRPC RESOURCE_EXHAUSTED.
+    #[error("ingester overloaded: {reason}")]
+    Overloaded { reason: OverloadReason },
+    /// The push alone is larger than a limit, so retrying cannot succeed. HTTP 413.
+    #[error("push of {bytes} bytes exceeds the {limit_name} limit of {limit} bytes")]
+    TooLarge {
+        bytes: u64,
+        limit_name: &'static str,
+        limit: u64,
+    },
+    /// The log write or fsync failed. HTTP 500 / gRPC INTERNAL.
+    #[error("wal write failed: {0}")]
+    Wal(#[source] io::Error),
+    /// The ingester is stopping. HTTP 503 / gRPC UNAVAILABLE.
+    #[error("ingester is shutting down")]
+    ShuttingDown,
+}
+
+impl PushError {
+    /// The HTTP status the API answers with (gRPC: 429 → RESOURCE_EXHAUSTED, 413 →
+    /// INVALID_ARGUMENT, 500 → INTERNAL, 503 → UNAVAILABLE).
+    pub fn http_status(&self) -> u16 {
+        match self {
+            PushError::Overloaded { .. } => 429,
+            PushError::TooLarge { .. } => 413,
+            PushError::Wal(_) => 500,
+            PushError::ShuttingDown => 503,
+        }
+    }
+}
+
+/// A point-in-time view of the ingester, for `/metrics` and logs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IngesterStats {
+    /// Tenants with anything in memory.
+    pub tenants: u64,
+    /// Traces still receiving spans.
+    pub live_traces: u64,
+    /// Idle traces waiting for the next cut.
+    pub completed_traces: u64,
+    /// Traces cut into a block that is being written or waits for a retry.
+    pub flushing_traces: u64,
+    /// Traces already in a block, kept readable for `complete_block_timeout`.
+    pub flushed_traces_kept: u64,
+    /// Bytes charged against `max_head_bytes` (protobuf size plus a per-piece overhead).
+    pub head_bytes: u64,
+    /// Bytes appended to the log since start, carry-overs included.
+    pub wal_bytes_written: u64,
+    /// Bytes in the log's segment files now.
+    pub wal_disk_bytes: u64,
+    /// Segment files now.
+    pub wal_segments: u64,
+    /// fsync calls made on the log.
+    pub wal_syncs: u64,
+    /// Failed log writes or syncs.
+    pub wal_write_failures: u64,
+    /// Blocks handed to the sink successfully.
+    pub blocks_flushed: u64,
+    /// Block writes that failed (and will be retried).
+    pub flush_failures: u64,
+    /// Pushes acknowledged.
+    pub pushes_accepted: u64,
+    /// Pushes refused as overloaded or too large.
+    pub pushes_refused: u64,
+    /// Log records replayed at start.
+    pub replayed_records: u64,
+    /// Bytes of torn log tail truncated at start.
+    pub wal_truncated_bytes: u64,
+}
+
+/// One trace in memory as its encoded pieces; decoding is left to the reader so that taking
+/// a snapshot of the whole head is cheap.
+#[derive(Debug, Clone)]
+pub struct HeadTrace {
+    /// The trace's ID.
+    pub trace_id: TraceId,
+    pieces: Vec<Bytes>,
+}
+
+impl HeadTrace {
+    /// The trace with its pieces combined; `None` if no piece decodes (never expected).
+    pub fn trace(&self) -> Option<Trace> {
+        decode_pieces(&self.trace_id, &self.pieces)
+    }
+
+    /// Protobuf bytes of the pieces, before combining.
+    pub fn encoded_bytes(&self) -> usize {
+        self.pieces.iter().map(Bytes::len).sum()
+    }
+}
+
+/// What a cut achieved.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct CutOutcome {
+    blocks_flushed: usize,
+    blocks_failed: usize,
+    /// Old segments were deleted: the log holds exactly what is in memory.
+    wal_compacted: bool,
+}
+
+#[derive(Default)]
+struct RetryState {
+    consecutive_failures: u32,
+    retry_at: Option<Instant>,
+}
+
+#[derive(Default)]
+struct Counters {
+    pushes_accepted: AtomicU64,
+    pushes_refused: AtomicU64,
+    blocks_flushed: AtomicU64,
+    flush_failures: AtomicU64,
+    replayed_records: AtomicU64,
+    wal_truncated_bytes: AtomicU64,
+}
+
+/// Longest wait between retries of a failing block write.
+const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(60);
+
+/// The ingester of one process: see the module documentation.
+pub struct Ingester {
+    config: IngesterConfig,
+    sink: Arc<dyn BlockSink>,
+    shared: Arc<SharedHead>,
+    /// `None` once shut down; pushes `try_send` under the read lock.
+    wal_sender: RwLock<Option<SyncSender<WalCommand>>>,
+    writer_thread: Mutex<Option<ThreadHandle<()>>>,
+    wal_counters: Arc<WalCounters>,
+    counters: Counters,
+    shutting_down: AtomicBool,
+    stop_background: watch::Sender<bool>,
+    /// One cut at a time.
+    cut_lock: tokio::sync::Mutex<()>,
+    retry: Mutex<RetryState>,
+}
+
+impl Ingester {
+    /// Validates the config, locks and replays the log into the head, and starts the writer.
+    pub async fn open(
+        config: IngesterConfig,
+        sink: Arc<dyn BlockSink>,
+    ) -> Result<Arc<Ingester>, IngesterError> {
+        config.validate().map_err(IngesterError::Config)?;
+        let shared = Arc::new(SharedHead::default());
+        let wal_counters = Arc::new(WalCounters::default());
+        let started_at = Instant::now();
+        let startup = {
+            let dir = config.wal_path.clone();
+            let shared = shared.clone();
+            let wal_counters = wal_counters.clone();
+            let options = WriterOptions {
+                fsync: config.wal_fsync,
+                fsync_interval: config.wal_fsync_interval,
+                segment_max_bytes: config.wal_segment_max_bytes,
+                queue_capacity: config.wal_queue_capacity,
+            };
+            tokio::task::spawn_blocking(move || start_wal(dir, shared, wal_counters, options))
+        };
+        let (sender, thread, report) = startup
+            .await
+            .map_err(|error| IngesterError::Startup(error.to_string()))??;
+        let head_counts = shared.head.lock().counts();
+        tracing::info!(
+            wal_path = %config.wal_path.display(),
+            segments = report.segments,
+            records = report.records,
+            traces = head_counts.live_traces,
+            head_bytes = shared.bytes.load(Ordering::Relaxed),
+            truncated_bytes = report.truncated_bytes,
+            skipped_bytes = report.skipped_bytes,
+            unreadable_records = report.unreadable_records,
+            elapsed_ms = started_at.elapsed().as_millis() as u64,
+            "replayed the write-ahead log"
+        );
+        let counters = Counters::default();
+        counters
+            .replayed_records
+            .store(report.records, Ordering::Relaxed);
+        counters
+            .wal_truncated_bytes
+            .store(report.truncated_bytes, Ordering::Relaxed);
+        let (stop_background, _) = watch::channel(false);
+        Ok(Arc::new(Ingester {
+            config,
+            sink,
+            shared,
+            wal_sender: RwLock::new(Some(sender)),
+            writer_thread: Mutex::new(Some(thread)),
+            wal_counters,
+            counters,
+            shutting_down: AtomicBool::new(false),
+            stop_background,
+            cut_lock: tokio::sync::Mutex::new(()),
+            retry: Mutex::new(RetryState::default()),
+        }))
+    }
+
+    /// Logs the traces of one push for `tenant`; returns once they are durable (per
+    /// `wal_fsync`) and readable through [`Ingester::find_trace_by_id`].
+    pub async fn push(&self, tenant: &str, traces: Vec<(TraceId, Trace)>) -> Result<(), PushError> {
+        if self.shutting_down.load(Ordering::Acquire) {
+            return Err(PushError::ShuttingDown);
+        }
+        if traces.is_empty() {
+            return Ok(());
+        }
+        let pieces: Vec<(TraceId, Bytes)> = traces
+            .iter()
+            .map(|(trace_id, trace)| (*trace_id, Bytes::from(trace.encode_to_vec())))
+            .collect();
+        let reserved_bytes: u64 = pieces.iter().map(|(_, piece)| piece_cost(piece)).sum();
+        let record_bytes = wal::payload_len(tenant, &pieces) as u64;
+        if record_bytes > wal::MAX_RECORD_PAYLOAD_BYTES as u64 {
+            return Err(self.refuse(PushError::TooLarge {
+                bytes: record_bytes,
+                limit_name: "wal record",
+                limit: wal::MAX_RECORD_PAYLOAD_BYTES as u64,
+            }));
+        }
+        let limit = self.config.max_head_bytes;
+        if reserved_bytes > limit {
+            return Err(self.refuse(PushError::TooLarge {
+                bytes: reserved_bytes,
+                limit_name: "max_head_bytes",
+                limit,
+            }));
+        }
+        if let Err(in_use) = self.shared.reserve(reserved_bytes, limit) {
+            let reason = OverloadReason::HeadFull {
+                limit,
+                in_use,
+                needed: reserved_bytes,
+            };
+            return Err(self.refuse(PushError::Overloaded { reason }));
+        }
+        let (ack, acknowledged) = oneshot::channel();
+        let append = Append {
+            tenant: tenant.to_string(),
+            pieces,
+            reserved_bytes,
+            ack,
+        };
+        let sent = match self.wal_sender.read().as_ref() {
+            Some(sender) => sender.try_send(WalCommand::Append(append)),
+            None => Err(TrySendError::Disconnected(WalCommand::Append(append))),
+        };
+        if let Err(error) = sent {
+            self.shared.release(reserved_bytes);
+            return Err(match error {
+                TrySendError::Full(_) => {
+                    let reason = OverloadReason::WalQueueFull {
+                        capacity: self.config.wal_queue_capacity,
+                    };
+                    self.refuse(PushError::Overloaded { reason })
+                }
+                TrySendError::Disconnected(_) if self.shutting_down.load(Ordering::Acquire) => {
+                    PushError::ShuttingDown
+                }
+                TrySendError::Disconnected(_) => {
+                    PushError::Wal(io::Error::other("the wal writer has stopped"))
+                }
+            });
+        }
+        // From here the writer owns the reservation: it becomes head bytes or is released.
+        match acknowledged.await {
+            Ok(Ok(())) => {
+                self.counters
+                    .pushes_accepted
+                    .fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Ok(Err(error)) => Err(PushError::Wal(error)),
+            Err(_) => Err(PushError::Wal(io::Error::other(
+                "the wal writer stopped before writing the push",
+            ))),
+        }
+    }
+
+    fn refuse(&self, error: PushError) -> PushError {
+        self.counters.pushes_refused.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(%error, "push refused");
+        error
+    }
+
+    /// The trace as the ingester holds it: live, complete, being flushed or recently flushed,
+    /// all pieces combined.
+    pub fn find_trace_by_id(&self, tenant: &str, trace_id: &TraceId) -> Option<Trace> {
+        // Clone the cheap handles under the lock; decode outside it.
+        let pieces = self.shared.head.lock().pieces_of(tenant, trace_id);
+        if pieces.is_empty() {
+            return None;
+        }
+        decode_pieces(trace_id, &pieces)
+    }
+
+    /// Every trace of `tenant` in memory (for search over the head), in no particular order.
+    pub fn snapshot(&self, tenant: &str) -> Vec<HeadTrace> {
+        let traces = self.shared.head.lock().snapshot(tenant);
+        traces
+            .into_iter()
+            .map(|(trace_id, pieces)| HeadTrace { trace_id, pieces })
+            .collect()
+    }
+
+    /// Tenants with traces in memory.
+    pub fn tenants(&self) -> Vec<String> {
+        self.shared.head.lock().tenants()
+    }
+
+    /// Starts the loop that completes idle traces and cuts blocks every `flush_check_period`.
+    /// It ends at [`Ingester::shutdown`] or when the ingester is dropped.
+    pub fn spawn_background(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let ingester = Arc::downgrade(self);
+        let mut stop = self.stop_background.subscribe();
+        let period = self.config.flush_check_period;
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    _ = stop.changed() => break,
+                }
+                if *stop.borrow() {
+                    break;
+                }
+                // A weak handle, so the loop does not keep a dropped ingester alive.
+                let Some(ingester) = ingester.upgrade() else {
+                    break;
+                };
+                ingester.tick(Instant::now()).await;
+            }
+            tracing::debug!("ingester background loop stopped");
+        })
+    }
+
+    /// One round of the background loop, with `now` given so tests can move time.
+    async fn tick(&self, now: Instant) {
+        let (reason, freed) = {
+            let mut head = self.shared.head.lock();
+            head.sweep(
+                now,
+                self.config.trace_idle_period,
+                self.config.max_block_duration,
+            );
+            let freed = head.expire_flushed(Some(now));
+            let mut reason = head.cut_reason(
+                now,
+                self.config.max_block_duration,
+                self.config.max_block_bytes,
+            );
+            let pressure_bytes = self.config.max_head_bytes / 10 * 8;
+            if reason.is_none()
+                && head.has_completed()
+                && self.shared.bytes.load(Ordering::Acquire) >= pressure_bytes
+            {
+                reason = Some("max_head_bytes");
+            }
+            if reason.is_none() && head.has_flushing() {
+                let retry_due = self
+                    .retry
+                    .lock()
+                    .retry_at
+                    .is_none_or(|retry_at| retry_at <= now);
+                if retry_due {
+                    reason = Some("retry");
+                }
+            }
+            (reason, freed)
+        };
+        self.shared.release(freed);
+        if let Some(reason) = reason {
+            self.cut(reason, false).await;
+        }
+    }
+
+    /// Sends a control command to the log writer and waits for its answer.
+    async fn wal_request<T: Send + 'static>(
+        &self,
+        make_command: impl FnOnce(oneshot::Sender<io::Result<T>>) -> WalCommand,
+    ) -> io::Result<T> {
+        let stopped = || io::Error::other("the wal writer has stopped");
+        let sender = self.wal_sender.read().clone().ok_or_else(stopped)?;
+        let (ack, answer) = oneshot::channel();
+        let command = make_command(ack);
+        // The queue may be full of pushes: wait for room on a blocking thread.
+        tokio::task::spawn_blocking(move || sender.send(command))
+            .await
+            .map_err(|error| io::Error::other(error.to_string()))?
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Cuts blocks as described in the module documentation. With `complete_everything`,
+    /// live traces are completed first (shutdown).
+    async fn cut(&self, reason: &'static str, complete_everything: bool) -> CutOutcome {
+        let _one_cut_at_a_time = self.cut_lock.lock().await;
+        // A background round that raced with shutdown: the shutdown cut covers it.
+        if self.shutting_down.load(Ordering::Acquire) && !complete_everything {
+            return CutOutcome::default();
+        }
+        let mut outcome = CutOutcome::default();
+        let new_sequence = match self.wal_request(|ack| WalCommand::Rotate { ack }).await {
+            Ok(sequence) => sequence,
+            Err(error) => {
+                tracing::error!(%error, reason, "cannot start a new wal segment; block cut postponed");
+                return outcome;
+            }
+        };
+        let cut_at = Instant::now();
+        let (batches, carry_over) = {
+            let mut head = self.shared.head.lock();
+            if complete_everything {
+                head.complete_all(cut_at);
+            }
+            head.cut(self.config.max_block_bytes);
+            (head.flushing_batches(), head.unflushed_records())
+        };
+        let mut wal_consistent = true;
+        if !carry_over.is_empty() {
+            let carried_pieces: usize = carry_over.iter().map(|record| record.pieces.len()).sum();
+            match self
+                .wal_request(|ack| WalCommand::CarryOver {
+                    records: carry_over,
+                    ack,
+                })
+                .await
+            {
+                Ok(()) => tracing::debug!(
+                    pieces = carried_pieces,
+                    "carried live traces into the new wal segment"
+                ),
+                Err(error) => {
+                    tracing::error!(%error, "wal carry-over failed; keeping old segments");
+                    wal_consistent = false;
+                }
+            }
+        }
+        let keep_until = match self.config.complete_block_timeout.is_zero() {
+            true => None,
+            false => Some(cut_at + self.config.complete_block_timeout),
+        };
+        let mut failed: Vec<Arc<FlushBatch>> = Vec::new();
+        for batch in batches {
+            match self.flush_batch(&batch).await {
+                Ok(()) => {
+                    outcome.blocks_flushed += 1;
+                    let freed = self.shared.head.lock().batch_flushed(&batch, keep_until);
+                    self.shared.release(freed);
+                }
+                Err(error) => {
+                    outcome.blocks_failed += 1;
+                    self.counters.flush_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(tenant = %batch.tenant, traces = batch.traces.len(), bytes = batch.bytes,
+                        error = %format!("{error:#}"), "block write failed; keeping the traces and retrying");
+                    failed.push(batch);
+                }
+            }
+        }
+        if failed.is_empty() {
+            *self.retry.lock() = RetryState::default();
+        } else {
+            let records: Vec<_> = failed.iter().flat_map(|batch| batch.records()).collect();
+            if let Err(error) = self
+                .wal_request(|ack| WalCommand::CarryOver { records, ack })
+                .await
+            {
+                tracing::error!(%error, "wal carry-over of unwritten blocks failed; keeping old segments");
+                wal_consistent = false;
+            }
+            let mut retry = self.retry.lock();
+            retry.consecutive_failures = retry.consecutive_failures.saturating_add(1);
+            let backoff =
+                Duration::from_secs(1u64 << retry.consecutive_failures.min(6).saturating_sub(1))
+                    .min(MAX_RETRY_BACKOFF);
+            retry.retry_at = Some(Instant::now() + backoff);
+        }
+        if wal_consistent {
+            match self
+                .wal_request(|ack| WalCommand::DeleteBefore {
+                    sequence: new_sequence,
+                    ack,
+                })
+                .await
+            {
+                Ok(deleted) => {
+                    outcome.wal_compacted = true;
+                    tracing::debug!(
+                        deleted_segments = deleted,
+                        "deleted wal segments covered by blocks and carry-over"
+                    );
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot delete old wal segments; they replay as duplicates")
+                }
+            }
+        }
+        tracing::info!(
+            reason,
+            blocks = outcome.blocks_flushed,
+            failed = outcome.blocks_failed,
+            wal_compacted = outcome.wal_compacted,
+            "cut blocks"
+        );
+        outcome
+    }
+
+    async fn flush_batch(&self, batch: &Arc<FlushBatch>) -> Result<(), anyhow::Error> {
+        let decoding = batch.clone();
+        // Decoding and combining is CPU work proportional to the block.
+        let traces = tokio::task::spawn_blocking(move || decoding.decode()).await?;
+        if traces.is_empty() {
+            return Ok(());
+        }
+        let trace_count = traces.len();
+        let meta = self.sink.write_block(&batch.tenant, traces).await?;
+        self.counters.blocks_flushed.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(tenant = %batch.tenant, block_id = %meta.block_id, traces = trace_count,
+            head_bytes = batch.bytes, "wrote block");
+        Ok(())
+    }
+
+    /// Stops accepting pushes, writes every trace in memory to blocks (whatever cannot be
+    /// written stays in the log for the next start), and stops the log writer.
+    pub async fn shutdown(&self) {
+        if self.shutting_down.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let _ = self.stop_background.send(true);
+        let outcome = self.cut("shutdown", true).await;
+        if outcome.blocks_failed > 0 || !outcome.wal_compacted {
+            tracing::warn!(
+                failed_blocks = outcome.blocks_failed,
+                "some traces stay in the wal until the next start"
+            );
+        }
+        // Dropping the only sender ends the writer after what is queued.
+        let sender = self.wal_sender.write().take();
+        drop(sender);
+        let thread = self.writer_thread.lock().take();
+        if let Some(thread) = thread {
+            let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+            if !matches!(joined, Ok(Ok(()))) {
+                tracing::error!("the wal writer thread panicked");
+            }
+        }
+        tracing::info!("ingester stopped");
+    }
+
+    /// Counters and gauges for `/metrics`.
+    pub fn stats(&self) -> IngesterStats {
+        let counts = self.shared.head.lock().counts();
+        IngesterStats {
+            tenants: counts.tenants,
+            live_traces: counts.live_traces,
+            completed_traces: counts.completed_traces,
+            flushing_traces: counts.flushing_traces,
+            flushed_traces_kept: counts.flushed_traces,
+            head_bytes: self.shared.bytes.load(Ordering::Relaxed),
+            wal_bytes_written: self.wal_counters.bytes_written.load(Ordering::Relaxed),
+            wal_disk_bytes: self.wal_counters.disk_bytes.load(Ordering::Relaxed),
+            wal_segments: self.wal_counters.segments.load(Ordering::Relaxed),
+            wal_syncs: self.wal_counters.syncs.load(Ordering::Relaxed),
+            wal_write_failures: self.wal_counters.write_failures.load(Ordering::Relaxed),
+            blocks_flushed: self.counters.blocks_flushed.load(Ordering::Relaxed),
+            flush_failures: self.counters.flush_failures.load(Ordering::Relaxed),
+            pushes_accepted: self.counters.pushes_accepted.load(Ordering::Relaxed),
+            pushes_refused: self.counters.pushes_refused.load(Ordering::Relaxed),
+            replayed_records: self.counters.replayed_records.load(Ordering::Relaxed),
+            wal_truncated_bytes: self.counters.wal_truncated_bytes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Drop for Ingester {
+    /// Without a shutdown (a test's simulated crash, or a panic unwinding), stop the writer and
+    /// wait for it, so the log directory lock is free when this returns. The wait is at most
+    /// one batch write.
+    fn drop(&mut self) {
+        let sender = self.wal_sender.get_mut().take();
+        drop(sender);
+        if let Some(thread) = self.writer_thread.get_mut().take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+type StartedWal = (SyncSender<WalCommand>, ThreadHandle<()>, wal::ReplayReport);
+
+/// Blocking start-up: create and lock the directory, replay, start the writer.
+fn start_wal(
+    dir: PathBuf,
+    shared: Arc<SharedHead>,
+    wal_counters: Arc<WalCounters>,
+    options: WriterOptions,
+) -> Result<StartedWal, IngesterError> {
+    let io_error = |action: &'static str, source: io::Error| IngesterError::Io {
+        action,
+        path: dir.clone(),
+        source,
+    };
+    std::fs::create_dir_all(&dir).map_err(|source| io_error("create the wal directory", source))?;
+    let lock = wal::lock_dir(&dir).map_err(|source| io_error("lock the wal directory", source))?;
+    let replayed_at = Instant::now();
+    let mut replayed_bytes = 0;
+    let mut seen = head::ReplaySeen::default();
+    let report = {
+        let mut head = shared.head.lock();
+        wal::replay(&dir, |record| {
+            replayed_bytes +=
+                head.append_replayed(&record.tenant, record.pieces, replayed_at, &mut seen);
+        })
+        .map_err(|source| io_error("replay the wal in", source))?
+    };
+    shared.bytes.fetch_add(replayed_bytes, Ordering::AcqRel);
+    let segment_sizes = report.segment_sizes.clone();
+    let target: Arc<dyn wal::AppendTarget> = shared;
+    let (sender, thread) =
+        wal::start_writer(&dir, lock, segment_sizes, options, wal_counters, target)
+            .map_err(|source| io_error("start the wal writer in", source))?;
+    Ok((sender, thread, report))
+}
+
+#[cfg(test)]
+mod tests;
