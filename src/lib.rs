@@ -2,6 +2,15 @@
 //! data flow reads from the folder names: receiver → distributor → ingester → tempodb →
 //! querier → api.
 
+pub mod api;
+pub mod app;
+pub mod bench;
+pub mod config;
+pub mod demo;
+pub mod distributor;
 pub mod ingester;
 pub mod model;
+pub mod querier;
+pub mod receiver;
+pub mod telemetry;
 pub mod tempodb;

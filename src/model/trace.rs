@@ -30,11 +30,19 @@ pub fn split_by_trace(resource_spans: Vec<ResourceSpans>) -> TraceSplit {
     let mut split = TraceSplit::default();
     let mut position_of: HashMap<TraceId, usize> = HashMap::new();
     for batch in resource_spans {
-        let ResourceSpans { resource, scope_spans, schema_url } = batch;
+        let ResourceSpans {
+            resource,
+            scope_spans,
+            schema_url,
+        } = batch;
         // Per trace, the index of this batch's ResourceSpans inside that trace.
         let mut batch_index_of: HashMap<usize, usize> = HashMap::new();
         for scope_batch in scope_spans {
-            let ScopeSpans { scope, spans, schema_url: scope_schema_url } = scope_batch;
+            let ScopeSpans {
+                scope,
+                spans,
+                schema_url: scope_schema_url,
+            } = scope_batch;
             let mut scope_index_of: HashMap<usize, usize> = HashMap::new();
             for span in spans {
                 let trace_id = match TraceId::from_bytes(&span.trace_id) {
@@ -42,7 +50,10 @@ pub fn split_by_trace(resource_spans: Vec<ResourceSpans>) -> TraceSplit {
                     Err(error) => {
                         split.rejected_spans += 1;
                         if split.rejection.is_none() {
-                            split.rejection = Some(format!("span {:?} has an invalid trace id: {error}", span.name));
+                            split.rejection = Some(format!(
+                                "span {:?} has an invalid trace id: {error}",
+                                span.name
+                            ));
                         }
                         continue;
                     }
@@ -88,13 +99,17 @@ pub fn combine(parts: impl IntoIterator<Item = Trace>) -> Trace {
                     .spans
                     .retain(|span| seen_spans.insert((span.span_id.clone(), span.kind)));
             }
-            batch.scope_spans.retain(|scope_batch| !scope_batch.spans.is_empty());
+            batch
+                .scope_spans
+                .retain(|scope_batch| !scope_batch.spans.is_empty());
             if !batch.scope_spans.is_empty() {
                 combined.push(batch);
             }
         }
     }
-    rebatch(Trace { resource_spans: combined })
+    rebatch(Trace {
+        resource_spans: combined,
+    })
 }
 
 /// Merges resource batches with identical resources, and scope batches with identical scopes
@@ -119,17 +134,18 @@ pub fn rebatch(trace: Trace) -> Trace {
         let target = &mut merged[position];
         for scope_batch in batch.scope_spans {
             let scope_key = scope_key(scope_batch.scope.as_ref(), &scope_batch.schema_url);
-            let existing = target
-                .scope_spans
-                .iter_mut()
-                .find(|candidate| scope_key == self::scope_key(candidate.scope.as_ref(), &candidate.schema_url));
+            let existing = target.scope_spans.iter_mut().find(|candidate| {
+                scope_key == self::scope_key(candidate.scope.as_ref(), &candidate.schema_url)
+            });
             match existing {
                 Some(candidate) => candidate.spans.extend(scope_batch.spans),
                 None => target.scope_spans.push(scope_batch),
             }
         }
     }
-    Trace { resource_spans: merged }
+    Trace {
+        resource_spans: merged,
+    }
 }
 
 fn resource_key(resource: Option<&Resource>, schema_url: &str) -> Vec<u8> {
@@ -137,8 +153,12 @@ fn resource_key(resource: Option<&Resource>, schema_url: &str) -> Vec<u8> {
     key.push(0);
     if let Some(resource) = resource {
         let mut sorted = resource.clone();
-        sorted.attributes.sort_by(|left, right| left.key.cmp(&right.key));
-        sorted.encode(&mut key).expect("encoding into a Vec cannot fail");
+        sorted
+            .attributes
+            .sort_by(|left, right| left.key.cmp(&right.key));
+        sorted
+            .encode(&mut key)
+            .expect("encoding into a Vec cannot fail");
     }
     key
 }
@@ -148,8 +168,12 @@ fn scope_key(scope: Option<&InstrumentationScope>, schema_url: &str) -> Vec<u8> 
     key.push(0);
     if let Some(scope) = scope {
         let mut sorted = scope.clone();
-        sorted.attributes.sort_by(|left, right| left.key.cmp(&right.key));
-        sorted.encode(&mut key).expect("encoding into a Vec cannot fail");
+        sorted
+            .attributes
+            .sort_by(|left, right| left.key.cmp(&right.key));
+        sorted
+            .encode(&mut key)
+            .expect("encoding into a Vec cannot fail");
     }
     key
 }
@@ -182,7 +206,9 @@ mod tests {
         Some(Resource {
             attributes: vec![KeyValue {
                 key: "service.name".into(),
-                value: Some(AnyValue { value: Some(any_value::Value::StringValue(name.into())) }),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::StringValue(name.into())),
+                }),
                 ..Default::default()
             }],
             ..Default::default()
@@ -190,13 +216,21 @@ mod tests {
     }
 
     fn span(trace: u8, id: u8) -> Span {
-        Span { trace_id: vec![trace; 16], span_id: vec![id; 8], name: format!("s{id}"), ..Default::default() }
+        Span {
+            trace_id: vec![trace; 16],
+            span_id: vec![id; 8],
+            name: format!("s{id}"),
+            ..Default::default()
+        }
     }
 
     fn batch(service_name: &str, spans: Vec<Span>) -> ResourceSpans {
         ResourceSpans {
             resource: service(service_name),
-            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
             ..Default::default()
         }
     }
@@ -205,7 +239,10 @@ mod tests {
     fn splits_by_trace_and_rejects_zero_ids() {
         let mut zero = span(0, 9);
         zero.trace_id = vec![0; 16];
-        let split = split_by_trace(vec![batch("a", vec![span(1, 1), span(2, 2), span(1, 3), zero])]);
+        let split = split_by_trace(vec![batch(
+            "a",
+            vec![span(1, 1), span(2, 2), span(1, 3), zero],
+        )]);
         assert_eq!(split.traces.len(), 2);
         assert_eq!(split.rejected_spans, 1);
         let first = &split.traces[0].1;
@@ -215,11 +252,22 @@ mod tests {
 
     #[test]
     fn combine_dedupes_spans_and_merges_batches() {
-        let one = Trace { resource_spans: vec![batch("a", vec![span(1, 1), span(1, 2)])] };
-        let two = Trace { resource_spans: vec![batch("a", vec![span(1, 2), span(1, 3)]), batch("b", vec![span(1, 4)])] };
+        let one = Trace {
+            resource_spans: vec![batch("a", vec![span(1, 1), span(1, 2)])],
+        };
+        let two = Trace {
+            resource_spans: vec![
+                batch("a", vec![span(1, 2), span(1, 3)]),
+                batch("b", vec![span(1, 4)]),
+            ],
+        };
         let combined = combine([one, two]);
         assert_eq!(combined.resource_spans.len(), 2);
-        let names: Vec<_> = combined.resource_spans[0].scope_spans[0].spans.iter().map(|s| s.name.clone()).collect();
+        let names: Vec<_> = combined.resource_spans[0].scope_spans[0]
+            .spans
+            .iter()
+            .map(|s| s.name.clone())
+            .collect();
         assert_eq!(names, ["s1", "s2", "s3"]);
     }
 }

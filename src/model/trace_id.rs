@@ -28,7 +28,10 @@ impl TraceId {
         }
         for (index, character) in text.chars().enumerate() {
             if !character.is_ascii_hexdigit() {
-                return Err(TraceIdError::NotHex { character, position: index + 1 });
+                return Err(TraceIdError::NotHex {
+                    character,
+                    position: index + 1,
+                });
             }
         }
         if text.len() > 32 {

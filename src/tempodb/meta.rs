@@ -12,13 +12,21 @@ pub const FORMAT_VPARQUET4: &str = "vParquet4";
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct DedicatedColumn {
     /// `resource`, `span` or `event`; omitted in JSON when `span`.
-    #[serde(rename = "s", default = "span_scope", skip_serializing_if = "is_span_scope")]
+    #[serde(
+        rename = "s",
+        default = "span_scope",
+        skip_serializing_if = "is_span_scope"
+    )]
     pub scope: String,
     /// The attribute name, e.g. `http.route`.
     #[serde(rename = "n")]
     pub name: String,
     /// `string` or `int`; omitted in JSON when `string`.
-    #[serde(rename = "t", default = "string_type", skip_serializing_if = "is_string_type")]
+    #[serde(
+        rename = "t",
+        default = "string_type",
+        skip_serializing_if = "is_string_type"
+    )]
     pub value_type: String,
     /// Options such as `array` or `blob` (vParquet5 only); omitted when empty.
     #[serde(rename = "o", default, skip_serializing_if = "Vec::is_empty")]
@@ -115,7 +123,8 @@ impl BlockMeta {
     pub fn overlaps(&self, start_unix_nano: u64, end_unix_nano: u64) -> bool {
         let block_start = self.start_time.timestamp_nanos_opt().unwrap_or(i64::MIN);
         let block_end = self.end_time.timestamp_nanos_opt().unwrap_or(i64::MAX);
-        (block_start as i128) <= end_unix_nano as i128 && (block_end as i128) >= start_unix_nano as i128
+        (block_start as i128) <= end_unix_nano as i128
+            && (block_end as i128) >= start_unix_nano as i128
     }
 }
 
@@ -123,7 +132,9 @@ impl BlockMeta {
 pub fn time_from_unix_nano(unix_nano: u64) -> DateTime<Utc> {
     let seconds = (unix_nano / 1_000_000_000) as i64;
     let nanos = (unix_nano % 1_000_000_000) as u32;
-    Utc.timestamp_opt(seconds, nanos).single().unwrap_or_default()
+    Utc.timestamp_opt(seconds, nanos)
+        .single()
+        .unwrap_or_default()
 }
 
 /// RFC 3339 text of a time, as Go's `time.Time` marshals it.
@@ -144,8 +155,14 @@ mod tests {
  "dedicatedColumns":[{"s":"resource","n":"ip"},{"n":"instance"},{"n":"version"},{"n":"region"},{"n":"sampler.type"}]}"#;
         let meta = BlockMeta::from_json(text.as_bytes()).unwrap();
         assert_eq!(meta.total_objects, 133);
-        assert_eq!(meta.dedicated_columns[0], DedicatedColumn::new("resource", "ip"));
-        assert_eq!(meta.dedicated_columns[1], DedicatedColumn::new("span", "instance"));
+        assert_eq!(
+            meta.dedicated_columns[0],
+            DedicatedColumn::new("resource", "ip")
+        );
+        assert_eq!(
+            meta.dedicated_columns[1],
+            DedicatedColumn::new("span", "instance")
+        );
         let written = String::from_utf8(meta.to_json()).unwrap();
         assert!(written.starts_with(r#"{"format":"vParquet4","blockID":"44444444-4444-4444-8444-444444444444","tenantID":"single-tenant","startTime":"2022-07-04T11:11:09Z""#), "{written}");
         assert!(written.contains(r#"{"s":"resource","n":"ip"},{"n":"instance"}"#));

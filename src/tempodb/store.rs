@@ -466,17 +466,25 @@ impl Store {
             .map_err(|source| object_error(DATA_OBJECT, source))?;
         bytes_written += encoded.data.len() as u64;
 
-        let bloom_uploads = encoded.blooms.iter().enumerate().map(|(shard, bytes)| {
-            let name = bloom::shard_object_name(shard as u32);
-            let path = object_path(tenant_key, &block_id, &name);
-            let payload = PutPayload::from_bytes(bytes.clone());
-            async move {
-                self.backend
-                    .put(&path, payload)
-                    .await
-                    .map_err(|source| (name, source))
-            }
-        });
+        // Collected first so the futures own everything they use: a lazily mapped iterator
+        // borrowing the shard list makes the whole write future fail `Send`'s lifetime check.
+        let backend = &self.backend;
+        let bloom_uploads: Vec<_> = encoded
+            .blooms
+            .iter()
+            .enumerate()
+            .map(|(shard, bytes)| {
+                let name = bloom::shard_object_name(shard as u32);
+                let path = object_path(tenant_key, &block_id, &name);
+                let payload = PutPayload::from_bytes(bytes.clone());
+                async move {
+                    backend
+                        .put(&path, payload)
+                        .await
+                        .map_err(|source| (name, source))
+                }
+            })
+            .collect();
         futures::stream::iter(bloom_uploads)
             .buffer_unordered(SMALL_OBJECT_CONCURRENCY)
             .try_collect::<Vec<_>>()

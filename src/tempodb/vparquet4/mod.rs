@@ -50,6 +50,10 @@ pub struct WriterOptions {
     pub row_group_size_bytes: usize,
     /// Target size of a data page before compression (parquet-go's 256 KiB buffer).
     pub page_size_bytes: usize,
+    /// Most traces (rows) in one data page. A trace-by-ID lookup decodes one page per
+    /// column, so small pages keep lookups fast in big row groups; the offset index lets
+    /// readers (vivace's and Tempo's) skip every other page without reading it.
+    pub page_row_count_limit: usize,
 }
 
 impl Default for WriterOptions {
@@ -57,6 +61,7 @@ impl Default for WriterOptions {
         WriterOptions {
             row_group_size_bytes: 100_000_000,
             page_size_bytes: 256 * 1024,
+            page_row_count_limit: 100,
         }
     }
 }
@@ -185,7 +190,7 @@ fn writer_properties(descriptor: &SchemaDescriptor, options: &WriterOptions) -> 
         .set_data_page_size_limit(options.page_size_bytes.max(1))
         // Tempo prunes a chunk whose dictionary lacks a value, so a dictionary must hold all.
         .set_dictionary_page_size_limit(usize::MAX)
-        .set_data_page_row_count_limit(usize::MAX)
+        .set_data_page_row_count_limit(options.page_row_count_limit.max(1))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_write_page_header_statistics(true)
         // Keep the compressed page even when it is larger, as parquet-go does, rather than

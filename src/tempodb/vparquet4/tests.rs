@@ -644,6 +644,7 @@ fn several_row_groups_and_multi_page_chunks_are_searched() {
     let options = WriterOptions {
         row_group_size_bytes: 20_000,
         page_size_bytes: 512,
+        page_row_count_limit: 7,
     };
     let encoded = assert_round_trip(&traces, &sample_dedicated(), &options);
     assert!(
@@ -720,6 +721,7 @@ fn corrupt_or_truncated_files_are_errors_not_panics() {
         &WriterOptions {
             row_group_size_bytes: 3_000,
             page_size_bytes: 1024,
+            page_row_count_limit: 100,
         },
     )
     .unwrap();
@@ -1196,7 +1198,7 @@ mod property {
         #[test]
         fn random_traces_round_trip(traces in traces(), small in any::<bool>()) {
             let options = if small {
-                WriterOptions { row_group_size_bytes: 60, page_size_bytes: 64 }
+                WriterOptions { row_group_size_bytes: 60, page_size_bytes: 64, page_row_count_limit: 2 }
             } else {
                 WriterOptions::default()
             };

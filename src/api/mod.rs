@@ -1,0 +1,171 @@
+//! The HTTP API on :3200: Tempo's query API as Grafana's Tempo datasource calls it
+//! (reference/tempo-api.md), plus `/ready`, `/metrics` and build info. Shapes only: the logic
+//! lives in the querier.
+
+pub mod trace_json;
+mod traces;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::Router;
+
+use crate::distributor::{validate_tenant, SINGLE_TENANT};
+use crate::querier::Querier;
+use crate::telemetry::Telemetry;
+
+/// The Tempo release whose API vivace answers like. Grafana gates features on this version.
+pub const TEMPO_COMPATIBLE_VERSION: &str = "3.0.3";
+
+/// Appends gauges read at scrape time (ingester, store) to the `/metrics` text.
+pub type MetricsSource = Arc<dyn Fn(&mut String) + Send + Sync>;
+
+/// Everything the API handlers share.
+pub struct ApiState {
+    pub querier: Arc<Querier>,
+    pub telemetry: Arc<Telemetry>,
+    pub multitenancy_enabled: bool,
+    pub ready: AtomicBool,
+    pub metrics_sources: Vec<MetricsSource>,
+}
+
+/// An API error: plain-text body as Tempo writes it.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::warn!(status = self.status.as_u16(), message = %self.message, "api request failed");
+        }
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            self.message,
+        )
+            .into_response()
+    }
+}
+
+/// Tenants a read applies to: `single-tenant` without multi-tenancy, otherwise the
+/// `X-Scope-OrgID` header, where `a|b` reads several tenants at once.
+pub fn read_tenants(state: &ApiState, headers: &HeaderMap) -> Result<Vec<String>, ApiError> {
+    if !state.multitenancy_enabled {
+        return Ok(vec![SINGLE_TENANT.to_string()]);
+    }
+    let header = headers
+        .get("x-scope-orgid")
+        .and_then(|value| value.to_str().ok())
+        .map(str::trim)
+        .filter(|value| !value.is_empty())
+        .ok_or(ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            message: "no org id".into(),
+        })?;
+    let mut tenants = Vec::new();
+    for tenant in header.split('|') {
+        validate_tenant(tenant).map_err(ApiError::bad_request)?;
+        if !tenants.iter().any(|known: &String| known == tenant) {
+            tenants.push(tenant.to_string());
+        }
+    }
+    Ok(tenants)
+}
+
+/// Builds the router of the :3200 API.
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/api/echo", any(|| async { "echo\n" }))
+        .route("/ready", get(ready))
+        .route("/api/status/buildinfo", get(buildinfo))
+        .route("/metrics", get(metrics))
+        .route("/api/traces/{trace_id}", get(traces::trace_v1))
+        .route("/api/v2/traces/{trace_id}", get(traces::trace_v2))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found\n") })
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+async fn observe(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_string())
+        .unwrap_or_else(|| "other".to_string());
+    let response = next.run(request).await;
+    state.telemetry.observe_request(
+        &route,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+async fn ready(State(state): State<Arc<ApiState>>) -> Response {
+    if state.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: starting or stopping\n",
+        )
+            .into_response()
+    }
+}
+
+async fn buildinfo() -> Response {
+    let body = serde_json::json!({
+        "version": TEMPO_COMPATIBLE_VERSION,
+        "revision": format!("vivace-{}", env!("CARGO_PKG_VERSION")),
+        "branch": "vivace",
+        "buildUser": "",
+        "buildDate": "",
+        "goVersion": "",
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        format!("{body}\n"),
+    )
+        .into_response()
+}
+
+async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
+    let mut text = String::new();
+    state.telemetry.render(&mut text);
+    for source in &state.metrics_sources {
+        source(&mut text);
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}

@@ -1,0 +1,433 @@
+//! `vivace bench`: starts this binary as a separate server process on loopback with a scratch
+//! data directory, drives it with OTLP/HTTP (protobuf) and OTLP/gRPC load of ~10-span traces,
+//! and prints figures: ingest spans/s (wall clock, and per core-second of server CPU), bytes
+//! on disk per span after flush, trace-by-ID p50/p99 from memory and from blocks, and RSS
+//! idle and under load. It never fails on a time; it reports.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use parking_lot::Mutex;
+use prost::Message;
+use rand::Rng;
+
+/// What to measure.
+#[derive(Clone, Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Spans to ingest in total (half over OTLP/HTTP, half over OTLP/gRPC).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub spans: u64,
+    /// Concurrent client connections per protocol.
+    #[arg(long, default_value_t = 8)]
+    pub connections: usize,
+    /// Traces per export request (10 spans each).
+    #[arg(long, default_value_t = 50)]
+    pub traces_per_request: usize,
+    /// Trace-by-ID lookups per latency measurement.
+    #[arg(long, default_value_t = 2000)]
+    pub lookups: usize,
+    /// WAL fsync policy for the server under test (always, interval, never).
+    #[arg(long, default_value = "always")]
+    pub wal_fsync: String,
+}
+
+const SPANS_PER_TRACE: usize = 10;
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+struct Server {
+    child: Child,
+    http: u16,
+    grpc: u16,
+    otlp_http: u16,
+    config: PathBuf,
+}
+
+impl Server {
+    fn start(directory: &Path, wal_fsync: &str) -> anyhow::Result<Server> {
+        let (http, grpc, otlp_http) = (free_port()?, free_port()?, free_port()?);
+        let config = directory.join("bench.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "server:\n  http_listen_port: {http}\n  log_level: warn\n\
+distributor:\n  receivers:\n    otlp:\n      protocols:\n        grpc:\n          enabled: true\n          endpoint: 127.0.0.1:{grpc}\n        http:\n          enabled: true\n          endpoint: 127.0.0.1:{otlp_http}\n\
+ingester:\n  wal_path: {wal}\n  wal_fsync: {wal_fsync}\n\
+storage:\n  trace:\n    backend: local\n    local:\n      path: {blocks}\n",
+                wal = directory.join("wal").display(),
+                blocks = directory.join("blocks").display(),
+            ),
+        )?;
+        Server::spawn(config, http, grpc, otlp_http)
+    }
+
+    fn spawn(config: PathBuf, http: u16, grpc: u16, otlp_http: u16) -> anyhow::Result<Server> {
+        let child = Command::new(std::env::current_exe()?)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting the server under test")?;
+        let server = Server {
+            child,
+            http,
+            grpc,
+            otlp_http,
+            config,
+        };
+        server.wait_ready()?;
+        Ok(server)
+    }
+
+    fn wait_ready(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.http)) {
+                use std::io::{Read, Write};
+                let _ = write!(
+                    stream,
+                    "GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                );
+                let mut answer = String::new();
+                let _ = stream.read_to_string(&mut answer);
+                if answer.starts_with("HTTP/1.1 200") {
+                    return Ok(());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("server not ready within 120 s")
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn rss_bytes(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find(|line| line.starts_with("VmRSS:"))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .and_then(|kib| kib.parse::<u64>().ok())
+            .map_or(0, |kib| kib * 1024)
+    }
+
+    /// User + system CPU seconds the server has used so far.
+    fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let ticks = |index: usize| {
+            fields
+                .get(index)
+                .and_then(|value| value.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        // Fields 14 and 15 of /proc/pid/stat (utime, stime) are 11 and 12 after the name.
+        (ticks(11) + ticks(12)) / 100.0
+    }
+
+    fn terminate(mut self) -> anyhow::Result<()> {
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+fn text(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+/// A request of `traces` ten-span traces, with the trace IDs it carries.
+fn export_request(traces: usize) -> (ExportTraceServiceRequest, Vec<[u8; 16]>) {
+    let mut rng = rand::rng();
+    let mut ids = Vec::with_capacity(traces);
+    let mut spans = Vec::with_capacity(traces * SPANS_PER_TRACE);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos() as u64);
+    for _ in 0..traces {
+        let trace_id: [u8; 16] = rng.random();
+        ids.push(trace_id);
+        let root: [u8; 8] = rng.random();
+        for index in 0..SPANS_PER_TRACE {
+            let span_id: [u8; 8] = if index == 0 { root } else { rng.random() };
+            spans.push(Span {
+                trace_id: trace_id.to_vec(),
+                span_id: span_id.to_vec(),
+                parent_span_id: if index == 0 {
+                    Vec::new()
+                } else {
+                    root.to_vec()
+                },
+                name: format!("GET /api/items/{}", index % 4),
+                kind: if index == 0 {
+                    SpanKind::Server as i32
+                } else {
+                    SpanKind::Client as i32
+                },
+                start_time_unix_nano: now + index as u64 * 1000,
+                end_time_unix_nano: now + 5_000_000 + index as u64 * 1000,
+                attributes: vec![
+                    text("http.request.method", "GET"),
+                    text("http.route", "/api/items/{id}"),
+                    text("server.address", "inventory"),
+                ],
+                status: Some(Status::default()),
+                ..Default::default()
+            });
+        }
+    }
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    text("service.name", "bench"),
+                    text("deployment.environment", "bench"),
+                ],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(InstrumentationScope {
+                    name: "vivace.bench".into(),
+                    ..Default::default()
+                }),
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    (request, ids)
+}
+
+struct Load {
+    spans: AtomicU64,
+    refused: AtomicU64,
+    ids: Mutex<Vec<[u8; 16]>>,
+}
+
+async fn ingest(
+    server: &Server,
+    args: &BenchArgs,
+    grpc: bool,
+    target_spans: u64,
+) -> anyhow::Result<(f64, f64, u64, u64)> {
+    let load = Arc::new(Load {
+        spans: AtomicU64::new(0),
+        refused: AtomicU64::new(0),
+        ids: Mutex::new(Vec::new()),
+    });
+    let peak_rss = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let cpu_before = server.cpu_seconds();
+    let started = Instant::now();
+    let sampler = {
+        let (pid, peak_rss, done) = (server.pid(), Arc::clone(&peak_rss), Arc::clone(&done));
+        tokio::spawn(async move {
+            while !done.load(Ordering::Relaxed) {
+                let status =
+                    std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                let rss = status
+                    .lines()
+                    .find(|line| line.starts_with("VmRSS:"))
+                    .and_then(|line| line.split_whitespace().nth(1))
+                    .and_then(|kib| kib.parse::<u64>().ok())
+                    .unwrap_or(0)
+                    * 1024;
+                peak_rss.fetch_max(rss, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let mut workers = Vec::new();
+    for _ in 0..args.connections {
+        let load = Arc::clone(&load);
+        let traces = args.traces_per_request;
+        let (otlp_http, grpc_port) = (server.otlp_http, server.grpc);
+        workers.push(tokio::spawn(async move {
+            let http_client = reqwest::Client::new();
+            let mut grpc_client = if grpc {
+                Some(
+                    TraceServiceClient::connect(format!("http://127.0.0.1:{grpc_port}"))
+                        .await?
+                        .max_encoding_message_size(64 << 20),
+                )
+            } else {
+                None
+            };
+            while load.spans.load(Ordering::Relaxed) < target_spans {
+                let (request, ids) = export_request(traces);
+                let accepted = match grpc_client.as_mut() {
+                    Some(client) => client.export(request).await.is_ok(),
+                    None => {
+                        let response = http_client
+                            .post(format!("http://127.0.0.1:{otlp_http}/v1/traces"))
+                            .header("Content-Type", "application/x-protobuf")
+                            .body(request.encode_to_vec())
+                            .send()
+                            .await?;
+                        response.status().is_success()
+                    }
+                };
+                if accepted {
+                    load.spans
+                        .fetch_add((ids.len() * SPANS_PER_TRACE) as u64, Ordering::Relaxed);
+                    load.ids.lock().extend(ids);
+                } else {
+                    load.refused.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for worker in workers {
+        worker.await??;
+    }
+    done.store(true, Ordering::Relaxed);
+    let _ = sampler.await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = (server.cpu_seconds() - cpu_before).max(0.001);
+    let spans = load.spans.load(Ordering::Relaxed);
+    IDS.lock().extend(load.ids.lock().iter().copied());
+    Ok((
+        spans as f64 / elapsed,
+        spans as f64 / cpu,
+        peak_rss.load(Ordering::Relaxed),
+        load.refused.load(Ordering::Relaxed),
+    ))
+}
+
+static IDS: Mutex<Vec<[u8; 16]>> = Mutex::new(Vec::new());
+
+async fn lookup_latencies(server: &Server, count: usize) -> anyhow::Result<(f64, f64, usize)> {
+    let ids = IDS.lock().clone();
+    if ids.is_empty() {
+        bail!("no trace was acknowledged");
+    }
+    let client = reqwest::Client::new();
+    let mut latencies = Vec::with_capacity(count);
+    let mut missing = 0;
+    for _ in 0..count {
+        let id = ids[rand::rng().random_range(0..ids.len())];
+        let started = Instant::now();
+        let response = client
+            .get(format!(
+                "http://127.0.0.1:{}/api/v2/traces/{}",
+                server.http,
+                hex::encode(id)
+            ))
+            .header("Accept", "application/protobuf")
+            .send()
+            .await?;
+        let ok = response.status().is_success();
+        let _ = response.bytes().await?;
+        latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+        if !ok {
+            missing += 1;
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    let percentile = |fraction: f64| {
+        latencies[((latencies.len() as f64 * fraction) as usize).min(latencies.len() - 1)]
+    };
+    Ok((percentile(0.5), percentile(0.99), missing))
+}
+
+fn directory_bytes(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|entry| {
+            let path = entry.path();
+            if path.is_dir() {
+                directory_bytes(&path)
+            } else {
+                entry.metadata().map_or(0, |metadata| metadata.len())
+            }
+        })
+        .sum()
+}
+
+/// Runs the benchmark and prints its figures.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let scratch = tempfile::Builder::new().prefix("vivace-bench-").tempdir()?;
+    let server = Server::start(scratch.path(), &args.wal_fsync)?;
+    println!("vivace bench: {} spans, {} connections per protocol, {} traces x {SPANS_PER_TRACE} spans per request, wal_fsync={}", args.spans, args.connections, args.traces_per_request, args.wal_fsync);
+    println!(
+        "machine: {} cores (client load runs on the same machine)",
+        std::thread::available_parallelism().map_or(1, |cores| cores.get())
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    println!(
+        "rss idle (empty store):            {:>10.1} MB",
+        server.rss_bytes() as f64 / 1e6
+    );
+
+    let half = args.spans / 2;
+    let (http_rate, http_per_core, http_peak, http_refused) =
+        ingest(&server, &args, false, half).await?;
+    println!("ingest OTLP/HTTP protobuf:         {http_rate:>10.0} spans/s wall, {http_per_core:>10.0} spans per server CPU-second ({http_refused} requests refused with 429)");
+    let (grpc_rate, grpc_per_core, grpc_peak, grpc_refused) =
+        ingest(&server, &args, true, args.spans - half).await?;
+    println!("ingest OTLP/gRPC:                  {grpc_rate:>10.0} spans/s wall, {grpc_per_core:>10.0} spans per server CPU-second ({grpc_refused} requests refused with 429)");
+    println!(
+        "rss peak under load:               {:>10.1} MB",
+        http_peak.max(grpc_peak) as f64 / 1e6
+    );
+
+    let (p50, p99, missing) = lookup_latencies(&server, args.lookups).await?;
+    println!("trace by ID, head/WAL + blocks:    p50 {p50:>7.2} ms  p99 {p99:>7.2} ms  ({missing} of {} not found)", args.lookups);
+
+    let (http, grpc, otlp_http, config) = (
+        server.http,
+        server.grpc,
+        server.otlp_http,
+        server.config.clone(),
+    );
+    server.terminate()?;
+    let blocks = directory_bytes(&scratch.path().join("blocks"));
+    let stored_spans = IDS.lock().len() as u64 * SPANS_PER_TRACE as u64;
+    println!("bytes on disk after flush:         {:>10.1} bytes/span ({} MB of blocks for {stored_spans} spans)", blocks as f64 / stored_spans.max(1) as f64, blocks / 1_000_000);
+
+    let server = Server::spawn(config, http, grpc, otlp_http)?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    println!(
+        "rss idle after restart:            {:>10.1} MB",
+        server.rss_bytes() as f64 / 1e6
+    );
+    let (p50, p99, missing) = lookup_latencies(&server, args.lookups).await?;
+    println!("trace by ID from blocks:           p50 {p50:>7.2} ms  p99 {p99:>7.2} ms  ({missing} of {} not found)", args.lookups);
+    server.terminate()?;
+    Ok(())
+}

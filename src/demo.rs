@@ -1,0 +1,245 @@
+//! `vivace --demo`: a steady, small load of realistic traces (a shop: frontend → checkout →
+//! payments/inventory → database) pushed through the distributor like any client's, so a
+//! newcomer sees traces, errors and latency at once. About ten traces a second.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use rand::Rng;
+use tokio_util::sync::CancellationToken;
+
+use crate::distributor::{Distributor, SINGLE_TENANT};
+
+const TRACES_PER_SECOND: u64 = 10;
+
+fn text(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+fn int(key: &str, value: i64) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::IntValue(value)),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Builds spans of one trace, service by service.
+struct TraceBuilder {
+    trace_id: Vec<u8>,
+    batches: Vec<ResourceSpans>,
+}
+
+impl TraceBuilder {
+    #[allow(clippy::too_many_arguments)]
+    fn span(
+        &mut self,
+        service: &str,
+        parent: &[u8],
+        name: &str,
+        kind: SpanKind,
+        start: u64,
+        duration: u64,
+        attributes: Vec<KeyValue>,
+        error: Option<&str>,
+    ) -> Vec<u8> {
+        let span_id = rand::rng().random::<[u8; 8]>().to_vec();
+        let status = match error {
+            Some(message) => Status {
+                code: StatusCode::Error as i32,
+                message: message.into(),
+            },
+            None => Status::default(),
+        };
+        let span = Span {
+            trace_id: self.trace_id.clone(),
+            span_id: span_id.clone(),
+            parent_span_id: parent.to_vec(),
+            name: name.into(),
+            kind: kind as i32,
+            start_time_unix_nano: start,
+            end_time_unix_nano: start + duration,
+            attributes,
+            status: Some(status),
+            ..Default::default()
+        };
+        let position = self.batches.iter().position(|batch| {
+            batch
+                .resource
+                .as_ref()
+                .is_some_and(|resource| resource.attributes[0] == text("service.name", service))
+        });
+        let batch = match position {
+            Some(position) => &mut self.batches[position],
+            None => {
+                self.batches.push(ResourceSpans {
+                    resource: Some(Resource {
+                        attributes: vec![
+                            text("service.name", service),
+                            text("deployment.environment", "demo"),
+                        ],
+                        ..Default::default()
+                    }),
+                    scope_spans: vec![ScopeSpans {
+                        scope: Some(InstrumentationScope {
+                            name: "vivace.demo".into(),
+                            version: env!("CARGO_PKG_VERSION").into(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                });
+                let last = self.batches.len() - 1;
+                &mut self.batches[last]
+            }
+        };
+        batch.scope_spans[0].spans.push(span);
+        span_id
+    }
+}
+
+fn one_trace(now: u64) -> Vec<ResourceSpans> {
+    let mut rng = rand::rng();
+    let mut builder = TraceBuilder {
+        trace_id: rng.random::<[u8; 16]>().to_vec(),
+        batches: Vec::new(),
+    };
+    let checkout = rng.random_bool(0.4);
+    let failed = rng.random_bool(0.05);
+    let slow = rng.random_bool(0.03);
+    let ms = 1_000_000u64;
+    let total = rng.random_range(20..120) * ms + if slow { 900 * ms } else { 0 };
+    let start = now - total - 50 * ms;
+    let (route, method) = if checkout {
+        ("/api/checkout", "POST")
+    } else {
+        ("/api/products", "GET")
+    };
+    let status_code = if failed { 500 } else { 200 };
+    let root = builder.span(
+        "frontend",
+        &[],
+        &format!("{method} {route}"),
+        SpanKind::Server,
+        start,
+        total,
+        vec![
+            text("http.request.method", method),
+            text("http.route", route),
+            int("http.response.status_code", status_code),
+        ],
+        failed.then_some("internal server error"),
+    );
+    let downstream = if checkout { "checkout" } else { "inventory" };
+    let call_start = start + 2 * ms;
+    let call_duration = total - 4 * ms;
+    let client = builder.span(
+        "frontend",
+        &root,
+        &format!("{method} /{downstream}"),
+        SpanKind::Client,
+        call_start,
+        call_duration,
+        vec![
+            text("http.request.method", method),
+            text("server.address", downstream),
+            text("peer.service", downstream),
+            int("http.response.status_code", status_code),
+        ],
+        failed.then_some("upstream failed"),
+    );
+    let server = builder.span(
+        downstream,
+        &client,
+        &format!("{method} /{downstream}"),
+        SpanKind::Server,
+        call_start + ms,
+        call_duration - 2 * ms,
+        vec![
+            text("http.request.method", method),
+            text("http.route", &format!("/{downstream}")),
+            int("http.response.status_code", status_code),
+        ],
+        failed.then_some("handler failed"),
+    );
+    let query_duration = (call_duration - 4 * ms) / 2;
+    builder.span(
+        downstream,
+        &server,
+        "SELECT shop.items",
+        SpanKind::Client,
+        call_start + 2 * ms,
+        query_duration,
+        vec![
+            text("db.system", "postgresql"),
+            text("db.name", "shop"),
+            text("db.statement", "SELECT * FROM items WHERE id = $1"),
+            text("server.address", "postgres"),
+        ],
+        None,
+    );
+    if checkout {
+        let pay_client = builder.span(
+            "checkout",
+            &server,
+            "POST /charge",
+            SpanKind::Client,
+            call_start + 3 * ms + query_duration,
+            query_duration,
+            vec![
+                text("http.request.method", "POST"),
+                text("server.address", "payments"),
+                text("peer.service", "payments"),
+            ],
+            failed.then_some("payment declined"),
+        );
+        builder.span(
+            "payments",
+            &pay_client,
+            "POST /charge",
+            SpanKind::Server,
+            call_start + 4 * ms + query_duration,
+            query_duration.saturating_sub(2 * ms).max(ms),
+            vec![
+                text("http.request.method", "POST"),
+                text("http.route", "/charge"),
+                text("payment.provider", "demo-card"),
+            ],
+            failed.then_some("card declined"),
+        );
+    }
+    builder.batches
+}
+
+/// Pushes demo traces until `stop` is cancelled.
+pub async fn run(distributor: Arc<Distributor>, stop: CancellationToken) -> anyhow::Result<()> {
+    let mut ticker = tokio::time::interval(Duration::from_millis(1000 / TRACES_PER_SECOND));
+    tracing::info!(traces_per_second = TRACES_PER_SECOND, "demo load running");
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            _ = ticker.tick() => {}
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_nanos() as u64)
+            .unwrap_or(0);
+        if let Err(error) = distributor.push(SINGLE_TENANT, one_trace(now)).await {
+            tracing::debug!(%error, "demo trace refused");
+        }
+    }
+}

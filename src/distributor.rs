@@ -1,0 +1,273 @@
+//! The distributor: resolves and validates the tenant, enforces request size and in-flight
+//! limits (back-pressure instead of unbounded memory), splits requests by trace and hands them
+//! to the ingester. A request is acknowledged only once the ingester has it in the WAL.
+
+use std::sync::Arc;
+
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+
+use crate::ingester::{Ingester, PushError};
+use crate::model::split_by_trace;
+use crate::receiver::ReceiversConfig;
+use crate::telemetry::Telemetry;
+
+/// Tenant used for everything when multi-tenancy is off (Tempo's `FakeTenantID`).
+pub const SINGLE_TENANT: &str = "single-tenant";
+
+/// Longest tenant ID accepted, as in Tempo.
+const MAX_TENANT_LENGTH: usize = 150;
+
+/// The `distributor` section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DistributorConfig {
+    /// Which receivers listen, and on which address.
+    pub receivers: ReceiversConfig,
+    /// Largest request accepted, in bytes, after decompression. Larger requests get
+    /// 413 / RESOURCE_EXHAUSTED. The OpenTelemetry SDKs batch 512 spans by default, well under this.
+    pub max_request_bytes: usize,
+    /// Request bytes being decoded and written at once across all receivers. Past it,
+    /// requests are refused with 429 / RESOURCE_EXHAUSTED so memory stays bounded; clients retry.
+    pub max_inflight_bytes: usize,
+}
+
+impl Default for DistributorConfig {
+    fn default() -> Self {
+        DistributorConfig {
+            receivers: ReceiversConfig::default(),
+            max_request_bytes: 16 * 1024 * 1024,
+            max_inflight_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+impl DistributorConfig {
+    pub(crate) fn validate(&self) -> Result<(), (String, String)> {
+        if self.max_request_bytes == 0 {
+            return Err(("max_request_bytes".into(), "must be positive".into()));
+        }
+        if self.max_inflight_bytes < self.max_request_bytes {
+            return Err((
+                "max_inflight_bytes".into(),
+                format!(
+                    "must be at least max_request_bytes ({})",
+                    self.max_request_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Why a push was refused; each maps to one HTTP status and one gRPC code.
+#[derive(Debug, thiserror::Error)]
+pub enum DistributorError {
+    #[error("no org id")]
+    MissingTenant,
+    #[error("invalid tenant id {tenant:?}: {reason}")]
+    InvalidTenant { tenant: String, reason: String },
+    #[error("request of {size} bytes exceeds the limit of {limit} bytes (distributor.max_request_bytes)")]
+    TooLarge { size: usize, limit: usize },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("too many requests in flight: {0}")]
+    Overloaded(String),
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// What happened to the spans of an accepted request (OTLP partial success).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct PushOutcome {
+    pub accepted_spans: u64,
+    pub rejected_spans: u64,
+    pub message: String,
+}
+
+/// Checks a tenant ID against Tempo's rules (dskit's `ValidTenantID`).
+pub fn validate_tenant(tenant: &str) -> Result<(), String> {
+    if tenant.is_empty() {
+        return Err("tenant ID is empty".into());
+    }
+    if tenant.len() > MAX_TENANT_LENGTH {
+        return Err(format!(
+            "tenant ID is too long: max {MAX_TENANT_LENGTH} characters"
+        ));
+    }
+    if tenant == "." || tenant == ".." {
+        return Err("tenant ID is '.' or '..'".into());
+    }
+    if let Some(bad) = tenant
+        .chars()
+        .find(|character| !(character.is_ascii_alphanumeric() || "!-_.*'()".contains(*character)))
+    {
+        return Err(format!("tenant ID contains unsupported character '{bad}'"));
+    }
+    Ok(())
+}
+
+/// Resolves the tenant of a request from its `X-Scope-OrgID` header / metadata value.
+pub fn resolve_tenant(
+    multitenancy_enabled: bool,
+    header: Option<&str>,
+) -> Result<String, DistributorError> {
+    if !multitenancy_enabled {
+        return Ok(SINGLE_TENANT.to_string());
+    }
+    let tenant = header
+        .map(str::trim)
+        .filter(|value| !value.is_empty())
+        .ok_or(DistributorError::MissingTenant)?;
+    validate_tenant(tenant).map_err(|reason| DistributorError::InvalidTenant {
+        tenant: tenant.to_string(),
+        reason,
+    })?;
+    Ok(tenant.to_string())
+}
+
+/// The write path's front door, shared by every receiver.
+pub struct Distributor {
+    config: DistributorConfig,
+    multitenancy_enabled: bool,
+    inflight_bytes: Semaphore,
+    ingester: Arc<Ingester>,
+    telemetry: Arc<Telemetry>,
+}
+
+/// Holds a request's share of the in-flight budget until it is acknowledged or refused.
+pub struct InflightPermit<'a> {
+    _permit: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl Distributor {
+    pub fn new(
+        config: DistributorConfig,
+        multitenancy_enabled: bool,
+        ingester: Arc<Ingester>,
+        telemetry: Arc<Telemetry>,
+    ) -> Distributor {
+        let budget = config.max_inflight_bytes.min(Semaphore::MAX_PERMITS);
+        Distributor {
+            inflight_bytes: Semaphore::new(budget),
+            config,
+            multitenancy_enabled,
+            ingester,
+            telemetry,
+        }
+    }
+
+    pub fn max_request_bytes(&self) -> usize {
+        self.config.max_request_bytes
+    }
+
+    pub fn tenant(&self, header: Option<&str>) -> Result<String, DistributorError> {
+        resolve_tenant(self.multitenancy_enabled, header)
+    }
+
+    /// Reserves `bytes` of the in-flight budget before a body is decoded; refuses at once
+    /// (429) rather than queueing when the budget is spent.
+    pub fn admit(&self, bytes: usize) -> Result<InflightPermit<'_>, DistributorError> {
+        if bytes > self.config.max_request_bytes {
+            return Err(DistributorError::TooLarge {
+                size: bytes,
+                limit: self.config.max_request_bytes,
+            });
+        }
+        let permits = u32::try_from(bytes.max(1)).unwrap_or(u32::MAX);
+        match self.inflight_bytes.try_acquire_many(permits) {
+            Ok(permit) => Ok(InflightPermit { _permit: permit }),
+            Err(_) => {
+                self.telemetry.spans_refused("overloaded", 0);
+                Err(DistributorError::Overloaded(format!(
+                    "{} bytes already in flight (distributor.max_inflight_bytes)",
+                    self.config.max_inflight_bytes
+                )))
+            }
+        }
+    }
+
+    /// Splits the spans by trace and writes them through the ingester; returns once they are
+    /// in the WAL. Spans with invalid trace IDs are refused individually (partial success).
+    pub async fn push(
+        &self,
+        tenant: &str,
+        resource_spans: Vec<ResourceSpans>,
+    ) -> Result<PushOutcome, DistributorError> {
+        let split = split_by_trace(resource_spans);
+        let accepted_spans: u64 = split
+            .traces
+            .iter()
+            .map(|(_, trace)| {
+                trace
+                    .resource_spans
+                    .iter()
+                    .flat_map(|batch| &batch.scope_spans)
+                    .map(|scope| scope.spans.len() as u64)
+                    .sum::<u64>()
+            })
+            .sum();
+        if split.rejected_spans > 0 {
+            self.telemetry
+                .spans_refused("invalid_trace_id", split.rejected_spans);
+        }
+        if !split.traces.is_empty() {
+            if let Err(error) = self.ingester.push(tenant, split.traces).await {
+                let reason = match &error {
+                    PushError::Overloaded { .. } => "overloaded",
+                    PushError::TooLarge { .. } => "too_large",
+                    PushError::ShuttingDown => "shutting_down",
+                    _ => "internal",
+                };
+                self.telemetry.spans_refused(reason, accepted_spans);
+                return Err(match error {
+                    PushError::Overloaded { .. } => DistributorError::Overloaded(error.to_string()),
+                    PushError::TooLarge { bytes, limit, .. } => DistributorError::TooLarge {
+                        size: usize::try_from(bytes).unwrap_or(usize::MAX),
+                        limit: usize::try_from(limit).unwrap_or(usize::MAX),
+                    },
+                    PushError::ShuttingDown => DistributorError::Unavailable(error.to_string()),
+                    other => DistributorError::Internal(other.to_string()),
+                });
+            }
+        }
+        self.telemetry.spans_received(tenant, accepted_spans);
+        Ok(PushOutcome {
+            accepted_spans,
+            rejected_spans: split.rejected_spans,
+            message: split.rejection.unwrap_or_default(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenants_follow_tempo_rules() {
+        assert!(validate_tenant("team-a_1.prod").is_ok());
+        assert!(validate_tenant("a/b").unwrap_err().contains("'/'"));
+        assert!(validate_tenant("..").is_err());
+        assert!(validate_tenant(&"x".repeat(151))
+            .unwrap_err()
+            .contains("too long"));
+        assert!(validate_tenant("").is_err());
+        assert_eq!(
+            resolve_tenant(false, Some("../etc")).unwrap(),
+            SINGLE_TENANT
+        );
+        assert!(matches!(
+            resolve_tenant(true, None),
+            Err(DistributorError::MissingTenant)
+        ));
+        assert!(matches!(
+            resolve_tenant(true, Some("a\\b")),
+            Err(DistributorError::InvalidTenant { .. })
+        ));
+        assert_eq!(resolve_tenant(true, Some("acme")).unwrap(), "acme");
+    }
+}

@@ -1,0 +1,448 @@
+//! The appliance's own metrics, named in one place so they are reviewable: Tempo's names where a
+//! Tempo dashboard expects them (`tempo_distributor_spans_received_total`, …), `vivace_*` for
+//! the rest. Rendered in the Prometheus text format on `/metrics`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use parking_lot::Mutex;
+
+/// Most label combinations one metric keeps; more are folded into `__overflow__` so a flood of
+/// tenants cannot grow memory without bound.
+const MAX_SERIES_PER_METRIC: usize = 1000;
+
+/// Upper bounds (seconds) of the request-latency histogram.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+struct CounterFamily {
+    name: &'static str,
+    help: &'static str,
+    labels: &'static [&'static str],
+    series: Mutex<BTreeMap<Vec<String>, u64>>,
+}
+
+impl CounterFamily {
+    const fn new(
+        name: &'static str,
+        help: &'static str,
+        labels: &'static [&'static str],
+    ) -> CounterFamily {
+        CounterFamily {
+            name,
+            help,
+            labels,
+            series: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn add(&self, label_values: &[&str], amount: u64) {
+        let mut series = self.series.lock();
+        let key: Vec<String> = label_values.iter().map(|value| value.to_string()).collect();
+        let key = if series.contains_key(&key) || series.len() < MAX_SERIES_PER_METRIC {
+            key
+        } else {
+            label_values
+                .iter()
+                .map(|_| "__overflow__".to_string())
+                .collect()
+        };
+        *series.entry(key).or_insert(0) += amount;
+    }
+
+    fn render(&self, out: &mut String) {
+        let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
+        let _ = writeln!(out, "# TYPE {} counter", self.name);
+        for (values, count) in self.series.lock().iter() {
+            let _ = writeln!(
+                out,
+                "{}{} {}",
+                self.name,
+                label_text(self.labels, values, None),
+                count
+            );
+        }
+    }
+}
+
+#[derive(Default, Clone)]
+struct HistogramSeries {
+    buckets: [u64; LATENCY_BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+struct HistogramFamily {
+    name: &'static str,
+    help: &'static str,
+    labels: &'static [&'static str],
+    series: Mutex<BTreeMap<Vec<String>, HistogramSeries>>,
+}
+
+impl HistogramFamily {
+    fn observe(&self, label_values: &[&str], seconds: f64) {
+        let mut series = self.series.lock();
+        let key: Vec<String> = label_values.iter().map(|value| value.to_string()).collect();
+        if !series.contains_key(&key) && series.len() >= MAX_SERIES_PER_METRIC {
+            return;
+        }
+        let entry = series.entry(key).or_default();
+        for (index, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            if seconds <= *bound {
+                entry.buckets[index] += 1;
+            }
+        }
+        entry.count += 1;
+        entry.sum += seconds;
+    }
+
+    fn render(&self, out: &mut String) {
+        let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
+        let _ = writeln!(out, "# TYPE {} histogram", self.name);
+        for (values, series) in self.series.lock().iter() {
+            for (index, bound) in LATENCY_BUCKETS.iter().enumerate() {
+                let le = bound.to_string();
+                let labels = label_text(self.labels, values, Some(&le));
+                let _ = writeln!(
+                    out,
+                    "{}_bucket{} {}",
+                    self.name, labels, series.buckets[index]
+                );
+            }
+            let _ = writeln!(
+                out,
+                "{}_bucket{} {}",
+                self.name,
+                label_text(self.labels, values, Some("+Inf")),
+                series.count
+            );
+            let _ = writeln!(
+                out,
+                "{}_sum{} {}",
+                self.name,
+                label_text(self.labels, values, None),
+                series.sum
+            );
+            let _ = writeln!(
+                out,
+                "{}_count{} {}",
+                self.name,
+                label_text(self.labels, values, None),
+                series.count
+            );
+        }
+    }
+}
+
+fn label_text(names: &[&str], values: &[String], le: Option<&str>) -> String {
+    let mut parts: Vec<String> = names
+        .iter()
+        .zip(values)
+        .map(|(name, value)| format!("{name}=\"{}\"", escape_label(value)))
+        .collect();
+    if let Some(le) = le {
+        parts.push(format!("le=\"{le}\""));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("{{{}}}", parts.join(","))
+    }
+}
+
+/// Escapes a label value for the Prometheus text format.
+pub fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Writes one gauge or counter sample with its HELP/TYPE header.
+pub fn write_sample(out: &mut String, name: &str, kind: &str, help: &str, value: f64) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    let _ = writeln!(out, "{name} {value}");
+}
+
+/// Every metric vivace keeps about itself.
+pub struct Telemetry {
+    spans_received: CounterFamily,
+    spans_refused: CounterFamily,
+    requests: HistogramFamily,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Telemetry {
+            spans_received: CounterFamily::new(
+                "tempo_distributor_spans_received_total",
+                "Spans accepted and written to the WAL, by tenant.",
+                &["tenant"],
+            ),
+            spans_refused: CounterFamily::new(
+                "tempo_discarded_spans_total",
+                "Spans refused, by reason (invalid_trace_id, overloaded, shutting_down, internal).",
+                &["reason"],
+            ),
+            requests: HistogramFamily {
+                name: "tempo_request_duration_seconds",
+                help: "Time to answer HTTP and gRPC requests, by route and status code.",
+                labels: &["route", "status_code"],
+                series: Mutex::new(BTreeMap::new()),
+            },
+        }
+    }
+}
+
+impl Telemetry {
+    pub fn spans_received(&self, tenant: &str, count: u64) {
+        self.spans_received.add(&[tenant], count);
+    }
+
+    pub fn spans_refused(&self, reason: &str, count: u64) {
+        self.spans_refused.add(&[reason], count);
+    }
+
+    pub fn observe_request(&self, route: &str, status_code: u16, seconds: f64) {
+        self.requests
+            .observe(&[route, &status_code.to_string()], seconds);
+    }
+
+    /// Appends this registry's metrics to `out` in the Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        self.spans_received.render(out);
+        self.spans_refused.render(out);
+        self.requests.render(out);
+    }
+}
+
+/// The ingester's figures as metrics (read at scrape time).
+pub fn render_ingester(stats: &crate::ingester::IngesterStats, out: &mut String) {
+    let samples: [(&str, &str, &str, u64); 17] = [
+        (
+            "vivace_ingester_tenants",
+            "gauge",
+            "Tenants with data in memory.",
+            stats.tenants,
+        ),
+        (
+            "vivace_ingester_live_traces",
+            "gauge",
+            "Traces still receiving spans.",
+            stats.live_traces,
+        ),
+        (
+            "vivace_ingester_completed_traces",
+            "gauge",
+            "Idle traces waiting for the next block cut.",
+            stats.completed_traces,
+        ),
+        (
+            "vivace_ingester_flushing_traces",
+            "gauge",
+            "Traces in a block being written or retried.",
+            stats.flushing_traces,
+        ),
+        (
+            "vivace_ingester_flushed_traces_kept",
+            "gauge",
+            "Flushed traces still served from memory.",
+            stats.flushed_traces_kept,
+        ),
+        (
+            "vivace_ingester_head_bytes",
+            "gauge",
+            "Bytes held in memory against ingester.max_head_bytes.",
+            stats.head_bytes,
+        ),
+        (
+            "vivace_ingester_wal_bytes_written_total",
+            "counter",
+            "Bytes appended to the WAL since start.",
+            stats.wal_bytes_written,
+        ),
+        (
+            "vivace_ingester_wal_disk_bytes",
+            "gauge",
+            "Bytes in WAL segment files.",
+            stats.wal_disk_bytes,
+        ),
+        (
+            "vivace_ingester_wal_segments",
+            "gauge",
+            "WAL segment files.",
+            stats.wal_segments,
+        ),
+        (
+            "vivace_ingester_wal_syncs_total",
+            "counter",
+            "fsync calls on the WAL.",
+            stats.wal_syncs,
+        ),
+        (
+            "vivace_ingester_wal_write_failures_total",
+            "counter",
+            "Failed WAL writes or syncs.",
+            stats.wal_write_failures,
+        ),
+        (
+            "tempo_ingester_blocks_flushed_total",
+            "counter",
+            "Blocks written to the store.",
+            stats.blocks_flushed,
+        ),
+        (
+            "tempo_ingester_failed_flushes_total",
+            "counter",
+            "Block writes that failed and will be retried.",
+            stats.flush_failures,
+        ),
+        (
+            "vivace_ingester_pushes_accepted_total",
+            "counter",
+            "Pushes acknowledged after their WAL append.",
+            stats.pushes_accepted,
+        ),
+        (
+            "vivace_ingester_pushes_refused_total",
+            "counter",
+            "Pushes refused as overloaded or too large.",
+            stats.pushes_refused,
+        ),
+        (
+            "vivace_ingester_wal_replayed_records_total",
+            "counter",
+            "WAL records replayed at start.",
+            stats.replayed_records,
+        ),
+        (
+            "vivace_ingester_wal_truncated_bytes_total",
+            "counter",
+            "Bytes of torn WAL tail truncated at start.",
+            stats.wal_truncated_bytes,
+        ),
+    ];
+    for (name, kind, help, value) in samples {
+        write_sample(out, name, kind, help, value as f64);
+    }
+}
+
+/// The block store's figures as metrics (read at scrape time).
+pub fn render_store(stats: &crate::tempodb::StoreStatsSnapshot, out: &mut String) {
+    let samples: [(&str, &str, u64); 14] = [
+        (
+            "vivace_tempodb_blocks_written_total",
+            "Blocks written (meta.json last).",
+            stats.blocks_flushed,
+        ),
+        (
+            "vivace_tempodb_bytes_written_total",
+            "Bytes of block objects written.",
+            stats.bytes_written,
+        ),
+        (
+            "vivace_tempodb_traces_written_total",
+            "Traces written into blocks.",
+            stats.traces_written,
+        ),
+        (
+            "vivace_tempodb_lookups_total",
+            "Trace-by-ID lookups over blocks.",
+            stats.lookups,
+        ),
+        (
+            "vivace_tempodb_bloom_skips_total",
+            "Blocks skipped because their bloom filter ruled the trace out.",
+            stats.bloom_skips,
+        ),
+        (
+            "vivace_tempodb_block_reads_total",
+            "Blocks whose data.parquet was read for a lookup.",
+            stats.block_reads,
+        ),
+        (
+            "vivace_tempodb_bloom_cache_hits_total",
+            "Bloom shards served from memory.",
+            stats.bloom_cache_hits,
+        ),
+        (
+            "vivace_tempodb_bloom_cache_misses_total",
+            "Bloom shards fetched from the backend.",
+            stats.bloom_cache_misses,
+        ),
+        (
+            "vivace_tempodb_footer_cache_hits_total",
+            "Parquet footers served from memory.",
+            stats.footer_cache_hits,
+        ),
+        (
+            "vivace_tempodb_footer_cache_misses_total",
+            "Parquet footers fetched from the backend.",
+            stats.footer_cache_misses,
+        ),
+        (
+            "vivace_tempodb_data_requests_total",
+            "Ranged reads of data.parquet objects.",
+            stats.data_requests,
+        ),
+        (
+            "vivace_tempodb_blocklist_polls_total",
+            "Bucket listings made to discover blocks.",
+            stats.polls,
+        ),
+        (
+            "vivace_tempodb_blocklist_poll_errors_total",
+            "Bucket listings that failed.",
+            stats.poll_errors,
+        ),
+        (
+            "vivace_tempodb_unreadable_blocks_total",
+            "Blocks skipped because their meta.json could not be used.",
+            stats.unreadable_blocks,
+        ),
+    ];
+    for (name, help, value) in samples {
+        write_sample(out, name, "counter", help, value as f64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_parseable_prometheus_text() {
+        let telemetry = Telemetry::default();
+        telemetry.spans_received("single-tenant", 10);
+        telemetry.spans_received("single-tenant", 5);
+        telemetry.spans_refused("overloaded", 3);
+        telemetry.observe_request("/api/traces/{id}", 200, 0.003);
+        let mut text = String::new();
+        telemetry.render(&mut text);
+        assert!(
+            text.contains("tempo_distributor_spans_received_total{tenant=\"single-tenant\"} 15"),
+            "{text}"
+        );
+        assert!(text.contains("tempo_request_duration_seconds_bucket{route=\"/api/traces/{id}\",status_code=\"200\",le=\"0.005\"} 1"), "{text}");
+        let lines = text.lines().map(|line| Ok(line.to_string()));
+        let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
+        assert!(scrape
+            .samples
+            .iter()
+            .any(|sample| sample.metric == "tempo_discarded_spans_total"));
+    }
+
+    #[test]
+    fn series_are_bounded() {
+        let telemetry = Telemetry::default();
+        for tenant in 0..(MAX_SERIES_PER_METRIC + 50) {
+            telemetry.spans_received(&format!("t{tenant}"), 1);
+        }
+        assert_eq!(
+            telemetry.spans_received.series.lock().len(),
+            MAX_SERIES_PER_METRIC + 1
+        );
+    }
+}

@@ -1,0 +1,352 @@
+//! Starts the real `vivace` binary on free loopback ports with a temporary data directory.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Path of a file under `../shared`, failing clearly when the folder is missing.
+pub fn shared(path: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared");
+    assert!(
+        root.is_dir(),
+        "../shared (the team library with goldens) must exist beside the repository"
+    );
+    root.join(path)
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind an ephemeral port")
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The ports one vivace instance listens on.
+#[derive(Clone, Copy, Debug)]
+pub struct Ports {
+    pub http: u16,
+    pub otlp_grpc: u16,
+    pub otlp_http: u16,
+}
+
+impl Ports {
+    pub fn pick() -> Ports {
+        Ports {
+            http: free_port(),
+            otlp_grpc: free_port(),
+            otlp_http: free_port(),
+        }
+    }
+}
+
+/// A running vivace process; killed when dropped.
+pub struct Vivace {
+    pub child: Child,
+    pub data: PathBuf,
+    pub ports: Ports,
+    pub extra_yaml: String,
+    pub log: PathBuf,
+}
+
+/// Writes the config for `ports` and `data`, deep-merged with `extra_yaml` (which wins).
+pub fn write_config(data: &Path, ports: Ports, extra_yaml: &str) -> PathBuf {
+    let base = format!(
+        "server:\n  http_listen_port: {http}\n  log_level: info\n\
+distributor:\n  receivers:\n    otlp:\n      protocols:\n        grpc:\n          enabled: true\n          endpoint: 127.0.0.1:{grpc}\n        http:\n          enabled: true\n          endpoint: 127.0.0.1:{otlp_http}\n\
+ingester:\n  wal_path: {wal}\n\
+storage:\n  trace:\n    backend: local\n    local:\n      path: {blocks}\n",
+        http = ports.http,
+        grpc = ports.otlp_grpc,
+        otlp_http = ports.otlp_http,
+        wal = data.join("wal").display(),
+        blocks = data.join("blocks").display(),
+    );
+    let mut config: serde_yaml::Value = serde_yaml::from_str(&base).expect("base config");
+    if !extra_yaml.trim().is_empty() {
+        let extra: serde_yaml::Value =
+            serde_yaml::from_str(extra_yaml).expect("extra config is YAML");
+        merge(&mut config, extra);
+    }
+    let path = data.join("vivace.yaml");
+    std::fs::write(
+        &path,
+        serde_yaml::to_string(&config).expect("config as YAML"),
+    )
+    .expect("write config");
+    path
+}
+
+fn merge(base: &mut serde_yaml::Value, extra: serde_yaml::Value) {
+    match (base, extra) {
+        (serde_yaml::Value::Mapping(base), serde_yaml::Value::Mapping(extra)) => {
+            for (key, value) in extra {
+                match base.get_mut(&key) {
+                    Some(existing) => merge(existing, value),
+                    None => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+        (base, extra) => *base = extra,
+    }
+}
+
+impl Vivace {
+    /// Starts vivace in a fresh temporary directory and waits until `/ready` answers 200.
+    /// `extra_yaml` adds sections; `ingester` and `storage` default to paths in the directory.
+    pub fn start(extra_yaml: &str) -> Vivace {
+        let data = tempfile::Builder::new()
+            .prefix("vivace-test-")
+            .tempdir()
+            .expect("tempdir")
+            .keep();
+        Vivace::start_in(&data, Ports::pick(), extra_yaml)
+    }
+
+    /// Starts vivace on an existing data directory (a restart).
+    pub fn start_in(data: &Path, ports: Ports, extra_yaml: &str) -> Vivace {
+        let (child, log) = spawn(data, ports, extra_yaml);
+        let mut vivace = Vivace {
+            child,
+            data: data.to_path_buf(),
+            ports,
+            extra_yaml: extra_yaml.to_string(),
+            log,
+        };
+        vivace.wait_ready();
+        vivace
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let url = format!("http://127.0.0.1:{}/ready", self.ports.http);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "vivace exited with {status} before it was ready; log:\n{}",
+                    self.log_text()
+                );
+            }
+            if let Ok(response) = blocking_get(&url) {
+                if response.0 == 200 {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "vivace not ready within 60s; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.ports.http, path)
+    }
+
+    pub fn otlp_http_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.otlp_http)
+    }
+
+    pub fn otlp_grpc_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.otlp_grpc)
+    }
+
+    /// SIGKILL: no shutdown code runs, as in a crash or an OOM kill.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for a graceful exit.
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "vivace did not stop within 60s of SIGTERM; log:\n{}",
+            self.log_text()
+        );
+    }
+
+    /// Kills (SIGKILL) and starts again on the same data directory and ports.
+    pub fn restart(&mut self) {
+        self.kill9();
+        let (child, log) = spawn(&self.data, self.ports, &self.extra_yaml);
+        self.child = child;
+        self.log = log;
+        self.wait_ready();
+    }
+}
+
+impl Drop for Vivace {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if !std::thread::panicking() && std::env::var_os("VIVACE_KEEP_TEST_DATA").is_none() {
+            let _ = std::fs::remove_dir_all(&self.data);
+        }
+    }
+}
+
+fn spawn(data: &Path, ports: Ports, extra_yaml: &str) -> (Child, PathBuf) {
+    let mut yaml = extra_yaml.to_string();
+    if !yaml.contains("ingester:") {
+        yaml.push_str(&format!(
+            "ingester:\n  wal_path: {}\n",
+            data.join("wal").display()
+        ));
+    }
+    if !yaml.contains("storage:") {
+        yaml.push_str(&format!(
+            "storage:\n  trace:\n    backend: local\n    local:\n      path: {}\n",
+            data.join("blocks").display()
+        ));
+    }
+    let config = write_config(data, ports, &yaml);
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos())
+        .unwrap_or(0);
+    let log = data.join(format!("vivace-{stamp}.log"));
+    let log_file = std::fs::File::create(&log).expect("log file");
+    let child = Command::new(env!("CARGO_BIN_EXE_vivace"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .expect("start vivace");
+    (child, log)
+}
+
+/// A minimal blocking HTTP GET (status, body) for readiness polls, without an async runtime.
+pub fn blocking_get(url: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| std::io::Error::other("http only"))?;
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(host, path)| (host, format!("/{path}")))
+        .unwrap_or((rest, "/".into()));
+    let mut stream = std::net::TcpStream::connect(host)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::other("no status line"))?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Runs a Python script from tests/clients, failing with install instructions when the
+/// OpenTelemetry SDK is missing.
+pub fn run_python(script: &str, args: &[&str]) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/clients")
+        .join(script);
+    let output = Command::new("python3")
+        .arg(&path)
+        .args(args)
+        .output()
+        .expect("python3 must be installed");
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    if stderr.contains("ModuleNotFoundError") {
+        panic!("a Python client library is missing; run .ci/run (or `python3 -m pip install -r tests/clients/requirements.txt`):\n{stderr}");
+    }
+    assert!(output.status.success(), "{script} failed:\n{stderr}");
+    String::from_utf8_lossy(&output.stdout).to_string()
+}
+
+/// Spans of a trace JSON body (`resourceSpans` or v1 `batches`) keyed by span ID, with the
+/// resource and scope folded into each span and attribute lists turned into maps, so the
+/// order of batches and attributes (which Tempo does not keep) is ignored.
+pub fn canonical_spans(
+    body: &serde_json::Value,
+) -> std::collections::BTreeMap<String, serde_json::Value> {
+    use serde_json::Value;
+    fn attribute_map(list: Option<&Value>) -> Value {
+        let map: std::collections::BTreeMap<String, Value> = list
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|item| {
+                (
+                    item["key"].as_str().unwrap_or_default().to_string(),
+                    item["value"].clone(),
+                )
+            })
+            .collect();
+        serde_json::to_value(map).unwrap_or_default()
+    }
+    let batches = body.get("resourceSpans").or_else(|| body.get("batches"));
+    let mut spans = std::collections::BTreeMap::new();
+    for batch in batches.and_then(Value::as_array).into_iter().flatten() {
+        let resource = attribute_map(batch["resource"].get("attributes"));
+        for scope_batch in batch["scopeSpans"].as_array().into_iter().flatten() {
+            for span in scope_batch["spans"].as_array().into_iter().flatten() {
+                let mut span = span.clone();
+                let attributes = attribute_map(span.get("attributes"));
+                let Some(object) = span.as_object_mut() else {
+                    continue;
+                };
+                object.insert("attributes".into(), attributes);
+                object.insert("resource".into(), resource.clone());
+                object.insert("scope".into(), scope_batch["scope"].clone());
+                for event in object
+                    .get_mut("events")
+                    .and_then(Value::as_array_mut)
+                    .into_iter()
+                    .flatten()
+                {
+                    let attributes = attribute_map(event.get("attributes"));
+                    if let Some(event) = event.as_object_mut() {
+                        event.insert("attributes".into(), attributes);
+                    }
+                }
+                for link in object
+                    .get_mut("links")
+                    .and_then(Value::as_array_mut)
+                    .into_iter()
+                    .flatten()
+                {
+                    let attributes = attribute_map(link.get("attributes"));
+                    if let Some(link) = link.as_object_mut() {
+                        link.insert("attributes".into(), attributes);
+                    }
+                }
+                let key = span["spanId"].as_str().unwrap_or_default().to_string();
+                spans.insert(key, span);
+            }
+        }
+    }
+    spans
+}

@@ -1,0 +1,209 @@
+//! The recorded answers of a real Tempo v3.0.3 (../shared/golden/tempo-api) replayed against
+//! vivace: the dataset goes in over OTLP/HTTP JSON, then every trace-by-ID request (v1 JSON,
+//! v1 protobuf, v2 JSON, v2 protobuf, short and upper-case IDs, start/end) and the misc and
+//! error requests are asked again and compared by content.
+
+mod common;
+
+use base64::Engine;
+use prost::Message;
+use serde_json::Value;
+
+use common::{canonical_spans, shared, Vivace};
+use vivace::model::Trace;
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct TraceByIdResponse {
+    #[prost(message, optional, tag = "1")]
+    trace: Option<Trace>,
+}
+
+fn proto_trace_as_json(trace: &Trace) -> Value {
+    vivace::api::trace_json::trace_v2(trace, 0)["trace"].clone()
+}
+
+async fn load_dataset(vivace: &Vivace) {
+    let client = reqwest::Client::new();
+    let mut batches: Vec<_> = std::fs::read_dir(shared("golden/tempo-api/dataset"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            path.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("batch-")
+        })
+        .collect();
+    batches.sort();
+    for batch in batches {
+        let response = client
+            .post(format!("{}/v1/traces", vivace.otlp_http_url()))
+            .header("Content-Type", "application/json")
+            .body(std::fs::read(&batch).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{}", batch.display());
+    }
+}
+
+async fn replay(vivace: &Vivace, case: &Value) -> (u16, String, Vec<u8>) {
+    let request = &case["request"];
+    let mut url = vivace.url(request["path"].as_str().unwrap());
+    let query: Vec<String> = request["query"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|pair| {
+            format!(
+                "{}={}",
+                pair[0].as_str().unwrap(),
+                pair[1].as_str().unwrap()
+            )
+        })
+        .collect();
+    if !query.is_empty() {
+        url = format!("{url}?{}", query.join("&"));
+    }
+    let mut builder = reqwest::Client::new().get(url);
+    for (name, value) in request["headers"].as_object().unwrap() {
+        builder = builder.header(name.as_str(), value.as_str().unwrap());
+    }
+    let response = builder.send().await.unwrap();
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|value| value.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (
+        status,
+        content_type,
+        response.bytes().await.unwrap().to_vec(),
+    )
+}
+
+fn golden_cases(folder: &str) -> Vec<Value> {
+    let mut paths: Vec<_> = std::fs::read_dir(shared(&format!("golden/tempo-api/{folder}")))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .map(|path| serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap())
+        .collect()
+}
+
+fn check_trace_case(case: &Value, status: u16, content_type: &str, body: &[u8]) {
+    let name = case["name"].as_str().unwrap();
+    assert_eq!(status, case["status"].as_u64().unwrap() as u16, "{name}");
+    assert_eq!(
+        content_type,
+        case["headers"]["content-type"].as_str().unwrap(),
+        "{name}"
+    );
+    let (ours, golden) = if case["body_encoding"] == "base64" {
+        let golden_bytes = base64::engine::general_purpose::STANDARD
+            .decode(case["body"].as_str().unwrap())
+            .unwrap();
+        if name.starts_with("trace-v1") {
+            (
+                proto_trace_as_json(&Trace::decode(body).unwrap()),
+                proto_trace_as_json(&Trace::decode(golden_bytes.as_slice()).unwrap()),
+            )
+        } else {
+            let ours = TraceByIdResponse::decode(body)
+                .unwrap()
+                .trace
+                .expect("trace is always set");
+            let golden = TraceByIdResponse::decode(golden_bytes.as_slice())
+                .unwrap()
+                .trace
+                .unwrap_or_default();
+            (proto_trace_as_json(&ours), proto_trace_as_json(&golden))
+        }
+    } else {
+        let ours: Value = serde_json::from_slice(body).unwrap();
+        let golden = &case["body"];
+        if name.starts_with("trace-v1") {
+            (ours, golden.clone())
+        } else {
+            assert!(
+                ours.get("metrics").is_some(),
+                "{name}: v2 JSON carries metrics"
+            );
+            (ours["trace"].clone(), golden["trace"].clone())
+        }
+    };
+    let golden_spans = canonical_spans(&golden);
+    assert!(!golden_spans.is_empty(), "{name}: golden has spans");
+    assert_eq!(canonical_spans(&ours), golden_spans, "{name}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trace_by_id_matches_tempo() {
+    let vivace = Vivace::start("");
+    load_dataset(&vivace).await;
+    let mut compared = 0;
+    for case in golden_cases("traces") {
+        let (status, content_type, body) = replay(&vivace, &case).await;
+        check_trace_case(&case, status, &content_type, &body);
+        compared += 1;
+    }
+    assert_eq!(
+        compared, 184,
+        "every recorded trace-by-ID request was replayed"
+    );
+
+    for case in golden_cases("misc") {
+        let (status, content_type, body) = replay(&vivace, &case).await;
+        let name = case["name"].as_str().unwrap();
+        assert_eq!(status, case["status"].as_u64().unwrap() as u16, "{name}");
+        assert_eq!(
+            content_type,
+            case["headers"]["content-type"].as_str().unwrap(),
+            "{name}"
+        );
+        if name == "buildinfo" {
+            let ours: Value = serde_json::from_slice(&body).unwrap();
+            let keys: Vec<_> = ours.as_object().unwrap().keys().cloned().collect();
+            let golden_keys: Vec<_> = case["body"].as_object().unwrap().keys().cloned().collect();
+            assert_eq!(keys, golden_keys);
+            let version = ours["version"].as_str().unwrap().trim_start_matches('v');
+            let major: u32 = version.split('.').next().unwrap().parse().unwrap();
+            assert!(
+                major >= 3,
+                "Grafana gates features on a Tempo version >= 2.7"
+            );
+        } else {
+            assert_eq!(
+                String::from_utf8_lossy(&body),
+                case["body"].as_str().unwrap(),
+                "{name}"
+            );
+        }
+    }
+
+    for case in golden_cases("errors") {
+        let name = case["name"].as_str().unwrap();
+        if !name.starts_with("trace-") {
+            continue; // search and metrics errors belong to the TraceQL issue
+        }
+        let (status, _, body) = replay(&vivace, &case).await;
+        if name.contains("404") {
+            // Tempo 3.0.3 answers an unknown v2 trace with 200 and an empty trace; vivace
+            // answers 404 with an empty body on both versions, as Grafana expects of Tempo's
+            // documented API (it then reports "trace not found").
+            assert_eq!(status, 404, "{name}");
+            assert!(body.is_empty(), "{name}");
+        } else {
+            assert_eq!(status, case["status"].as_u64().unwrap() as u16, "{name}");
+            assert_eq!(
+                String::from_utf8_lossy(&body),
+                case["body"].as_str().unwrap(),
+                "{name}"
+            );
+        }
+    }
+}

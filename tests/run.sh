@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian machine with a Rust toolchain: installs what the
+# tests need when it is missing, then runs formatting, lints, unit and end-to-end tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+if [ ! -d ../shared/golden ]; then
+  echo "tests/run.sh: ../shared (the team library with goldens and references) must sit beside this repository" >&2
+  exit 2
+fi
+
+step "test clients (PyPI: OpenTelemetry SDK and exporters, moto S3 server)"
+if ! python3 - <<'PY' 2>/dev/null
+import importlib, sys
+for module in ["opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
+               "opentelemetry.exporter.otlp.proto.http.trace_exporter", "moto.server"]:
+    importlib.import_module(module)
+PY
+then
+  # Debian's own python3 refuses system-wide installs (PEP 668); the tests only need the modules.
+  python3 -m pip install --quiet --disable-pip-version-check -r tests/clients/requirements.txt ||
+    python3 -m pip install --quiet --disable-pip-version-check --break-system-packages -r tests/clients/requirements.txt
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --all-targets --quiet -- -D warnings
+
+step "cargo test"
+cargo test --no-fail-fast 2>&1 | tee "${TMPDIR:-/tmp}/vivace-test.log"
+status=${PIPESTATUS[0]}
+passed=$(grep -Eo '[0-9]+ passed' "${TMPDIR:-/tmp}/vivace-test.log" | awk '{s+=$1} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed' "${TMPDIR:-/tmp}/vivace-test.log" | awk '{s+=$1} END {print s+0}')
+echo
+echo "all: ${passed} passed, ${failed} failed"
+exit "$status"
