@@ -13,13 +13,15 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use parking_lot::Mutex;
 use prost::Message;
 use rand::Rng;
+
+use crate::model::string_attribute;
 
 /// What to measure.
 #[derive(Clone, Debug, clap::Args)]
@@ -39,6 +41,36 @@ pub struct BenchArgs {
     /// WAL fsync policy for the server under test (always, interval, never).
     #[arg(long, default_value = "always")]
     pub wal_fsync: String,
+    /// Only measure the ingester's WAL push path in-process, under each fsync policy.
+    #[arg(long)]
+    pub wal_only: bool,
+}
+
+/// Push throughput of the ingester alone (WAL append + head insert, no network, blocks
+/// discarded) under each fsync policy, one and many concurrent pushers.
+async fn wal_figures() -> anyhow::Result<()> {
+    use crate::ingester::bench::measure_push_throughput;
+    use crate::ingester::WalFsync;
+    println!("ingester push path in-process (one 10-span trace per push):");
+    for (fsync, concurrency) in [
+        (WalFsync::Always, 1),
+        (WalFsync::Always, 64),
+        (WalFsync::Interval, 64),
+        (WalFsync::Never, 64),
+    ] {
+        let scratch = tempfile::tempdir()?;
+        let pushes_per_task = if concurrency == 1 { 2_000 } else { 300 };
+        let figures = measure_push_throughput(
+            &scratch.path().join("wal"),
+            fsync,
+            concurrency,
+            pushes_per_task,
+            SPANS_PER_TRACE,
+        )
+        .await?;
+        println!("  {figures}");
+    }
+    Ok(())
 }
 
 const SPANS_PER_TRACE: usize = 10;
@@ -155,16 +187,6 @@ storage:\n  trace:\n    backend: local\n    local:\n      path: {blocks}\n",
     }
 }
 
-fn text(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.into())),
-        }),
-        ..Default::default()
-    }
-}
-
 /// A request of `traces` ten-span traces, with the trace IDs it carries.
 fn export_request(traces: usize) -> (ExportTraceServiceRequest, Vec<[u8; 16]>) {
     let mut rng = rand::rng();
@@ -196,9 +218,9 @@ fn export_request(traces: usize) -> (ExportTraceServiceRequest, Vec<[u8; 16]>) {
                 start_time_unix_nano: now + index as u64 * 1000,
                 end_time_unix_nano: now + 5_000_000 + index as u64 * 1000,
                 attributes: vec![
-                    text("http.request.method", "GET"),
-                    text("http.route", "/api/items/{id}"),
-                    text("server.address", "inventory"),
+                    string_attribute("http.request.method", "GET"),
+                    string_attribute("http.route", "/api/items/{id}"),
+                    string_attribute("server.address", "inventory"),
                 ],
                 status: Some(Status::default()),
                 ..Default::default()
@@ -209,8 +231,8 @@ fn export_request(traces: usize) -> (ExportTraceServiceRequest, Vec<[u8; 16]>) {
         resource_spans: vec![ResourceSpans {
             resource: Some(Resource {
                 attributes: vec![
-                    text("service.name", "bench"),
-                    text("deployment.environment", "bench"),
+                    string_attribute("service.name", "bench"),
+                    string_attribute("deployment.environment", "bench"),
                 ],
                 ..Default::default()
             }),
@@ -381,6 +403,10 @@ fn directory_bytes(path: &Path) -> u64 {
 
 /// Runs the benchmark and prints its figures.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    wal_figures().await?;
+    if args.wal_only {
+        return Ok(());
+    }
     let scratch = tempfile::Builder::new().prefix("vivace-bench-").tempdir()?;
     let server = Server::start(scratch.path(), &args.wal_fsync)?;
     println!("vivace bench: {} spans, {} connections per protocol, {} traces x {SPANS_PER_TRACE} spans per request, wal_fsync={}", args.spans, args.connections, args.traces_per_request, args.wal_fsync);

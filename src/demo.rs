@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
@@ -14,28 +14,9 @@ use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
 use crate::distributor::{Distributor, SINGLE_TENANT};
+use crate::model::{int_attribute, string_attribute};
 
 const TRACES_PER_SECOND: u64 = 10;
-
-fn text(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.into())),
-        }),
-        ..Default::default()
-    }
-}
-
-fn int(key: &str, value: i64) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::IntValue(value)),
-        }),
-        ..Default::default()
-    }
-}
 
 /// Builds spans of one trace, service by service.
 struct TraceBuilder {
@@ -77,10 +58,9 @@ impl TraceBuilder {
             ..Default::default()
         };
         let position = self.batches.iter().position(|batch| {
-            batch
-                .resource
-                .as_ref()
-                .is_some_and(|resource| resource.attributes[0] == text("service.name", service))
+            batch.resource.as_ref().is_some_and(|resource| {
+                resource.attributes[0] == string_attribute("service.name", service)
+            })
         });
         let batch = match position {
             Some(position) => &mut self.batches[position],
@@ -88,8 +68,8 @@ impl TraceBuilder {
                 self.batches.push(ResourceSpans {
                     resource: Some(Resource {
                         attributes: vec![
-                            text("service.name", service),
-                            text("deployment.environment", "demo"),
+                            string_attribute("service.name", service),
+                            string_attribute("deployment.environment", "demo"),
                         ],
                         ..Default::default()
                     }),
@@ -138,9 +118,9 @@ fn one_trace(now: u64) -> Vec<ResourceSpans> {
         start,
         total,
         vec![
-            text("http.request.method", method),
-            text("http.route", route),
-            int("http.response.status_code", status_code),
+            string_attribute("http.request.method", method),
+            string_attribute("http.route", route),
+            int_attribute("http.response.status_code", status_code),
         ],
         failed.then_some("internal server error"),
     );
@@ -155,10 +135,10 @@ fn one_trace(now: u64) -> Vec<ResourceSpans> {
         call_start,
         call_duration,
         vec![
-            text("http.request.method", method),
-            text("server.address", downstream),
-            text("peer.service", downstream),
-            int("http.response.status_code", status_code),
+            string_attribute("http.request.method", method),
+            string_attribute("server.address", downstream),
+            string_attribute("peer.service", downstream),
+            int_attribute("http.response.status_code", status_code),
         ],
         failed.then_some("upstream failed"),
     );
@@ -170,9 +150,9 @@ fn one_trace(now: u64) -> Vec<ResourceSpans> {
         call_start + ms,
         call_duration - 2 * ms,
         vec![
-            text("http.request.method", method),
-            text("http.route", &format!("/{downstream}")),
-            int("http.response.status_code", status_code),
+            string_attribute("http.request.method", method),
+            string_attribute("http.route", &format!("/{downstream}")),
+            int_attribute("http.response.status_code", status_code),
         ],
         failed.then_some("handler failed"),
     );
@@ -185,10 +165,10 @@ fn one_trace(now: u64) -> Vec<ResourceSpans> {
         call_start + 2 * ms,
         query_duration,
         vec![
-            text("db.system", "postgresql"),
-            text("db.name", "shop"),
-            text("db.statement", "SELECT * FROM items WHERE id = $1"),
-            text("server.address", "postgres"),
+            string_attribute("db.system", "postgresql"),
+            string_attribute("db.name", "shop"),
+            string_attribute("db.statement", "SELECT * FROM items WHERE id = $1"),
+            string_attribute("server.address", "postgres"),
         ],
         None,
     );
@@ -201,9 +181,9 @@ fn one_trace(now: u64) -> Vec<ResourceSpans> {
             call_start + 3 * ms + query_duration,
             query_duration,
             vec![
-                text("http.request.method", "POST"),
-                text("server.address", "payments"),
-                text("peer.service", "payments"),
+                string_attribute("http.request.method", "POST"),
+                string_attribute("server.address", "payments"),
+                string_attribute("peer.service", "payments"),
             ],
             failed.then_some("payment declined"),
         );
@@ -215,9 +195,9 @@ fn one_trace(now: u64) -> Vec<ResourceSpans> {
             call_start + 4 * ms + query_duration,
             query_duration.saturating_sub(2 * ms).max(ms),
             vec![
-                text("http.request.method", "POST"),
-                text("http.route", "/charge"),
-                text("payment.provider", "demo-card"),
+                string_attribute("http.request.method", "POST"),
+                string_attribute("http.route", "/charge"),
+                string_attribute("payment.provider", "demo-card"),
             ],
             failed.then_some("card declined"),
         );

@@ -63,15 +63,8 @@ fn main() -> ExitCode {
         }
         Command::Bench(args) => {
             vivace::app::init_logging("warn");
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime,
-                Err(error) => {
-                    eprintln!("vivace: cannot start the async runtime: {error}");
-                    return ExitCode::FAILURE;
-                }
+            let Some(runtime) = runtime() else {
+                return ExitCode::FAILURE;
             };
             match runtime.block_on(vivace::bench::run(args)) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -91,15 +84,8 @@ fn main() -> ExitCode {
                 }
             };
             vivace::app::init_logging(&config.server.log_level);
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime,
-                Err(error) => {
-                    eprintln!("vivace: cannot start the async runtime: {error}");
-                    return ExitCode::FAILURE;
-                }
+            let Some(runtime) = runtime() else {
+                return ExitCode::FAILURE;
             };
             match runtime.block_on(vivace::app::run(config, args.demo)) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -109,6 +95,19 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => Some(runtime),
+        Err(error) => {
+            eprintln!("vivace: cannot start the async runtime: {error}");
+            None
         }
     }
 }

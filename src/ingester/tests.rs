@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use proptest::prelude::*;
 
-use super::bench::{measure_push_throughput, placeholder_meta};
+use super::bench::placeholder_meta;
 use super::*;
 
 /// A block as the sink received it: tenant and traces.
@@ -811,33 +811,6 @@ proptest! {
                 assert_eq!(found, spans, "tenant {tenant} trace {trace}");
             }
         });
-    }
-}
-
-/// Prints push throughput under each fsync policy (figures, not a pass/fail check). Run with
-/// `cargo test --lib ingester::tests::push_throughput_figures -- --ignored --nocapture`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
-async fn push_throughput_figures() {
-    for (fsync, concurrency) in [
-        (WalFsync::Always, 1),
-        (WalFsync::Always, 64),
-        (WalFsync::Interval, 64),
-        (WalFsync::Never, 1),
-        (WalFsync::Never, 64),
-    ] {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let pushes_per_task = if concurrency == 1 { 5_000 } else { 500 };
-        let figures = measure_push_throughput(
-            &dir.path().join("wal"),
-            fsync,
-            concurrency,
-            pushes_per_task,
-            10,
-        )
-        .await
-        .expect("bench run");
-        println!("{figures}");
     }
 }
 

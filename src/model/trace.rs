@@ -149,31 +149,33 @@ pub fn rebatch(trace: Trace) -> Trace {
 }
 
 fn resource_key(resource: Option<&Resource>, schema_url: &str) -> Vec<u8> {
-    let mut key = schema_url.as_bytes().to_vec();
-    key.push(0);
-    if let Some(resource) = resource {
+    let sorted = resource.map(|resource| {
         let mut sorted = resource.clone();
         sorted
             .attributes
             .sort_by(|left, right| left.key.cmp(&right.key));
         sorted
-            .encode(&mut key)
-            .expect("encoding into a Vec cannot fail");
-    }
-    key
+    });
+    identity_key(sorted.as_ref(), schema_url)
 }
 
 fn scope_key(scope: Option<&InstrumentationScope>, schema_url: &str) -> Vec<u8> {
-    let mut key = schema_url.as_bytes().to_vec();
-    key.push(0);
-    if let Some(scope) = scope {
+    let sorted = scope.map(|scope| {
         let mut sorted = scope.clone();
         sorted
             .attributes
             .sort_by(|left, right| left.key.cmp(&right.key));
         sorted
-            .encode(&mut key)
-            .expect("encoding into a Vec cannot fail");
+    });
+    identity_key(sorted.as_ref(), schema_url)
+}
+
+/// Bytes that are equal exactly when two batches describe the same resource or scope.
+fn identity_key(message: Option<&impl Message>, schema_url: &str) -> Vec<u8> {
+    let mut key = schema_url.as_bytes().to_vec();
+    key.push(0);
+    if let Some(message) = message {
+        key.extend(message.encode_to_vec());
     }
     key
 }

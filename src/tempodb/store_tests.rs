@@ -621,66 +621,6 @@ async fn poller_picks_up_blocks_from_another_writer_and_stops() {
         .unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "measurement, run by hand"]
-async fn measure_lookup_latency() {
-    let bucket = tempfile::tempdir().unwrap();
-    let config = StorageConfig {
-        local: LocalConfig {
-            path: bucket.path().to_path_buf(),
-        },
-        ..StorageConfig::default()
-    };
-    let store = Store::open(config.clone()).await.unwrap();
-    let mut ids = Vec::new();
-    let write_started = Instant::now();
-    for block in 0..10u64 {
-        let traces: Vec<_> = (0..2000u64)
-            .map(|index| {
-                let id = trace_id(block * 100_000 + index * 7919 % 100_000);
-                (
-                    id,
-                    make_trace(
-                        &id,
-                        "svc",
-                        0,
-                        5,
-                        1_700_000_000_000_000_000 + block * 1_000_000_000,
-                    ),
-                )
-            })
-            .collect();
-        ids.extend(traces.iter().step_by(100).map(|(id, _)| *id));
-        store.write_block("bench", traces).await.unwrap();
-    }
-    eprintln!(
-        "wrote 10 blocks x 2000 traces in {:?}",
-        write_started.elapsed()
-    );
-    let store = Store::open(config).await.unwrap();
-    for pass in ["cold", "warm"] {
-        let mut latencies = Vec::new();
-        for id in &ids {
-            let started = Instant::now();
-            assert!(store
-                .find_trace_by_id("bench", id, None)
-                .await
-                .unwrap()
-                .is_some());
-            latencies.push(started.elapsed());
-        }
-        latencies.sort();
-        eprintln!(
-            "{pass}: {} lookups over 10 blocks: p50 {:?} p99 {:?} max {:?}; {:?}",
-            latencies.len(),
-            latencies[latencies.len() / 2],
-            latencies[latencies.len() * 99 / 100],
-            latencies[latencies.len() - 1],
-            store.stats().snapshot()
-        );
-    }
-}
-
 #[tokio::test]
 async fn large_objects_go_up_as_multipart_uploads() {
     let bucket: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
