@@ -207,3 +207,74 @@ async fn trace_by_id_matches_tempo() {
         }
     }
 }
+
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Acceptance 2 through the API: vivace pointed at a bucket holding a block Tempo v3.0.3
+/// wrote answers every one of its 133 traces, in JSON and protobuf.
+#[tokio::test(flavor = "multi_thread")]
+async fn serves_blocks_tempo_wrote() {
+    let data = tempfile::Builder::new()
+        .prefix("vivace-tempo-bucket-")
+        .tempdir()
+        .unwrap()
+        .keep();
+    copy_tree(
+        &shared("golden/tempo-blocks/generated-by-tempo-v3.0.3/vParquet4"),
+        &data.join("blocks"),
+    );
+    let vivace = Vivace::start_in(&data, common::Ports::pick(), "");
+    let ids = std::fs::read_to_string(shared(
+        "golden/tempo-blocks/generated-by-tempo-v3.0.3/trace_ids.txt",
+    ))
+    .unwrap();
+    let client = reqwest::Client::new();
+    let mut found = 0;
+    for id in ids.split_whitespace() {
+        let body: Value = client
+            .get(vivace.url(&format!("/api/v2/traces/{id}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let spans = canonical_spans(&body["trace"]);
+        assert!(!spans.is_empty(), "trace {id} has spans");
+        for span in spans.values() {
+            let wanted = format!("{id:0>32}");
+            let trace_id = hex::encode(
+                base64::engine::general_purpose::STANDARD
+                    .decode(span["traceId"].as_str().unwrap())
+                    .unwrap(),
+            );
+            assert_eq!(trace_id, wanted, "span of trace {id} carries its trace ID");
+            assert!(span.get("status").is_some());
+        }
+        let response = client
+            .get(vivace.url(&format!("/api/v2/traces/{id}")))
+            .header("Accept", "application/protobuf")
+            .send()
+            .await
+            .unwrap();
+        let decoded = TraceByIdResponse::decode(response.bytes().await.unwrap()).unwrap();
+        assert_eq!(
+            canonical_spans(&proto_trace_as_json(&decoded.trace.unwrap())),
+            spans,
+            "protobuf and JSON agree for {id}"
+        );
+        found += 1;
+    }
+    assert_eq!(found, 133);
+}

@@ -76,8 +76,8 @@ pub struct StorageConfig {
     /// Memory for cached bloom-filter shards, in bytes; the working set is one shard per
     /// block queried.
     pub bloom_cache_bytes: usize,
-    /// Memory for cached Parquet footers, in bytes; a cached footer saves one or two requests
-    /// per block on every trace lookup.
+    /// Memory for cached Parquet footers, in bytes, and as much again for their parsed page
+    /// indexes; a cached block answers a trace lookup with one page read per column.
     pub footer_cache_bytes: usize,
     /// How many blocks are read at once across all trace-by-ID lookups.
     pub max_concurrent_block_reads: usize,

@@ -30,6 +30,7 @@ use super::meta::{time_from_unix_nano, BlockMeta, DedicatedColumn, FORMAT_VPARQU
 use super::reader::{fetch_footer_tail, FooterTail, ObjectChunkReader, OpenError};
 use super::vparquet4::{self, VParquetError, WriterOptions};
 use crate::model::{combine, Trace, TraceId};
+use parquet::file::metadata::ParquetMetaData;
 
 /// Objects up to this size are written with one PUT; larger ones as multipart uploads, so a
 /// failed part is retried alone and no single request carries a whole block.
@@ -247,6 +248,9 @@ pub struct Store {
     blocklist: RwLock<HashMap<String, TenantBlocks>>,
     bloom_cache: ByteLru<(Uuid, u32), Arc<BloomShard>>,
     footer_cache: ByteLru<Uuid, FooterTail>,
+    /// Parsed footers with page indexes: parsing a large block's page index costs more than
+    /// the lookup itself.
+    metadata_cache: ByteLru<Uuid, Arc<ParquetMetaData>>,
     block_reads: Semaphore,
     stats: StoreStats,
 }
@@ -292,6 +296,7 @@ impl Store {
             blocklist: RwLock::new(HashMap::new()),
             bloom_cache: ByteLru::new(config.bloom_cache_bytes),
             footer_cache: ByteLru::new(config.footer_cache_bytes),
+            metadata_cache: ByteLru::new(config.footer_cache_bytes),
             block_reads: Semaphore::new(config.max_concurrent_block_reads),
             stats: StoreStats::default(),
             backend,
@@ -707,8 +712,15 @@ impl Store {
         let dedicated = meta.dedicated_columns.clone();
         let trace_id = *id;
         let started = Instant::now();
+        let cached_metadata = self.metadata_cache.get(&block_id);
         let result = tokio::task::spawn_blocking(move || {
-            vparquet4::find_trace(reader, &trace_id, &dedicated)
+            let metadata = match cached_metadata {
+                Some(metadata) => metadata,
+                None => vparquet4::read_metadata(&reader)?,
+            };
+            let found =
+                vparquet4::find_trace_with_metadata(reader, &metadata, &trace_id, &dedicated)?;
+            Ok::<_, VParquetError>((found, metadata))
         })
         .await
         .map_err(|error| StoreError::Task {
@@ -722,12 +734,16 @@ impl Store {
             block = %block_id,
             trace = %id,
             requests = request_counter.request_count(),
-            found = matches!(result, Ok(Some(_))),
+            found = matches!(result, Ok((Some(_), _))),
             elapsed_us = started.elapsed().as_micros() as u64,
             "block read"
         );
         match result {
-            Ok(found) => Ok(found),
+            Ok((found, metadata)) => {
+                let weight = metadata.memory_size();
+                self.metadata_cache.insert(block_id, metadata, weight);
+                Ok(found)
+            }
             Err(_) if request_counter.object_missing() => {
                 if self.forget_if_gone(tenant, tenant_key, block_id).await {
                     return Ok(None);
@@ -813,6 +829,8 @@ impl Store {
         self.bloom_cache
             .remove_where(|(block_id, _)| gone.contains(block_id));
         self.footer_cache
+            .remove_where(|block_id| gone.contains(block_id));
+        self.metadata_cache
             .remove_where(|block_id| gone.contains(block_id));
     }
 

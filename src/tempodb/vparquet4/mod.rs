@@ -27,10 +27,15 @@ use parquet::column::reader::{ColumnReader, ColumnReaderImpl};
 use parquet::column::writer::{ColumnWriter, ColumnWriterImpl};
 use parquet::data_type::DataType;
 use parquet::errors::ParquetError;
-use parquet::file::metadata::RowGroupMetaData;
+use parquet::file::metadata::{
+    page_index::RowGroupPageIndex, PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader,
+    RowGroupMetaData,
+};
+use parquet::file::page_index::column_index::ColumnIndexMetaData;
+use parquet::file::properties::ReaderProperties;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::file::reader::{ChunkReader, FileReader, RowGroupReader};
-use parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
+use parquet::file::serialized_reader::{SerializedFileReader, SerializedRowGroupReader};
 use parquet::file::statistics::Statistics;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::SchemaDescriptor;
@@ -265,32 +270,68 @@ fn write_typed<T: DataType>(
     Ok(())
 }
 
-/// Finds one trace: binary search of row groups by their first TraceID (statistics minimum),
-/// a scan of only that row group's TraceID column, then decoding of only that row.
-/// `R` is any parquet `ChunkReader` (`bytes::Bytes`, or the store's ranged object reader).
+/// Finds one trace: binary search of row groups by their first TraceID, then of the TraceID
+/// column's pages by their minimum (column index), then only that page's IDs are scanned and
+/// only the matching row is decoded, one page per column.
 pub fn find_trace<R: ChunkReader + 'static>(
     reader: R,
     id: &TraceId,
     dedicated: &[DedicatedColumn],
 ) -> Result<Option<Trace>, VParquetError> {
-    guard_against_panics(|| find_trace_unguarded(reader, id, dedicated))
+    let metadata = read_metadata(&reader)?;
+    find_trace_with_metadata(reader, &metadata, id, dedicated)
+}
+
+/// Parses a block's footer and page index. Parsing the page index of a large block costs more
+/// than the lookup itself, so callers that look up the same block again keep the result.
+pub fn read_metadata<R: ChunkReader + 'static>(
+    reader: &R,
+) -> Result<Arc<ParquetMetaData>, VParquetError> {
+    guard_against_panics(|| {
+        let metadata = ParquetMetaDataReader::new()
+            .with_page_index_policy(PageIndexPolicy::Optional)
+            .parse_and_finish(reader)?;
+        check_metadata(&metadata)?;
+        Ok(Arc::new(metadata))
+    })
+}
+
+/// [`find_trace`] with metadata from [`read_metadata`].
+pub fn find_trace_with_metadata<R: ChunkReader + 'static>(
+    reader: R,
+    metadata: &ParquetMetaData,
+    id: &TraceId,
+    dedicated: &[DedicatedColumn],
+) -> Result<Option<Trace>, VParquetError> {
+    guard_against_panics(|| find_trace_unguarded(reader, metadata, id, dedicated))
 }
 
 fn find_trace_unguarded<R: ChunkReader + 'static>(
     reader: R,
+    metadata: &ParquetMetaData,
     id: &TraceId,
     dedicated: &[DedicatedColumn],
 ) -> Result<Option<Trace>, VParquetError> {
-    // The page index lets skip_records step over whole pages without fetching them.
-    let options = ReadOptionsBuilder::new().with_page_index().build();
-    let file = SerializedFileReader::new_with_options(reader, options)?;
-    check_file(&file)?;
-    let row_group_count = file.num_row_groups();
+    let chunk_reader = Arc::new(reader);
+    let row_group_count = metadata.num_row_groups();
+    let properties = Arc::new(ReaderProperties::builder().build());
+    let open_row_group = |index: usize| {
+        SerializedRowGroupReader::new(
+            Arc::clone(&chunk_reader),
+            metadata.row_group(index),
+            metadata.page_index_for_row_group(index),
+            Arc::clone(&properties),
+        )
+    };
     // Count the row groups whose first ID is <= id; the trace can only be in the last of them.
     let (mut low, mut high) = (0usize, row_group_count);
     while low < high {
         let middle = low + (high - low) / 2;
-        match first_trace_id(&file, middle)? {
+        let first = match first_id_from_statistics(metadata.row_group(middle)) {
+            Some(first) => Some(first),
+            None => first_trace_id(&open_row_group(middle)?)?,
+        };
+        match first {
             Some(first) if first <= *id => low = middle + 1,
             _ => high = middle,
         }
@@ -298,10 +339,15 @@ fn find_trace_unguarded<R: ChunkReader + 'static>(
     let Some(row_group_index) = low.checked_sub(1) else {
         return Ok(None);
     };
-    let row_group = file.get_row_group(row_group_index)?;
+    let row_group = open_row_group(row_group_index)?;
     let row_count = usize::try_from(row_group.metadata().num_rows())
         .map_err(|_| VParquetError::Malformed("negative row count".into()))?;
-    let ids = read_leaf(row_group.as_ref(), 0, 0, row_count)?;
+    let (first_row, rows) = candidate_rows(
+        &metadata.page_index_for_row_group(row_group_index),
+        id,
+        row_count,
+    );
+    let ids = read_leaf(&row_group, 0, first_row, rows)?;
     let LeafValues::Bytes(ids) = ids.values else {
         return Err(VParquetError::SchemaMismatch(
             "TraceID is not a byte array".into(),
@@ -313,7 +359,7 @@ fn find_trace_unguarded<R: ChunkReader + 'static>(
     else {
         return Ok(None);
     };
-    let columns = read_row_range(row_group.as_ref(), position, 1)?;
+    let columns = read_row_range(&row_group, first_row + position, 1)?;
     let root = SchemaNode::from_message(&schema());
     let mut assembler = Assembler::new(&root, &columns);
     let row = assembler.next_record()?;
@@ -321,25 +367,64 @@ fn find_trace_unguarded<R: ChunkReader + 'static>(
     Ok(Some(trace))
 }
 
-/// The first TraceID of a row group: the chunk statistics minimum, or the first value when a
-/// writer left statistics out. `None` for an empty row group.
-fn first_trace_id<R: ChunkReader + 'static>(
-    file: &SerializedFileReader<R>,
-    row_group_index: usize,
-) -> Result<Option<TraceId>, VParquetError> {
-    let metadata: &RowGroupMetaData = file.metadata().row_group(row_group_index);
-    if metadata.num_rows() <= 0 {
-        return Ok(None);
+/// The rows of a row group that can hold `id`: with a TraceID column index (rows are sorted,
+/// so page minimums ascend), the rows of the last page whose minimum is <= id; otherwise all.
+fn candidate_rows(
+    page_index: &RowGroupPageIndex,
+    id: &TraceId,
+    row_count: usize,
+) -> (usize, usize) {
+    let (Some(ColumnIndexMetaData::BYTE_ARRAY(column_index)), Some(offset_index)) =
+        (page_index.column_index(0), page_index.offset_index(0))
+    else {
+        return (0, row_count);
+    };
+    let locations = offset_index.page_locations();
+    let page_count = locations.len();
+    if page_count == 0 || column_index.min_values_iter().count() != page_count {
+        return (0, row_count);
     }
-    if let Some(Statistics::ByteArray(statistics)) = metadata.column(0).statistics() {
-        if let Some(minimum) = statistics.min_opt() {
-            if let Ok(bytes) = <[u8; 16]>::try_from(minimum.data()) {
-                return Ok(Some(TraceId(bytes)));
-            }
+    // Minimums may be truncated by a writer; a truncated minimum is still <= the real one.
+    let mut page = 0;
+    for (index, minimum) in column_index.min_values_iter().enumerate() {
+        match minimum {
+            Some(minimum) if minimum <= id.as_bytes().as_slice() => page = index,
+            Some(_) => break,
+            None => return (0, row_count),
         }
     }
-    let row_group = file.get_row_group(row_group_index)?;
-    let first = read_leaf(row_group.as_ref(), 0, 0, 1)?;
+    let start = usize::try_from(locations[page].first_row_index)
+        .unwrap_or(0)
+        .min(row_count);
+    let end = locations
+        .get(page + 1)
+        .and_then(|next| usize::try_from(next.first_row_index).ok())
+        .unwrap_or(row_count)
+        .clamp(start, row_count);
+    (start, end - start)
+}
+
+/// The first TraceID of a row group from its chunk statistics, when the writer kept them.
+fn first_id_from_statistics(metadata: &RowGroupMetaData) -> Option<TraceId> {
+    if metadata.num_rows() <= 0 {
+        return None;
+    }
+    match metadata.column(0).statistics() {
+        Some(Statistics::ByteArray(statistics)) => statistics
+            .min_opt()
+            .and_then(|minimum| <[u8; 16]>::try_from(minimum.data()).ok())
+            .map(TraceId),
+        _ => None,
+    }
+}
+
+/// The first TraceID of a row group read from its first value, for writers that left
+/// statistics out. `None` for an empty row group.
+fn first_trace_id(row_group: &dyn RowGroupReader) -> Result<Option<TraceId>, VParquetError> {
+    if row_group.metadata().num_rows() <= 0 {
+        return Ok(None);
+    }
+    let first = read_leaf(row_group, 0, 0, 1)?;
     match first.values {
         LeafValues::Bytes(values) => Ok(values
             .first()
@@ -428,7 +513,11 @@ fn guard_against_panics<T>(
 fn check_file<R: ChunkReader + 'static>(
     file: &SerializedFileReader<R>,
 ) -> Result<(), VParquetError> {
-    let metadata = file.metadata();
+    check_metadata(file.metadata())
+}
+
+/// Checks the schema and the column chunk ranges of parsed metadata.
+fn check_metadata(metadata: &ParquetMetaData) -> Result<(), VParquetError> {
     check_schema(metadata.file_metadata().schema_descr())?;
     for (row_group_index, row_group) in metadata.row_groups().iter().enumerate() {
         if row_group.num_columns() != schema::LEAF_COUNT {
