@@ -187,7 +187,16 @@ impl ObjectChunkReader {
         self.inner.missing.load(Ordering::Relaxed)
     }
 
-    fn read_range(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
+    /// Reads `length` bytes at `start`. `read_ahead` widens the fetch to a window for
+    /// sequential readers (page headers of unknown length); exact reads (whole pages located
+    /// through the offset index) fetch just what was asked, so a lookup that touches one page
+    /// per column does not pull a megabyte per column.
+    fn read_range(
+        &self,
+        start: u64,
+        length: usize,
+        read_ahead: bool,
+    ) -> parquet::errors::Result<Bytes> {
         let inner = &self.inner;
         let end = start
             .checked_add(length as u64)
@@ -209,7 +218,8 @@ impl ObjectChunkReader {
             inner.tail.start.max(end)
         } else {
             // Stop at the cached footer unless the read itself reaches into it.
-            let wanted = end.max(start.saturating_add(READ_AHEAD_BYTES));
+            let ahead = if read_ahead { READ_AHEAD_BYTES } else { 0 };
+            let wanted = end.max(start.saturating_add(ahead));
             if end <= inner.tail.start {
                 wanted.min(inner.tail.start)
             } else {
@@ -293,7 +303,7 @@ impl ChunkReader for ObjectChunkReader {
     }
 
     fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
-        self.read_range(start, length)
+        self.read_range(start, length, false)
     }
 }
 
@@ -313,7 +323,7 @@ impl Read for ObjectRead {
         }
         let bytes = self
             .reader
-            .read_range(self.position, length)
+            .read_range(self.position, length, true)
             .map_err(std::io::Error::other)?;
         buffer[..length].copy_from_slice(&bytes);
         self.position += length as u64;
@@ -418,11 +428,14 @@ mod tests {
             ObjectChunkReader::new(store, path, size, tail, tokio::runtime::Handle::current());
         let probe = reader.clone();
         tokio::task::spawn_blocking(move || {
+            // Exact reads fetch just their range.
             assert_eq!(&reader.get_bytes(10, 5).unwrap()[..], &content[10..15]);
             assert_eq!(
                 &reader.get_bytes(500_000, 1000).unwrap()[..],
                 &content[500_000..501_000]
             );
+            assert_eq!(reader.request_count(), 2);
+            // A sequential read fetches a read-ahead window that later reads are served from.
             let mut header = [0u8; 64];
             reader
                 .get_read(900_000)
@@ -431,26 +444,28 @@ mod tests {
                 .unwrap();
             assert_eq!(&header[..], &content[900_000..900_064]);
             assert_eq!(
+                &reader.get_bytes(1_000_000, 100).unwrap()[..],
+                &content[1_000_000..1_000_100]
+            );
+            assert_eq!(
                 reader.request_count(),
-                1,
-                "all within the first read-ahead window"
+                3,
+                "served from the read-ahead window"
             );
             assert_eq!(
                 &reader.get_bytes(size - 50, 50).unwrap()[..],
                 &content[size as usize - 50..]
             );
-            assert_eq!(reader.request_count(), 1, "the footer is cached");
+            assert_eq!(reader.request_count(), 3, "the footer is cached");
             assert!(reader.get_bytes(size - 10, 20).is_err());
-            // The first window began at offset 10, so this read crosses its end.
-            let straddling = reader.get_bytes(READ_AHEAD_BYTES, 20).unwrap();
-            assert_eq!(
-                &straddling[..],
-                &content[READ_AHEAD_BYTES as usize..READ_AHEAD_BYTES as usize + 20]
-            );
-            assert_eq!(reader.request_count(), 2);
+            // This read crosses the end of the window that began at 900 000.
+            let window_end = 900_000 + READ_AHEAD_BYTES as usize;
+            let straddling = reader.get_bytes(window_end as u64 - 10, 20).unwrap();
+            assert_eq!(&straddling[..], &content[window_end - 10..window_end + 10]);
+            assert_eq!(reader.request_count(), 4);
         })
         .await
         .unwrap();
-        assert_eq!(probe.request_count(), 2);
+        assert_eq!(probe.request_count(), 4);
     }
 }
