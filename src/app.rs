@@ -26,6 +26,7 @@ pub fn init_logging(level: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_writer(std::io::stderr)
         .try_init();
 }
 
@@ -135,6 +136,7 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     if demo {
         tasks.spawn(crate::demo::run(
             Arc::clone(&distributor),
+            format!("http://{http_address}"),
             receivers_stop.clone(),
         ));
     }

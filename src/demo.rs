@@ -205,10 +205,16 @@ fn one_trace(now: u64) -> Vec<ResourceSpans> {
     builder.batches
 }
 
-/// Pushes demo traces until `stop` is cancelled.
-pub async fn run(distributor: Arc<Distributor>, stop: CancellationToken) -> anyhow::Result<()> {
+/// Pushes demo traces until `stop` is cancelled, logging a link to one of them every ten
+/// seconds so there is a trace to open straight away.
+pub async fn run(
+    distributor: Arc<Distributor>,
+    api_base_url: String,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
     let mut ticker = tokio::time::interval(Duration::from_millis(1000 / TRACES_PER_SECOND));
     tracing::info!(traces_per_second = TRACES_PER_SECOND, "demo load running");
+    let mut sent: u64 = 0;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return Ok(()),
@@ -218,8 +224,15 @@ pub async fn run(distributor: Arc<Distributor>, stop: CancellationToken) -> anyh
             .duration_since(UNIX_EPOCH)
             .map(|elapsed| elapsed.as_nanos() as u64)
             .unwrap_or(0);
-        if let Err(error) = distributor.push(SINGLE_TENANT, one_trace(now)).await {
-            tracing::debug!(%error, "demo trace refused");
+        let trace = one_trace(now);
+        let trace_id = hex::encode(&trace[0].scope_spans[0].spans[0].trace_id);
+        match distributor.push(SINGLE_TENANT, trace).await {
+            Ok(_) if sent.is_multiple_of(10 * TRACES_PER_SECOND) => {
+                tracing::info!("demo trace: {api_base_url}/api/v2/traces/{trace_id}");
+            }
+            Ok(_) => {}
+            Err(error) => tracing::debug!(%error, "demo trace refused"),
         }
+        sent += 1;
     }
 }
