@@ -60,7 +60,11 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
             .context("opening the block store")?,
     );
     let (poller_stop, poller_stopped) = tokio::sync::watch::channel(false);
-    let poller = Arc::clone(&store).spawn_poller(poller_stopped);
+    let poller = Arc::clone(&store).spawn_poller(poller_stopped.clone());
+    let compactor = config
+        .compactor
+        .enabled
+        .then(|| Arc::clone(&store).spawn_compactor(config.compactor.clone(), poller_stopped));
 
     let sink: Arc<dyn BlockSink> = Arc::new(StoreSink(Arc::clone(&store)));
     let ingester = Ingester::open(config.ingester.clone(), sink)
@@ -157,6 +161,9 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     let _ = poller_stop.send(true);
     api_stop.cancel();
     let _ = poller.await;
+    if let Some(compactor) = compactor {
+        let _ = compactor.await;
+    }
     while let Some(result) = tasks.join_next().await {
         if let Ok(Err(error)) = result {
             tracing::warn!("{error:#}");

@@ -29,6 +29,10 @@ fn span_id(number: u8, trace_id: &[u8; 16]) -> Vec<u8> {
 }
 
 fn request(traces: &[[u8; 16]]) -> Vec<u8> {
+    // Current times: the compactor expires blocks past retention, so old spans would vanish.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos() as u64);
     let mut spans = Vec::new();
     for trace_id in traces {
         for index in 0..SPANS_PER_TRACE {
@@ -42,8 +46,8 @@ fn request(traces: &[[u8; 16]]) -> Vec<u8> {
                 },
                 name: format!("op-{index}"),
                 kind: 2,
-                start_time_unix_nano: 1_700_000_000_000_000_000 + index as u64,
-                end_time_unix_nano: 1_700_000_000_100_000_000,
+                start_time_unix_nano: now + index as u64,
+                end_time_unix_nano: now + 100_000_000,
                 ..Default::default()
             });
         }

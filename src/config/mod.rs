@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::distributor::DistributorConfig;
 use crate::ingester::IngesterConfig;
-use crate::tempodb::StorageConfig;
+use crate::tempodb::{CompactorConfig, StorageConfig};
 
 /// The documented defaults; `vivace config defaults` prints this text.
 pub const DEFAULTS_YAML: &str = include_str!("defaults.yaml");
@@ -34,6 +34,8 @@ pub struct Config {
     pub ingester: IngesterConfig,
     /// Where blocks are stored.
     pub storage: StorageSection,
+    /// Merging small blocks and expiring old ones.
+    pub compactor: CompactorConfig,
 }
 
 /// The `server` section.
@@ -152,6 +154,12 @@ impl Config {
                 reason: format!("{:?} is not an IP address", self.server.http_listen_address),
             });
         }
+        self.compactor
+            .validate()
+            .map_err(|(key, reason)| ConfigError::Invalid {
+                key: format!("compactor.{key}"),
+                reason,
+            })?;
         self.distributor
             .validate()
             .map_err(|(key, reason)| ConfigError::Invalid {

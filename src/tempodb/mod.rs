@@ -4,6 +4,7 @@
 pub mod backend;
 pub mod bloom;
 pub mod cache;
+pub mod compactor;
 pub mod index;
 pub mod meta;
 pub mod reader;
@@ -11,4 +12,5 @@ mod store;
 pub mod vparquet4;
 
 pub use backend::StorageConfig;
+pub use compactor::{CompactorConfig, CycleOutcome};
 pub use store::{Store, StoreError, StoreStats, StoreStatsSnapshot};

@@ -362,6 +362,19 @@ impl Store {
         tenant: &str,
         traces: Vec<(TraceId, Trace)>,
     ) -> Result<BlockMeta, StoreError> {
+        let dedicated = self.dedicated_columns.clone();
+        self.write_block_with(tenant, traces, 0, dedicated).await
+    }
+
+    /// [`Store::write_block`] with the compaction level and dedicated columns given: the
+    /// compactor writes its output at the inputs' level + 1 with the inputs' columns.
+    pub(crate) async fn write_block_with(
+        &self,
+        tenant: &str,
+        traces: Vec<(TraceId, Trace)>,
+        compaction_level: u32,
+        dedicated: Vec<DedicatedColumn>,
+    ) -> Result<BlockMeta, StoreError> {
         let tenant_key = tenant_path(tenant)?;
         if traces.is_empty() {
             return Err(StoreError::EmptyBlock {
@@ -370,7 +383,7 @@ impl Store {
         }
         let started = Instant::now();
         let block_id = Uuid::new_v4();
-        let dedicated = self.dedicated_columns.clone();
+        let meta_dedicated = dedicated.clone();
         let options = WriterOptions {
             row_group_size_bytes: self.config.row_group_size_bytes,
             ..WriterOptions::default()
@@ -406,12 +419,12 @@ impl Store {
             end_time: time_from_unix_nano(encoded.end_unix_nano),
             total_objects: encoded.trace_count as i64,
             size: encoded.data.len() as u64,
-            compaction_level: 0,
+            compaction_level,
             index_page_size: 0,
             total_records: encoded.row_group_count,
             bloom_shards: encoded.blooms.len() as u32,
             footer_size: encoded.footer_size,
-            dedicated_columns: self.dedicated_columns.clone(),
+            dedicated_columns: meta_dedicated,
             replication_factor: 1,
         };
         let bytes_written = match self
@@ -819,6 +832,14 @@ impl Store {
             }
             _ => false,
         }
+    }
+
+    /// Drops a block from the block list (it was compacted or expired by this store).
+    pub(crate) fn forget_block(&self, tenant: &str, block_id: Uuid) {
+        if let Some(blocks) = self.blocklist.write().get_mut(tenant) {
+            blocks.live.remove(&block_id);
+        }
+        self.forget_cached(&[block_id]);
     }
 
     fn forget_cached(&self, block_ids: &[Uuid]) {

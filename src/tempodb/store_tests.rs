@@ -707,3 +707,212 @@ async fn a_block_deleted_behind_the_stores_back_is_skipped_and_dropped() {
         "{error}"
     );
 }
+
+/// Writes `blocks` blocks of 20 traces each; trace 1000 gets a piece in every block.
+async fn write_small_blocks(store: &Store, blocks: u64) -> Vec<(TraceId, BTreeSet<Vec<u8>>)> {
+    let base = 1_700_000_000_000_000_000u64;
+    let shared = trace_id(1000);
+    let mut expected = Vec::new();
+    let mut shared_spans = BTreeSet::new();
+    for block in 0..blocks {
+        let mut traces: Vec<(TraceId, Trace)> = (0..20u64)
+            .map(|index| {
+                let id = trace_id(block * 100 + index);
+                (id, make_trace(&id, "svc", 0, 3, base + block * 1_000_000))
+            })
+            .collect();
+        let piece = make_trace(&shared, "svc", block * 10, 2, base + block * 1_000_000);
+        shared_spans.extend(span_ids(&piece));
+        traces.push((shared, piece));
+        for (id, trace) in &traces {
+            if *id != shared {
+                expected.push((*id, span_ids(trace)));
+            }
+        }
+        store.write_block("acme", traces).await.unwrap();
+    }
+    expected.push((shared, shared_spans));
+    expected
+}
+
+async fn assert_all_found(store: &Store, expected: &[(TraceId, BTreeSet<Vec<u8>>)]) {
+    for (id, spans) in expected {
+        let found = store.find_trace_by_id("acme", id, None).await.unwrap();
+        assert_eq!(
+            found.map(|trace| span_ids(&trace)).as_ref(),
+            Some(spans),
+            "trace {id}"
+        );
+    }
+}
+
+#[test]
+fn compaction_plans_group_by_window_and_level() {
+    let config = crate::tempodb::CompactorConfig {
+        max_input_blocks: 3,
+        ..Default::default()
+    };
+    let meta = |minute: i64, level: u32| BlockMeta {
+        format: FORMAT_VPARQUET4.to_string(),
+        block_id: Uuid::new_v4(),
+        tenant_id: "acme".into(),
+        start_time: time_from_unix_nano(1_700_000_000_000_000_000 + minute as u64 * 60_000_000_000),
+        end_time: time_from_unix_nano(1_700_000_000_000_000_000 + minute as u64 * 60_000_000_000),
+        total_objects: 10,
+        size: 1000,
+        compaction_level: level,
+        index_page_size: 0,
+        total_records: 1,
+        bloom_shards: 1,
+        footer_size: 100,
+        dedicated_columns: Vec::new(),
+        replication_factor: 1,
+    };
+    // 1_700_000_000 s is 13 min 20 s into an hour: minutes 0..46 share a window, 47.. the next.
+    let blocks = vec![
+        meta(0, 0),
+        meta(1, 0),
+        meta(2, 0),
+        meta(3, 0),
+        meta(5, 1),
+        meta(50, 0),
+        meta(51, 0),
+        meta(6, 1),
+    ];
+    let plans = crate::tempodb::compactor::plan_compactions(&blocks, &config);
+    let sizes: Vec<usize> = plans.iter().map(Vec::len).collect();
+    assert_eq!(sizes, vec![3, 2, 2], "{plans:?}");
+    assert!(plans.iter().all(|plan| plan
+        .iter()
+        .all(|meta| meta.compaction_level == plan[0].compaction_level)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_merges_blocks_and_queries_never_miss_a_trace() {
+    let bucket = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(local_config(bucket.path())).await.unwrap());
+    let expected = Arc::new(write_small_blocks(&store, 8).await);
+    assert_eq!(store.blocks("acme").len(), 8);
+
+    // Readers look every trace up again and again while the compactor runs.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (store, expected, stop) =
+            (Arc::clone(&store), Arc::clone(&expected), Arc::clone(&stop));
+        tokio::spawn(async move {
+            let mut rounds = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || rounds == 0 {
+                assert_all_found(&store, &expected).await;
+                rounds += 1;
+            }
+            rounds
+        })
+    };
+    let config = crate::tempodb::CompactorConfig {
+        max_input_blocks: 4,
+        ..Default::default()
+    };
+    // "Now" is just after the spans (from 2023), so retention leaves the blocks alone.
+    let now = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_100);
+    let first = store.compaction_cycle(&config, now).await.unwrap();
+    assert_eq!((first.blocks_written, first.blocks_compacted), (2, 8));
+    let second = store.compaction_cycle(&config, now).await.unwrap();
+    assert_eq!((second.blocks_written, second.blocks_compacted), (1, 2));
+    let third = store.compaction_cycle(&config, now).await.unwrap();
+    assert_eq!(
+        third,
+        crate::tempodb::CycleOutcome::default(),
+        "nothing left to merge"
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let rounds = reader.await.unwrap();
+    assert!(rounds >= 1);
+
+    let blocks = store.blocks("acme");
+    assert_eq!(blocks.len(), 1);
+    assert_eq!(blocks[0].compaction_level, 2);
+    assert_eq!(
+        blocks[0].total_objects,
+        8 * 20 + 1,
+        "the shared trace is one row"
+    );
+    assert_all_found(&store, &expected).await;
+
+    // A fresh store sees only the merged block: the inputs carry meta.compacted.json.
+    let reopened = Store::open(local_config(bucket.path())).await.unwrap();
+    assert_eq!(reopened.blocks("acme").len(), 1);
+    let markers = walk(bucket.path())
+        .into_iter()
+        .filter(|path| path.ends_with(COMPACTED_META_OBJECT))
+        .count();
+    assert_eq!(
+        markers, 10,
+        "8 level-0 and 2 level-1 inputs were marked compacted"
+    );
+    assert_all_found(&reopened, &expected).await;
+}
+
+fn walk(root: &FsPath) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(root).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        } else {
+            found.push(path.display().to_string());
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn retention_expires_blocks_then_deletes_them() {
+    let bucket = tempfile::tempdir().unwrap();
+    let store = Store::open(local_config(bucket.path())).await.unwrap();
+    write_small_blocks(&store, 2).await;
+    let config = crate::tempodb::CompactorConfig {
+        max_input_blocks: 4,
+        ..Default::default()
+    };
+    // The spans are from 2023: at a "now" just after they were written nothing expires...
+    let written = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_100);
+    let outcome = store
+        .compaction_cycle(
+            &crate::tempodb::CompactorConfig {
+                max_input_blocks: 2,
+                max_compaction_objects: 1,
+                ..config.clone()
+            },
+            written,
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome.blocks_expired, 0);
+    // ...fifteen days later both are past the 14-day retention and marked compacted,
+    let later = std::time::SystemTime::now() + Duration::from_secs(15 * 24 * 3600);
+    let outcome = store
+        .compaction_cycle(&config, std::time::SystemTime::now())
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome.blocks_expired, 2,
+        "spans from 2023 are long past retention"
+    );
+    assert!(store.blocks("acme").is_empty());
+    assert_eq!(
+        walk(bucket.path())
+            .iter()
+            .filter(|path| path.ends_with(COMPACTED_META_OBJECT))
+            .count(),
+        2
+    );
+    assert!(store
+        .find_trace_by_id("acme", &trace_id(1), None)
+        .await
+        .unwrap()
+        .is_none());
+    // ...and once compacted_block_retention has passed, every object of them is deleted.
+    let outcome = store.compaction_cycle(&config, later).await.unwrap();
+    assert_eq!(outcome.blocks_deleted, 2);
+    assert!(walk(bucket.path()).is_empty(), "{:?}", walk(bucket.path()));
+}
