@@ -100,6 +100,7 @@ pub fn placeholder_meta(tenant: &str, traces: &[(TraceId, Trace)]) -> BlockMeta 
         footer_size: 0,
         dedicated_columns: Vec::new(),
         replication_factor: 1,
+        retention_tier: None,
     }
 }
 

@@ -56,7 +56,77 @@ pub struct CompactorConfig {
     /// already chose it can finish (Tempo's `compacted_block_retention`).
     #[serde(with = "humantime_serde")]
     pub compacted_block_retention: Duration,
+    /// Keep the traces worth keeping longer than the rest: when a block passes
+    /// `block_retention`, its error and slow traces are rewritten into an `extended` block
+    /// that lives until `retention_tiers.extended_retention`.
+    pub retention_tiers: RetentionTiersConfig,
 }
+
+/// The `compactor.retention_tiers` section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionTiersConfig {
+    /// Whether error and slow traces outlive `block_retention`.
+    pub enabled: bool,
+    /// Keep traces with at least one span whose status is ERROR.
+    pub keep_errors: bool,
+    /// Keep traces at least this long (first span start to last span end); `0s` keeps none
+    /// for their duration.
+    #[serde(with = "humantime_serde")]
+    pub slow_trace_threshold: Duration,
+    /// How long kept traces live, counted like `block_retention` from their newest span.
+    #[serde(with = "humantime_serde")]
+    pub extended_retention: Duration,
+}
+
+impl Default for RetentionTiersConfig {
+    fn default() -> Self {
+        RetentionTiersConfig {
+            enabled: true,
+            keep_errors: true,
+            slow_trace_threshold: Duration::from_secs(2),
+            extended_retention: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+/// Tier name recorded in the meta.json of blocks holding the kept traces.
+pub const EXTENDED_TIER: &str = "extended";
+
+impl RetentionTiersConfig {
+    /// Whether a trace belongs in the extended tier.
+    pub fn keeps(&self, trace: &Trace) -> bool {
+        let spans = || {
+            trace
+                .resource_spans
+                .iter()
+                .flat_map(|batch| &batch.scope_spans)
+                .flat_map(|scope| &scope.spans)
+        };
+        let has_error = spans().any(|span| {
+            span.status
+                .as_ref()
+                .is_some_and(|status| status.code == STATUS_CODE_ERROR)
+        });
+        if self.keep_errors && has_error {
+            return true;
+        }
+        if self.slow_trace_threshold.is_zero() {
+            return false;
+        }
+        let start = spans().map(|span| span.start_time_unix_nano).min();
+        let end = spans().map(|span| span.end_time_unix_nano).max();
+        match (start, end) {
+            (Some(start), Some(end)) => {
+                end.saturating_sub(start) >= self.slow_trace_threshold.as_nanos() as u64
+            }
+            _ => false,
+        }
+    }
+}
+
+/// OTLP's `STATUS_CODE_ERROR`.
+const STATUS_CODE_ERROR: i32 = 2;
 
 impl Default for CompactorConfig {
     fn default() -> Self {
@@ -69,6 +139,7 @@ impl Default for CompactorConfig {
             max_input_bytes: 64 * 1024 * 1024,
             block_retention: Duration::from_secs(14 * 24 * 3600),
             compacted_block_retention: Duration::from_secs(3600),
+            retention_tiers: RetentionTiersConfig::default(),
         }
     }
 }
@@ -100,11 +171,13 @@ pub struct CycleOutcome {
     pub blocks_expired: u64,
     /// Compacted blocks whose objects were deleted.
     pub blocks_deleted: u64,
+    /// Error and slow traces moved into the extended retention tier.
+    pub traces_kept: u64,
 }
 
 /// Blocks that may be merged together: the same window, level, format, replication
-/// factor and dedicated columns (Tempo's grouping).
-type GroupKey = (i64, u32, String, u32, String);
+/// factor and dedicated columns (Tempo's grouping), and the same retention tier.
+type GroupKey = (i64, u32, String, u32, String, Option<String>);
 
 fn group_key(meta: &BlockMeta, window: Duration) -> GroupKey {
     let window_nanos = window.as_nanos().max(1) as i64;
@@ -115,6 +188,7 @@ fn group_key(meta: &BlockMeta, window: Duration) -> GroupKey {
         meta.format.clone(),
         meta.replication_factor,
         serde_json::to_string(&meta.dedicated_columns).unwrap_or_default(),
+        meta.retention_tier.clone(),
     )
 }
 
@@ -292,6 +366,36 @@ impl Store {
         Ok(deleted)
     }
 
+    /// Rewrites the traces of an expiring block that the tier keeps into an `extended` block
+    /// (before the block is marked compacted, so they are never absent); returns how many.
+    async fn keep_tier(
+        &self,
+        meta: &BlockMeta,
+        tiers: &RetentionTiersConfig,
+    ) -> Result<u64, StoreError> {
+        let kept: Vec<(TraceId, Trace)> = self
+            .read_block_traces(meta)
+            .await?
+            .into_iter()
+            .filter(|(_, trace)| tiers.keeps(trace))
+            .collect();
+        if kept.is_empty() {
+            return Ok(0);
+        }
+        let count = kept.len() as u64;
+        let written = self
+            .write_block_with(
+                &meta.tenant_id,
+                kept,
+                meta.compaction_level,
+                meta.dedicated_columns.clone(),
+                Some(EXTENDED_TIER.to_string()),
+            )
+            .await?;
+        info!(tenant = %meta.tenant_id, from = %meta.block_id, block = %written.block_id, traces = count, "error and slow traces kept in the extended tier");
+        Ok(count)
+    }
+
     /// Merges one planned set of blocks into a block one level up, then marks the inputs
     /// compacted. The merged block is listed before any input leaves the list.
     async fn compact(&self, inputs: &[BlockMeta]) -> Result<BlockMeta, StoreError> {
@@ -322,8 +426,9 @@ impl Store {
             .unwrap_or(0)
             + 1;
         let dedicated = inputs[0].dedicated_columns.clone();
+        let tier = inputs[0].retention_tier.clone();
         let merged = self
-            .write_block_with(&tenant, traces, level, dedicated)
+            .write_block_with(&tenant, traces, level, dedicated, tier)
             .await?;
         for input in inputs {
             self.mark_compacted(input).await?;
@@ -377,13 +482,24 @@ impl Store {
         for tenant in tenants {
             let blocks = self.blocks(&tenant);
             let expire_before = now.checked_sub_signed(retention);
-            let (expired, kept): (Vec<_>, Vec<_>) = blocks
-                .into_iter()
-                .partition(|meta| expire_before.is_some_and(|limit| meta.end_time < limit));
+            let extended_before = now.checked_sub_signed(
+                chrono::Duration::from_std(config.retention_tiers.extended_retention)
+                    .unwrap_or(chrono::Duration::MAX),
+            );
+            let (expired, kept): (Vec<_>, Vec<_>) = blocks.into_iter().partition(|meta| {
+                let limit = match meta.retention_tier.as_deref() {
+                    Some(EXTENDED_TIER) => extended_before,
+                    _ => expire_before,
+                };
+                limit.is_some_and(|limit| meta.end_time < limit)
+            });
             for meta in &expired {
+                if config.retention_tiers.enabled && meta.retention_tier.is_none() {
+                    outcome.traces_kept += self.keep_tier(meta, &config.retention_tiers).await?;
+                }
                 self.mark_compacted(meta).await?;
                 outcome.blocks_expired += 1;
-                info!(tenant, block = %meta.block_id, end = %meta.end_time, "block expired by retention");
+                info!(tenant, block = %meta.block_id, end = %meta.end_time, tier = ?meta.retention_tier, "block expired by retention");
             }
             if let Some(limit) = now.checked_sub_signed(compacted_retention) {
                 outcome.blocks_deleted += self.delete_compacted(&tenant, limit).await?;

@@ -91,6 +91,14 @@ pub struct BlockMeta {
     /// 1 for blocks written once (block-builder, vivace); TraceQL metrics use only those.
     #[serde(default, skip_serializing_if = "is_zero_u32")]
     pub replication_factor: u32,
+    /// vivace's retention tier: absent for ordinary blocks, `extended` for blocks holding the
+    /// error and slow traces kept past `block_retention`. Tempo ignores the key.
+    #[serde(
+        rename = "vivaceRetentionTier",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub retention_tier: Option<String>,
 }
 
 fn is_zero_u64(value: &u64) -> bool {

@@ -12,5 +12,5 @@ mod store;
 pub mod vparquet4;
 
 pub use backend::StorageConfig;
-pub use compactor::{CompactorConfig, CycleOutcome};
+pub use compactor::{CompactorConfig, CycleOutcome, RetentionTiersConfig};
 pub use store::{Store, StoreError, StoreStats, StoreStatsSnapshot};

@@ -363,7 +363,8 @@ impl Store {
         traces: Vec<(TraceId, Trace)>,
     ) -> Result<BlockMeta, StoreError> {
         let dedicated = self.dedicated_columns.clone();
-        self.write_block_with(tenant, traces, 0, dedicated).await
+        self.write_block_with(tenant, traces, 0, dedicated, None)
+            .await
     }
 
     /// [`Store::write_block`] with the compaction level and dedicated columns given: the
@@ -374,6 +375,7 @@ impl Store {
         traces: Vec<(TraceId, Trace)>,
         compaction_level: u32,
         dedicated: Vec<DedicatedColumn>,
+        retention_tier: Option<String>,
     ) -> Result<BlockMeta, StoreError> {
         let tenant_key = tenant_path(tenant)?;
         if traces.is_empty() {
@@ -426,6 +428,7 @@ impl Store {
             footer_size: encoded.footer_size,
             dedicated_columns: meta_dedicated,
             replication_factor: 1,
+            retention_tier,
         };
         let bytes_written = match self
             .upload_block(tenant, &tenant_key, &meta, &encoded)

@@ -767,6 +767,7 @@ fn compaction_plans_group_by_window_and_level() {
         footer_size: 100,
         dedicated_columns: Vec::new(),
         replication_factor: 1,
+        retention_tier: None,
     };
     // 1_700_000_000 s is 13 min 20 s into an hour: minutes 0..46 share a window, 47.. the next.
     let blocks = vec![
@@ -915,4 +916,92 @@ async fn retention_expires_blocks_then_deletes_them() {
     let outcome = store.compaction_cycle(&config, later).await.unwrap();
     assert_eq!(outcome.blocks_deleted, 2);
     assert!(walk(bucket.path()).is_empty(), "{:?}", walk(bucket.path()));
+}
+
+#[tokio::test]
+async fn retention_tiers_keep_error_and_slow_traces_longer() {
+    let bucket = tempfile::tempdir().unwrap();
+    let store = Store::open(local_config(bucket.path())).await.unwrap();
+    let base_seconds = 1_700_000_000u64;
+    let base = base_seconds * 1_000_000_000;
+    let (ordinary, failed, slow) = (trace_id(1), trace_id(2), trace_id(3));
+    let mut failed_trace = make_trace(&failed, "svc", 0, 2, base);
+    failed_trace.resource_spans[0].scope_spans[0].spans[1].status =
+        Some(opentelemetry_proto::tonic::trace::v1::Status {
+            code: 2,
+            message: "boom".into(),
+        });
+    let mut slow_trace = make_trace(&slow, "svc", 0, 2, base);
+    slow_trace.resource_spans[0].scope_spans[0].spans[1].end_time_unix_nano = base + 3_000_000_000;
+    store
+        .write_block(
+            "acme",
+            vec![
+                (ordinary, make_trace(&ordinary, "svc", 0, 2, base)),
+                (failed, failed_trace),
+                (slow, slow_trace),
+            ],
+        )
+        .await
+        .unwrap();
+    let config = crate::tempodb::CompactorConfig::default();
+    let day = 24 * 3600;
+    let at = |days: u64| std::time::UNIX_EPOCH + Duration::from_secs(base_seconds + days * day);
+    let found = |id: TraceId| {
+        let store = &store;
+        async move {
+            store
+                .find_trace_by_id("acme", &id, None)
+                .await
+                .unwrap()
+                .is_some()
+        }
+    };
+
+    // Day 13: inside block_retention (14 days), everything is there.
+    assert_eq!(
+        store.compaction_cycle(&config, at(13)).await.unwrap(),
+        crate::tempodb::CycleOutcome::default()
+    );
+    assert!(found(ordinary).await && found(failed).await && found(slow).await);
+
+    // Day 15: the baseline expired; the error trace and the 3 s trace moved to the extended tier.
+    let outcome = store.compaction_cycle(&config, at(15)).await.unwrap();
+    assert_eq!(
+        (outcome.blocks_expired, outcome.traces_kept),
+        (1, 2),
+        "{outcome:?}"
+    );
+    assert!(!found(ordinary).await, "the ordinary trace expired at T1");
+    assert!(
+        found(failed).await && found(slow).await,
+        "error and slow traces are kept"
+    );
+    let blocks = store.blocks("acme");
+    assert_eq!(blocks.len(), 1);
+    assert_eq!(blocks[0].retention_tier.as_deref(), Some("extended"));
+    // The tier survives a restart (it is in meta.json) and is not re-filtered at day 20.
+    let reopened = Store::open(local_config(bucket.path())).await.unwrap();
+    assert_eq!(
+        reopened.blocks("acme")[0].retention_tier.as_deref(),
+        Some("extended")
+    );
+    assert_eq!(
+        reopened
+            .compaction_cycle(&config, at(20))
+            .await
+            .unwrap()
+            .blocks_expired,
+        0
+    );
+
+    // Day 31: past extended_retention (30 days), the kept traces expire too.
+    let outcome = reopened.compaction_cycle(&config, at(31)).await.unwrap();
+    assert_eq!((outcome.blocks_expired, outcome.traces_kept), (1, 0));
+    assert!(reopened.blocks("acme").is_empty());
+    assert!(reopened
+        .find_trace_by_id("acme", &failed, None)
+        .await
+        .unwrap()
+        .is_none());
 }
