@@ -155,6 +155,9 @@ const SYMBOLS: &[&str] = &[
     "~", "|",
 ];
 
+/// The magnitude of i64::MIN, which only exists as a literal after a unary minus.
+const I64_MIN_MAGNITUDE: &str = "9223372036854775808";
+
 /// What a token is.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TokenKind {
@@ -589,6 +592,19 @@ impl Lexer<'_> {
                 )
             })?;
             self.push(TokenKind::Float(value), start);
+        } else if number_text == I64_MIN_MAGNITUDE
+            && matches!(
+                self.tokens.last(),
+                Some(Token {
+                    kind: TokenKind::Symbol("-"),
+                    ..
+                })
+            )
+        {
+            // `-9223372036854775808` is how minInt prints; its magnitude only fits an i64
+            // once negated, so it is carried as i64::MIN and the parser accepts it only
+            // directly after a unary minus.
+            self.push(TokenKind::Integer(i64::MIN), start);
         } else {
             let value: i64 = number_text.parse().map_err(|_| {
                 error_at(

@@ -142,6 +142,13 @@ impl Parser<'_> {
         )
     }
 
+    fn out_of_range(&self, token: &Token) -> ParseError {
+        self.error_at(
+            token.start,
+            "syntax error: integer 9223372036854775808 out of range".into(),
+        )
+    }
+
     fn unexpected_expecting(&self, expecting: &str) -> ParseError {
         let token = self.peek();
         self.error_at(
@@ -244,6 +251,11 @@ impl Parser<'_> {
         }
         let token = self.peek().clone();
         let value = match &token.kind {
+            TokenKind::Integer(i64::MIN) if negative => {
+                self.advance();
+                return Ok(Static::Int(i64::MIN));
+            }
+            TokenKind::Integer(i64::MIN) => return Err(self.out_of_range(&token)),
             TokenKind::String(value) if !negative => Static::String(value.clone()),
             TokenKind::Integer(value) => Static::Int(*value),
             TokenKind::Float(value) => Static::Float(*value),
@@ -376,6 +388,10 @@ impl Parser<'_> {
     fn unary_outside(&mut self) -> Result<Node, ParseError> {
         if self.is_symbol("-") {
             let minus = self.advance();
+            if matches!(self.peek_kind(), TokenKind::Integer(i64::MIN)) {
+                self.advance();
+                return Ok(Node::Number(Static::Int(i64::MIN)));
+            }
             self.enter()?;
             let operand = self.unary_outside();
             self.leave();
@@ -530,6 +546,7 @@ impl Parser<'_> {
                 self.advance();
                 Ok(inner)
             }
+            TokenKind::Integer(i64::MIN) => Err(self.out_of_range(&token)),
             TokenKind::Integer(value) => {
                 self.advance();
                 Ok(Node::Number(Static::Int(*value)))
@@ -690,7 +707,13 @@ impl Parser<'_> {
             self.advance();
         }
         let value = match *self.peek_kind() {
-            TokenKind::Integer(value) => value as f64,
+            TokenKind::Integer(value) => {
+                if value == i64::MIN && !negative {
+                    let token = self.peek().clone();
+                    return Err(self.out_of_range(&token));
+                }
+                value as f64
+            }
             TokenKind::Float(value) => value,
             _ => return Err(self.unexpected_expecting("FLOAT")),
         };
@@ -820,6 +843,10 @@ impl Parser<'_> {
             return self.field_primary();
         };
         self.advance();
+        if op == UnaryOp::Neg && matches!(self.peek_kind(), TokenKind::Integer(i64::MIN)) {
+            self.advance();
+            return Ok(Operand::Expr(FieldExpr::Static(Static::Int(i64::MIN))));
+        }
         match self.field_binary(operand_level)? {
             Operand::Expr(expr) => Ok(Operand::Expr(fold_unary(op, expr))),
             Operand::Nil(offset) => {
@@ -846,6 +873,7 @@ impl Parser<'_> {
                     value.clone(),
                 ))))
             }
+            TokenKind::Integer(i64::MIN) => Err(self.out_of_range(&token)),
             TokenKind::Integer(value) => {
                 self.advance();
                 Ok(Operand::Expr(FieldExpr::Static(Static::Int(*value))))
@@ -1151,6 +1179,9 @@ fn fold_statics(op: BinaryOp, a: &Static, b: &Static) -> Option<Static> {
     }
     match Static::binary_op(op, a, b) {
         Ok(Static::Nil) | Err(_) => None,
+        // ±Inf and NaN have no literal syntax: leave `1.0 / 0` for run time so the canonical
+        // string still re-parses.
+        Ok(Static::Float(value)) if !value.is_finite() => None,
         Ok(value) => Some(value),
     }
 }
@@ -1213,6 +1244,13 @@ mod tests {
         assert_eq!(canonical("{ 1 = \"foo\" }"), "{ 1 = `foo` }");
         assert_eq!(canonical("{ nil = nil }"), "{ false }");
         assert_eq!(canonical("{ 1.5m }"), "{ 1m30s }");
+        assert_eq!(canonical("{ minInt }"), "{ -9223372036854775808 }");
+        assert_eq!(
+            canonical("{ -9223372036854775808 }"),
+            "{ -9223372036854775808 }"
+        );
+        assert!(parse("{ 1 - 9223372036854775808 = 1 }").is_err());
+        assert!(parse("{ 9223372036854775808 }").is_err());
     }
 
     #[test]

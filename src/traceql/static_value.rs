@@ -754,47 +754,43 @@ fn parse_prometheus_duration(text: &str) -> Option<i64> {
 
 fn parse_go_duration(text: &str) -> Option<i64> {
     let segments = split_duration_segments(text)?;
-    let mut total: f64 = 0.0;
+    // Exact integer arithmetic, so `30.918273645s` is exactly 30918273645ns and values near
+    // the i64 limit keep every digit.
+    let mut total: i128 = 0;
     for (number, unit) in segments {
-        let scale: f64 = match unit {
-            "ns" => 1.0,
+        let scale: i128 = match unit {
+            "ns" => 1,
             // Only the micro sign U+00B5 and `us` are accepted (reference §2).
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
+            "us" | "µs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
             _ => return None,
         };
-        if number == "." || number.matches('.').count() > 1 {
-            return None;
-        }
-        let value: f64 = number.parse().ok()?;
-        total += exact_scaled(number, scale).unwrap_or(value * scale);
+        total = total.checked_add(exact_scaled(number, scale)?)?;
     }
-    if !total.is_finite() || total > i64::MAX as f64 {
-        return None;
-    }
-    Some(total.round() as i64)
+    i64::try_from(total).ok()
 }
 
-/// Scales a decimal string by an integral factor without the rounding error of f64
-/// multiplication, so `30.918273645s` is exactly 30918273645ns.
-fn exact_scaled(number: &str, scale: f64) -> Option<f64> {
+/// `number × scale` for a decimal `number` (fraction digits beyond nanoseconds truncate).
+fn exact_scaled(number: &str, scale: i128) -> Option<i128> {
     let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-    let scale_int = scale as i128;
+    if (whole.is_empty() && fraction.is_empty()) || fraction.contains('.') {
+        return None;
+    }
     let whole_value: i128 = if whole.is_empty() {
         0
     } else {
         whole.parse().ok()?
     };
-    let mut result = whole_value.checked_mul(scale_int)?;
+    let mut result = whole_value.checked_mul(scale)?;
     if !fraction.is_empty() {
-        let digits = fraction.len().min(18) as u32;
-        let fraction_value: i128 = fraction[..digits as usize].parse().ok()?;
-        result += fraction_value * scale_int / 10i128.pow(digits);
+        let digits = fraction.len().min(18);
+        let fraction_value: i128 = fraction[..digits].parse().ok()?;
+        result = result.checked_add(fraction_value * scale / 10i128.pow(digits as u32))?;
     }
-    Some(result as f64)
+    Some(result)
 }
 
 #[cfg(test)]
@@ -814,6 +810,8 @@ mod tests {
         assert_eq!(parse_duration("1t"), None);
         assert_eq!(parse_duration("1.5d"), None);
         assert_eq!(parse_duration("s"), None);
+        assert_eq!(parse_duration("2562047h47m16.854775807s"), Some(i64::MAX));
+        assert_eq!(parse_duration("2562047h47m16.854775808s"), None);
     }
 
     #[test]
