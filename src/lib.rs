@@ -14,3 +14,4 @@ pub mod querier;
 pub mod receiver;
 pub mod telemetry;
 pub mod tempodb;
+pub mod traceql;
