@@ -1219,3 +1219,238 @@ pub async fn serve_udp(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn tag(key: &str, value: TagValue) -> Tag {
+        Tag {
+            key: key.into(),
+            value,
+        }
+    }
+
+    fn attribute<'a>(span: &'a Span, key: &str) -> Option<&'a Value> {
+        span.attributes
+            .iter()
+            .find(|pair| pair.key == key)
+            .and_then(|pair| pair.value.as_ref())
+            .and_then(|value| value.value.as_ref())
+    }
+
+    #[test]
+    fn thrift_translation_follows_the_collector() {
+        let batch = JaegerBatch {
+            process: Some(Process {
+                service_name: "shop".into(),
+                tags: Some(vec![
+                    tag("hostname", TagValue::Str("box".into())),
+                    tag("jaeger.version", TagValue::Str("Go-2".into())),
+                ]),
+            }),
+            spans: vec![JaegerSpan {
+                trace_id_low: 7,
+                span_id: 2,
+                operation_name: "op".into(),
+                references: vec![
+                    SpanRef {
+                        ref_type: RefType::ChildOf,
+                        trace_id_high: 0,
+                        trace_id_low: 7,
+                        span_id: 1,
+                    },
+                    SpanRef {
+                        ref_type: RefType::FollowsFrom,
+                        trace_id_high: 0,
+                        trace_id_low: 8,
+                        span_id: 3,
+                    },
+                ],
+                flags: 3,
+                start_unix_nano: 1000,
+                end_unix_nano: 3000,
+                tags: vec![
+                    tag("span.kind", TagValue::Str("server".into())),
+                    tag("error", TagValue::Bool(true)),
+                    tag("otel.status_description", TagValue::Str("bad".into())),
+                    tag("n", TagValue::Long(4)),
+                    tag("b", TagValue::Binary(vec![1])),
+                ],
+                logs: vec![Log {
+                    time_unix_nano: 2000,
+                    fields: vec![
+                        tag("event", TagValue::Str("retry".into())),
+                        tag("x", TagValue::Double(1.5)),
+                    ],
+                }],
+                ..Default::default()
+            }],
+        };
+        let resource_spans = to_resource_spans(batch, Model::Thrift);
+        let resource = resource_spans[0].resource.as_ref().unwrap();
+        let keys: Vec<&str> = resource
+            .attributes
+            .iter()
+            .map(|pair| pair.key.as_str())
+            .collect();
+        assert_eq!(
+            keys,
+            ["service.name", "host.name", "opencensus.exporterversion"]
+        );
+        let span = &resource_spans[0].scope_spans[0].spans[0];
+        assert_eq!(
+            hex::encode(&span.trace_id),
+            "00000000000000000000000000000007"
+        );
+        assert_eq!(hex::encode(&span.parent_span_id), "0000000000000001");
+        assert_eq!(span.kind, SpanKind::Server as i32);
+        assert_eq!(span.flags, 1);
+        let status = span.status.as_ref().unwrap();
+        assert_eq!(
+            (status.code, status.message.as_str()),
+            (OtlpStatusCode::Error as i32, "bad")
+        );
+        assert!(attribute(span, "error").is_none() && attribute(span, "span.kind").is_none());
+        assert_eq!(attribute(span, "n"), Some(&Value::IntValue(4)));
+        assert_eq!(attribute(span, "b"), Some(&Value::BytesValue(vec![1])));
+        assert_eq!(span.events[0].name, "retry");
+        assert_eq!(span.events[0].attributes.len(), 1);
+        assert_eq!(span.links.len(), 1, "the parent is not repeated as a link");
+        assert_eq!(hex::encode(&span.links[0].span_id), "0000000000000003");
+    }
+
+    #[test]
+    fn proto_regroups_by_process_and_reads_scope_and_status() {
+        let request = proto::PostSpansRequest {
+            batch: Some(proto::Batch {
+                process: Some(proto::Process {
+                    service_name: "a".into(),
+                    tags: vec![],
+                }),
+                spans: vec![
+                    proto::Span {
+                        trace_id: vec![0; 15].into_iter().chain([5]).collect(),
+                        span_id: vec![0, 0, 0, 0, 0, 0, 0, 1],
+                        tags: vec![
+                            proto::KeyValue {
+                                key: "otel.scope.name".into(),
+                                v_str: "lib".into(),
+                                ..Default::default()
+                            },
+                            proto::KeyValue {
+                                key: "otel.status_code".into(),
+                                v_str: "OK".into(),
+                                ..Default::default()
+                            },
+                        ],
+                        start_time: Some(proto::Time {
+                            seconds: 1,
+                            nanos: 5,
+                        }),
+                        duration: Some(proto::Time {
+                            seconds: 0,
+                            nanos: 10,
+                        }),
+                        ..Default::default()
+                    },
+                    proto::Span {
+                        trace_id: vec![0; 15].into_iter().chain([5]).collect(),
+                        span_id: vec![0, 0, 0, 0, 0, 0, 0, 2],
+                        process: Some(proto::Process {
+                            service_name: "b".into(),
+                            tags: vec![],
+                        }),
+                        references: vec![proto::SpanRef {
+                            trace_id: vec![0; 15].into_iter().chain([5]).collect(),
+                            span_id: vec![0, 0, 0, 0, 0, 0, 0, 1],
+                            ref_type: 1,
+                        }],
+                        tags: vec![proto::KeyValue {
+                            key: "http.status_code".into(),
+                            v_type: 2,
+                            v_int64: 503,
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    },
+                ],
+            }),
+        };
+        let batch = decode_post_spans(&request.encode_to_vec()).unwrap();
+        let resource_spans = to_resource_spans(batch, Model::Proto);
+        assert_eq!(resource_spans.len(), 2);
+        let first = &resource_spans[0].scope_spans[0];
+        assert_eq!(first.scope.as_ref().unwrap().name, "lib");
+        assert_eq!(first.spans[0].start_time_unix_nano, 1_000_000_005);
+        assert_eq!(first.spans[0].end_time_unix_nano, 1_000_000_015);
+        assert_eq!(
+            first.spans[0].status.as_ref().unwrap().code,
+            OtlpStatusCode::Ok as i32
+        );
+        let second = &resource_spans[1].scope_spans[0].spans[0];
+        assert_eq!(
+            hex::encode(&second.parent_span_id),
+            "0000000000000001",
+            "FOLLOWS_FROM in the same trace is the parent"
+        );
+        assert_eq!(
+            second.links.len(),
+            1,
+            "and, as in the Collector, also a link"
+        );
+        assert_eq!(
+            second.status.as_ref().unwrap().code,
+            OtlpStatusCode::Error as i32
+        );
+        let mut bad = request.clone();
+        if let Some(batch) = bad.batch.as_mut() {
+            batch.spans[0].trace_id = vec![1, 2];
+        }
+        let error = decode_post_spans(&bad.encode_to_vec())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("batch.spans[0].trace_id"), "{error}");
+    }
+
+    #[test]
+    fn agent_compact_packet_decodes() {
+        // emitBatch(1: Batch{1: Process{1: "svc"}, 2: [Span{1: 7, 2: 0, 3: 1, 4: 0, 5: "op", 7: 1, 8: 10, 9: 2}]})
+        let mut packet = vec![0x82, 0x81, 0x01, 9];
+        packet.extend_from_slice(b"emitBatch");
+        packet.extend_from_slice(&[0x1c, 0x1c, 0x18, 3]);
+        packet.extend_from_slice(b"svc");
+        packet.extend_from_slice(&[0x00, 0x19, 0x1c]);
+        packet.extend_from_slice(&[0x16, 14, 0x16, 0, 0x16, 2, 0x16, 0, 0x18, 2]);
+        packet.extend_from_slice(b"op");
+        packet.extend_from_slice(&[0x25, 2, 0x16, 20, 0x16, 4, 0x00, 0x00, 0x00]);
+        let batch = decode_agent_compact(&packet).unwrap();
+        assert_eq!(batch.process.as_ref().unwrap().service_name, "svc");
+        let span = &batch.spans[0];
+        assert_eq!((span.trace_id_low, span.span_id, span.flags), (7, 1, 1));
+        assert_eq!((span.start_unix_nano, span.end_unix_nano), (10_000, 12_000));
+        assert!(decode_agent_compact(&packet[..packet.len() - 3]).is_err());
+        let mut wrong_method = packet.clone();
+        wrong_method[4] = b'x';
+        assert!(decode_agent_compact(&wrong_method)
+            .unwrap_err()
+            .to_string()
+            .contains("emitBatch"));
+    }
+
+    proptest! {
+        #[test]
+        fn random_payloads_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            if let Ok(batch) = decode_thrift_http(&bytes) {
+                let _ = to_resource_spans(batch, Model::Thrift);
+            }
+            if let Ok(batch) = decode_agent_compact(&bytes) {
+                let _ = to_resource_spans(batch, Model::Thrift);
+            }
+            if let Ok(batch) = decode_post_spans(&bytes) {
+                let _ = to_resource_spans(batch, Model::Proto);
+            }
+        }
+    }
+}

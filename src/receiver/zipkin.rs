@@ -901,3 +901,173 @@ pub async fn serve(
     .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn string(value: &str) -> Option<Value> {
+        Some(Value::StringValue(value.into()))
+    }
+
+    fn attribute<'a>(span: &'a Span, key: &str) -> Option<&'a Value> {
+        span.attributes
+            .iter()
+            .find(|pair| pair.key == key)
+            .and_then(|pair| pair.value.as_ref())
+            .and_then(|value| value.value.as_ref())
+    }
+
+    #[test]
+    fn v2_json_translates_every_field() {
+        let body = br#"[{"traceId":"abc","id":"2","parentId":"1","kind":"CLIENT","name":"get",
+            "timestamp":1000,"duration":5,"shared":true,
+            "localEndpoint":{"serviceName":"shop","ipv4":"10.0.0.1","port":80},
+            "remoteEndpoint":{"serviceName":"db","ipv6":"::1","port":5432},
+            "annotations":[{"timestamp":1002,"value":"retry"},{"timestamp":1003,"value":"ev|{\"n\":1,\"f\":1.5}|2"}],
+            "tags":{"http.method":"GET","otel.status_code":"ERROR","error":"boom","service.version":"9",
+              "otel.library.name":"lib","otel.library.version":"1","w3c.tracestate":"a=b",
+              "otlp.link.0":"0000000000000000000000000000000a|000000000000000b||{\"k\":\"v\"}|0"}}]"#;
+        let resource_spans = to_resource_spans(decode_json_v2(body).unwrap()).unwrap();
+        assert_eq!(resource_spans.len(), 1);
+        let resource = resource_spans[0].resource.as_ref().unwrap();
+        let resource_keys: Vec<&str> = resource
+            .attributes
+            .iter()
+            .map(|pair| pair.key.as_str())
+            .collect();
+        assert_eq!(resource_keys, ["service.name", "service.version"]);
+        let scope = &resource_spans[0].scope_spans[0];
+        assert_eq!(scope.scope.as_ref().unwrap().name, "lib");
+        assert_eq!(scope.scope.as_ref().unwrap().version, "1");
+        let span = &scope.spans[0];
+        assert_eq!(
+            hex::encode(&span.trace_id),
+            "00000000000000000000000000000abc"
+        );
+        assert_eq!(hex::encode(&span.span_id), "0000000000000002");
+        assert_eq!(hex::encode(&span.parent_span_id), "0000000000000001");
+        assert_eq!(span.kind, SpanKind::Client as i32);
+        assert_eq!(span.start_time_unix_nano, 1_000_000);
+        assert_eq!(span.end_time_unix_nano, 1_005_000);
+        assert_eq!(span.trace_state, "a=b");
+        assert_eq!(
+            span.status.as_ref().unwrap().code,
+            OtlpStatusCode::Error as i32
+        );
+        assert_eq!(attribute(span, "error").cloned(), string("boom"));
+        assert_eq!(attribute(span, "http.method").cloned(), string("GET"));
+        assert_eq!(attribute(span, "net.host.ip").cloned(), string("10.0.0.1"));
+        assert_eq!(attribute(span, "net.host.port"), Some(&Value::IntValue(80)));
+        assert_eq!(attribute(span, "peer.service").cloned(), string("db"));
+        assert_eq!(attribute(span, "net.peer.ip").cloned(), string("::1"));
+        assert_eq!(
+            attribute(span, "net.peer.port"),
+            Some(&Value::IntValue(5432))
+        );
+        assert!(attribute(span, "service.version").is_none());
+        assert!(attribute(span, "otel.library.name").is_none());
+        assert_eq!(span.events.len(), 2);
+        assert_eq!(span.events[0].name, "retry");
+        assert_eq!(span.events[0].time_unix_nano, 1_002_000);
+        assert_eq!(span.events[1].name, "ev");
+        assert_eq!(span.events[1].dropped_attributes_count, 2);
+        assert_eq!(span.events[1].attributes.len(), 2);
+        assert_eq!(span.links.len(), 1);
+        assert_eq!(hex::encode(&span.links[0].span_id), "000000000000000b");
+    }
+
+    #[test]
+    fn missing_timestamp_and_service_follow_the_collector() {
+        let body = br#"[{"traceId":"1","id":"1","parentId":"1","duration":7,"tags":{"span.kind":"internal","error":"true"}}]"#;
+        let resource_spans = to_resource_spans(decode_json_v2(body).unwrap()).unwrap();
+        assert!(resource_spans[0]
+            .resource
+            .as_ref()
+            .unwrap()
+            .attributes
+            .is_empty());
+        let span = &resource_spans[0].scope_spans[0].spans[0];
+        assert!(
+            span.parent_span_id.is_empty(),
+            "a span that is its own parent is a root"
+        );
+        assert_eq!(span.kind, SpanKind::Internal as i32);
+        assert_eq!(
+            (span.start_time_unix_nano, span.end_time_unix_nano),
+            (0, 7000)
+        );
+        assert_eq!(
+            attribute(span, "otel.zipkin.absentField.startTime"),
+            Some(&Value::BoolValue(true))
+        );
+        assert!(attribute(span, "error").is_none());
+        assert_eq!(
+            span.status.as_ref().unwrap().code,
+            OtlpStatusCode::Error as i32
+        );
+    }
+
+    #[test]
+    fn protobuf_and_its_errors() {
+        let list = proto::ListOfSpans {
+            spans: vec![proto::Span {
+                trace_id: vec![0, 0, 0, 0, 0, 0, 0, 9],
+                id: vec![0, 0, 0, 0, 0, 0, 0, 1],
+                kind: 2,
+                name: "x".into(),
+                timestamp: 5,
+                local_endpoint: Some(proto::Endpoint {
+                    service_name: "svc".into(),
+                    ipv4: vec![127, 0, 0, 1],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+        };
+        let spans = decode_proto(&list.encode_to_vec()).unwrap();
+        assert_eq!(spans[0].trace_id_low, 9);
+        assert_eq!(spans[0].kind, "SERVER");
+        assert_eq!(
+            spans[0].local_endpoint.as_ref().unwrap().ipv4,
+            Some(Ipv4Addr::LOCALHOST)
+        );
+        let mut bad = list.clone();
+        bad.spans[0].id = vec![1, 2, 3];
+        let error = decode_proto(&bad.encode_to_vec()).unwrap_err();
+        assert_eq!(error.path, "spans[0].id");
+    }
+
+    #[test]
+    fn json_errors_name_the_path() {
+        for (body, path) in [
+            (&br#"{}"#[..], "$"),
+            (br#"[{"id":"1"}]"#, "$[0].traceId"),
+            (
+                br#"[{"traceId":"1","id":"1","timestamp":"x"}]"#,
+                "$[0].timestamp",
+            ),
+            (
+                br#"[{"traceId":"1","id":"1","tags":{"a":1}}]"#,
+                "$[0].tags.a",
+            ),
+            (
+                br#"[{"traceId":"1","id":"1","localEndpoint":{"ipv4":"nope"}}]"#,
+                "$[0].localEndpoint.ipv4",
+            ),
+        ] {
+            assert_eq!(decode_json_v2(body).unwrap_err().path, path);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn random_bodies_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            if let Ok(spans) = decode_proto(&bytes) {
+                let _ = to_resource_spans(spans);
+            }
+            let _ = decode_json_v2(&bytes);
+        }
+    }
+}
