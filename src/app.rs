@@ -14,7 +14,7 @@ use crate::distributor::Distributor;
 use crate::ingester::{BlockSink, Ingester};
 use crate::model::{Trace, TraceId};
 use crate::querier::Querier;
-use crate::receiver::otlp;
+use crate::receiver::{jaeger, otlp, zipkin};
 use crate::telemetry::{self, Telemetry};
 use crate::tempodb::meta::BlockMeta;
 use crate::tempodb::Store;
@@ -82,7 +82,10 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
 
     let ingester_for_metrics = Arc::clone(&ingester);
     let store_for_metrics = Arc::clone(&store);
+    let jaeger_udp_stats = Arc::new(jaeger::UdpStats::default());
+    let udp_stats_for_metrics = Arc::clone(&jaeger_udp_stats);
     let metrics_sources: Vec<MetricsSource> = vec![
+        Arc::new(move |out: &mut String| udp_stats_for_metrics.render(out)),
         Arc::new(move |out: &mut String| {
             telemetry::render_ingester(&ingester_for_metrics.stats(), out)
         }),
@@ -126,6 +129,14 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
             async move { stop.cancelled().await },
         ));
     }
+    spawn_zipkin_and_jaeger(
+        &config,
+        &distributor,
+        &jaeger_udp_stats,
+        &receivers_stop,
+        &mut tasks,
+    )
+    .await?;
     let api_stop = CancellationToken::new();
     {
         let stop = api_stop.clone();
@@ -170,6 +181,63 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
         }
     }
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Binds and spawns the Zipkin and Jaeger receivers that are enabled.
+async fn spawn_zipkin_and_jaeger(
+    config: &Config,
+    distributor: &Arc<Distributor>,
+    udp_stats: &Arc<jaeger::UdpStats>,
+    stop: &CancellationToken,
+    tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    let receivers = &config.distributor.receivers;
+    if receivers.zipkin.enabled {
+        let listener = bind("Zipkin", &receivers.zipkin.endpoint).await?;
+        tracing::info!(endpoint = %receivers.zipkin.endpoint, "zipkin receiver listening");
+        let stop = stop.clone();
+        tasks.spawn(zipkin::serve(
+            listener,
+            Arc::clone(distributor),
+            async move { stop.cancelled().await },
+        ));
+    }
+    let jaeger = &receivers.jaeger.protocols;
+    if jaeger.thrift_http.enabled {
+        let listener = bind("Jaeger thrift_http", &jaeger.thrift_http.endpoint).await?;
+        tracing::info!(endpoint = %jaeger.thrift_http.endpoint, "jaeger thrift_http receiver listening");
+        let stop = stop.clone();
+        tasks.spawn(jaeger::serve_thrift_http(
+            listener,
+            Arc::clone(distributor),
+            async move { stop.cancelled().await },
+        ));
+    }
+    if jaeger.grpc.enabled {
+        let listener = bind("Jaeger gRPC", &jaeger.grpc.endpoint).await?;
+        tracing::info!(endpoint = %jaeger.grpc.endpoint, "jaeger grpc receiver listening");
+        let stop = stop.clone();
+        tasks.spawn(jaeger::serve_grpc(
+            listener,
+            Arc::clone(distributor),
+            async move { stop.cancelled().await },
+        ));
+    }
+    if jaeger.thrift_compact.enabled {
+        let address = &jaeger.thrift_compact.endpoint;
+        let socket = tokio::net::UdpSocket::bind(address)
+            .await
+            .with_context(|| format!("cannot listen for Jaeger thrift_compact on udp {address}"))?;
+        tracing::info!(endpoint = %address, "jaeger thrift_compact receiver listening");
+        let stop = stop.clone();
+        tasks.spawn(jaeger::serve_udp(
+            socket,
+            Arc::clone(distributor),
+            Arc::clone(udp_stats),
+            async move { stop.cancelled().await },
+        ));
+    }
     Ok(())
 }
 

@@ -15,13 +15,23 @@ step "test clients (PyPI: OpenTelemetry SDK and exporters, moto S3 server)"
 if ! python3 - <<'PY' 2>/dev/null
 import importlib, sys
 for module in ["opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
-               "opentelemetry.exporter.otlp.proto.http.trace_exporter", "moto.server"]:
+               "opentelemetry.exporter.otlp.proto.http.trace_exporter", "moto.server",
+               "opentelemetry.exporter.zipkin.json", "thrift", "deprecated"]:
     importlib.import_module(module)
 PY
 then
   # Debian's own python3 refuses system-wide installs (PEP 668); the tests only need the modules.
   python3 -m pip install --quiet --disable-pip-version-check -r tests/clients/requirements.txt ||
     python3 -m pip install --quiet --disable-pip-version-check --break-system-packages -r tests/clients/requirements.txt
+fi
+
+# These two pin protobuf~=3.12 / an old SDK in their metadata but work with today's (see
+# tests/clients/legacy_send.py), so they are installed without their dependencies.
+if ! python3 -c "import opentelemetry.exporter.zipkin.proto.http, opentelemetry.exporter.jaeger.thrift.gen" 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check --no-deps \
+    opentelemetry-exporter-zipkin-proto-http==1.45.1 opentelemetry-exporter-jaeger-thrift==1.21.0 ||
+    python3 -m pip install --quiet --disable-pip-version-check --break-system-packages --no-deps \
+      opentelemetry-exporter-zipkin-proto-http==1.45.1 opentelemetry-exporter-jaeger-thrift==1.21.0
 fi
 
 step "cargo fmt --check"

@@ -1,8 +1,12 @@
 //! Receivers: one module per wire format, each with the same anatomy (config, decoder, server,
 //! tests). They decode to OTLP `ResourceSpans` and hand them to the distributor.
 
+pub mod jaeger;
 pub mod otlp;
 pub mod otlp_json;
+pub mod thrift;
+pub mod translate;
+pub mod zipkin;
 
 use serde::{Deserialize, Serialize};
 
@@ -12,4 +16,8 @@ use serde::{Deserialize, Serialize};
 pub struct ReceiversConfig {
     /// OpenTelemetry's OTLP over gRPC and HTTP.
     pub otlp: otlp::OtlpConfig,
+    /// Zipkin v2 over HTTP; off unless enabled, as in Tempo.
+    pub zipkin: zipkin::ZipkinConfig,
+    /// Jaeger thrift over HTTP, gRPC and UDP; each off unless enabled, as in Tempo.
+    pub jaeger: jaeger::JaegerConfig,
 }

@@ -1,0 +1,1456 @@
+//! Jaeger receivers: thrift over HTTP (`POST /api/traces`, default :14268), gRPC
+//! `jaeger.api_v2.CollectorService/PostSpans` (default :14250) and the agent's thrift-compact
+//! UDP `emitBatch` (default :6831).
+//!
+//! Both wire models (Thrift `jaeger.Batch`, protobuf `jaeger.api_v2.Batch`) are decoded into
+//! one [`JaegerBatch`] and translated to OTLP the way the OpenTelemetry Collector's
+//! `pkg/translator/jaeger` does (which is what Tempo runs): process tags become resource
+//! attributes (`hostname` → `host.name`, `jaeger.version` → `opencensus.exporterversion`),
+//! `span.kind` gives the kind, `error` / `otel.status_code` / `otel.status_description` /
+//! `http.status_code` give the status, logs become events (field `event` is the name),
+//! references become the parent (CHILD_OF first, else FOLLOWS_FROM in the same trace) and
+//! links (with `opentracing.ref_type`), 64-bit trace IDs get zero high bytes. Over gRPC,
+//! `otel.scope.name`/`otel.scope.version` become the scope and `w3c.tracestate` the trace state;
+//! the Collector's thrift path does neither, and neither do we.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::Router;
+use opentelemetry_proto::tonic::common::v1::{any_value::Value, InstrumentationScope};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::span::{Event, Link, SpanKind};
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode as OtlpStatusCode;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use tonic::codec::CompressionEncoding;
+use tonic::codegen::{http, Body, BoxFuture, Service, StdError};
+
+use super::otlp::{ListenerConfig, RawCodec};
+use super::thrift::{
+    read_list, BinaryProtocol, CompactProtocol, Protocol, TType, ThriftError, MESSAGE_CALL,
+    MESSAGE_ONEWAY,
+};
+use super::translate::{self, span_id_bytes, trace_id_bytes, Attributes};
+use crate::distributor::{Distributor, DistributorError};
+
+/// gRPC path of Jaeger's span submission method.
+const POST_SPANS_PATH: &str = "/jaeger.api_v2.CollectorService/PostSpans";
+
+/// Largest UDP datagram read; the Jaeger agent's own limit is 65000 bytes, so anything larger
+/// arrives truncated and fails to decode (and is counted as dropped).
+pub const MAX_UDP_PACKET_BYTES: usize = 65_000;
+
+/// Jaeger's placeholder service name for a process without one; the Collector leaves the
+/// resource empty for it.
+const NO_SERVICE_NAME: &str = "OTLPResourceNoServiceName";
+
+/// The `distributor.receivers.jaeger` section.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JaegerConfig {
+    /// The three Jaeger transports; each listens only when `enabled`, as in Tempo, where a
+    /// receiver is active only when configured.
+    pub protocols: JaegerProtocols,
+}
+
+/// `distributor.receivers.jaeger.protocols`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JaegerProtocols {
+    /// Thrift binary `jaeger.Batch` over HTTP (`POST /api/traces`), as jaeger-client's
+    /// collector endpoint sends it.
+    pub thrift_http: ListenerConfig,
+    /// Jaeger's protobuf model over gRPC (`CollectorService/PostSpans`).
+    pub grpc: ListenerConfig,
+    /// Thrift compact `Agent.emitBatch` over UDP, as jaeger-client's agent reporter sends it.
+    pub thrift_compact: ListenerConfig,
+}
+
+impl Default for JaegerProtocols {
+    fn default() -> Self {
+        JaegerProtocols {
+            thrift_http: ListenerConfig {
+                enabled: false,
+                endpoint: "127.0.0.1:14268".into(),
+            },
+            grpc: ListenerConfig {
+                enabled: false,
+                endpoint: "127.0.0.1:14250".into(),
+            },
+            thrift_compact: ListenerConfig {
+                enabled: false,
+                endpoint: "127.0.0.1:6831".into(),
+            },
+        }
+    }
+}
+
+/// A malformed Jaeger payload.
+#[derive(Debug, thiserror::Error)]
+pub enum JaegerDecodeError {
+    #[error("invalid jaeger.Batch ({context}): {source}")]
+    Thrift {
+        context: &'static str,
+        source: ThriftError,
+    },
+    #[error("invalid jaeger thrift: {0}")]
+    Structure(String),
+    #[error("invalid PostSpansRequest protobuf: {0}")]
+    Protobuf(String),
+}
+
+// ---------------------------------------------------------------- common model
+
+/// A tag value of either wire model.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TagValue {
+    Str(String),
+    Bool(bool),
+    Long(i64),
+    Double(f64),
+    Binary(Vec<u8>),
+    /// A type code neither model defines.
+    Unknown(i32),
+}
+
+/// A Jaeger tag (thrift `Tag`, proto `KeyValue`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tag {
+    pub key: String,
+    pub value: TagValue,
+}
+
+/// `jaeger.Process`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Process {
+    pub service_name: String,
+    /// `None` when the field was absent (the Collector distinguishes nil from empty).
+    pub tags: Option<Vec<Tag>>,
+}
+
+/// Reference kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefType {
+    ChildOf,
+    FollowsFrom,
+}
+
+/// `jaeger.SpanRef`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpanRef {
+    pub ref_type: RefType,
+    pub trace_id_high: u64,
+    pub trace_id_low: u64,
+    pub span_id: u64,
+}
+
+/// `jaeger.Log`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Log {
+    pub time_unix_nano: u64,
+    pub fields: Vec<Tag>,
+}
+
+/// A span of either wire model, times already in nanoseconds.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct JaegerSpan {
+    pub trace_id_high: u64,
+    pub trace_id_low: u64,
+    pub span_id: u64,
+    /// Thrift's explicit parent field (0 when absent; proto carries parents as references).
+    pub parent_span_id: u64,
+    pub operation_name: String,
+    pub references: Vec<SpanRef>,
+    pub flags: u32,
+    pub start_unix_nano: u64,
+    pub end_unix_nano: u64,
+    pub tags: Vec<Tag>,
+    pub logs: Vec<Log>,
+    /// A span's own process (proto only), overriding the batch's.
+    pub process: Option<Process>,
+}
+
+/// `jaeger.Batch` of either wire model.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct JaegerBatch {
+    pub process: Option<Process>,
+    pub spans: Vec<JaegerSpan>,
+}
+
+/// Which wire model a batch came from; the Collector's two translators differ slightly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Model {
+    Thrift,
+    Proto,
+}
+
+// ---------------------------------------------------------------- thrift decoding
+
+fn thrift_tag<P: Protocol>(protocol: &mut P) -> Result<Tag, ThriftError> {
+    protocol.struct_begin()?;
+    let mut key = None;
+    let mut value_type = None;
+    let (mut text, mut double, mut flag, mut long, mut binary) = (None, None, None, None, None);
+    while let Some((id, ttype)) = protocol.field_begin()? {
+        match (id, ttype) {
+            (1, TType::Binary) => key = Some(protocol.read_string()?),
+            (2, TType::I32) => value_type = Some(protocol.read_i32()?),
+            (3, TType::Binary) => text = Some(protocol.read_string()?),
+            (4, TType::Double) => double = Some(protocol.read_double()?),
+            (5, TType::Bool) => flag = Some(protocol.read_bool()?),
+            (6, TType::I64) => long = Some(protocol.read_i64()?),
+            (7, TType::Binary) => binary = Some(protocol.read_binary()?),
+            (_, other) => protocol.skip(other)?,
+        }
+    }
+    protocol.struct_end()?;
+    let key = key.ok_or_else(|| protocol.error("Tag without its required key".into()))?;
+    let value_type =
+        value_type.ok_or_else(|| protocol.error(format!("Tag {key:?} without its vType")))?;
+    // Thrift's TagType: STRING, DOUBLE, BOOL, LONG, BINARY; an unset value reads as its zero.
+    let value = match value_type {
+        0 => TagValue::Str(text.unwrap_or_default()),
+        1 => TagValue::Double(double.unwrap_or_default()),
+        2 => TagValue::Bool(flag.unwrap_or_default()),
+        3 => TagValue::Long(long.unwrap_or_default()),
+        4 => TagValue::Binary(binary.unwrap_or_default()),
+        other => TagValue::Unknown(other),
+    };
+    Ok(Tag { key, value })
+}
+
+fn thrift_tags<P: Protocol>(protocol: &mut P, what: &str) -> Result<Vec<Tag>, ThriftError> {
+    read_list(protocol, TType::Struct, what, thrift_tag)
+}
+
+fn thrift_process<P: Protocol>(protocol: &mut P) -> Result<Process, ThriftError> {
+    protocol.struct_begin()?;
+    let mut process = Process::default();
+    while let Some((id, ttype)) = protocol.field_begin()? {
+        match (id, ttype) {
+            (1, TType::Binary) => process.service_name = protocol.read_string()?,
+            (2, TType::List) => process.tags = Some(thrift_tags(protocol, "Process.tags")?),
+            (_, other) => protocol.skip(other)?,
+        }
+    }
+    protocol.struct_end()?;
+    Ok(process)
+}
+
+fn thrift_span_ref<P: Protocol>(protocol: &mut P) -> Result<SpanRef, ThriftError> {
+    protocol.struct_begin()?;
+    let mut reference = SpanRef {
+        ref_type: RefType::ChildOf,
+        trace_id_high: 0,
+        trace_id_low: 0,
+        span_id: 0,
+    };
+    while let Some((id, ttype)) = protocol.field_begin()? {
+        match (id, ttype) {
+            (1, TType::I32) => {
+                reference.ref_type = match protocol.read_i32()? {
+                    0 => RefType::ChildOf,
+                    _ => RefType::FollowsFrom,
+                }
+            }
+            (2, TType::I64) => reference.trace_id_low = protocol.read_i64()? as u64,
+            (3, TType::I64) => reference.trace_id_high = protocol.read_i64()? as u64,
+            (4, TType::I64) => reference.span_id = protocol.read_i64()? as u64,
+            (_, other) => protocol.skip(other)?,
+        }
+    }
+    protocol.struct_end()?;
+    Ok(reference)
+}
+
+fn thrift_log<P: Protocol>(protocol: &mut P) -> Result<Log, ThriftError> {
+    protocol.struct_begin()?;
+    let mut log = Log::default();
+    while let Some((id, ttype)) = protocol.field_begin()? {
+        match (id, ttype) {
+            (1, TType::I64) => log.time_unix_nano = micros_to_nanos(protocol.read_i64()?),
+            (2, TType::List) => log.fields = thrift_tags(protocol, "Log.fields")?,
+            (_, other) => protocol.skip(other)?,
+        }
+    }
+    protocol.struct_end()?;
+    Ok(log)
+}
+
+/// The Collector converts with `uint64(µs) * 1000`, wrapping; so do we.
+fn micros_to_nanos(micros: i64) -> u64 {
+    (micros as u64).wrapping_mul(1000)
+}
+
+fn thrift_span<P: Protocol>(protocol: &mut P) -> Result<JaegerSpan, ThriftError> {
+    protocol.struct_begin()?;
+    let mut span = JaegerSpan::default();
+    let (mut start, mut duration) = (0i64, 0i64);
+    while let Some((id, ttype)) = protocol.field_begin()? {
+        match (id, ttype) {
+            (1, TType::I64) => span.trace_id_low = protocol.read_i64()? as u64,
+            (2, TType::I64) => span.trace_id_high = protocol.read_i64()? as u64,
+            (3, TType::I64) => span.span_id = protocol.read_i64()? as u64,
+            (4, TType::I64) => span.parent_span_id = protocol.read_i64()? as u64,
+            (5, TType::Binary) => span.operation_name = protocol.read_string()?,
+            (6, TType::List) => {
+                span.references =
+                    read_list(protocol, TType::Struct, "Span.references", thrift_span_ref)?
+            }
+            (7, TType::I32) => span.flags = protocol.read_i32()? as u32,
+            (8, TType::I64) => start = protocol.read_i64()?,
+            (9, TType::I64) => duration = protocol.read_i64()?,
+            (10, TType::List) => span.tags = thrift_tags(protocol, "Span.tags")?,
+            (11, TType::List) => {
+                span.logs = read_list(protocol, TType::Struct, "Span.logs", thrift_log)?
+            }
+            (_, other) => protocol.skip(other)?,
+        }
+    }
+    protocol.struct_end()?;
+    span.start_unix_nano = micros_to_nanos(start);
+    span.end_unix_nano = micros_to_nanos(start.wrapping_add(duration));
+    Ok(span)
+}
+
+/// Reads a Thrift `jaeger.Batch` struct.
+pub fn thrift_batch<P: Protocol>(protocol: &mut P) -> Result<JaegerBatch, ThriftError> {
+    protocol.struct_begin()?;
+    let mut batch = JaegerBatch::default();
+    while let Some((id, ttype)) = protocol.field_begin()? {
+        match (id, ttype) {
+            (1, TType::Struct) => batch.process = Some(thrift_process(protocol)?),
+            (2, TType::List) => {
+                batch.spans = read_list(protocol, TType::Struct, "Batch.spans", thrift_span)?
+            }
+            (_, other) => protocol.skip(other)?,
+        }
+    }
+    protocol.struct_end()?;
+    Ok(batch)
+}
+
+/// Decodes the body of `POST /api/traces`: one Thrift-binary `jaeger.Batch`.
+pub fn decode_thrift_http(body: &[u8]) -> Result<JaegerBatch, JaegerDecodeError> {
+    let mut protocol = BinaryProtocol::new(body);
+    thrift_batch(&mut protocol).map_err(|source| JaegerDecodeError::Thrift {
+        context: "thrift binary body",
+        source,
+    })
+}
+
+/// Decodes one agent UDP datagram: a Thrift-compact `Agent.emitBatch(1: Batch batch)` call.
+pub fn decode_agent_compact(packet: &[u8]) -> Result<JaegerBatch, JaegerDecodeError> {
+    let mut protocol = CompactProtocol::new(packet);
+    let thrift = |source| JaegerDecodeError::Thrift {
+        context: "agent emitBatch",
+        source,
+    };
+    let (name, message_type, _) = protocol.message_begin().map_err(thrift)?;
+    if name != "emitBatch" {
+        return Err(JaegerDecodeError::Structure(format!(
+            "agent method {name:?} is not emitBatch"
+        )));
+    }
+    if message_type != MESSAGE_ONEWAY && message_type != MESSAGE_CALL {
+        return Err(JaegerDecodeError::Structure(format!(
+            "message type {message_type} is not a call"
+        )));
+    }
+    protocol.struct_begin().map_err(thrift)?;
+    let mut batch = None;
+    while let Some((id, ttype)) = protocol.field_begin().map_err(thrift)? {
+        match (id, ttype) {
+            (1, TType::Struct) => batch = Some(thrift_batch(&mut protocol).map_err(thrift)?),
+            (_, other) => protocol.skip(other).map_err(thrift)?,
+        }
+    }
+    protocol.struct_end().map_err(thrift)?;
+    batch.ok_or_else(|| JaegerDecodeError::Structure("emitBatch without its batch".into()))
+}
+
+// ---------------------------------------------------------------- protobuf model
+
+/// Jaeger's protobuf messages (`jaeger-idl/proto/api_v2/model.proto`, `collector.proto`),
+/// written by hand: only the fields the translator reads.
+pub mod proto {
+    /// `google.protobuf.Timestamp` / `Duration`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Time {
+        #[prost(int64, tag = "1")]
+        pub seconds: i64,
+        #[prost(int32, tag = "2")]
+        pub nanos: i32,
+    }
+
+    /// `jaeger.api_v2.KeyValue`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct KeyValue {
+        #[prost(string, tag = "1")]
+        pub key: String,
+        #[prost(int32, tag = "2")]
+        pub v_type: i32,
+        #[prost(string, tag = "3")]
+        pub v_str: String,
+        #[prost(bool, tag = "4")]
+        pub v_bool: bool,
+        #[prost(int64, tag = "5")]
+        pub v_int64: i64,
+        #[prost(double, tag = "6")]
+        pub v_float64: f64,
+        #[prost(bytes = "vec", tag = "7")]
+        pub v_binary: Vec<u8>,
+    }
+
+    /// `jaeger.api_v2.Log`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Log {
+        #[prost(message, optional, tag = "1")]
+        pub timestamp: Option<Time>,
+        #[prost(message, repeated, tag = "2")]
+        pub fields: Vec<KeyValue>,
+    }
+
+    /// `jaeger.api_v2.SpanRef`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct SpanRef {
+        #[prost(bytes = "vec", tag = "1")]
+        pub trace_id: Vec<u8>,
+        #[prost(bytes = "vec", tag = "2")]
+        pub span_id: Vec<u8>,
+        #[prost(int32, tag = "3")]
+        pub ref_type: i32,
+    }
+
+    /// `jaeger.api_v2.Process`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Process {
+        #[prost(string, tag = "1")]
+        pub service_name: String,
+        #[prost(message, repeated, tag = "2")]
+        pub tags: Vec<KeyValue>,
+    }
+
+    /// `jaeger.api_v2.Span`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Span {
+        #[prost(bytes = "vec", tag = "1")]
+        pub trace_id: Vec<u8>,
+        #[prost(bytes = "vec", tag = "2")]
+        pub span_id: Vec<u8>,
+        #[prost(string, tag = "3")]
+        pub operation_name: String,
+        #[prost(message, repeated, tag = "4")]
+        pub references: Vec<SpanRef>,
+        #[prost(uint32, tag = "5")]
+        pub flags: u32,
+        #[prost(message, optional, tag = "6")]
+        pub start_time: Option<Time>,
+        #[prost(message, optional, tag = "7")]
+        pub duration: Option<Time>,
+        #[prost(message, repeated, tag = "8")]
+        pub tags: Vec<KeyValue>,
+        #[prost(message, repeated, tag = "9")]
+        pub logs: Vec<Log>,
+        #[prost(message, optional, tag = "10")]
+        pub process: Option<Process>,
+        #[prost(string, tag = "11")]
+        pub process_id: String,
+        #[prost(string, repeated, tag = "12")]
+        pub warnings: Vec<String>,
+    }
+
+    /// `jaeger.api_v2.Batch`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Batch {
+        #[prost(message, repeated, tag = "1")]
+        pub spans: Vec<Span>,
+        #[prost(message, optional, tag = "2")]
+        pub process: Option<Process>,
+    }
+
+    /// `jaeger.api_v2.PostSpansRequest`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct PostSpansRequest {
+        #[prost(message, optional, tag = "1")]
+        pub batch: Option<Batch>,
+    }
+}
+
+fn proto_time_nanos(time: Option<&proto::Time>) -> u64 {
+    time.map_or(0, |time| {
+        (time.seconds as u64)
+            .wrapping_mul(1_000_000_000)
+            .wrapping_add(time.nanos as u64)
+    })
+}
+
+fn proto_trace_id(bytes: &[u8], what: &str) -> Result<(u64, u64), JaegerDecodeError> {
+    match bytes.len() {
+        0 => Ok((0, 0)),
+        16 => {
+            let mut high = [0u8; 8];
+            let mut low = [0u8; 8];
+            high.copy_from_slice(&bytes[..8]);
+            low.copy_from_slice(&bytes[8..]);
+            Ok((u64::from_be_bytes(high), u64::from_be_bytes(low)))
+        }
+        other => Err(JaegerDecodeError::Protobuf(format!(
+            "{what} has {other} bytes, expected 16"
+        ))),
+    }
+}
+
+fn proto_span_id(bytes: &[u8], what: &str) -> Result<u64, JaegerDecodeError> {
+    match bytes.len() {
+        0 => Ok(0),
+        8 => {
+            let mut raw = [0u8; 8];
+            raw.copy_from_slice(bytes);
+            Ok(u64::from_be_bytes(raw))
+        }
+        other => Err(JaegerDecodeError::Protobuf(format!(
+            "{what} has {other} bytes, expected 8"
+        ))),
+    }
+}
+
+fn proto_tags(tags: Vec<proto::KeyValue>) -> Vec<Tag> {
+    tags.into_iter()
+        .map(|tag| {
+            // The proto ValueType order differs from thrift's: STRING, BOOL, INT64, FLOAT64, BINARY.
+            let value = match tag.v_type {
+                0 => TagValue::Str(tag.v_str),
+                1 => TagValue::Bool(tag.v_bool),
+                2 => TagValue::Long(tag.v_int64),
+                3 => TagValue::Double(tag.v_float64),
+                4 => TagValue::Binary(tag.v_binary),
+                other => TagValue::Unknown(other),
+            };
+            Tag {
+                key: tag.key,
+                value,
+            }
+        })
+        .collect()
+}
+
+fn proto_process(process: proto::Process) -> Process {
+    Process {
+        service_name: process.service_name,
+        // Protobuf cannot tell an absent repeated field from an empty one.
+        tags: (!process.tags.is_empty()).then(|| proto_tags(process.tags)),
+    }
+}
+
+/// Decodes a gRPC `PostSpansRequest`.
+pub fn decode_post_spans(body: &[u8]) -> Result<JaegerBatch, JaegerDecodeError> {
+    let request = proto::PostSpansRequest::decode(body)
+        .map_err(|error| JaegerDecodeError::Protobuf(error.to_string()))?;
+    let batch = request.batch.unwrap_or_default();
+    let mut spans = Vec::with_capacity(batch.spans.len());
+    for (index, span) in batch.spans.into_iter().enumerate() {
+        let (trace_id_high, trace_id_low) =
+            proto_trace_id(&span.trace_id, &format!("batch.spans[{index}].trace_id"))?;
+        let span_id = proto_span_id(&span.span_id, &format!("batch.spans[{index}].span_id"))?;
+        let mut references = Vec::with_capacity(span.references.len());
+        for (reference_index, reference) in span.references.into_iter().enumerate() {
+            let path = format!("batch.spans[{index}].references[{reference_index}]");
+            let (high, low) = proto_trace_id(&reference.trace_id, &format!("{path}.trace_id"))?;
+            references.push(SpanRef {
+                ref_type: if reference.ref_type == 0 {
+                    RefType::ChildOf
+                } else {
+                    RefType::FollowsFrom
+                },
+                trace_id_high: high,
+                trace_id_low: low,
+                span_id: proto_span_id(&reference.span_id, &format!("{path}.span_id"))?,
+            });
+        }
+        let start_unix_nano = proto_time_nanos(span.start_time.as_ref());
+        let duration = proto_time_nanos(span.duration.as_ref());
+        spans.push(JaegerSpan {
+            trace_id_high,
+            trace_id_low,
+            span_id,
+            parent_span_id: 0,
+            operation_name: span.operation_name,
+            references,
+            flags: span.flags,
+            start_unix_nano,
+            end_unix_nano: start_unix_nano.wrapping_add(duration),
+            tags: proto_tags(span.tags),
+            logs: span
+                .logs
+                .into_iter()
+                .map(|log| Log {
+                    time_unix_nano: proto_time_nanos(log.timestamp.as_ref()),
+                    fields: proto_tags(log.fields),
+                })
+                .collect(),
+            process: span.process.map(proto_process),
+        });
+    }
+    Ok(JaegerBatch {
+        process: batch.process.map(proto_process),
+        spans,
+    })
+}
+
+// ---------------------------------------------------------------- translation
+
+fn put_tags(attributes: &mut Attributes, tags: &[Tag]) {
+    for tag in tags {
+        let value = match &tag.value {
+            TagValue::Str(text) => Value::StringValue(text.clone()),
+            TagValue::Bool(flag) => Value::BoolValue(*flag),
+            TagValue::Long(number) => Value::IntValue(*number),
+            TagValue::Double(number) => Value::DoubleValue(*number),
+            TagValue::Binary(bytes) => Value::BytesValue(bytes.clone()),
+            TagValue::Unknown(code) => {
+                Value::StringValue(format!("<Unknown Jaeger TagType \"{code}\">"))
+            }
+        };
+        attributes.put(&tag.key, value);
+    }
+}
+
+fn resource_of(process: Option<&Process>, model: Model) -> Resource {
+    let mut resource = Resource::default();
+    let Some(process) = process else {
+        return resource;
+    };
+    if model == Model::Proto && process.service_name == NO_SERVICE_NAME {
+        return resource;
+    }
+    if process.service_name.is_empty() && process.tags.is_none() {
+        return resource;
+    }
+    let mut attributes = Attributes::default();
+    if !process.service_name.is_empty() {
+        attributes.put_str("service.name", &process.service_name);
+    }
+    put_tags(&mut attributes, process.tags.as_deref().unwrap_or_default());
+    if !attributes.contains("host.name") {
+        if let Some(hostname) = attributes.remove("hostname") {
+            attributes.put("host.name", hostname);
+        }
+    }
+    if !attributes.contains("opencensus.exporterversion") {
+        if let Some(version) = attributes.remove("jaeger.version") {
+            let version = translate::value_as_string(&version);
+            attributes.put_str("opencensus.exporterversion", &format!("Jaeger-{version}"));
+        }
+    }
+    resource.attributes = attributes.into_vec();
+    resource
+}
+
+/// The parent: the explicit field, else a CHILD_OF reference in the same trace, else the first
+/// FOLLOWS_FROM one (Jaeger's `Span.ParentSpanID`).
+fn parent_of(span: &JaegerSpan) -> u64 {
+    if span.parent_span_id != 0 {
+        return span.parent_span_id;
+    }
+    let same_trace = |reference: &&SpanRef| {
+        reference.trace_id_high == span.trace_id_high && reference.trace_id_low == span.trace_id_low
+    };
+    if let Some(child_of) = span
+        .references
+        .iter()
+        .filter(same_trace)
+        .find(|reference| reference.ref_type == RefType::ChildOf)
+    {
+        return child_of.span_id;
+    }
+    span.references
+        .iter()
+        .filter(same_trace)
+        .find(|reference| reference.ref_type == RefType::FollowsFrom)
+        .map_or(0, |reference| reference.span_id)
+}
+
+fn kind_of(tag: &str) -> SpanKind {
+    match tag {
+        "client" => SpanKind::Client,
+        "server" => SpanKind::Server,
+        "producer" => SpanKind::Producer,
+        "consumer" => SpanKind::Consumer,
+        "internal" => SpanKind::Internal,
+        _ => SpanKind::Unspecified,
+    }
+}
+
+fn integer_code(value: &Value) -> Option<i64> {
+    match value {
+        Value::IntValue(number) => Some(*number),
+        Value::StringValue(text) => text.parse().ok(),
+        _ => None,
+    }
+}
+
+/// The Collector's `setInternalSpanStatus`: `error=true` wins, then `otel.status_code`, then an
+/// HTTP status code (4xx is an error only for clients).
+fn status_of(attributes: &mut Attributes, kind: SpanKind) -> Option<Status> {
+    let mut code = OtlpStatusCode::Unset;
+    let mut message = String::new();
+    let mut exists = false;
+    if let Some(Value::BoolValue(true)) = attributes.get("error") {
+        code = OtlpStatusCode::Error;
+        attributes.remove("error");
+        exists = true;
+        if let Some(description) = attributes.remove("otel.status_description") {
+            message = translate::value_as_string(&description);
+        } else if let Some(http_message) = attributes.get("http.status_message") {
+            message = translate::value_as_string(http_message);
+        }
+    }
+    if let Some(status_code) = attributes.get("otel.status_code") {
+        if !exists {
+            exists = true;
+            match translate::value_as_string(status_code)
+                .to_ascii_uppercase()
+                .as_str()
+            {
+                "OK" => code = OtlpStatusCode::Ok,
+                "ERROR" => code = OtlpStatusCode::Error,
+                _ => {}
+            }
+            if let Some(description) = attributes.remove("otel.status_description") {
+                message = translate::value_as_string(&description);
+            }
+        }
+        attributes.remove("otel.status_code");
+    } else if !exists {
+        if let Some(http_code) = attributes.get("http.status_code").and_then(integer_code) {
+            let client_error = (400..500).contains(&http_code);
+            // 4xx is the server's answer to a bad request (unset) but a failure for a client.
+            let http_status = match (client_error, kind) {
+                (true, SpanKind::Client) => OtlpStatusCode::Error,
+                (true, SpanKind::Server) => OtlpStatusCode::Unset,
+                _ if (100..399).contains(&http_code) => OtlpStatusCode::Unset,
+                _ => OtlpStatusCode::Error,
+            };
+            if http_status != OtlpStatusCode::Unset {
+                exists = true;
+                code = http_status;
+            }
+            if let Some(http_message) = attributes.get("http.status_message") {
+                message = translate::value_as_string(http_message);
+            }
+        }
+    }
+    exists.then_some(Status {
+        code: code as i32,
+        message,
+    })
+}
+
+fn take_string_tag(tags: &mut Vec<Tag>, key: &str) -> Option<String> {
+    let index = tags.iter().position(|tag| tag.key == key)?;
+    let tag = tags.remove(index);
+    Some(match tag.value {
+        TagValue::Str(text) => text,
+        _ => String::new(),
+    })
+}
+
+fn otlp_span(mut span: JaegerSpan, model: Model) -> Span {
+    let parent = parent_of(&span);
+    let mut attributes = Attributes::default();
+    put_tags(&mut attributes, &span.tags);
+    let mut kind = SpanKind::Unspecified;
+    if let Some(kind_tag) = attributes.remove("span.kind") {
+        kind = kind_of(&translate::value_as_string(&kind_tag));
+    }
+    let status = status_of(&mut attributes, kind);
+    let mut trace_state = String::new();
+    if model == Model::Proto {
+        if let Some(state) = attributes.remove("w3c.tracestate") {
+            trace_state = translate::value_as_string(&state);
+        }
+    }
+    let events = std::mem::take(&mut span.logs)
+        .into_iter()
+        .map(|log| {
+            let mut fields = Attributes::default();
+            put_tags(&mut fields, &log.fields);
+            let name = fields
+                .remove("event")
+                .map(|name| translate::value_as_string(&name))
+                .unwrap_or_default();
+            Event {
+                time_unix_nano: log.time_unix_nano,
+                name,
+                attributes: fields.into_vec(),
+                dropped_attributes_count: 0,
+            }
+        })
+        .collect();
+    let only_the_parent = span.references.len() == 1
+        && span.references[0].span_id == parent
+        && span.references[0].ref_type == RefType::ChildOf;
+    let links = if only_the_parent {
+        Vec::new()
+    } else {
+        span.references
+            .iter()
+            .filter(|reference| {
+                !(reference.span_id == parent && reference.ref_type == RefType::ChildOf)
+            })
+            .map(|reference| {
+                let mut link_attributes = Attributes::default();
+                link_attributes.put_str(
+                    "opentracing.ref_type",
+                    match reference.ref_type {
+                        RefType::ChildOf => "child_of",
+                        RefType::FollowsFrom => "follows_from",
+                    },
+                );
+                Link {
+                    trace_id: trace_id_bytes(reference.trace_id_high, reference.trace_id_low),
+                    span_id: span_id_bytes(reference.span_id),
+                    attributes: link_attributes.into_vec(),
+                    ..Default::default()
+                }
+            })
+            .collect()
+    };
+    Span {
+        trace_id: trace_id_bytes(span.trace_id_high, span.trace_id_low),
+        span_id: span_id_bytes(span.span_id),
+        trace_state,
+        parent_span_id: span_id_bytes(parent),
+        // Jaeger's flag bit 1 is "sampled", the same bit as W3C's sampled trace flag.
+        flags: span.flags & 0x1,
+        name: span.operation_name,
+        kind: kind as i32,
+        start_time_unix_nano: span.start_unix_nano,
+        end_time_unix_nano: span.end_unix_nano,
+        attributes: attributes.into_vec(),
+        dropped_attributes_count: 0,
+        events,
+        dropped_events_count: 0,
+        links,
+        dropped_links_count: 0,
+        status,
+    }
+}
+
+fn is_blank(span: &JaegerSpan) -> bool {
+    *span == JaegerSpan::default()
+}
+
+/// Translates a batch to OTLP as the Collector's `ThriftToTraces` / `ProtoToTraces` do.
+pub fn to_resource_spans(batch: JaegerBatch, model: Model) -> Vec<ResourceSpans> {
+    if batch.process.is_none() && batch.spans.is_empty() {
+        return Vec::new();
+    }
+    match model {
+        Model::Thrift => {
+            let resource = resource_of(batch.process.as_ref(), model);
+            let spans: Vec<Span> = batch
+                .spans
+                .into_iter()
+                .filter(|span| !is_blank(span))
+                .map(|span| otlp_span(span, model))
+                .collect();
+            let scope_spans = if spans.is_empty() {
+                Vec::new()
+            } else {
+                vec![ScopeSpans {
+                    scope: Some(InstrumentationScope::default()),
+                    spans,
+                    schema_url: String::new(),
+                }]
+            };
+            vec![ResourceSpans {
+                resource: Some(resource),
+                scope_spans,
+                schema_url: String::new(),
+            }]
+        }
+        Model::Proto => {
+            // A span's own process wins over the batch's; spans are regrouped by process, in
+            // the order processes are first seen.
+            let mut groups: Vec<(Option<Process>, Vec<JaegerSpan>)> =
+                vec![(batch.process.clone(), Vec::new())];
+            for mut span in batch.spans {
+                let process = span.process.take().or_else(|| batch.process.clone());
+                match groups.iter_mut().find(|(known, _)| *known == process) {
+                    Some((_, spans)) => spans.push(span),
+                    None => groups.push((process, vec![span])),
+                }
+            }
+            groups
+                .into_iter()
+                .filter(|(process, spans)| process.is_some() || !spans.is_empty())
+                .map(|(process, spans)| {
+                    let resource = resource_of(process.as_ref(), model);
+                    let mut scopes: Vec<ScopeSpans> = Vec::new();
+                    for mut span in spans.into_iter().filter(|span| !is_blank(span)) {
+                        let mut scope = InstrumentationScope::default();
+                        if let Some(name) = take_string_tag(&mut span.tags, "otel.scope.name") {
+                            scope.name = name;
+                            if let Some(version) =
+                                take_string_tag(&mut span.tags, "otel.scope.version")
+                            {
+                                scope.version = version;
+                            }
+                        }
+                        let otlp = otlp_span(span, model);
+                        match scopes
+                            .iter_mut()
+                            .find(|existing| existing.scope.as_ref() == Some(&scope))
+                        {
+                            Some(existing) => existing.spans.push(otlp),
+                            None => scopes.push(ScopeSpans {
+                                scope: Some(scope),
+                                spans: vec![otlp],
+                                schema_url: String::new(),
+                            }),
+                        }
+                    }
+                    ResourceSpans {
+                        resource: Some(resource),
+                        scope_spans: scopes,
+                        schema_url: String::new(),
+                    }
+                })
+                .collect()
+        }
+    }
+}
+
+// ---------------------------------------------------------------- servers
+
+fn http_status(error: &DistributorError) -> StatusCode {
+    match error {
+        DistributorError::MissingTenant => StatusCode::UNAUTHORIZED,
+        DistributorError::InvalidTenant { .. } | DistributorError::BadRequest(_) => {
+            StatusCode::BAD_REQUEST
+        }
+        DistributorError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        DistributorError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
+        DistributorError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        DistributorError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The thrift-over-HTTP router: `POST /api/traces`.
+pub fn thrift_http_router(distributor: Arc<Distributor>) -> Router {
+    let limit = distributor.max_request_bytes();
+    Router::new()
+        .route("/api/traces", any(post_traces))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(distributor)
+}
+
+async fn post_traces(
+    State(distributor): State<Arc<Distributor>>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if method != Method::POST {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "405 method not allowed, supported: [POST]",
+        )
+            .into_response();
+    }
+    let media_type = translate::media_type(&headers);
+    if media_type != "application/x-thrift" && media_type != "application/vnd.apache.thrift.binary"
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("unsupported content type {media_type:?}: use application/x-thrift or application/vnd.apache.thrift.binary"),
+        )
+            .into_response();
+    }
+    match post_traces_body(&distributor, &headers, body).await {
+        Ok(()) => StatusCode::ACCEPTED.into_response(),
+        Err(error) => {
+            let status = http_status(&error);
+            if status.is_server_error() {
+                tracing::warn!(%error, "jaeger thrift_http push failed");
+            }
+            (status, error.to_string()).into_response()
+        }
+    }
+}
+
+async fn post_traces_body(
+    distributor: &Distributor,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<(), DistributorError> {
+    let header = headers
+        .get("x-scope-orgid")
+        .and_then(|value| value.to_str().ok());
+    let tenant = distributor.tenant(header)?;
+    let _permit = distributor.admit(body.len())?;
+    let body = translate::decompress_bounded(
+        &translate::content_encoding(headers),
+        body,
+        distributor.max_request_bytes(),
+    )?;
+    let batch = decode_thrift_http(&body)
+        .map_err(|error| DistributorError::BadRequest(error.to_string()))?;
+    distributor
+        .push(&tenant, to_resource_spans(batch, Model::Thrift))
+        .await?;
+    Ok(())
+}
+
+/// Serves thrift over HTTP on `listener` until `shutdown` resolves.
+pub async fn serve_thrift_http(
+    listener: tokio::net::TcpListener,
+    distributor: Arc<Distributor>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    axum::serve(
+        listener,
+        thrift_http_router(distributor).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
+    Ok(())
+}
+
+fn grpc_status(error: &DistributorError) -> tonic::Status {
+    let message = error.to_string();
+    match error {
+        DistributorError::MissingTenant => tonic::Status::unauthenticated(message),
+        DistributorError::InvalidTenant { .. } | DistributorError::BadRequest(_) => {
+            tonic::Status::invalid_argument(message)
+        }
+        DistributorError::TooLarge { .. } | DistributorError::Overloaded(_) => {
+            tonic::Status::resource_exhausted(message)
+        }
+        DistributorError::Unavailable(_) => tonic::Status::unavailable(message),
+        DistributorError::Internal(_) => tonic::Status::internal(message),
+    }
+}
+
+/// Jaeger's `CollectorService` over gRPC (only `PostSpans`).
+#[derive(Clone)]
+pub struct JaegerGrpcService {
+    distributor: Arc<Distributor>,
+}
+
+impl JaegerGrpcService {
+    /// A service pushing into `distributor`.
+    pub fn new(distributor: Arc<Distributor>) -> JaegerGrpcService {
+        JaegerGrpcService { distributor }
+    }
+}
+
+struct PostSpansMethod(Arc<Distributor>);
+
+impl tonic::server::UnaryService<Bytes> for PostSpansMethod {
+    type Response = Bytes;
+    type Future = BoxFuture<tonic::Response<Bytes>, tonic::Status>;
+
+    fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
+        let distributor = Arc::clone(&self.0);
+        Box::pin(async move {
+            let header = request
+                .metadata()
+                .get("x-scope-orgid")
+                .and_then(|value| value.to_str().ok());
+            let tenant = distributor
+                .tenant(header)
+                .map_err(|error| grpc_status(&error))?;
+            let body = request.into_inner();
+            let _permit = distributor
+                .admit(body.len())
+                .map_err(|error| grpc_status(&error))?;
+            let batch = decode_post_spans(&body)
+                .map_err(|error| tonic::Status::invalid_argument(error.to_string()))?;
+            distributor
+                .push(&tenant, to_resource_spans(batch, Model::Proto))
+                .await
+                .map_err(|error| grpc_status(&error))?;
+            // PostSpansResponse has no fields: its encoding is empty.
+            Ok(tonic::Response::new(Bytes::new()))
+        })
+    }
+}
+
+impl<B> Service<http::Request<B>> for JaegerGrpcService
+where
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let distributor = Arc::clone(&self.distributor);
+        let limit = distributor.max_request_bytes();
+        if request.uri().path() != POST_SPANS_PATH {
+            return Box::pin(async move {
+                Ok(tonic::Status::unimplemented("unknown method").into_http())
+            });
+        }
+        Box::pin(async move {
+            let mut grpc = tonic::server::Grpc::new(RawCodec)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .max_decoding_message_size(limit);
+            Ok(grpc.unary(PostSpansMethod(distributor), request).await)
+        })
+    }
+}
+
+impl tonic::server::NamedService for JaegerGrpcService {
+    const NAME: &'static str = "jaeger.api_v2.CollectorService";
+}
+
+/// Serves Jaeger gRPC on `listener` until `shutdown` resolves.
+pub async fn serve_grpc(
+    listener: tokio::net::TcpListener,
+    distributor: Arc<Distributor>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tonic::transport::Server::builder()
+        .add_service(JaegerGrpcService::new(distributor))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await?;
+    Ok(())
+}
+
+/// Counters of the UDP agent port, shown on `/metrics`.
+#[derive(Debug, Default)]
+pub struct UdpStats {
+    /// Datagrams received.
+    pub packets: AtomicU64,
+    /// Datagrams that were not valid `emitBatch` calls.
+    pub malformed: AtomicU64,
+    /// Valid datagrams the distributor refused (no tenant, overload, shutdown).
+    pub refused: AtomicU64,
+}
+
+impl UdpStats {
+    /// Renders the counters in the Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write;
+        let name = "vivace_receiver_jaeger_udp_packets_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Jaeger agent UDP datagrams, by outcome (accepted, malformed, refused)."
+        );
+        let _ = writeln!(out, "# TYPE {name} counter");
+        let packets = self.packets.load(Ordering::Relaxed);
+        let malformed = self.malformed.load(Ordering::Relaxed);
+        let refused = self.refused.load(Ordering::Relaxed);
+        let accepted = packets.saturating_sub(malformed).saturating_sub(refused);
+        for (outcome, value) in [
+            ("accepted", accepted),
+            ("malformed", malformed),
+            ("refused", refused),
+        ] {
+            let _ = writeln!(out, "{name}{{outcome=\"{outcome}\"}} {value}");
+        }
+    }
+}
+
+/// Serves the agent's thrift-compact UDP port until `shutdown` resolves. Datagrams are handled
+/// one at a time: when vivace is slower than the senders, the kernel's socket buffer overflows
+/// and drops, which is UDP's back-pressure, instead of memory growing here.
+pub async fn serve_udp(
+    socket: tokio::net::UdpSocket,
+    distributor: Arc<Distributor>,
+    stats: Arc<UdpStats>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let mut buffer = vec![0u8; MAX_UDP_PACKET_BYTES];
+    tokio::pin!(shutdown);
+    loop {
+        let (length, peer) = tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            received = socket.recv_from(&mut buffer) => match received {
+                Ok(received) => received,
+                Err(error) => {
+                    // ICMP errors and the like surface here; the socket stays usable.
+                    tracing::debug!(%error, "jaeger udp receive failed");
+                    continue;
+                }
+            },
+        };
+        stats.packets.fetch_add(1, Ordering::Relaxed);
+        let packet = buffer.get(..length).unwrap_or_default();
+        let batch = match decode_agent_compact(packet) {
+            Ok(batch) => batch,
+            Err(error) => {
+                stats.malformed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%error, %peer, bytes = length, "jaeger udp datagram dropped");
+                continue;
+            }
+        };
+        let pushed = async {
+            let tenant = distributor.tenant(None)?;
+            let _permit = distributor.admit(length)?;
+            distributor
+                .push(&tenant, to_resource_spans(batch, Model::Thrift))
+                .await
+        }
+        .await;
+        if let Err(error) = pushed {
+            stats.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%error, %peer, "jaeger udp batch refused");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn tag(key: &str, value: TagValue) -> Tag {
+        Tag {
+            key: key.into(),
+            value,
+        }
+    }
+
+    fn attribute<'a>(span: &'a Span, key: &str) -> Option<&'a Value> {
+        span.attributes
+            .iter()
+            .find(|pair| pair.key == key)
+            .and_then(|pair| pair.value.as_ref())
+            .and_then(|value| value.value.as_ref())
+    }
+
+    #[test]
+    fn thrift_translation_follows_the_collector() {
+        let batch = JaegerBatch {
+            process: Some(Process {
+                service_name: "shop".into(),
+                tags: Some(vec![
+                    tag("hostname", TagValue::Str("box".into())),
+                    tag("jaeger.version", TagValue::Str("Go-2".into())),
+                ]),
+            }),
+            spans: vec![JaegerSpan {
+                trace_id_low: 7,
+                span_id: 2,
+                operation_name: "op".into(),
+                references: vec![
+                    SpanRef {
+                        ref_type: RefType::ChildOf,
+                        trace_id_high: 0,
+                        trace_id_low: 7,
+                        span_id: 1,
+                    },
+                    SpanRef {
+                        ref_type: RefType::FollowsFrom,
+                        trace_id_high: 0,
+                        trace_id_low: 8,
+                        span_id: 3,
+                    },
+                ],
+                flags: 3,
+                start_unix_nano: 1000,
+                end_unix_nano: 3000,
+                tags: vec![
+                    tag("span.kind", TagValue::Str("server".into())),
+                    tag("error", TagValue::Bool(true)),
+                    tag("otel.status_description", TagValue::Str("bad".into())),
+                    tag("n", TagValue::Long(4)),
+                    tag("b", TagValue::Binary(vec![1])),
+                ],
+                logs: vec![Log {
+                    time_unix_nano: 2000,
+                    fields: vec![
+                        tag("event", TagValue::Str("retry".into())),
+                        tag("x", TagValue::Double(1.5)),
+                    ],
+                }],
+                ..Default::default()
+            }],
+        };
+        let resource_spans = to_resource_spans(batch, Model::Thrift);
+        let resource = resource_spans[0].resource.as_ref().unwrap();
+        let keys: Vec<&str> = resource
+            .attributes
+            .iter()
+            .map(|pair| pair.key.as_str())
+            .collect();
+        assert_eq!(
+            keys,
+            ["service.name", "host.name", "opencensus.exporterversion"]
+        );
+        let span = &resource_spans[0].scope_spans[0].spans[0];
+        assert_eq!(
+            hex::encode(&span.trace_id),
+            "00000000000000000000000000000007"
+        );
+        assert_eq!(hex::encode(&span.parent_span_id), "0000000000000001");
+        assert_eq!(span.kind, SpanKind::Server as i32);
+        assert_eq!(span.flags, 1);
+        let status = span.status.as_ref().unwrap();
+        assert_eq!(
+            (status.code, status.message.as_str()),
+            (OtlpStatusCode::Error as i32, "bad")
+        );
+        assert!(attribute(span, "error").is_none() && attribute(span, "span.kind").is_none());
+        assert_eq!(attribute(span, "n"), Some(&Value::IntValue(4)));
+        assert_eq!(attribute(span, "b"), Some(&Value::BytesValue(vec![1])));
+        assert_eq!(span.events[0].name, "retry");
+        assert_eq!(span.events[0].attributes.len(), 1);
+        assert_eq!(span.links.len(), 1, "the parent is not repeated as a link");
+        assert_eq!(hex::encode(&span.links[0].span_id), "0000000000000003");
+    }
+
+    #[test]
+    fn proto_regroups_by_process_and_reads_scope_and_status() {
+        let request = proto::PostSpansRequest {
+            batch: Some(proto::Batch {
+                process: Some(proto::Process {
+                    service_name: "a".into(),
+                    tags: vec![],
+                }),
+                spans: vec![
+                    proto::Span {
+                        trace_id: vec![0; 15].into_iter().chain([5]).collect(),
+                        span_id: vec![0, 0, 0, 0, 0, 0, 0, 1],
+                        tags: vec![
+                            proto::KeyValue {
+                                key: "otel.scope.name".into(),
+                                v_str: "lib".into(),
+                                ..Default::default()
+                            },
+                            proto::KeyValue {
+                                key: "otel.status_code".into(),
+                                v_str: "OK".into(),
+                                ..Default::default()
+                            },
+                        ],
+                        start_time: Some(proto::Time {
+                            seconds: 1,
+                            nanos: 5,
+                        }),
+                        duration: Some(proto::Time {
+                            seconds: 0,
+                            nanos: 10,
+                        }),
+                        ..Default::default()
+                    },
+                    proto::Span {
+                        trace_id: vec![0; 15].into_iter().chain([5]).collect(),
+                        span_id: vec![0, 0, 0, 0, 0, 0, 0, 2],
+                        process: Some(proto::Process {
+                            service_name: "b".into(),
+                            tags: vec![],
+                        }),
+                        references: vec![proto::SpanRef {
+                            trace_id: vec![0; 15].into_iter().chain([5]).collect(),
+                            span_id: vec![0, 0, 0, 0, 0, 0, 0, 1],
+                            ref_type: 1,
+                        }],
+                        tags: vec![proto::KeyValue {
+                            key: "http.status_code".into(),
+                            v_type: 2,
+                            v_int64: 503,
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    },
+                ],
+            }),
+        };
+        let batch = decode_post_spans(&request.encode_to_vec()).unwrap();
+        let resource_spans = to_resource_spans(batch, Model::Proto);
+        assert_eq!(resource_spans.len(), 2);
+        let first = &resource_spans[0].scope_spans[0];
+        assert_eq!(first.scope.as_ref().unwrap().name, "lib");
+        assert_eq!(first.spans[0].start_time_unix_nano, 1_000_000_005);
+        assert_eq!(first.spans[0].end_time_unix_nano, 1_000_000_015);
+        assert_eq!(
+            first.spans[0].status.as_ref().unwrap().code,
+            OtlpStatusCode::Ok as i32
+        );
+        let second = &resource_spans[1].scope_spans[0].spans[0];
+        assert_eq!(
+            hex::encode(&second.parent_span_id),
+            "0000000000000001",
+            "FOLLOWS_FROM in the same trace is the parent"
+        );
+        assert_eq!(
+            second.links.len(),
+            1,
+            "and, as in the Collector, also a link"
+        );
+        assert_eq!(
+            second.status.as_ref().unwrap().code,
+            OtlpStatusCode::Error as i32
+        );
+        let mut bad = request.clone();
+        if let Some(batch) = bad.batch.as_mut() {
+            batch.spans[0].trace_id = vec![1, 2];
+        }
+        let error = decode_post_spans(&bad.encode_to_vec())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("batch.spans[0].trace_id"), "{error}");
+    }
+
+    #[test]
+    fn agent_compact_packet_decodes() {
+        // emitBatch(1: Batch{1: Process{1: "svc"}, 2: [Span{1: 7, 2: 0, 3: 1, 4: 0, 5: "op", 7: 1, 8: 10, 9: 2}]})
+        let mut packet = vec![0x82, 0x81, 0x01, 9];
+        packet.extend_from_slice(b"emitBatch");
+        packet.extend_from_slice(&[0x1c, 0x1c, 0x18, 3]);
+        packet.extend_from_slice(b"svc");
+        packet.extend_from_slice(&[0x00, 0x19, 0x1c]);
+        packet.extend_from_slice(&[0x16, 14, 0x16, 0, 0x16, 2, 0x16, 0, 0x18, 2]);
+        packet.extend_from_slice(b"op");
+        packet.extend_from_slice(&[0x25, 2, 0x16, 20, 0x16, 4, 0x00, 0x00, 0x00]);
+        let batch = decode_agent_compact(&packet).unwrap();
+        assert_eq!(batch.process.as_ref().unwrap().service_name, "svc");
+        let span = &batch.spans[0];
+        assert_eq!((span.trace_id_low, span.span_id, span.flags), (7, 1, 1));
+        assert_eq!((span.start_unix_nano, span.end_unix_nano), (10_000, 12_000));
+        assert!(decode_agent_compact(&packet[..packet.len() - 3]).is_err());
+        let mut wrong_method = packet.clone();
+        wrong_method[4] = b'x';
+        assert!(decode_agent_compact(&wrong_method)
+            .unwrap_err()
+            .to_string()
+            .contains("emitBatch"));
+    }
+
+    proptest! {
+        #[test]
+        fn random_payloads_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            if let Ok(batch) = decode_thrift_http(&bytes) {
+                let _ = to_resource_spans(batch, Model::Thrift);
+            }
+            if let Ok(batch) = decode_agent_compact(&bytes) {
+                let _ = to_resource_spans(batch, Model::Thrift);
+            }
+            if let Ok(batch) = decode_post_spans(&bytes) {
+                let _ = to_resource_spans(batch, Model::Proto);
+            }
+        }
+    }
+}

@@ -1,0 +1,1073 @@
+//! Zipkin receiver (default :9411): `POST` on any path, Zipkin v2 JSON (default) or protobuf
+//! `ListOfSpans` (`application/x-protobuf`), gzip/deflate bodies, answered with 202 Accepted.
+//! A path containing `api/v1/spans` is Zipkin v1, which we refuse with 400 (v1 needs
+//! annotation-to-kind inference that no current client needs; every Zipkin tracer speaks v2).
+//!
+//! Translation follows the OpenTelemetry Collector's `zipkinv2` translator (what Tempo runs):
+//! `localEndpoint.serviceName` → `service.name`; tags that are resource semantic conventions
+//! (and `otel.library.*` → the scope) leave the span; `otel.status_code`/`error` give the
+//! status; `w3c.tracestate` the trace state; `otlp.link.N` tags links; annotations become
+//! events (`name|{json attributes}|dropped` is unpacked); endpoints become `net.host.ip`,
+//! `net.host.port`, `peer.service`, `net.peer.ip`, `net.peer.port`; tags stay strings; 64-bit
+//! trace IDs get zero high bytes; a missing timestamp becomes 0 with
+//! `otel.zipkin.absentField.startTime=true`. One deliberate difference: `otel.status_code`
+//! values `OK`/`ERROR` (what the OpenTelemetry SDKs' Zipkin exporters send, per the spec) are
+//! understood as well as the Collector's `STATUS_CODE_*`/`Ok`/`Error`.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use opentelemetry_proto::tonic::common::v1::{any_value::Value, InstrumentationScope};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::span::{Event, Link, SpanKind};
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode as OtlpStatusCode;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use super::translate::{self, span_id_bytes, trace_id_bytes, Attributes};
+use crate::distributor::{Distributor, DistributorError};
+
+/// The Collector's placeholder when a span has no local service name.
+const NO_SERVICE_NAME: &str = "OTLPResourceNoServiceName";
+/// Most `otlp.link.N` tags read, as in the Collector.
+const MAX_LINK_TAGS: usize = 128;
+
+/// The `distributor.receivers.zipkin` section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ZipkinConfig {
+    /// Whether Zipkin listens; off unless configured, as in Tempo.
+    pub enabled: bool,
+    /// `address:port` to listen on; `0.0.0.0:9411` to accept from other machines.
+    pub endpoint: String,
+}
+
+impl Default for ZipkinConfig {
+    fn default() -> Self {
+        ZipkinConfig {
+            enabled: false,
+            endpoint: "127.0.0.1:9411".into(),
+        }
+    }
+}
+
+/// A malformed Zipkin body, naming where.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid zipkin {format} at {path}: {reason}")]
+pub struct ZipkinDecodeError {
+    /// `v2 JSON` or `protobuf`.
+    pub format: &'static str,
+    /// Where in the body, e.g. `$[3].traceId`.
+    pub path: String,
+    /// What was wrong.
+    pub reason: String,
+}
+
+/// An endpoint (local or remote).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Endpoint {
+    pub service_name: String,
+    pub ipv4: Option<Ipv4Addr>,
+    pub ipv6: Option<Ipv6Addr>,
+    pub port: i32,
+}
+
+/// A Zipkin v2 span, as both encodings decode it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ZipkinSpan {
+    pub trace_id_high: u64,
+    pub trace_id_low: u64,
+    pub id: u64,
+    pub parent_id: u64,
+    /// `CLIENT`, `SERVER`, `PRODUCER`, `CONSUMER` or empty.
+    pub kind: String,
+    pub name: String,
+    /// Microseconds since the epoch; `None` when absent.
+    pub timestamp: Option<u64>,
+    /// Microseconds.
+    pub duration: u64,
+    pub local_endpoint: Option<Endpoint>,
+    pub remote_endpoint: Option<Endpoint>,
+    /// `(timestamp µs, value)`.
+    pub annotations: Vec<(u64, String)>,
+    pub tags: BTreeMap<String, String>,
+    pub shared: bool,
+}
+
+// ---------------------------------------------------------------- JSON
+
+fn json_error(path: &str, reason: impl Into<String>) -> ZipkinDecodeError {
+    ZipkinDecodeError {
+        format: "v2 JSON",
+        path: path.to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn hex_u64(text: &str, path: &str) -> Result<u64, ZipkinDecodeError> {
+    if text.is_empty() || text.len() > 16 {
+        return Err(json_error(
+            path,
+            format!("{text:?} is not 1 to 16 hex characters"),
+        ));
+    }
+    u64::from_str_radix(text, 16).map_err(|_| json_error(path, format!("{text:?} is not hex")))
+}
+
+fn json_trace_id(text: &str, path: &str) -> Result<(u64, u64), ZipkinDecodeError> {
+    if text.len() > 32 {
+        return Err(json_error(
+            path,
+            format!("{text:?} is longer than 32 hex characters"),
+        ));
+    }
+    if text.len() > 16 {
+        let (high, low) = text.split_at(text.len() - 16);
+        return Ok((hex_u64(high, path)?, hex_u64(low, path)?));
+    }
+    Ok((0, hex_u64(text, path)?))
+}
+
+fn json_u64(value: &Json, path: &str) -> Result<u64, ZipkinDecodeError> {
+    match value {
+        Json::Number(number) => number
+            .as_u64()
+            .or_else(|| {
+                number
+                    .as_f64()
+                    .filter(|float| *float >= 0.0 && float.fract() == 0.0)
+                    .map(|float| float as u64)
+            })
+            .ok_or_else(|| json_error(path, format!("{number} is not a non-negative integer"))),
+        other => Err(json_error(path, format!("expected a number, got {other}"))),
+    }
+}
+
+fn json_str<'a>(value: &'a Json, path: &str) -> Result<&'a str, ZipkinDecodeError> {
+    value
+        .as_str()
+        .ok_or_else(|| json_error(path, format!("expected a string, got {value}")))
+}
+
+fn json_endpoint(value: &Json, path: &str) -> Result<Option<Endpoint>, ZipkinDecodeError> {
+    if value.is_null() {
+        return Ok(None);
+    }
+    let object = value
+        .as_object()
+        .ok_or_else(|| json_error(path, "expected an object"))?;
+    let mut endpoint = Endpoint::default();
+    if let Some(name) = object.get("serviceName").filter(|value| !value.is_null()) {
+        endpoint.service_name = json_str(name, &format!("{path}.serviceName"))?.to_string();
+    }
+    if let Some(address) = object.get("ipv4").filter(|value| !value.is_null()) {
+        let field = format!("{path}.ipv4");
+        let text = json_str(address, &field)?;
+        if !text.is_empty() {
+            endpoint.ipv4 = Some(
+                text.parse()
+                    .map_err(|_| json_error(&field, format!("{text:?} is not an IPv4 address")))?,
+            );
+        }
+    }
+    if let Some(address) = object.get("ipv6").filter(|value| !value.is_null()) {
+        let field = format!("{path}.ipv6");
+        let text = json_str(address, &field)?;
+        if !text.is_empty() {
+            endpoint.ipv6 = Some(
+                text.parse()
+                    .map_err(|_| json_error(&field, format!("{text:?} is not an IPv6 address")))?,
+            );
+        }
+    }
+    if let Some(port) = object.get("port").filter(|value| !value.is_null()) {
+        let field = format!("{path}.port");
+        let port = json_u64(port, &field)?;
+        endpoint.port = i32::try_from(port)
+            .ok()
+            .filter(|port| *port <= 65535)
+            .ok_or_else(|| json_error(&field, format!("{port} is not a port")))?;
+    }
+    Ok(Some(endpoint))
+}
+
+fn json_span(value: &Json, path: &str) -> Result<ZipkinSpan, ZipkinDecodeError> {
+    let object = value
+        .as_object()
+        .ok_or_else(|| json_error(path, "expected a span object"))?;
+    let field = |name: &str| object.get(name).filter(|value| !value.is_null());
+    let mut span = ZipkinSpan::default();
+    let trace_path = format!("{path}.traceId");
+    let trace_id = field("traceId").ok_or_else(|| json_error(&trace_path, "missing"))?;
+    (span.trace_id_high, span.trace_id_low) =
+        json_trace_id(json_str(trace_id, &trace_path)?, &trace_path)?;
+    let id_path = format!("{path}.id");
+    let id = field("id").ok_or_else(|| json_error(&id_path, "missing"))?;
+    span.id = hex_u64(json_str(id, &id_path)?, &id_path)?;
+    if let Some(parent) = field("parentId") {
+        let parent_path = format!("{path}.parentId");
+        let text = json_str(parent, &parent_path)?;
+        if !text.is_empty() {
+            span.parent_id = hex_u64(text, &parent_path)?;
+        }
+    }
+    if let Some(kind) = field("kind") {
+        span.kind = json_str(kind, &format!("{path}.kind"))?.to_string();
+    }
+    if let Some(name) = field("name") {
+        span.name = json_str(name, &format!("{path}.name"))?.to_string();
+    }
+    if let Some(timestamp) = field("timestamp") {
+        let micros = json_u64(timestamp, &format!("{path}.timestamp"))?;
+        span.timestamp = (micros > 0).then_some(micros);
+    }
+    if let Some(duration) = field("duration") {
+        span.duration = json_u64(duration, &format!("{path}.duration"))?;
+    }
+    if let Some(endpoint) = field("localEndpoint") {
+        span.local_endpoint = json_endpoint(endpoint, &format!("{path}.localEndpoint"))?;
+    }
+    if let Some(endpoint) = field("remoteEndpoint") {
+        span.remote_endpoint = json_endpoint(endpoint, &format!("{path}.remoteEndpoint"))?;
+    }
+    if let Some(annotations) = field("annotations") {
+        let annotations_path = format!("{path}.annotations");
+        let items = annotations
+            .as_array()
+            .ok_or_else(|| json_error(&annotations_path, "expected an array"))?;
+        for (index, item) in items.iter().enumerate() {
+            let item_path = format!("{annotations_path}[{index}]");
+            let timestamp = item
+                .get("timestamp")
+                .map(|value| json_u64(value, &format!("{item_path}.timestamp")))
+                .transpose()?
+                .unwrap_or(0);
+            let value = item
+                .get("value")
+                .map(|value| json_str(value, &format!("{item_path}.value")))
+                .transpose()?
+                .unwrap_or("");
+            span.annotations.push((timestamp, value.to_string()));
+        }
+    }
+    if let Some(tags) = field("tags") {
+        let tags_path = format!("{path}.tags");
+        let object = tags
+            .as_object()
+            .ok_or_else(|| json_error(&tags_path, "expected an object"))?;
+        for (key, value) in object {
+            let text = json_str(value, &format!("{tags_path}.{key}"))?;
+            span.tags.insert(key.clone(), text.to_string());
+        }
+    }
+    if let Some(shared) = field("shared") {
+        span.shared = shared
+            .as_bool()
+            .ok_or_else(|| json_error(&format!("{path}.shared"), "expected a boolean"))?;
+    }
+    Ok(span)
+}
+
+/// Decodes a Zipkin v2 JSON array of spans.
+pub fn decode_json_v2(body: &[u8]) -> Result<Vec<ZipkinSpan>, ZipkinDecodeError> {
+    let root: Json = serde_json::from_slice(body)
+        .map_err(|error| json_error("$", format!("not valid JSON: {error}")))?;
+    let items = root
+        .as_array()
+        .ok_or_else(|| json_error("$", "expected an array of spans"))?;
+    items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| json_span(item, &format!("$[{index}]")))
+        .collect()
+}
+
+// ---------------------------------------------------------------- protobuf
+
+/// Zipkin's protobuf messages (`zipkin-api/zipkin.proto`), written by hand.
+pub mod proto {
+    use std::collections::BTreeMap;
+
+    /// `zipkin.proto3.Endpoint`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Endpoint {
+        #[prost(string, tag = "1")]
+        pub service_name: String,
+        #[prost(bytes = "vec", tag = "2")]
+        pub ipv4: Vec<u8>,
+        #[prost(bytes = "vec", tag = "3")]
+        pub ipv6: Vec<u8>,
+        #[prost(int32, tag = "4")]
+        pub port: i32,
+    }
+
+    /// `zipkin.proto3.Annotation`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Annotation {
+        #[prost(fixed64, tag = "1")]
+        pub timestamp: u64,
+        #[prost(string, tag = "2")]
+        pub value: String,
+    }
+
+    /// `zipkin.proto3.Span`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Span {
+        #[prost(bytes = "vec", tag = "1")]
+        pub trace_id: Vec<u8>,
+        #[prost(bytes = "vec", tag = "2")]
+        pub parent_id: Vec<u8>,
+        #[prost(bytes = "vec", tag = "3")]
+        pub id: Vec<u8>,
+        /// 0 unspecified, 1 CLIENT, 2 SERVER, 3 PRODUCER, 4 CONSUMER.
+        #[prost(int32, tag = "4")]
+        pub kind: i32,
+        #[prost(string, tag = "5")]
+        pub name: String,
+        #[prost(fixed64, tag = "6")]
+        pub timestamp: u64,
+        #[prost(uint64, tag = "7")]
+        pub duration: u64,
+        #[prost(message, optional, tag = "8")]
+        pub local_endpoint: Option<Endpoint>,
+        #[prost(message, optional, tag = "9")]
+        pub remote_endpoint: Option<Endpoint>,
+        #[prost(message, repeated, tag = "10")]
+        pub annotations: Vec<Annotation>,
+        #[prost(btree_map = "string, string", tag = "11")]
+        pub tags: BTreeMap<String, String>,
+        #[prost(bool, tag = "12")]
+        pub debug: bool,
+        #[prost(bool, tag = "13")]
+        pub shared: bool,
+    }
+
+    /// `zipkin.proto3.ListOfSpans`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ListOfSpans {
+        #[prost(message, repeated, tag = "1")]
+        pub spans: Vec<Span>,
+    }
+}
+
+fn proto_error(path: String, reason: impl Into<String>) -> ZipkinDecodeError {
+    ZipkinDecodeError {
+        format: "protobuf",
+        path,
+        reason: reason.into(),
+    }
+}
+
+fn proto_u64(bytes: &[u8], path: String) -> Result<u64, ZipkinDecodeError> {
+    let raw: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| proto_error(path, format!("{} bytes, expected 8", bytes.len())))?;
+    Ok(u64::from_be_bytes(raw))
+}
+
+fn proto_endpoint(
+    endpoint: Option<proto::Endpoint>,
+    path: String,
+) -> Result<Option<Endpoint>, ZipkinDecodeError> {
+    let Some(endpoint) = endpoint else {
+        return Ok(None);
+    };
+    let ipv4 = match endpoint.ipv4.len() {
+        0 => None,
+        4 => {
+            let raw: [u8; 4] = endpoint.ipv4.as_slice().try_into().unwrap_or_default();
+            Some(Ipv4Addr::from(raw))
+        }
+        other => {
+            return Err(proto_error(
+                format!("{path}.ipv4"),
+                format!("{other} bytes, expected 4"),
+            ))
+        }
+    };
+    let ipv6 = match endpoint.ipv6.len() {
+        0 => None,
+        16 => {
+            let raw: [u8; 16] = endpoint.ipv6.as_slice().try_into().unwrap_or_default();
+            Some(Ipv6Addr::from(raw))
+        }
+        other => {
+            return Err(proto_error(
+                format!("{path}.ipv6"),
+                format!("{other} bytes, expected 16"),
+            ))
+        }
+    };
+    Ok(Some(Endpoint {
+        service_name: endpoint.service_name,
+        ipv4,
+        ipv6,
+        port: endpoint.port,
+    }))
+}
+
+/// Decodes a protobuf `ListOfSpans`.
+pub fn decode_proto(body: &[u8]) -> Result<Vec<ZipkinSpan>, ZipkinDecodeError> {
+    let list = proto::ListOfSpans::decode(body)
+        .map_err(|error| proto_error("ListOfSpans".into(), error.to_string()))?;
+    let mut spans = Vec::with_capacity(list.spans.len());
+    for (index, span) in list.spans.into_iter().enumerate() {
+        let path = format!("spans[{index}]");
+        let (trace_id_high, trace_id_low) = match span.trace_id.len() {
+            8 => (0, proto_u64(&span.trace_id, format!("{path}.trace_id"))?),
+            16 => (
+                proto_u64(&span.trace_id[..8], format!("{path}.trace_id"))?,
+                proto_u64(&span.trace_id[8..], format!("{path}.trace_id"))?,
+            ),
+            other => {
+                return Err(proto_error(
+                    format!("{path}.trace_id"),
+                    format!("{other} bytes, expected 8 or 16"),
+                ))
+            }
+        };
+        let parent_id = if span.parent_id.is_empty() {
+            0
+        } else {
+            proto_u64(&span.parent_id, format!("{path}.parent_id"))?
+        };
+        let kind = match span.kind {
+            1 => "CLIENT",
+            2 => "SERVER",
+            3 => "PRODUCER",
+            4 => "CONSUMER",
+            _ => "",
+        };
+        spans.push(ZipkinSpan {
+            trace_id_high,
+            trace_id_low,
+            id: proto_u64(&span.id, format!("{path}.id"))?,
+            parent_id,
+            kind: kind.to_string(),
+            name: span.name,
+            timestamp: (span.timestamp > 0).then_some(span.timestamp),
+            duration: span.duration,
+            local_endpoint: proto_endpoint(span.local_endpoint, format!("{path}.local_endpoint"))?,
+            remote_endpoint: proto_endpoint(
+                span.remote_endpoint,
+                format!("{path}.remote_endpoint"),
+            )?,
+            annotations: span
+                .annotations
+                .into_iter()
+                .map(|annotation| (annotation.timestamp, annotation.value))
+                .collect(),
+            tags: span.tags,
+            shared: span.shared,
+        });
+    }
+    Ok(spans)
+}
+
+// ---------------------------------------------------------------- translation
+
+/// Tags that describe the process, not the span: resource semantic conventions (as in the
+/// Collector's list) and the OpenCensus resource keys. They move to the resource.
+fn is_resource_tag(key: &str) -> bool {
+    const EXACT: &[&str] = &[
+        "deployment.environment",
+        "faas.name",
+        "faas.id",
+        "faas.version",
+        "faas.instance",
+        "faas.max_memory",
+        "host.id",
+        "host.name",
+        "host.type",
+        "host.arch",
+        "host.image.name",
+        "host.image.id",
+        "host.image.version",
+        "os.type",
+        "os.description",
+        "os.name",
+        "os.version",
+        "process.pid",
+        "process.executable.name",
+        "process.executable.path",
+        "process.command",
+        "process.command_line",
+        "process.command_args",
+        "process.owner",
+        "process.runtime.name",
+        "process.runtime.version",
+        "process.runtime.description",
+        "service.name",
+        "service.namespace",
+        "service.instance.id",
+        "service.version",
+        "telemetry.sdk.name",
+        "telemetry.sdk.language",
+        "telemetry.sdk.version",
+        "telemetry.auto.version",
+        "opencensus.starttime",
+        "opencensus.exporterversion",
+        "opencensus.resourcetype",
+    ];
+    const PREFIXES: &[&str] = &[
+        "cloud.",
+        "container.",
+        "k8s.",
+        "device.",
+        "browser.",
+        "webengine.",
+        "aws.ecs.",
+        "aws.eks.",
+        "aws.log.",
+        "heroku.",
+    ];
+    EXACT.contains(&key) || PREFIXES.iter().any(|prefix| key.starts_with(prefix))
+}
+
+fn local_service_name(span: &ZipkinSpan) -> &str {
+    span.local_endpoint
+        .as_ref()
+        .map(|endpoint| endpoint.service_name.as_str())
+        .filter(|name| !name.is_empty())
+        .unwrap_or(NO_SERVICE_NAME)
+}
+
+fn library_name(span: &ZipkinSpan) -> &str {
+    span.tags
+        .get("otel.library.name")
+        .map_or("", String::as_str)
+}
+
+fn status_code_of(value: &str) -> OtlpStatusCode {
+    match value {
+        "STATUS_CODE_OK" | "Ok" => OtlpStatusCode::Ok,
+        "STATUS_CODE_ERROR" | "Error" => OtlpStatusCode::Error,
+        other if other.eq_ignore_ascii_case("ok") => OtlpStatusCode::Ok,
+        other if other.eq_ignore_ascii_case("error") => OtlpStatusCode::Error,
+        _ => OtlpStatusCode::Unset,
+    }
+}
+
+/// A JSON object of event or link attributes: whole numbers become ints, as in the Collector.
+fn json_attributes(text: &str, what: &str) -> Result<Attributes, String> {
+    let parsed: serde_json::Map<String, Json> =
+        serde_json::from_str(text).map_err(|error| format!("{what} attributes: {error}"))?;
+    let mut attributes = Attributes::default();
+    for (key, value) in parsed {
+        match value {
+            Json::String(text) => attributes.put_str(&key, &text),
+            Json::Bool(flag) => attributes.put(&key, Value::BoolValue(flag)),
+            Json::Number(number) => {
+                let float = number.as_f64().unwrap_or_default();
+                if float.fract() == 0.0 {
+                    attributes.put(&key, Value::IntValue(float as i64));
+                } else {
+                    attributes.put(&key, Value::DoubleValue(float));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(attributes)
+}
+
+fn hex_into(text: &str, width: usize, what: &str) -> Result<Vec<u8>, String> {
+    let text = text.trim_matches('"');
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    let bytes = hex::decode(text).map_err(|_| format!("{what} {text:?} is not hex"))?;
+    if bytes.len() != width {
+        return Err(format!("{what} {text:?} is not {width} bytes"));
+    }
+    Ok(bytes)
+}
+
+fn links_of(tags: &mut BTreeMap<String, String>) -> Result<Vec<Link>, String> {
+    let mut links = Vec::new();
+    for index in 0..MAX_LINK_TAGS {
+        let key = format!("otlp.link.{index}");
+        let Some(value) = tags.remove(&key) else {
+            break;
+        };
+        let parts: Vec<&str> = value.split('|').collect();
+        if parts.len() < 5 {
+            continue;
+        }
+        let attributes_text = parts[3..parts.len() - 1].join("|");
+        let dropped = parts[parts.len() - 1]
+            .parse::<u32>()
+            .map_err(|_| format!("tag {key}: dropped count is not a number"))?;
+        links.push(Link {
+            trace_id: hex_into(parts[0], 16, "link trace id")?,
+            span_id: hex_into(parts[1], 8, "link span id")?,
+            trace_state: parts[2].to_string(),
+            attributes: json_attributes(&attributes_text, &format!("tag {key}"))?.into_vec(),
+            dropped_attributes_count: dropped,
+            flags: 0,
+        });
+    }
+    Ok(links)
+}
+
+fn events_of(annotations: &[(u64, String)]) -> Result<Vec<Event>, String> {
+    let mut events = Vec::with_capacity(annotations.len());
+    for (timestamp, value) in annotations {
+        let parts: Vec<&str> = value.split('|').collect();
+        let mut event = Event {
+            time_unix_nano: timestamp.wrapping_mul(1000),
+            name: parts[0].to_string(),
+            ..Default::default()
+        };
+        if parts.len() >= 3 {
+            let attributes_text = parts[1..parts.len() - 1].join("|");
+            event.attributes = json_attributes(&attributes_text, "annotation")?.into_vec();
+            event.dropped_attributes_count = parts[parts.len() - 1]
+                .parse::<u32>()
+                .map_err(|_| format!("annotation {value:?}: dropped count is not a number"))?;
+        }
+        events.push(event);
+    }
+    Ok(events)
+}
+
+fn otlp_span(span: &ZipkinSpan, mut tags: BTreeMap<String, String>) -> Result<Span, String> {
+    let mut otlp = Span {
+        trace_id: trace_id_bytes(span.trace_id_high, span.trace_id_low),
+        span_id: span_id_bytes(span.id),
+        name: span.name.clone(),
+        ..Default::default()
+    };
+    if let Some(state) = tags.remove("w3c.tracestate") {
+        otlp.trace_state = state;
+    }
+    if span.parent_id != span.id {
+        otlp.parent_span_id = span_id_bytes(span.parent_id);
+    }
+    otlp.kind = match span.kind.as_str() {
+        "CLIENT" => SpanKind::Client,
+        "SERVER" => SpanKind::Server,
+        "PRODUCER" => SpanKind::Producer,
+        "CONSUMER" => SpanKind::Consumer,
+        _ => match tags.remove("span.kind").as_deref() {
+            Some("internal") => SpanKind::Internal,
+            _ => SpanKind::Unspecified,
+        },
+    } as i32;
+    let mut status = Status::default();
+    if let Some(code) = tags.remove("otel.status_code") {
+        status.code = status_code_of(&code) as i32;
+        if let Some(message) = tags.remove("otel.status_description") {
+            status.message = message;
+        }
+    }
+    if let Some(error) = tags.get("error") {
+        status.code = OtlpStatusCode::Error as i32;
+        if error == "true" {
+            tags.remove("error");
+        }
+    }
+    otlp.status = Some(status);
+    otlp.links = links_of(&mut tags)?;
+
+    let mut attributes = Attributes::default();
+    for (key, value) in &tags {
+        if !is_resource_tag(key) && key != "otel.library.name" && key != "otel.library.version" {
+            attributes.put_str(key, value);
+        }
+    }
+    if let Some(local) = &span.local_endpoint {
+        if let Some(address) = local.ipv4 {
+            attributes.put_str("net.host.ip", &address.to_string());
+        }
+        if let Some(address) = local.ipv6 {
+            attributes.put_str("net.host.ip", &IpAddr::V6(address).to_string());
+        }
+        if local.port > 0 {
+            attributes.put("net.host.port", Value::IntValue(i64::from(local.port)));
+        }
+    }
+    if let Some(remote) = &span.remote_endpoint {
+        if !remote.service_name.is_empty() {
+            attributes.put_str("peer.service", &remote.service_name);
+        }
+        if let Some(address) = remote.ipv4 {
+            attributes.put_str("net.peer.ip", &address.to_string());
+        }
+        if let Some(address) = remote.ipv6 {
+            attributes.put_str("net.peer.ip", &IpAddr::V6(address).to_string());
+        }
+        if remote.port > 0 {
+            attributes.put("net.peer.port", Value::IntValue(i64::from(remote.port)));
+        }
+    }
+    match span.timestamp {
+        Some(micros) => {
+            otlp.start_time_unix_nano = micros.wrapping_mul(1000);
+            otlp.end_time_unix_nano = micros.wrapping_add(span.duration).wrapping_mul(1000);
+        }
+        None => {
+            otlp.start_time_unix_nano = 0;
+            otlp.end_time_unix_nano = span.duration.wrapping_mul(1000);
+            attributes.put("otel.zipkin.absentField.startTime", Value::BoolValue(true));
+        }
+    }
+    otlp.attributes = attributes.into_vec();
+    otlp.events = events_of(&span.annotations)?;
+    Ok(otlp)
+}
+
+fn resource_of(service: &str, tags: &mut BTreeMap<String, String>) -> Resource {
+    let mut resource = Resource::default();
+    if service == NO_SERVICE_NAME {
+        return resource;
+    }
+    let mut attributes = Attributes::default();
+    attributes.put_str("service.name", service);
+    let keys: Vec<String> = tags
+        .keys()
+        .filter(|key| is_resource_tag(key))
+        .cloned()
+        .collect();
+    for key in keys {
+        if let Some(value) = tags.remove(&key) {
+            attributes.put_str(&key, &value);
+        }
+    }
+    resource.attributes = attributes.into_vec();
+    resource
+}
+
+/// Translates Zipkin spans to OTLP, grouped like the Collector: spans sorted by local service
+/// then library name, one resource per service, one scope per library.
+pub fn to_resource_spans(mut spans: Vec<ZipkinSpan>) -> Result<Vec<ResourceSpans>, String> {
+    spans.sort_by(|left, right| {
+        local_service_name(left)
+            .cmp(local_service_name(right))
+            .then_with(|| library_name(left).cmp(library_name(right)))
+    });
+    let mut out: Vec<ResourceSpans> = Vec::new();
+    let mut current: Option<(String, String)> = None;
+    for span in &spans {
+        let service = local_service_name(span).to_string();
+        let library = library_name(span).to_string();
+        let mut tags = span.tags.clone();
+        let new_resource = current
+            .as_ref()
+            .is_none_or(|(known_service, _)| *known_service != service);
+        if new_resource {
+            out.push(ResourceSpans {
+                resource: Some(resource_of(&service, &mut tags)),
+                ..Default::default()
+            });
+        } else {
+            // Resource tags of later spans of the same service are dropped from the span, as
+            // the Collector only reads them from the first span of each resource.
+            tags.retain(|key, _| !is_resource_tag(key));
+        }
+        let new_scope = new_resource
+            || current
+                .as_ref()
+                .is_some_and(|(_, known_library)| *known_library != library);
+        let Some(resource_spans) = out.last_mut() else {
+            continue;
+        };
+        if new_scope {
+            let mut scope = InstrumentationScope::default();
+            if !library.is_empty() {
+                scope.name = library.clone();
+                scope.version = tags
+                    .get("otel.library.version")
+                    .cloned()
+                    .unwrap_or_default();
+            }
+            resource_spans.scope_spans.push(ScopeSpans {
+                scope: Some(scope),
+                ..Default::default()
+            });
+        }
+        let otlp = otlp_span(span, tags)?;
+        if let Some(scope_spans) = resource_spans.scope_spans.last_mut() {
+            scope_spans.spans.push(otlp);
+        }
+        current = Some((service, library));
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------- server
+
+fn http_status(error: &DistributorError) -> StatusCode {
+    match error {
+        DistributorError::MissingTenant => StatusCode::UNAUTHORIZED,
+        DistributorError::InvalidTenant { .. } | DistributorError::BadRequest(_) => {
+            StatusCode::BAD_REQUEST
+        }
+        DistributorError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        DistributorError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
+        DistributorError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        DistributorError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The Zipkin router: `POST` on any path.
+pub fn router(distributor: Arc<Distributor>) -> Router {
+    let limit = distributor.max_request_bytes();
+    Router::new()
+        .fallback(post_spans)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(distributor)
+}
+
+async fn post_spans(
+    State(distributor): State<Arc<Distributor>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if method != Method::POST {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "405 method not allowed, supported: [POST]",
+        )
+            .into_response();
+    }
+    match post_spans_body(&distributor, uri.path(), &headers, body).await {
+        Ok(()) => StatusCode::ACCEPTED.into_response(),
+        Err(error) => {
+            let status = http_status(&error);
+            if status.is_server_error() {
+                tracing::warn!(%error, "zipkin push failed");
+            }
+            (status, error.to_string()).into_response()
+        }
+    }
+}
+
+async fn post_spans_body(
+    distributor: &Distributor,
+    path: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<(), DistributorError> {
+    let header = headers
+        .get("x-scope-orgid")
+        .and_then(|value| value.to_str().ok());
+    let tenant = distributor.tenant(header)?;
+    if path.contains("api/v1/spans") {
+        return Err(DistributorError::BadRequest(
+            "zipkin v1 is not supported: send zipkin v2 (JSON or protobuf) to /api/v2/spans".into(),
+        ));
+    }
+    let _permit = distributor.admit(body.len())?;
+    let body = translate::decompress_bounded(
+        &translate::content_encoding(headers),
+        body,
+        distributor.max_request_bytes(),
+    )?;
+    let bad = |error: String| DistributorError::BadRequest(error);
+    let spans = match translate::media_type(headers).as_str() {
+        "application/x-protobuf" | "application/protobuf" => {
+            decode_proto(&body).map_err(|error| bad(error.to_string()))?
+        }
+        _ => decode_json_v2(&body).map_err(|error| bad(error.to_string()))?,
+    };
+    let resource_spans =
+        to_resource_spans(spans).map_err(|error| bad(format!("invalid zipkin span: {error}")))?;
+    distributor.push(&tenant, resource_spans).await?;
+    Ok(())
+}
+
+/// Serves Zipkin on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    distributor: Arc<Distributor>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    axum::serve(
+        listener,
+        router(distributor).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn string(value: &str) -> Option<Value> {
+        Some(Value::StringValue(value.into()))
+    }
+
+    fn attribute<'a>(span: &'a Span, key: &str) -> Option<&'a Value> {
+        span.attributes
+            .iter()
+            .find(|pair| pair.key == key)
+            .and_then(|pair| pair.value.as_ref())
+            .and_then(|value| value.value.as_ref())
+    }
+
+    #[test]
+    fn v2_json_translates_every_field() {
+        let body = br#"[{"traceId":"abc","id":"2","parentId":"1","kind":"CLIENT","name":"get",
+            "timestamp":1000,"duration":5,"shared":true,
+            "localEndpoint":{"serviceName":"shop","ipv4":"10.0.0.1","port":80},
+            "remoteEndpoint":{"serviceName":"db","ipv6":"::1","port":5432},
+            "annotations":[{"timestamp":1002,"value":"retry"},{"timestamp":1003,"value":"ev|{\"n\":1,\"f\":1.5}|2"}],
+            "tags":{"http.method":"GET","otel.status_code":"ERROR","error":"boom","service.version":"9",
+              "otel.library.name":"lib","otel.library.version":"1","w3c.tracestate":"a=b",
+              "otlp.link.0":"0000000000000000000000000000000a|000000000000000b||{\"k\":\"v\"}|0"}}]"#;
+        let resource_spans = to_resource_spans(decode_json_v2(body).unwrap()).unwrap();
+        assert_eq!(resource_spans.len(), 1);
+        let resource = resource_spans[0].resource.as_ref().unwrap();
+        let resource_keys: Vec<&str> = resource
+            .attributes
+            .iter()
+            .map(|pair| pair.key.as_str())
+            .collect();
+        assert_eq!(resource_keys, ["service.name", "service.version"]);
+        let scope = &resource_spans[0].scope_spans[0];
+        assert_eq!(scope.scope.as_ref().unwrap().name, "lib");
+        assert_eq!(scope.scope.as_ref().unwrap().version, "1");
+        let span = &scope.spans[0];
+        assert_eq!(
+            hex::encode(&span.trace_id),
+            "00000000000000000000000000000abc"
+        );
+        assert_eq!(hex::encode(&span.span_id), "0000000000000002");
+        assert_eq!(hex::encode(&span.parent_span_id), "0000000000000001");
+        assert_eq!(span.kind, SpanKind::Client as i32);
+        assert_eq!(span.start_time_unix_nano, 1_000_000);
+        assert_eq!(span.end_time_unix_nano, 1_005_000);
+        assert_eq!(span.trace_state, "a=b");
+        assert_eq!(
+            span.status.as_ref().unwrap().code,
+            OtlpStatusCode::Error as i32
+        );
+        assert_eq!(attribute(span, "error").cloned(), string("boom"));
+        assert_eq!(attribute(span, "http.method").cloned(), string("GET"));
+        assert_eq!(attribute(span, "net.host.ip").cloned(), string("10.0.0.1"));
+        assert_eq!(attribute(span, "net.host.port"), Some(&Value::IntValue(80)));
+        assert_eq!(attribute(span, "peer.service").cloned(), string("db"));
+        assert_eq!(attribute(span, "net.peer.ip").cloned(), string("::1"));
+        assert_eq!(
+            attribute(span, "net.peer.port"),
+            Some(&Value::IntValue(5432))
+        );
+        assert!(attribute(span, "service.version").is_none());
+        assert!(attribute(span, "otel.library.name").is_none());
+        assert_eq!(span.events.len(), 2);
+        assert_eq!(span.events[0].name, "retry");
+        assert_eq!(span.events[0].time_unix_nano, 1_002_000);
+        assert_eq!(span.events[1].name, "ev");
+        assert_eq!(span.events[1].dropped_attributes_count, 2);
+        assert_eq!(span.events[1].attributes.len(), 2);
+        assert_eq!(span.links.len(), 1);
+        assert_eq!(hex::encode(&span.links[0].span_id), "000000000000000b");
+    }
+
+    #[test]
+    fn missing_timestamp_and_service_follow_the_collector() {
+        let body = br#"[{"traceId":"1","id":"1","parentId":"1","duration":7,"tags":{"span.kind":"internal","error":"true"}}]"#;
+        let resource_spans = to_resource_spans(decode_json_v2(body).unwrap()).unwrap();
+        assert!(resource_spans[0]
+            .resource
+            .as_ref()
+            .unwrap()
+            .attributes
+            .is_empty());
+        let span = &resource_spans[0].scope_spans[0].spans[0];
+        assert!(
+            span.parent_span_id.is_empty(),
+            "a span that is its own parent is a root"
+        );
+        assert_eq!(span.kind, SpanKind::Internal as i32);
+        assert_eq!(
+            (span.start_time_unix_nano, span.end_time_unix_nano),
+            (0, 7000)
+        );
+        assert_eq!(
+            attribute(span, "otel.zipkin.absentField.startTime"),
+            Some(&Value::BoolValue(true))
+        );
+        assert!(attribute(span, "error").is_none());
+        assert_eq!(
+            span.status.as_ref().unwrap().code,
+            OtlpStatusCode::Error as i32
+        );
+    }
+
+    #[test]
+    fn protobuf_and_its_errors() {
+        let list = proto::ListOfSpans {
+            spans: vec![proto::Span {
+                trace_id: vec![0, 0, 0, 0, 0, 0, 0, 9],
+                id: vec![0, 0, 0, 0, 0, 0, 0, 1],
+                kind: 2,
+                name: "x".into(),
+                timestamp: 5,
+                local_endpoint: Some(proto::Endpoint {
+                    service_name: "svc".into(),
+                    ipv4: vec![127, 0, 0, 1],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+        };
+        let spans = decode_proto(&list.encode_to_vec()).unwrap();
+        assert_eq!(spans[0].trace_id_low, 9);
+        assert_eq!(spans[0].kind, "SERVER");
+        assert_eq!(
+            spans[0].local_endpoint.as_ref().unwrap().ipv4,
+            Some(Ipv4Addr::LOCALHOST)
+        );
+        let mut bad = list.clone();
+        bad.spans[0].id = vec![1, 2, 3];
+        let error = decode_proto(&bad.encode_to_vec()).unwrap_err();
+        assert_eq!(error.path, "spans[0].id");
+    }
+
+    #[test]
+    fn json_errors_name_the_path() {
+        for (body, path) in [
+            (&br#"{}"#[..], "$"),
+            (br#"[{"id":"1"}]"#, "$[0].traceId"),
+            (
+                br#"[{"traceId":"1","id":"1","timestamp":"x"}]"#,
+                "$[0].timestamp",
+            ),
+            (
+                br#"[{"traceId":"1","id":"1","tags":{"a":1}}]"#,
+                "$[0].tags.a",
+            ),
+            (
+                br#"[{"traceId":"1","id":"1","localEndpoint":{"ipv4":"nope"}}]"#,
+                "$[0].localEndpoint.ipv4",
+            ),
+        ] {
+            assert_eq!(decode_json_v2(body).unwrap_err().path, path);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn random_bodies_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            if let Ok(spans) = decode_proto(&bytes) {
+                let _ = to_resource_spans(spans);
+            }
+            let _ = decode_json_v2(&bytes);
+        }
+    }
+}
