@@ -10,6 +10,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::distributor::DistributorConfig;
+use crate::generator::GeneratorConfig;
 use crate::ingester::IngesterConfig;
 use crate::tempodb::StorageConfig;
 
@@ -34,6 +35,8 @@ pub struct Config {
     pub ingester: IngesterConfig,
     /// Where blocks are stored.
     pub storage: StorageSection,
+    /// Span metrics and service graphs from every span, served on `/metrics`.
+    pub metrics_generator: GeneratorConfig,
 }
 
 /// The `server` section.
@@ -152,6 +155,12 @@ impl Config {
                 reason: format!("{:?} is not an IP address", self.server.http_listen_address),
             });
         }
+        self.metrics_generator
+            .validate()
+            .map_err(|(key, reason)| ConfigError::Invalid {
+                key: format!("metrics_generator.{key}"),
+                reason,
+            })?;
         self.distributor
             .validate()
             .map_err(|(key, reason)| ConfigError::Invalid {
