@@ -316,7 +316,7 @@ impl GeneratorConfig {
         if self.max_queued_spans == 0 {
             return invalid("max_queued_spans", "must be greater than 0".into());
         }
-        for (name, _) in &self.registry.external_labels {
+        for name in self.registry.external_labels.keys() {
             if !is_valid_label_name(name) {
                 return invalid(
                     "registry.external_labels",

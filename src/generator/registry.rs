@@ -173,15 +173,19 @@ impl Registry {
 
     /// The series for `labels`, created if there is room; past `max_active_series` the
     /// family's overflow series (`metric_overflow="true"`) instead.
-    fn series_entry(&mut self, id: MetricId, labels: Labels, now_ms: i64) -> Option<&mut Series> {
+    fn series_entry(&mut self, id: MetricId, labels: &Labels, now_ms: i64) -> Option<&mut Series> {
         let family = self.families.get(id.0)?;
         let cost = family.series_cost();
         let limit = self.config.max_active_series;
-        let key = if family.series.contains_key(&labels)
-            || limit == 0
-            || self.active_series + cost <= limit
-        {
-            labels
+        let exists = family.series.contains_key(labels);
+        // Updates of existing series (the common case) look up by reference: no label copy.
+        if exists {
+            let series = self.families.get_mut(id.0)?.series.get_mut(labels)?;
+            series.last_update_ms = now_ms;
+            return Some(series);
+        }
+        let key = if limit == 0 || self.active_series + cost <= limit {
+            labels.clone()
         } else {
             self.stats.series_limited += 1;
             let mut overflow = LabelsBuilder::with_capacity(1 + self.config.external_labels.len());
@@ -219,7 +223,7 @@ impl Registry {
     }
 
     /// Adds `amount` to a counter series.
-    pub fn add(&mut self, id: MetricId, labels: Labels, amount: f64, now_ms: i64) {
+    pub fn add(&mut self, id: MetricId, labels: &Labels, amount: f64, now_ms: i64) {
         if let Some(series) = self.series_entry(id, labels, now_ms) {
             if let SeriesValue::Scalar(value) = &mut series.value {
                 *value += amount;
@@ -229,11 +233,11 @@ impl Registry {
 
     /// Sets a gauge series only if it does not exist yet (Tempo's `traces_target_info`),
     /// refreshing its update time either way so it does not go stale while in use.
-    pub fn set_if_absent(&mut self, id: MetricId, labels: Labels, value: f64, now_ms: i64) {
+    pub fn set_if_absent(&mut self, id: MetricId, labels: &Labels, value: f64, now_ms: i64) {
         let existed = self
             .families
             .get(id.0)
-            .is_some_and(|family| family.series.contains_key(&labels));
+            .is_some_and(|family| family.series.contains_key(labels));
         if let Some(series) = self.series_entry(id, labels, now_ms) {
             if !existed {
                 series.value = SeriesValue::Scalar(value);
@@ -246,7 +250,7 @@ impl Registry {
     pub fn observe(
         &mut self,
         id: MetricId,
-        labels: Labels,
+        labels: &Labels,
         value: f64,
         multiplier: f64,
         trace_id: Option<&str>,
@@ -333,9 +337,9 @@ mod tests {
         let mut registry = Registry::new(RegistryConfig::default());
         let latency = registry.histogram("h", &[0.2, 0.1]);
         let set = labels(&mut registry, &[("service", "a")]);
-        registry.observe(latency, set.clone(), 0.1, 1.0, Some("ab"), 1_000);
-        registry.observe(latency, set.clone(), 0.15, 2.0, Some("cd"), 2_000);
-        registry.observe(latency, set.clone(), 9.0, 1.0, None, 3_000);
+        registry.observe(latency, &set, 0.1, 1.0, Some("ab"), 1_000);
+        registry.observe(latency, &set, 0.15, 2.0, Some("cd"), 2_000);
+        registry.observe(latency, &set, 9.0, 1.0, None, 3_000);
         let family = registry.family(latency).unwrap();
         let SeriesValue::Histogram(state) = &family.series[&set].value else {
             panic!("not a histogram");
@@ -383,7 +387,7 @@ mod tests {
         let calls = registry.counter("calls_total");
         for service in ["a", "b", "c", "d", "e"] {
             let set = labels(&mut registry, &[("service", service)]);
-            registry.add(calls, set, 1.0, 0);
+            registry.add(calls, &set, 1.0, 0);
         }
         let family = registry.family(calls).unwrap();
         assert_eq!(family.series.len(), 4);
@@ -392,7 +396,7 @@ mod tests {
         assert_eq!(registry.stats().series_limited, 2);
         // An existing series keeps counting at the limit.
         let existing = labels(&mut registry, &[("service", "a")]);
-        registry.add(calls, existing.clone(), 1.0, 0);
+        registry.add(calls, &existing, 1.0, 0);
         let family = registry.family(calls).unwrap();
         assert_eq!(family.series[&existing].value, SeriesValue::Scalar(2.0));
     }
@@ -406,13 +410,13 @@ mod tests {
         let calls = registry.counter("calls_total");
         let old = labels(&mut registry, &[("service", "old")]);
         let fresh = labels(&mut registry, &[("service", "fresh")]);
-        registry.add(calls, old.clone(), 5.0, 0);
-        registry.add(calls, fresh.clone(), 1.0, 30_000);
+        registry.add(calls, &old, 5.0, 0);
+        registry.add(calls, &fresh, 1.0, 30_000);
         assert_eq!(registry.remove_stale(59_999), 0);
         assert_eq!(registry.remove_stale(60_000), 1);
         assert_eq!(registry.stats().active_series, 1);
         assert_eq!(registry.stats().series_removed_stale, 1);
-        registry.add(calls, old.clone(), 1.0, 61_000);
+        registry.add(calls, &old, 1.0, 61_000);
         let family = registry.family(calls).unwrap();
         assert_eq!(family.series[&old].value, SeriesValue::Scalar(1.0));
     }
@@ -422,8 +426,8 @@ mod tests {
         let mut registry = Registry::new(RegistryConfig::default());
         let info = registry.gauge("info");
         let set = labels(&mut registry, &[("job", "a")]);
-        registry.set_if_absent(info, set.clone(), 1.0, 0);
-        registry.set_if_absent(info, set.clone(), 2.0, 10);
+        registry.set_if_absent(info, &set, 1.0, 0);
+        registry.set_if_absent(info, &set, 2.0, 10);
         let series = &registry.family(info).unwrap().series[&set];
         assert_eq!(series.value, SeriesValue::Scalar(1.0));
         assert_eq!(series.last_update_ms, 10);

@@ -304,7 +304,7 @@ impl ServiceGraphs {
                 builder.add("server", service);
             }
             if let Some(labels) = registry.labels(builder, tenant) {
-                registry.add(self.dropped_spans, labels, 1.0, now_ms);
+                registry.add(self.dropped_spans, &labels, 1.0, now_ms);
             }
             return;
         }
@@ -388,7 +388,7 @@ impl ServiceGraphs {
                 builder.add("client", edge.client.as_str());
                 builder.add("server", edge.server.as_str());
                 if let Some(labels) = registry.labels(builder, &edge.tenant) {
-                    registry.add(self.unpaired_spans, labels, 1.0, now_ms);
+                    registry.add(self.unpaired_spans, &labels, 1.0, now_ms);
                 }
             }
         }
@@ -425,18 +425,13 @@ impl ServiceGraphs {
         };
         let multiplier = edge.multiplier;
         let trace_id = Some(edge.trace_id.as_str());
-        registry.add(self.request_total, labels.clone(), multiplier, now_ms);
+        registry.add(self.request_total, &labels, multiplier, now_ms);
         if edge.failed {
-            registry.add(
-                self.request_failed_total,
-                labels.clone(),
-                multiplier,
-                now_ms,
-            );
+            registry.add(self.request_failed_total, &labels, multiplier, now_ms);
         }
         registry.observe(
             self.client_seconds,
-            labels.clone(),
+            &labels,
             edge.client_seconds,
             multiplier,
             trace_id,
@@ -444,7 +439,7 @@ impl ServiceGraphs {
         );
         registry.observe(
             self.server_seconds,
-            labels.clone(),
+            &labels,
             edge.server_seconds,
             multiplier,
             trace_id,
@@ -455,7 +450,7 @@ impl ServiceGraphs {
             if edge.connection_type == ConnectionType::MessagingSystem && queued_ns > 0 {
                 registry.observe(
                     messaging,
-                    labels,
+                    &labels,
                     queued_ns as f64 / 1e9,
                     multiplier,
                     trace_id,

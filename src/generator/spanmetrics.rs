@@ -198,17 +198,17 @@ impl SpanMetrics {
             return true;
         };
         let multiplier = span_multiplier(&self.config.span_multiplier_key, resource, span);
-        registry.add(self.calls, labels.clone(), multiplier, now_ms);
+        registry.add(self.calls, &labels, multiplier, now_ms);
         registry.observe(
             self.latency,
-            labels.clone(),
+            &labels,
             span_seconds(span),
             multiplier,
             Some(trace_id),
             now_ms,
         );
         // The size is not multiplied, as in Tempo.
-        registry.add(self.size, labels, span.encoded_len() as f64, now_ms);
+        registry.add(self.size, &labels, span.encoded_len() as f64, now_ms);
         true
     }
 
@@ -270,7 +270,7 @@ impl SpanMetrics {
             builder.add("instance", instance);
         }
         if let Some(labels) = registry.labels(builder, tenant) {
-            registry.set_if_absent(self.target_info, labels, 1.0, now_ms);
+            registry.set_if_absent(self.target_info, &labels, 1.0, now_ms);
         }
     }
 }

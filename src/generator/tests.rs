@@ -801,3 +801,64 @@ fn the_accept_header_picks_the_format() {
     assert_eq!(exposition::negotiate(Some("*/*")), Format::Prometheus);
     assert_eq!(exposition::negotiate(None), Format::Prometheus);
 }
+
+/// Generator cost per span with both processors on: 200 requests of 10 traces, each a
+/// client→server pair plus a database call and an internal span, over 10 services and 20
+/// span names. Run: `cargo test --release --lib generator_cost_per_span -- --ignored --nocapture`.
+#[test]
+#[ignore = "benchmark: prints a figure, run in release mode"]
+fn generator_cost_per_span() {
+    let mut state = GeneratorState::new(config(
+        "processors: {span_metrics: {dimensions: [http.route]}}",
+    ))
+    .unwrap();
+    let names = ["GET /a", "GET /b", "POST /c", "PUT /d", "GET /e"];
+    let mut requests = Vec::new();
+    let mut trace = 0u32;
+    for request in 0..200u32 {
+        let mut batches = Vec::new();
+        for _ in 0..10 {
+            trace += 1;
+            let mut trace_id = vec![0x4bu8; 16];
+            trace_id[12..].copy_from_slice(&trace.to_be_bytes());
+            let client_service = format!("svc-{}", trace % 10);
+            let server_service = format!("svc-{}", (trace + 1) % 10);
+            let name = names[(trace % 5) as usize];
+            let with_trace = |mut span: Span| {
+                span.trace_id = trace_id.clone();
+                span.attributes.push(string_attribute("http.route", name));
+                span
+            };
+            let client = with_trace(span(simple(0, 1, 0, SpanKind::Client, name, 30)));
+            let server = with_trace(span(simple(0, 2, 1, SpanKind::Server, name, 20)));
+            let internal = with_trace(span(simple(0, 3, 2, SpanKind::Internal, "render", 2)));
+            let database = with_trace(span(SpanSpec {
+                attributes: vec![string_attribute("db.system", "postgresql")],
+                ..simple(0, 4, 2, SpanKind::Client, "SELECT", 5)
+            }));
+            batches.push(batch(service(&client_service), vec![client]));
+            batches.push(batch(
+                service(&server_service),
+                vec![server, internal, database],
+            ));
+        }
+        let _ = request;
+        requests.push(batches);
+    }
+    let spans = requests.len() as u64 * 40;
+    let started = std::time::Instant::now();
+    for batches in &requests {
+        state.consume("single-tenant", batches, NOW_MS);
+    }
+    let elapsed = started.elapsed();
+    let mut text = String::new();
+    let render_started = std::time::Instant::now();
+    state.render(Format::OpenMetrics, &mut text);
+    let render_elapsed = render_started.elapsed();
+    println!(
+        "generator: {spans} spans in {elapsed:?} = {} ns/span; {} series rendered ({} bytes) in {render_elapsed:?}",
+        elapsed.as_nanos() / u128::from(spans),
+        state.registry().stats().active_series,
+        text.len()
+    );
+}
