@@ -72,12 +72,17 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
         .context("opening the ingester and replaying its WAL")?;
     let ingester_loop = ingester.spawn_background();
 
-    let distributor = Arc::new(Distributor::new(
-        config.distributor.clone(),
-        config.multitenancy_enabled,
-        Arc::clone(&ingester),
-        Arc::clone(&telemetry),
-    ));
+    let generator = crate::generator::Generator::start(config.metrics_generator.clone())
+        .map_err(|error| anyhow::anyhow!("starting the metrics-generator: {error}"))?;
+    let distributor = Arc::new(
+        Distributor::new(
+            config.distributor.clone(),
+            config.multitenancy_enabled,
+            Arc::clone(&ingester),
+            Arc::clone(&telemetry),
+        )
+        .with_generator(Arc::clone(&generator)),
+    );
     let querier = Arc::new(Querier::new(Arc::clone(&ingester), Arc::clone(&store)));
 
     let ingester_for_metrics = Arc::clone(&ingester);
@@ -92,6 +97,10 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
         Arc::new(move |out: &mut String| {
             telemetry::render_store(&store_for_metrics.stats().snapshot(), out)
         }),
+        {
+            let generator = Arc::clone(&generator);
+            Arc::new(move |out: &mut String| generator.render_own_metrics(out))
+        },
     ];
     let api_state = Arc::new(ApiState {
         querier,
@@ -99,6 +108,7 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
         multitenancy_enabled: config.multitenancy_enabled,
         ready: Default::default(),
         metrics_sources,
+        generator: Some(Arc::clone(&generator)),
     });
 
     let http_address = format!(
@@ -168,6 +178,7 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     api_state.ready.store(false, Ordering::Release);
     receivers_stop.cancel();
     ingester.shutdown().await;
+    generator.stop();
     ingester_loop.abort();
     let _ = poller_stop.send(true);
     api_stop.cancel();

@@ -8,6 +8,7 @@ use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
+use crate::generator::Generator;
 use crate::ingester::{Ingester, PushError};
 use crate::model::split_by_trace;
 use crate::receiver::ReceiversConfig;
@@ -136,6 +137,7 @@ pub struct Distributor {
     inflight_bytes: Semaphore,
     ingester: Arc<Ingester>,
     telemetry: Arc<Telemetry>,
+    generator: Option<Arc<Generator>>,
 }
 
 /// Holds a request's share of the in-flight budget until it is acknowledged or refused.
@@ -157,7 +159,14 @@ impl Distributor {
             multitenancy_enabled,
             ingester,
             telemetry,
+            generator: None,
         }
+    }
+
+    /// Also hands every accepted request's spans to the metrics-generator.
+    pub fn with_generator(mut self, generator: Arc<Generator>) -> Distributor {
+        self.generator = Some(generator);
+        self
     }
 
     pub fn max_request_bytes(&self) -> usize {
@@ -197,6 +206,18 @@ impl Distributor {
         tenant: &str,
         resource_spans: Vec<ResourceSpans>,
     ) -> Result<PushOutcome, DistributorError> {
+        // The generator gets its own copy, taken only when its queue has room, and only after
+        // the WAL accepted the request; it never slows or fails the write.
+        let for_generator = self.generator.as_deref().and_then(|generator| {
+            let spans = resource_spans
+                .iter()
+                .flat_map(|batch| &batch.scope_spans)
+                .map(|scope| scope.spans.len())
+                .sum();
+            generator
+                .reserve(spans)
+                .map(|reservation| (reservation, resource_spans.clone()))
+        });
         let split = split_by_trace(resource_spans);
         let accepted_spans: u64 = split
             .traces
@@ -235,6 +256,9 @@ impl Distributor {
             }
         }
         self.telemetry.spans_received(tenant, accepted_spans);
+        if let Some((reservation, resource_spans)) = for_generator {
+            reservation.send(tenant, resource_spans);
+        }
         Ok(PushOutcome {
             accepted_spans,
             rejected_spans: split.rejected_spans,

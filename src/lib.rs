@@ -8,6 +8,7 @@ pub mod bench;
 pub mod config;
 pub mod demo;
 pub mod distributor;
+pub mod generator;
 pub mod ingester;
 pub mod model;
 pub mod querier;

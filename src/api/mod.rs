@@ -33,6 +33,8 @@ pub struct ApiState {
     pub multitenancy_enabled: bool,
     pub ready: AtomicBool,
     pub metrics_sources: Vec<MetricsSource>,
+    /// The metrics-generator whose series `/metrics` also serves, if it runs.
+    pub generator: Option<Arc<crate::generator::Generator>>,
 }
 
 /// An API error: plain-text body as Tempo writes it.
@@ -154,18 +156,40 @@ async fn buildinfo() -> Response {
         .into_response()
 }
 
-async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
-    let mut text = String::new();
-    state.telemetry.render(&mut text);
-    for source in &state.metrics_sources {
-        source(&mut text);
+async fn metrics(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
+    use crate::generator::exposition::{self, Format};
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok());
+    let format = exposition::negotiate(accept);
+    // Rendering thousands of generated series is CPU work: keep it off the async workers.
+    let rendered = tokio::task::spawn_blocking(move || {
+        let mut own = String::new();
+        state.telemetry.render(&mut own);
+        for source in &state.metrics_sources {
+            source(&mut own);
+        }
+        let mut text = match format {
+            Format::Prometheus => own,
+            Format::OpenMetrics => {
+                let mut text = String::with_capacity(own.len());
+                exposition::prometheus_to_openmetrics(&own, &mut text);
+                text
+            }
+        };
+        if let Some(generator) = &state.generator {
+            generator.render(format, &mut text);
+        }
+        if format == Format::OpenMetrics {
+            exposition::finish_openmetrics(&mut text);
+        }
+        text
+    })
+    .await;
+    match rendered {
+        Ok(text) => ([(header::CONTENT_TYPE, format.content_type())], text).into_response(),
+        Err(error) => {
+            ApiError::internal(format!("rendering metrics failed: {error}")).into_response()
+        }
     }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response()
 }

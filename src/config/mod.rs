@@ -10,6 +10,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::distributor::DistributorConfig;
+use crate::generator::GeneratorConfig;
 use crate::ingester::IngesterConfig;
 use crate::tempodb::{CompactorConfig, StorageConfig};
 
@@ -36,6 +37,8 @@ pub struct Config {
     pub storage: StorageSection,
     /// Merging small blocks and expiring old ones.
     pub compactor: CompactorConfig,
+    /// Span metrics and service graphs from every span, served on `/metrics`.
+    pub metrics_generator: GeneratorConfig,
 }
 
 /// The `server` section.
@@ -158,6 +161,12 @@ impl Config {
             .validate()
             .map_err(|(key, reason)| ConfigError::Invalid {
                 key: format!("compactor.{key}"),
+                reason,
+            })?;
+        self.metrics_generator
+            .validate()
+            .map_err(|(key, reason)| ConfigError::Invalid {
+                key: format!("metrics_generator.{key}"),
                 reason,
             })?;
         self.distributor
