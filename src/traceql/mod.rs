@@ -11,6 +11,7 @@ pub mod eval;
 pub mod lexer;
 pub mod parser;
 pub mod rewrite;
+pub mod search;
 pub mod span;
 pub mod static_value;
 pub mod validate;

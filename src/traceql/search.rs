@@ -1,0 +1,333 @@
+//! Search over whole traces: runs a validated spanset pipeline on one trace and renders a
+//! match as Tempo's `TraceSearchMetadata` JSON (reference/tempo-api.md §2.0, §2.6). CPU only;
+//! the querier feeds it traces from the head and the blocks.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Map, Value};
+
+use super::ast::*;
+use super::eval::{referenced_attributes, EvalError, Evaluator, Spanset};
+use super::rewrite::apply_default_rewrites;
+use super::span::{trace_spans, SpanData};
+use super::static_value::{format_go_duration, Static, Status};
+use crate::model::{Trace, TraceId};
+
+/// `rootServiceName` of a trace whose root span has not arrived (Tempo's placeholder).
+pub const ROOT_SPAN_NOT_YET_RECEIVED: &str = "<root span not yet received>";
+
+/// A query ready to run on many traces.
+#[derive(Debug, Clone)]
+pub struct CompiledSearch {
+    pipeline: Pipeline,
+    returned: Vec<Attribute>,
+    returns_name: bool,
+}
+
+/// Limits and trace-level conditions of one search.
+#[derive(Debug, Clone, Copy)]
+pub struct SearchOptions {
+    /// Spans listed per spanset (Tempo's `spss`); 0 means the default 3.
+    pub spans_per_spanset: usize,
+    /// Only traces overlapping `[start, end]`, Unix ns.
+    pub window: Option<(u64, u64)>,
+    /// Trace duration at least this many ns.
+    pub min_duration: Option<u64>,
+    /// Trace duration at most this many ns.
+    pub max_duration: Option<u64>,
+}
+
+impl Default for SearchOptions {
+    fn default() -> SearchOptions {
+        SearchOptions {
+            spans_per_spanset: 3,
+            window: None,
+            min_duration: None,
+            max_duration: None,
+        }
+    }
+}
+
+/// One matching trace: its JSON and its start (to order results).
+#[derive(Debug, Clone)]
+pub struct TraceMatch {
+    /// Earliest span start, Unix ns.
+    pub start: u64,
+    /// `TraceSearchMetadata` as proto3 JSON.
+    pub json: Value,
+}
+
+impl CompiledSearch {
+    /// Prepares a validated query for search: applies the default rewrites and normalises
+    /// `trace:id` literals (leading zeros dropped, lowercase). Metrics queries are refused.
+    pub fn new(mut query: Query) -> Result<CompiledSearch, EvalError> {
+        apply_default_rewrites(&mut query);
+        let RootExpr::Pipeline(mut pipeline) = query.root else {
+            return Err(EvalError::Unsupported(
+                "metrics queries are served by /api/metrics, not search".into(),
+            ));
+        };
+        normalise_pipeline(&mut pipeline);
+        let mut returned = referenced_attributes(&pipeline);
+        let returns_name = returned
+            .iter()
+            .any(|a| a.intrinsic == Some(Intrinsic::Name));
+        // Trace-level values and `name` are not span attributes in Tempo's answers.
+        returned.retain(|a| {
+            !matches!(
+                a.intrinsic,
+                Some(
+                    Intrinsic::Name
+                        | Intrinsic::RootName
+                        | Intrinsic::RootServiceName
+                        | Intrinsic::TraceDuration
+                        | Intrinsic::TraceId
+                        | Intrinsic::Parent
+                )
+            ) && !a.parent
+        });
+        Ok(CompiledSearch {
+            pipeline,
+            returned,
+            returns_name,
+        })
+    }
+
+    /// Runs the query on one trace; `Some` when it matches (and passes the trace-level
+    /// conditions of `options`).
+    pub fn run(
+        &self,
+        evaluator: &Evaluator,
+        trace_id: &TraceId,
+        trace: &Trace,
+        options: &SearchOptions,
+    ) -> Result<Option<TraceMatch>, EvalError> {
+        let (info, spans) = trace_spans(trace_id.to_trimmed_hex(), trace);
+        if spans.is_empty() {
+            return Ok(None);
+        }
+        let end = info.start.saturating_add(info.duration);
+        if let Some((from, to)) = options.window {
+            if info.start > to || end < from {
+                return Ok(None);
+            }
+        }
+        if options.min_duration.is_some_and(|min| info.duration < min)
+            || options.max_duration.is_some_and(|max| info.duration > max)
+        {
+            return Ok(None);
+        }
+        let all = Spanset {
+            spans: (0..spans.len()).collect(),
+            ..Spanset::default()
+        };
+        let result = evaluator.eval_pipeline(&self.pipeline, vec![all], &spans)?;
+        let result: Vec<Spanset> = result.into_iter().filter(|s| !s.spans.is_empty()).collect();
+        if result.is_empty() {
+            return Ok(None);
+        }
+        let spss = if options.spans_per_spanset == 0 {
+            3
+        } else {
+            options.spans_per_spanset
+        };
+        let mut object = Map::new();
+        object.insert("traceID".into(), json!(info.trace_id_hex));
+        object.insert(
+            "rootServiceName".into(),
+            json!(info
+                .root_service
+                .clone()
+                .unwrap_or_else(|| ROOT_SPAN_NOT_YET_RECEIVED.to_string())),
+        );
+        if let Some(name) = info.root_name.as_ref().filter(|n| !n.is_empty()) {
+            object.insert("rootTraceName".into(), json!(name));
+        }
+        if info.start != 0 {
+            object.insert("startTimeUnixNano".into(), json!(info.start.to_string()));
+        }
+        let duration_ms = info.duration / 1_000_000;
+        if duration_ms != 0 {
+            object.insert("durationMs".into(), json!(duration_ms));
+        }
+        let sets: Vec<Value> = result
+            .iter()
+            .map(|set| self.spanset_json(set, &spans, spss))
+            .collect();
+        object.insert("spanSets".into(), Value::Array(sets));
+        object.insert("serviceStats".into(), service_stats(&spans));
+        Ok(Some(TraceMatch {
+            start: info.start,
+            json: Value::Object(object),
+        }))
+    }
+
+    fn spanset_json(&self, set: &Spanset, spans: &[SpanData], spss: usize) -> Value {
+        let listed: Vec<Value> = set
+            .spans
+            .iter()
+            .take(spss)
+            .filter_map(|&index| spans.get(index))
+            .map(|span| self.span_json(span))
+            .collect();
+        let mut object = Map::new();
+        if !listed.is_empty() {
+            object.insert("spans".into(), Value::Array(listed));
+        }
+        object.insert("matched".into(), json!(set.spans.len()));
+        let attributes: Vec<Value> = set
+            .attributes
+            .iter()
+            .filter_map(|(key, value)| key_value(key, value))
+            .collect();
+        if !attributes.is_empty() {
+            object.insert("attributes".into(), Value::Array(attributes));
+        }
+        Value::Object(object)
+    }
+
+    fn span_json(&self, span: &SpanData) -> Value {
+        use super::eval::SpanView;
+        let mut object = Map::new();
+        object.insert("spanID".into(), json!(format!("{:0>16}", span.span_id)));
+        if self.returns_name && !span.name.is_empty() {
+            object.insert("name".into(), json!(span.name));
+        }
+        if span.start != 0 {
+            object.insert("startTimeUnixNano".into(), json!(span.start.to_string()));
+        }
+        if span.duration != 0 {
+            object.insert("durationNanos".into(), json!(span.duration.to_string()));
+        }
+        let attributes: Vec<Value> = self
+            .returned
+            .iter()
+            .filter_map(|attr| key_value(&attr.name, &span.value(attr, 0, 0)))
+            .collect();
+        if !attributes.is_empty() {
+            object.insert("attributes".into(), Value::Array(attributes));
+        }
+        Value::Object(object)
+    }
+}
+
+fn service_stats(spans: &[SpanData]) -> Value {
+    let mut stats: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for span in spans {
+        let service = span
+            .resource
+            .iter()
+            .find(|(key, _)| key == "service.name")
+            .and_then(|(_, value)| match value {
+                Static::String(s) => Some(s.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let entry = stats.entry(service).or_default();
+        entry.0 += 1;
+        if span.status == Status::Error {
+            entry.1 += 1;
+        }
+    }
+    let mut object = Map::new();
+    for (service, (count, errors)) in stats {
+        let mut entry = Map::new();
+        entry.insert("spanCount".into(), json!(count));
+        if errors != 0 {
+            entry.insert("errorCount".into(), json!(errors));
+        }
+        object.insert(service, Value::Object(entry));
+    }
+    Value::Object(object)
+}
+
+/// A value as OTLP `AnyValue` proto3 JSON; `None` for nil.
+fn any_value(value: &Static) -> Option<Value> {
+    Some(match value {
+        Static::Nil => return None,
+        Static::Int(i) => json!({"intValue": i.to_string()}),
+        Static::Float(f) if f.is_nan() => json!({"doubleValue": "NaN"}),
+        Static::Float(f) if f.is_infinite() => {
+            json!({"doubleValue": if *f > 0.0 { "Infinity" } else { "-Infinity" }})
+        }
+        Static::Float(f) => json!({"doubleValue": f}),
+        Static::String(s) => json!({"stringValue": s}),
+        Static::Bool(b) => json!({"boolValue": b}),
+        Static::Duration(d) => json!({"stringValue": format_go_duration(*d)}),
+        Static::Status(s) => json!({"stringValue": s.as_str()}),
+        Static::Kind(k) => json!({"stringValue": k.as_str()}),
+        Static::IntArray(v) => array_json(v.iter().map(|x| Static::Int(*x))),
+        Static::FloatArray(v) => array_json(v.iter().map(|x| Static::Float(*x))),
+        Static::StringArray(v) => array_json(v.iter().map(|x| Static::String(x.clone()))),
+        Static::BoolArray(v) => array_json(v.iter().map(|x| Static::Bool(*x))),
+    })
+}
+
+fn array_json(values: impl Iterator<Item = Static>) -> Value {
+    let values: Vec<Value> = values.filter_map(|v| any_value(&v)).collect();
+    if values.is_empty() {
+        json!({"arrayValue": {}})
+    } else {
+        json!({"arrayValue": {"values": values}})
+    }
+}
+
+fn key_value(key: &str, value: &Static) -> Option<Value> {
+    any_value(value).map(|value| json!({"key": key, "value": value}))
+}
+
+fn normalise_pipeline(pipeline: &mut Pipeline) {
+    for stage in &mut pipeline.stages {
+        match stage {
+            Stage::Spanset(expr) => normalise_spanset(expr),
+            Stage::GroupBy(expr) => normalise_field(expr),
+            _ => {}
+        }
+    }
+}
+
+fn normalise_spanset(expr: &mut SpansetExpr) {
+    match expr {
+        SpansetExpr::Filter(field) => normalise_field(field),
+        SpansetExpr::Op { lhs, rhs, .. } => {
+            normalise_spanset(lhs);
+            normalise_spanset(rhs);
+        }
+        SpansetExpr::Pipeline(p) => normalise_pipeline(p),
+    }
+}
+
+/// `trace:id = "00ab"` compares with the trimmed lowercase hex Tempo prints.
+fn normalise_field(expr: &mut FieldExpr) {
+    match expr {
+        FieldExpr::Binary { lhs, rhs, .. } => {
+            let lhs_is_trace_id = matches!(&**lhs, FieldExpr::Attribute(a) if a.intrinsic == Some(Intrinsic::TraceId));
+            let rhs_is_trace_id = matches!(&**rhs, FieldExpr::Attribute(a) if a.intrinsic == Some(Intrinsic::TraceId));
+            if lhs_is_trace_id {
+                trim_trace_id_literal(rhs);
+            }
+            if rhs_is_trace_id {
+                trim_trace_id_literal(lhs);
+            }
+            normalise_field(lhs);
+            normalise_field(rhs);
+        }
+        FieldExpr::Unary { expr, .. } => normalise_field(expr),
+        _ => {}
+    }
+}
+
+fn trim_trace_id_literal(expr: &mut FieldExpr) {
+    let trim = |s: &str| s.to_ascii_lowercase().trim_start_matches('0').to_string();
+    if let FieldExpr::Static(value) = expr {
+        match value {
+            Static::String(s) => *s = trim(s),
+            Static::StringArray(items) => {
+                for item in items.iter_mut() {
+                    *item = trim(item);
+                }
+            }
+            _ => {}
+        }
+    }
+}
