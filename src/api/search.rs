@@ -179,8 +179,13 @@ fn compile(params: &HashMap<String, String>) -> Result<CompiledSearch, ApiError>
         }
         (None, None) => tags_query(&[]),
     };
-    CompiledSearch::new(query)
-        .map_err(|e| ApiError::bad_request(format!("invalid TraceQL query: {e}")))
+    let compiled = CompiledSearch::new(query)
+        .map_err(|e| ApiError::bad_request(format!("invalid TraceQL query: {e}")))?;
+    Ok(if tags.is_some() {
+        compiled.metadata_only()
+    } else {
+        compiled
+    })
 }
 
 /// `GET /api/search`.

@@ -22,6 +22,7 @@ pub struct CompiledSearch {
     pipeline: Pipeline,
     returned: Vec<Attribute>,
     returns_name: bool,
+    metadata_only: bool,
 }
 
 /// Limits and trace-level conditions of one search.
@@ -90,7 +91,15 @@ impl CompiledSearch {
             pipeline,
             returned,
             returns_name,
+            metadata_only: false,
         })
+    }
+
+    /// Answers with trace metadata only (no `spanSets`, no `serviceStats`), as Tempo does for
+    /// legacy `tags` searches.
+    pub fn metadata_only(mut self) -> CompiledSearch {
+        self.metadata_only = true;
+        self
     }
 
     /// Runs the query on one trace; `Some` when it matches (and passes the trace-level
@@ -149,6 +158,12 @@ impl CompiledSearch {
         let duration_ms = info.duration / 1_000_000;
         if duration_ms != 0 {
             object.insert("durationMs".into(), json!(duration_ms));
+        }
+        if self.metadata_only {
+            return Ok(Some(TraceMatch {
+                start: info.start,
+                json: Value::Object(object),
+            }));
         }
         let sets: Vec<Value> = result
             .iter()
