@@ -346,3 +346,130 @@ fn trim_trace_id_literal(expr: &mut FieldExpr) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::string_attribute;
+    use crate::traceql::parse_and_validate;
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+    fn span(id: u8, parent: Option<u8>, name: &str, attr: &str) -> Span {
+        Span {
+            trace_id: vec![1; 16],
+            span_id: vec![0, 0, 0, 0, 0, 0, 0, id],
+            parent_span_id: parent
+                .map(|p| vec![0, 0, 0, 0, 0, 0, 0, p])
+                .unwrap_or_default(),
+            name: name.into(),
+            start_time_unix_nano: 1_000 + id as u64,
+            end_time_unix_nano: 2_000_000_000,
+            attributes: vec![KeyValue {
+                key: attr.into(),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::BoolValue(true)),
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    /// Root 1 with children 2 (`.child`) and 3 (`.child2`); span 9's parent 8 is missing.
+    fn fixture() -> Trace {
+        Trace {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![string_attribute("service.name", "svc")],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![
+                        span(1, None, "RootSpan", "parent"),
+                        span(2, Some(1), "MySpan", "child"),
+                        span(3, Some(1), "", "child2"),
+                        span(9, Some(8), "BrokenSpan", "broken"),
+                    ],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    fn matched_ids(query: &str) -> Vec<String> {
+        let compiled = CompiledSearch::new(parse_and_validate(query).expect(query)).expect(query);
+        let options = SearchOptions {
+            spans_per_spanset: 100,
+            ..SearchOptions::default()
+        };
+        let found = compiled
+            .run(
+                &Evaluator::default(),
+                &TraceId([1; 16]),
+                &fixture(),
+                &options,
+            )
+            .expect(query);
+        let mut ids: Vec<String> = found
+            .map(|m| {
+                m.json["spanSets"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|s| s["spans"].as_array().cloned().unwrap_or_default())
+                    .map(|s| s["spanID"].as_str().unwrap_or_default()[14..].to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn structural_operators_on_real_nested_sets() {
+        assert_eq!(matched_ids("{ .parent } >> {}"), ["02", "03"]);
+        assert_eq!(matched_ids("{ .parent } > { .child }"), ["02"]);
+        assert_eq!(matched_ids("{ .child } < {}"), ["01"]);
+        assert_eq!(matched_ids("{ .child } << {}"), ["01"]);
+        assert_eq!(matched_ids("{ .child } ~ {}"), ["03"]);
+        assert_eq!(matched_ids("{ .parent } &>> { .child }"), ["01", "02"]);
+        assert_eq!(matched_ids("{} !~ {}"), ["01"]);
+        assert_eq!(
+            matched_ids(r#"{ name = "does-not-exist" } !< { name = "MySpan" }"#),
+            ["02"]
+        );
+        assert!(matched_ids("{ .broken } << {}").is_empty());
+        assert_eq!(
+            matched_ids(r#"{ rootName = "RootSpan" && .broken }"#),
+            ["09"]
+        );
+        assert_eq!(matched_ids("{ span:childCount = 2 }"), ["01"]);
+        assert_eq!(
+            // 34 hex digits: the literal's leading zeros are dropped like Tempo does.
+            matched_ids(r#"{ trace:id = "0001010101010101010101010101010101" }"#),
+            ["01", "02", "03", "09"]
+        );
+    }
+
+    #[test]
+    fn missing_root_uses_tempos_placeholder() {
+        let mut trace = fixture();
+        trace.resource_spans[0].scope_spans[0].spans.remove(0);
+        let compiled = CompiledSearch::new(parse_and_validate("{}").expect("{}")).expect("{}");
+        let found = compiled
+            .run(
+                &Evaluator::default(),
+                &TraceId([1; 16]),
+                &trace,
+                &SearchOptions::default(),
+            )
+            .expect("runs")
+            .expect("matches");
+        assert_eq!(found.json["rootServiceName"], ROOT_SPAN_NOT_YET_RECEIVED);
+        assert!(found.json.get("rootTraceName").is_none());
+        assert_eq!(found.json["spanSets"][0]["matched"], 3);
+    }
+}
