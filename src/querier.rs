@@ -4,15 +4,40 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use std::collections::HashMap;
+
 use crate::ingester::Ingester;
-use crate::model::{combine, Trace, TraceId};
+use crate::model::{combine, trace_time_range, Trace, TraceId};
 use crate::tempodb::Store;
+use crate::traceql::eval::{Evaluator, StructuralMode};
+use crate::traceql::search::{CompiledSearch, SearchOptions};
 
 /// A read that failed for a reason other than the caller's input.
 #[derive(Debug, thiserror::Error)]
 pub enum QuerierError {
     #[error("reading blocks of tenant {tenant:?} failed: {reason}")]
     Store { tenant: String, reason: String },
+    /// The query failed while running (`!` on a missing value, integer division by zero, …).
+    #[error("{0}")]
+    Evaluation(String),
+    /// A background task failed.
+    #[error("search task failed: {0}")]
+    Task(String),
+}
+
+/// What a search found, with what it cost (Tempo's `SearchMetrics`).
+#[derive(Debug, Default)]
+pub struct SearchOutcome {
+    /// Matching traces as `TraceSearchMetadata` JSON, most recent first.
+    pub traces: Vec<serde_json::Value>,
+    /// Traces the query ran on.
+    pub inspected_traces: u64,
+    /// Encoded bytes read (head pieces and block objects' traces).
+    pub inspected_bytes: u64,
+    /// Blocks scanned.
+    pub total_blocks: u64,
+    /// Spans the query ran on.
+    pub inspected_spans: u64,
 }
 
 /// Trace-by-ID result with what it cost.
@@ -70,5 +95,99 @@ impl Querier {
             trace: Some(trace),
             inspected_bytes,
         })
+    }
+
+    /// Runs a search over the ingester's memory and, when `options.window` is set, every
+    /// block overlapping it, in every given tenant. Pieces of one trace are combined before
+    /// the query runs; traces are tried most recent first and the search stops at `limit`
+    /// matches. Blocks are decoded in full (no column pruning yet); decoding and evaluation
+    /// run on the blocking pool.
+    pub async fn search(
+        &self,
+        tenants: &[String],
+        query: Arc<CompiledSearch>,
+        limit: usize,
+        options: SearchOptions,
+    ) -> Result<SearchOutcome, QuerierError> {
+        let mut head = Vec::new();
+        let mut blocks = Vec::new();
+        for tenant in tenants {
+            head.extend(self.ingester.snapshot(tenant));
+            if let Some((start, end)) = options.window {
+                blocks.extend(
+                    self.store
+                        .blocks(tenant)
+                        .into_iter()
+                        .filter(|meta| meta.overlaps(start, end)),
+                );
+            }
+        }
+        let total_blocks = blocks.len() as u64;
+        let mut block_traces: Vec<(TraceId, Trace)> = Vec::new();
+        for meta in &blocks {
+            let traces =
+                self.store
+                    .read_block_traces(meta)
+                    .await
+                    .map_err(|error| QuerierError::Store {
+                        tenant: meta.tenant_id.clone(),
+                        reason: error.to_string(),
+                    })?;
+            block_traces.extend(traces);
+        }
+        let task = tokio::task::spawn_blocking(move || {
+            let mut inspected_bytes = 0u64;
+            let mut pieces: HashMap<TraceId, Vec<Trace>> = HashMap::new();
+            for head_trace in head {
+                inspected_bytes += head_trace.encoded_bytes() as u64;
+                if let Some(trace) = head_trace.trace() {
+                    pieces.entry(head_trace.trace_id).or_default().push(trace);
+                }
+            }
+            for (id, trace) in block_traces {
+                inspected_bytes += prost::Message::encoded_len(&trace) as u64;
+                pieces.entry(id).or_default().push(trace);
+            }
+            let mut candidates: Vec<(u64, TraceId, Trace)> = pieces
+                .into_iter()
+                .map(|(id, parts)| {
+                    let trace = if parts.len() == 1 {
+                        parts.into_iter().next().unwrap_or_default()
+                    } else {
+                        combine(parts)
+                    };
+                    let start = trace_time_range(&trace).map(|(s, _)| s).unwrap_or(0);
+                    (start, id, trace)
+                })
+                .collect();
+            candidates.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1 .0.cmp(&b.1 .0)));
+            let evaluator = Evaluator::new(StructuralMode::Real);
+            let mut outcome = SearchOutcome {
+                inspected_bytes,
+                total_blocks,
+                ..SearchOutcome::default()
+            };
+            for (_, id, trace) in &candidates {
+                if outcome.traces.len() >= limit {
+                    break;
+                }
+                outcome.inspected_traces += 1;
+                outcome.inspected_spans += trace
+                    .resource_spans
+                    .iter()
+                    .flat_map(|r| &r.scope_spans)
+                    .map(|s| s.spans.len() as u64)
+                    .sum::<u64>();
+                if let Some(found) = query
+                    .run(&evaluator, id, trace, &options)
+                    .map_err(|error| QuerierError::Evaluation(error.to_string()))?
+                {
+                    outcome.traces.push(found.json);
+                }
+            }
+            Ok(outcome)
+        });
+        task.await
+            .map_err(|error| QuerierError::Task(error.to_string()))?
     }
 }

@@ -2,6 +2,7 @@
 //! (reference/tempo-api.md), plus `/ready`, `/metrics` and build info. Shapes only: the logic
 //! lives in the querier.
 
+mod search;
 pub mod trace_json;
 mod traces;
 
@@ -107,6 +108,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/traces/{trace_id}", get(traces::trace_v1))
         .route("/api/v2/traces/{trace_id}", get(traces::trace_v2))
+        .route("/api/search", get(search::search))
         .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found\n") })
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)

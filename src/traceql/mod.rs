@@ -7,9 +7,12 @@
 //! ```
 
 pub mod ast;
+pub mod eval;
 pub mod lexer;
 pub mod parser;
 pub mod rewrite;
+pub mod search;
+pub mod span;
 pub mod static_value;
 pub mod validate;
 

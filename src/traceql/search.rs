@@ -1,0 +1,475 @@
+//! Search over whole traces: runs a validated spanset pipeline on one trace and renders a
+//! match as Tempo's `TraceSearchMetadata` JSON (reference/tempo-api.md §2.0, §2.6). CPU only;
+//! the querier feeds it traces from the head and the blocks.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Map, Value};
+
+use super::ast::*;
+use super::eval::{referenced_attributes, EvalError, Evaluator, Spanset};
+use super::rewrite::apply_default_rewrites;
+use super::span::{trace_spans, SpanData};
+use super::static_value::{format_go_duration, Static, Status};
+use crate::model::{Trace, TraceId};
+
+/// `rootServiceName` of a trace whose root span has not arrived (Tempo's placeholder).
+pub const ROOT_SPAN_NOT_YET_RECEIVED: &str = "<root span not yet received>";
+
+/// A query ready to run on many traces.
+#[derive(Debug, Clone)]
+pub struct CompiledSearch {
+    pipeline: Pipeline,
+    returned: Vec<Attribute>,
+    returns_name: bool,
+    metadata_only: bool,
+}
+
+/// Limits and trace-level conditions of one search.
+#[derive(Debug, Clone, Copy)]
+pub struct SearchOptions {
+    /// Spans listed per spanset (Tempo's `spss`); 0 means the default 3.
+    pub spans_per_spanset: usize,
+    /// Only traces overlapping `[start, end]`, Unix ns.
+    pub window: Option<(u64, u64)>,
+    /// Trace duration at least this many ns.
+    pub min_duration: Option<u64>,
+    /// Trace duration at most this many ns.
+    pub max_duration: Option<u64>,
+}
+
+impl Default for SearchOptions {
+    fn default() -> SearchOptions {
+        SearchOptions {
+            spans_per_spanset: 3,
+            window: None,
+            min_duration: None,
+            max_duration: None,
+        }
+    }
+}
+
+/// One matching trace: its JSON and its start (to order results).
+#[derive(Debug, Clone)]
+pub struct TraceMatch {
+    /// Earliest span start, Unix ns.
+    pub start: u64,
+    /// `TraceSearchMetadata` as proto3 JSON.
+    pub json: Value,
+}
+
+impl CompiledSearch {
+    /// Prepares a validated query for search: applies the default rewrites and normalises
+    /// `trace:id` literals (leading zeros dropped, lowercase). Metrics queries are refused.
+    pub fn new(mut query: Query) -> Result<CompiledSearch, EvalError> {
+        apply_default_rewrites(&mut query);
+        let RootExpr::Pipeline(mut pipeline) = query.root else {
+            return Err(EvalError::Unsupported(
+                "metrics queries are served by /api/metrics, not search".into(),
+            ));
+        };
+        normalise_pipeline(&mut pipeline);
+        let mut returned = referenced_attributes(&pipeline);
+        let returns_name = returned
+            .iter()
+            .any(|a| a.intrinsic == Some(Intrinsic::Name));
+        // Trace-level values and `name` are not span attributes in Tempo's answers.
+        returned.retain(|a| {
+            !matches!(
+                a.intrinsic,
+                Some(
+                    Intrinsic::Name
+                        | Intrinsic::RootName
+                        | Intrinsic::RootServiceName
+                        | Intrinsic::TraceDuration
+                        | Intrinsic::TraceId
+                        | Intrinsic::Parent
+                )
+            ) && !a.parent
+        });
+        Ok(CompiledSearch {
+            pipeline,
+            returned,
+            returns_name,
+            metadata_only: false,
+        })
+    }
+
+    /// Answers with trace metadata only (no `spanSets`, no `serviceStats`), as Tempo does for
+    /// legacy `tags` searches.
+    pub fn metadata_only(mut self) -> CompiledSearch {
+        self.metadata_only = true;
+        self
+    }
+
+    /// Runs the query on one trace; `Some` when it matches (and passes the trace-level
+    /// conditions of `options`).
+    pub fn run(
+        &self,
+        evaluator: &Evaluator,
+        trace_id: &TraceId,
+        trace: &Trace,
+        options: &SearchOptions,
+    ) -> Result<Option<TraceMatch>, EvalError> {
+        let (info, spans) = trace_spans(trace_id.to_trimmed_hex(), trace);
+        if spans.is_empty() {
+            return Ok(None);
+        }
+        let end = info.start.saturating_add(info.duration);
+        if let Some((from, to)) = options.window {
+            if info.start > to || end < from {
+                return Ok(None);
+            }
+        }
+        if options.min_duration.is_some_and(|min| info.duration < min)
+            || options.max_duration.is_some_and(|max| info.duration > max)
+        {
+            return Ok(None);
+        }
+        let all = Spanset {
+            spans: (0..spans.len()).collect(),
+            ..Spanset::default()
+        };
+        let result = evaluator.eval_pipeline(&self.pipeline, vec![all], &spans)?;
+        let result: Vec<Spanset> = result.into_iter().filter(|s| !s.spans.is_empty()).collect();
+        if result.is_empty() {
+            return Ok(None);
+        }
+        let spss = if options.spans_per_spanset == 0 {
+            3
+        } else {
+            options.spans_per_spanset
+        };
+        let mut object = Map::new();
+        object.insert("traceID".into(), json!(info.trace_id_hex));
+        object.insert(
+            "rootServiceName".into(),
+            json!(info
+                .root_service
+                .clone()
+                .unwrap_or_else(|| ROOT_SPAN_NOT_YET_RECEIVED.to_string())),
+        );
+        if let Some(name) = info.root_name.as_ref().filter(|n| !n.is_empty()) {
+            object.insert("rootTraceName".into(), json!(name));
+        }
+        if info.start != 0 {
+            object.insert("startTimeUnixNano".into(), json!(info.start.to_string()));
+        }
+        let duration_ms = info.duration / 1_000_000;
+        if duration_ms != 0 {
+            object.insert("durationMs".into(), json!(duration_ms));
+        }
+        if self.metadata_only {
+            return Ok(Some(TraceMatch {
+                start: info.start,
+                json: Value::Object(object),
+            }));
+        }
+        let sets: Vec<Value> = result
+            .iter()
+            .map(|set| self.spanset_json(set, &spans, spss))
+            .collect();
+        object.insert("spanSets".into(), Value::Array(sets));
+        object.insert("serviceStats".into(), service_stats(&spans));
+        Ok(Some(TraceMatch {
+            start: info.start,
+            json: Value::Object(object),
+        }))
+    }
+
+    fn spanset_json(&self, set: &Spanset, spans: &[SpanData], spss: usize) -> Value {
+        let listed: Vec<Value> = set
+            .spans
+            .iter()
+            .take(spss)
+            .filter_map(|&index| spans.get(index))
+            .map(|span| self.span_json(span))
+            .collect();
+        let mut object = Map::new();
+        if !listed.is_empty() {
+            object.insert("spans".into(), Value::Array(listed));
+        }
+        object.insert("matched".into(), json!(set.spans.len()));
+        let attributes: Vec<Value> = set
+            .attributes
+            .iter()
+            .filter_map(|(key, value)| key_value(key, value))
+            .collect();
+        if !attributes.is_empty() {
+            object.insert("attributes".into(), Value::Array(attributes));
+        }
+        Value::Object(object)
+    }
+
+    fn span_json(&self, span: &SpanData) -> Value {
+        use super::eval::SpanView;
+        let mut object = Map::new();
+        object.insert("spanID".into(), json!(format!("{:0>16}", span.span_id)));
+        if self.returns_name && !span.name.is_empty() {
+            object.insert("name".into(), json!(span.name));
+        }
+        if span.start != 0 {
+            object.insert("startTimeUnixNano".into(), json!(span.start.to_string()));
+        }
+        if span.duration != 0 {
+            object.insert("durationNanos".into(), json!(span.duration.to_string()));
+        }
+        let attributes: Vec<Value> = self
+            .returned
+            .iter()
+            .filter_map(|attr| key_value(&attr.name, &span.value(attr, 0, 0)))
+            .collect();
+        if !attributes.is_empty() {
+            object.insert("attributes".into(), Value::Array(attributes));
+        }
+        Value::Object(object)
+    }
+}
+
+fn service_stats(spans: &[SpanData]) -> Value {
+    let mut stats: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for span in spans {
+        let service = span
+            .resource
+            .iter()
+            .find(|(key, _)| key == "service.name")
+            .and_then(|(_, value)| match value {
+                Static::String(s) => Some(s.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let entry = stats.entry(service).or_default();
+        entry.0 += 1;
+        if span.status == Status::Error {
+            entry.1 += 1;
+        }
+    }
+    let mut object = Map::new();
+    for (service, (count, errors)) in stats {
+        let mut entry = Map::new();
+        entry.insert("spanCount".into(), json!(count));
+        if errors != 0 {
+            entry.insert("errorCount".into(), json!(errors));
+        }
+        object.insert(service, Value::Object(entry));
+    }
+    Value::Object(object)
+}
+
+/// A value as OTLP `AnyValue` proto3 JSON; `None` for nil.
+fn any_value(value: &Static) -> Option<Value> {
+    Some(match value {
+        Static::Nil => return None,
+        Static::Int(i) => json!({"intValue": i.to_string()}),
+        Static::Float(f) if f.is_nan() => json!({"doubleValue": "NaN"}),
+        Static::Float(f) if f.is_infinite() => {
+            json!({"doubleValue": if *f > 0.0 { "Infinity" } else { "-Infinity" }})
+        }
+        Static::Float(f) => json!({"doubleValue": f}),
+        Static::String(s) => json!({"stringValue": s}),
+        Static::Bool(b) => json!({"boolValue": b}),
+        Static::Duration(d) => json!({"stringValue": format_go_duration(*d)}),
+        Static::Status(s) => json!({"stringValue": s.as_str()}),
+        Static::Kind(k) => json!({"stringValue": k.as_str()}),
+        Static::IntArray(v) => array_json(v.iter().map(|x| Static::Int(*x))),
+        Static::FloatArray(v) => array_json(v.iter().map(|x| Static::Float(*x))),
+        Static::StringArray(v) => array_json(v.iter().map(|x| Static::String(x.clone()))),
+        Static::BoolArray(v) => array_json(v.iter().map(|x| Static::Bool(*x))),
+    })
+}
+
+fn array_json(values: impl Iterator<Item = Static>) -> Value {
+    let values: Vec<Value> = values.filter_map(|v| any_value(&v)).collect();
+    if values.is_empty() {
+        json!({"arrayValue": {}})
+    } else {
+        json!({"arrayValue": {"values": values}})
+    }
+}
+
+fn key_value(key: &str, value: &Static) -> Option<Value> {
+    any_value(value).map(|value| json!({"key": key, "value": value}))
+}
+
+fn normalise_pipeline(pipeline: &mut Pipeline) {
+    for stage in &mut pipeline.stages {
+        match stage {
+            Stage::Spanset(expr) => normalise_spanset(expr),
+            Stage::GroupBy(expr) => normalise_field(expr),
+            _ => {}
+        }
+    }
+}
+
+fn normalise_spanset(expr: &mut SpansetExpr) {
+    match expr {
+        SpansetExpr::Filter(field) => normalise_field(field),
+        SpansetExpr::Op { lhs, rhs, .. } => {
+            normalise_spanset(lhs);
+            normalise_spanset(rhs);
+        }
+        SpansetExpr::Pipeline(p) => normalise_pipeline(p),
+    }
+}
+
+/// `trace:id = "00ab"` compares with the trimmed lowercase hex Tempo prints.
+fn normalise_field(expr: &mut FieldExpr) {
+    match expr {
+        FieldExpr::Binary { lhs, rhs, .. } => {
+            let lhs_is_trace_id = matches!(&**lhs, FieldExpr::Attribute(a) if a.intrinsic == Some(Intrinsic::TraceId));
+            let rhs_is_trace_id = matches!(&**rhs, FieldExpr::Attribute(a) if a.intrinsic == Some(Intrinsic::TraceId));
+            if lhs_is_trace_id {
+                trim_trace_id_literal(rhs);
+            }
+            if rhs_is_trace_id {
+                trim_trace_id_literal(lhs);
+            }
+            normalise_field(lhs);
+            normalise_field(rhs);
+        }
+        FieldExpr::Unary { expr, .. } => normalise_field(expr),
+        _ => {}
+    }
+}
+
+fn trim_trace_id_literal(expr: &mut FieldExpr) {
+    let trim = |s: &str| s.to_ascii_lowercase().trim_start_matches('0').to_string();
+    if let FieldExpr::Static(value) = expr {
+        match value {
+            Static::String(s) => *s = trim(s),
+            Static::StringArray(items) => {
+                for item in items.iter_mut() {
+                    *item = trim(item);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::string_attribute;
+    use crate::traceql::parse_and_validate;
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+    fn span(id: u8, parent: Option<u8>, name: &str, attr: &str) -> Span {
+        Span {
+            trace_id: vec![1; 16],
+            span_id: vec![0, 0, 0, 0, 0, 0, 0, id],
+            parent_span_id: parent
+                .map(|p| vec![0, 0, 0, 0, 0, 0, 0, p])
+                .unwrap_or_default(),
+            name: name.into(),
+            start_time_unix_nano: 1_000 + id as u64,
+            end_time_unix_nano: 2_000_000_000,
+            attributes: vec![KeyValue {
+                key: attr.into(),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::BoolValue(true)),
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    /// Root 1 with children 2 (`.child`) and 3 (`.child2`); span 9's parent 8 is missing.
+    fn fixture() -> Trace {
+        Trace {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![string_attribute("service.name", "svc")],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![
+                        span(1, None, "RootSpan", "parent"),
+                        span(2, Some(1), "MySpan", "child"),
+                        span(3, Some(1), "", "child2"),
+                        span(9, Some(8), "BrokenSpan", "broken"),
+                    ],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    fn matched_ids(query: &str) -> Vec<String> {
+        let compiled = CompiledSearch::new(parse_and_validate(query).expect(query)).expect(query);
+        let options = SearchOptions {
+            spans_per_spanset: 100,
+            ..SearchOptions::default()
+        };
+        let found = compiled
+            .run(
+                &Evaluator::default(),
+                &TraceId([1; 16]),
+                &fixture(),
+                &options,
+            )
+            .expect(query);
+        let mut ids: Vec<String> = found
+            .map(|m| {
+                m.json["spanSets"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|s| s["spans"].as_array().cloned().unwrap_or_default())
+                    .map(|s| s["spanID"].as_str().unwrap_or_default()[14..].to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn structural_operators_on_real_nested_sets() {
+        assert_eq!(matched_ids("{ .parent } >> {}"), ["02", "03"]);
+        assert_eq!(matched_ids("{ .parent } > { .child }"), ["02"]);
+        assert_eq!(matched_ids("{ .child } < {}"), ["01"]);
+        assert_eq!(matched_ids("{ .child } << {}"), ["01"]);
+        assert_eq!(matched_ids("{ .child } ~ {}"), ["03"]);
+        assert_eq!(matched_ids("{ .parent } &>> { .child }"), ["01", "02"]);
+        assert_eq!(matched_ids("{} !~ {}"), ["01"]);
+        assert_eq!(
+            matched_ids(r#"{ name = "does-not-exist" } !< { name = "MySpan" }"#),
+            ["02"]
+        );
+        assert!(matched_ids("{ .broken } << {}").is_empty());
+        assert_eq!(
+            matched_ids(r#"{ rootName = "RootSpan" && .broken }"#),
+            ["09"]
+        );
+        assert_eq!(matched_ids("{ span:childCount = 2 }"), ["01"]);
+        assert_eq!(
+            // 34 hex digits: the literal's leading zeros are dropped like Tempo does.
+            matched_ids(r#"{ trace:id = "0001010101010101010101010101010101" }"#),
+            ["01", "02", "03", "09"]
+        );
+    }
+
+    #[test]
+    fn missing_root_uses_tempos_placeholder() {
+        let mut trace = fixture();
+        trace.resource_spans[0].scope_spans[0].spans.remove(0);
+        let compiled = CompiledSearch::new(parse_and_validate("{}").expect("{}")).expect("{}");
+        let found = compiled
+            .run(
+                &Evaluator::default(),
+                &TraceId([1; 16]),
+                &trace,
+                &SearchOptions::default(),
+            )
+            .expect("runs")
+            .expect("matches");
+        assert_eq!(found.json["rootServiceName"], ROOT_SPAN_NOT_YET_RECEIVED);
+        assert!(found.json.get("rootTraceName").is_none());
+        assert_eq!(found.json["spanSets"][0]["matched"], 3);
+    }
+}
