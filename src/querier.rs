@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::ingester::Ingester;
 use crate::model::{combine, trace_time_range, Trace, TraceId};
@@ -123,8 +123,38 @@ impl Querier {
             }
         }
         let total_blocks = blocks.len() as u64;
-        let mut block_traces: Vec<(TraceId, Trace)> = Vec::new();
+        // Newest blocks first; one block is decoded at a time so a search holds at most one
+        // block in memory, and the scan stops as soon as `limit` traces matched.
+        blocks.sort_by_key(|meta| std::cmp::Reverse(meta.end_time));
+        let head_pieces: HashMap<TraceId, Vec<Trace>> = {
+            let mut pieces: HashMap<TraceId, Vec<Trace>> = HashMap::new();
+            for head_trace in head {
+                if let Some(trace) = head_trace.trace() {
+                    pieces.entry(head_trace.trace_id).or_default().push(trace);
+                }
+            }
+            pieces
+        };
+        let head_pieces = Arc::new(head_pieces);
+        let mut state = SearchState {
+            outcome: SearchOutcome {
+                total_blocks,
+                ..SearchOutcome::default()
+            },
+            seen: HashSet::new(),
+        };
+        // The head first: recent traces, each combined with nothing else.
+        let head_candidates: Vec<(TraceId, Trace)> = head_pieces
+            .iter()
+            .map(|(id, parts)| (*id, combine(parts.clone())))
+            .collect();
+        state = self
+            .evaluate_batch(state, head_candidates, &query, limit, &options)
+            .await?;
         for meta in &blocks {
+            if state.outcome.traces.len() >= limit {
+                break;
+            }
             let traces =
                 self.store
                     .read_block_traces(meta)
@@ -133,46 +163,55 @@ impl Querier {
                         tenant: meta.tenant_id.clone(),
                         reason: error.to_string(),
                     })?;
-            block_traces.extend(traces);
-        }
-        let task = tokio::task::spawn_blocking(move || {
-            let mut inspected_bytes = 0u64;
-            let mut pieces: HashMap<TraceId, Vec<Trace>> = HashMap::new();
-            for head_trace in head {
-                inspected_bytes += head_trace.encoded_bytes() as u64;
-                if let Some(trace) = head_trace.trace() {
-                    pieces.entry(head_trace.trace_id).or_default().push(trace);
-                }
-            }
-            for (id, trace) in block_traces {
-                inspected_bytes += prost::Message::encoded_len(&trace) as u64;
-                pieces.entry(id).or_default().push(trace);
-            }
-            let mut candidates: Vec<(u64, TraceId, Trace)> = pieces
+            // A trace that also has spans in the head is judged on all of them.
+            let candidates: Vec<(TraceId, Trace)> = traces
                 .into_iter()
-                .map(|(id, parts)| {
-                    let trace = if parts.len() == 1 {
-                        parts.into_iter().next().unwrap_or_default()
-                    } else {
-                        combine(parts)
-                    };
+                .map(|(id, trace)| match head_pieces.get(&id) {
+                    Some(parts) => {
+                        let mut all = parts.clone();
+                        all.push(trace);
+                        (id, combine(all))
+                    }
+                    None => (id, trace),
+                })
+                .collect();
+            state = self
+                .evaluate_batch(state, candidates, &query, limit, &options)
+                .await?;
+        }
+        Ok(state.outcome)
+    }
+
+    /// Runs the query over one batch of traces (newest first) off the async runtime.
+    async fn evaluate_batch(
+        &self,
+        mut state: SearchState,
+        batch: Vec<(TraceId, Trace)>,
+        query: &Arc<CompiledSearch>,
+        limit: usize,
+        options: &SearchOptions,
+    ) -> Result<SearchState, QuerierError> {
+        let query = Arc::clone(query);
+        let options = *options;
+        let task = tokio::task::spawn_blocking(move || {
+            let mut candidates: Vec<(u64, TraceId, Trace)> = batch
+                .into_iter()
+                .filter(|(id, _)| !state.seen.contains(id))
+                .map(|(id, trace)| {
                     let start = trace_time_range(&trace).map(|(s, _)| s).unwrap_or(0);
                     (start, id, trace)
                 })
                 .collect();
             candidates.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1 .0.cmp(&b.1 .0)));
             let evaluator = Evaluator::new(StructuralMode::Real);
-            let mut outcome = SearchOutcome {
-                inspected_bytes,
-                total_blocks,
-                ..SearchOutcome::default()
-            };
             for (_, id, trace) in &candidates {
-                if outcome.traces.len() >= limit {
+                state.outcome.inspected_bytes += prost::Message::encoded_len(trace) as u64;
+                if state.outcome.traces.len() >= limit {
                     break;
                 }
-                outcome.inspected_traces += 1;
-                outcome.inspected_spans += trace
+                state.seen.insert(*id);
+                state.outcome.inspected_traces += 1;
+                state.outcome.inspected_spans += trace
                     .resource_spans
                     .iter()
                     .flat_map(|r| &r.scope_spans)
@@ -182,12 +221,19 @@ impl Querier {
                     .run(&evaluator, id, trace, &options)
                     .map_err(|error| QuerierError::Evaluation(error.to_string()))?
                 {
-                    outcome.traces.push(found.json);
+                    state.outcome.traces.push(found.json);
                 }
             }
-            Ok(outcome)
+            Ok(state)
         });
         task.await
             .map_err(|error| QuerierError::Task(error.to_string()))?
     }
+}
+
+/// What a search has found so far, carried from batch to batch.
+struct SearchState {
+    outcome: SearchOutcome,
+    /// Traces already judged (a trace in the head and in a block is judged once).
+    seen: HashSet<TraceId>,
 }
