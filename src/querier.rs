@@ -4,13 +4,15 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::ingester::Ingester;
+use crate::ingester::{HeadTrace, Ingester};
 use crate::model::{combine, trace_time_range, Trace, TraceId};
 use crate::tempodb::Store;
+use crate::traceql::ast::Attribute;
 use crate::traceql::eval::{Evaluator, StructuralMode};
 use crate::traceql::search::{CompiledSearch, SearchOptions};
+use crate::traceql::tags::{collect_tag_names, collect_tag_values, TagFilter, TagScope, TagValue};
 
 /// A read that failed for a reason other than the caller's input.
 #[derive(Debug, thiserror::Error)]
@@ -109,53 +111,13 @@ impl Querier {
         limit: usize,
         options: SearchOptions,
     ) -> Result<SearchOutcome, QuerierError> {
-        let mut head = Vec::new();
-        let mut blocks = Vec::new();
-        for tenant in tenants {
-            head.extend(self.ingester.snapshot(tenant));
-            if let Some((start, end)) = options.window {
-                blocks.extend(
-                    self.store
-                        .blocks(tenant)
-                        .into_iter()
-                        .filter(|meta| meta.overlaps(start, end)),
-                );
-            }
-        }
-        let total_blocks = blocks.len() as u64;
-        let mut block_traces: Vec<(TraceId, Trace)> = Vec::new();
-        for meta in &blocks {
-            let traces =
-                self.store
-                    .read_block_traces(meta)
-                    .await
-                    .map_err(|error| QuerierError::Store {
-                        tenant: meta.tenant_id.clone(),
-                        reason: error.to_string(),
-                    })?;
-            block_traces.extend(traces);
-        }
+        let gathered = self.gather(tenants, options.window).await?;
+        let total_blocks = gathered.total_blocks;
         let task = tokio::task::spawn_blocking(move || {
-            let mut inspected_bytes = 0u64;
-            let mut pieces: HashMap<TraceId, Vec<Trace>> = HashMap::new();
-            for head_trace in head {
-                inspected_bytes += head_trace.encoded_bytes() as u64;
-                if let Some(trace) = head_trace.trace() {
-                    pieces.entry(head_trace.trace_id).or_default().push(trace);
-                }
-            }
-            for (id, trace) in block_traces {
-                inspected_bytes += prost::Message::encoded_len(&trace) as u64;
-                pieces.entry(id).or_default().push(trace);
-            }
-            let mut candidates: Vec<(u64, TraceId, Trace)> = pieces
+            let (traces, inspected_bytes) = gathered.combine();
+            let mut candidates: Vec<(u64, TraceId, Trace)> = traces
                 .into_iter()
-                .map(|(id, parts)| {
-                    let trace = if parts.len() == 1 {
-                        parts.into_iter().next().unwrap_or_default()
-                    } else {
-                        combine(parts)
-                    };
+                .map(|(id, trace)| {
                     let start = trace_time_range(&trace).map(|(s, _)| s).unwrap_or(0);
                     (start, id, trace)
                 })
@@ -190,4 +152,158 @@ impl Querier {
         task.await
             .map_err(|error| QuerierError::Task(error.to_string()))?
     }
+    /// Collects what a read over `window` sees in every given tenant: the head (always) and,
+    /// when `window` is set, the blocks overlapping it (Unix nanoseconds).
+    async fn gather(
+        &self,
+        tenants: &[String],
+        window: Option<(u64, u64)>,
+    ) -> Result<Gathered, QuerierError> {
+        let mut head = Vec::new();
+        let mut blocks = Vec::new();
+        for tenant in tenants {
+            head.extend(self.ingester.snapshot(tenant));
+            if let Some((start, end)) = window {
+                blocks.extend(
+                    self.store
+                        .blocks(tenant)
+                        .into_iter()
+                        .filter(|meta| meta.overlaps(start, end)),
+                );
+            }
+        }
+        let total_blocks = blocks.len() as u64;
+        let mut block_traces: Vec<(TraceId, Trace)> = Vec::new();
+        for meta in &blocks {
+            let traces =
+                self.store
+                    .read_block_traces(meta)
+                    .await
+                    .map_err(|error| QuerierError::Store {
+                        tenant: meta.tenant_id.clone(),
+                        reason: error.to_string(),
+                    })?;
+            block_traces.extend(traces);
+        }
+        Ok(Gathered {
+            head,
+            block_traces,
+            total_blocks,
+        })
+    }
+
+    /// Attribute names per scope over the same data a search with `window` sees (the head
+    /// only when `window` is `None`, as Tempo), on spans matching `filter`; at most `limit`
+    /// names per scope.
+    pub async fn tag_names(
+        &self,
+        tenants: &[String],
+        scopes: Vec<TagScope>,
+        filter: TagFilter,
+        window: Option<(u64, u64)>,
+        limit: usize,
+    ) -> Result<TagNamesOutcome, QuerierError> {
+        let gathered = self.gather(tenants, window).await?;
+        let task = tokio::task::spawn_blocking(move || {
+            let (traces, inspected_bytes) = gathered.combine();
+            let names = collect_tag_names(
+                traces.iter().map(|(id, trace)| (id, trace)),
+                &scopes,
+                &filter,
+                window,
+                limit,
+            );
+            TagNamesOutcome {
+                names,
+                inspected_bytes,
+            }
+        });
+        task.await
+            .map_err(|error| QuerierError::Task(error.to_string()))
+    }
+
+    /// Distinct typed values of `attribute` over the same data a search with `window` sees,
+    /// on spans matching `filter`; at most `limit` values.
+    pub async fn tag_values(
+        &self,
+        tenants: &[String],
+        attribute: Attribute,
+        filter: TagFilter,
+        window: Option<(u64, u64)>,
+        limit: usize,
+    ) -> Result<TagValuesOutcome, QuerierError> {
+        let gathered = self.gather(tenants, window).await?;
+        let task = tokio::task::spawn_blocking(move || {
+            let (traces, inspected_bytes) = gathered.combine();
+            let values = collect_tag_values(
+                traces.iter().map(|(id, trace)| (id, trace)),
+                &attribute,
+                &filter,
+                window,
+                limit,
+            );
+            TagValuesOutcome {
+                values,
+                inspected_bytes,
+            }
+        });
+        task.await
+            .map_err(|error| QuerierError::Task(error.to_string()))
+    }
+}
+
+/// What a read gathered, not yet decoded or combined.
+struct Gathered {
+    head: Vec<HeadTrace>,
+    block_traces: Vec<(TraceId, Trace)>,
+    total_blocks: u64,
+}
+
+impl Gathered {
+    /// Decodes the head, combines the pieces of each trace; also the bytes inspected. CPU
+    /// work: call on the blocking pool.
+    fn combine(self) -> (Vec<(TraceId, Trace)>, u64) {
+        let mut inspected_bytes = 0u64;
+        let mut pieces: HashMap<TraceId, Vec<Trace>> = HashMap::new();
+        for head_trace in self.head {
+            inspected_bytes += head_trace.encoded_bytes() as u64;
+            if let Some(trace) = head_trace.trace() {
+                pieces.entry(head_trace.trace_id).or_default().push(trace);
+            }
+        }
+        for (id, trace) in self.block_traces {
+            inspected_bytes += prost::Message::encoded_len(&trace) as u64;
+            pieces.entry(id).or_default().push(trace);
+        }
+        let traces = pieces
+            .into_iter()
+            .map(|(id, parts)| {
+                let trace = if parts.len() == 1 {
+                    parts.into_iter().next().unwrap_or_default()
+                } else {
+                    combine(parts)
+                };
+                (id, trace)
+            })
+            .collect();
+        (traces, inspected_bytes)
+    }
+}
+
+/// Tag names found, per scope.
+#[derive(Debug, Default)]
+pub struct TagNamesOutcome {
+    /// Names per scope (scopes without names may be absent).
+    pub names: BTreeMap<TagScope, BTreeSet<String>>,
+    /// Encoded bytes read.
+    pub inspected_bytes: u64,
+}
+
+/// Tag values found.
+#[derive(Debug, Default)]
+pub struct TagValuesOutcome {
+    /// Distinct typed values, first seen first.
+    pub values: Vec<TagValue>,
+    /// Encoded bytes read.
+    pub inspected_bytes: u64,
 }
