@@ -13,8 +13,8 @@ use serde_json::{json, Map, Value};
 use super::search::parse_window;
 use super::{read_tenants, ApiError, ApiState};
 use crate::traceql::ast::{Attribute, AttributeScope};
-use crate::traceql::parse_identifier;
 use crate::traceql::tags::{virtual_values, TagFilter, TagScope, INTRINSIC_TAGS};
+use crate::traceql::{parse_identifier, ParseError};
 
 /// Tags per scope, or values, when `limit` is absent or 0.
 pub const DEFAULT_TAG_LIMIT: usize = 1000;
@@ -160,6 +160,27 @@ fn not_found() -> Response {
     (StatusCode::NOT_FOUND, "404 page not found\n").into_response()
 }
 
+/// Tempo's `ParseIdentifier` reports a bare word as `unknown identifier: app` where the
+/// query grammar says `syntax error: unexpected IDENTIFIER`.
+fn identifier_error(tag: &str, mut error: ParseError) -> ParseError {
+    if error
+        .message
+        .starts_with("syntax error: unexpected IDENTIFIER")
+        && error.line == 1
+    {
+        // The tag was parsed inside `{…}`: column 2 is its first character.
+        let word: String = tag
+            .chars()
+            .skip(error.col.saturating_sub(2))
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        if !word.is_empty() {
+            error.message = format!("unknown identifier: {word}");
+        }
+    }
+    error
+}
+
 /// `GET /api/search/tag/{tag}/values`: the values of an unscoped attribute, as strings.
 pub async fn tag_values_v1(
     State(state): State<Arc<ApiState>>,
@@ -206,7 +227,8 @@ pub async fn tag_values_v2(
     let tenants = read_tenants(&state, &headers)?;
     let attribute = parse_identifier(tag).map_err(|error| {
         ApiError::bad_request(format!(
-            "please provide a valid tagName: failed to parse identifier {tag}: {error}"
+            "please provide a valid tagName: failed to parse identifier {tag}: {}",
+            identifier_error(tag, error)
         ))
     })?;
     let window = parse_window(&params)?;
