@@ -251,6 +251,10 @@ async fn tags_errors_and_tolerance() {
     let body: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(body["scopes"][0]["tags"].as_array().unwrap().len(), 5);
 
+    let (_, _, text) = get(&vivace, "/api/search/tags", &p(&[("limit", "4")])).await;
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["tagNames"].as_array().unwrap().len(), 4, "{text}");
+
     // Tag names may contain slashes; a path not ending in /values is not a route.
     let (status, _, text) = get(&vivace, "/api/v2/search/tag/.a%2Fb/values", &[]).await;
     assert_eq!(status, 200, "{text}");

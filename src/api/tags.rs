@@ -108,8 +108,8 @@ async fn tag_names(
     })
 }
 
-/// `GET /api/search/tags`: names of every scope merged (`tagNames`); intrinsics only for
-/// `scope=intrinsic`.
+/// `GET /api/search/tags`: names of every scope merged (`tagNames`, at most `limit`);
+/// intrinsics only for `scope=intrinsic`.
 pub async fn tags_v1(
     State(state): State<Arc<ApiState>>,
     headers: HeaderMap,
@@ -120,8 +120,9 @@ pub async fn tags_v1(
     if params.get("scope").map(String::as_str) == Some("intrinsic") {
         merged.extend(INTRINSIC_TAGS.iter().map(|t| t.to_string()));
     }
+    let limit = parse_limit(&params)?;
     Ok(json_response(json!({
-        "tagNames": merged.into_iter().collect::<Vec<_>>(),
+        "tagNames": merged.into_iter().take(limit).collect::<Vec<_>>(),
         "metrics": metrics(found.inspected_bytes),
     })))
 }
