@@ -4,13 +4,16 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use crate::ingester::Ingester;
+use crate::ingester::{HeadTrace, Ingester};
 use crate::model::{combine, trace_time_range, Trace, TraceId};
+use crate::tempodb::meta::BlockMeta;
 use crate::tempodb::Store;
+use crate::traceql::ast::Attribute;
 use crate::traceql::eval::{Evaluator, StructuralMode};
 use crate::traceql::search::{CompiledSearch, SearchOptions};
+use crate::traceql::tags::{collect_tag_names, collect_tag_values, TagFilter, TagScope, TagValue};
 
 /// A read that failed for a reason other than the caller's input.
 #[derive(Debug, thiserror::Error)]
@@ -98,10 +101,9 @@ impl Querier {
     }
 
     /// Runs a search over the ingester's memory and, when `options.window` is set, every
-    /// block overlapping it, in every given tenant. Pieces of one trace are combined before
-    /// the query runs; traces are tried most recent first and the search stops at `limit`
-    /// matches. Blocks are decoded in full (no column pruning yet); decoding and evaluation
-    /// run on the blocking pool.
+    /// block overlapping it, in every given tenant. Traces are tried most recent first and
+    /// the search stops at `limit` matches; blocks are decoded one at a time (no column
+    /// pruning yet), newest first, so a search holds at most one block in memory.
     pub async fn search(
         &self,
         tenants: &[String],
@@ -109,11 +111,60 @@ impl Querier {
         limit: usize,
         options: SearchOptions,
     ) -> Result<SearchOutcome, QuerierError> {
+        let plan = self.plan(tenants, options.window);
+        let state = SearchState {
+            outcome: SearchOutcome {
+                total_blocks: plan.blocks.len() as u64,
+                ..SearchOutcome::default()
+            },
+            seen: HashSet::new(),
+        };
+        let state = self
+            .scan(plan, state, move |state, batch| {
+                let mut candidates: Vec<(u64, TraceId, Trace)> = batch
+                    .into_iter()
+                    .filter(|(id, _)| !state.seen.contains(id))
+                    .map(|(id, trace)| {
+                        let start = trace_time_range(&trace).map(|(s, _)| s).unwrap_or(0);
+                        (start, id, trace)
+                    })
+                    .collect();
+                candidates.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1 .0.cmp(&b.1 .0)));
+                let evaluator = Evaluator::new(StructuralMode::Real);
+                for (_, id, trace) in &candidates {
+                    if state.outcome.traces.len() >= limit {
+                        break;
+                    }
+                    state.seen.insert(*id);
+                    state.outcome.inspected_bytes += prost::Message::encoded_len(trace) as u64;
+                    state.outcome.inspected_traces += 1;
+                    state.outcome.inspected_spans += trace
+                        .resource_spans
+                        .iter()
+                        .flat_map(|r| &r.scope_spans)
+                        .map(|s| s.spans.len() as u64)
+                        .sum::<u64>();
+                    if let Some(found) = query
+                        .run(&evaluator, id, trace, &options)
+                        .map_err(|error| QuerierError::Evaluation(error.to_string()))?
+                    {
+                        state.outcome.traces.push(found.json);
+                    }
+                }
+                Ok(state.outcome.traces.len() < limit)
+            })
+            .await?;
+        Ok(state.outcome)
+    }
+
+    /// Where a read over `window` looks in every given tenant: the head (always) and, when
+    /// `window` is set, the blocks overlapping it (Unix nanoseconds), newest first.
+    fn plan(&self, tenants: &[String], window: Option<(u64, u64)>) -> ReadPlan {
         let mut head = Vec::new();
         let mut blocks = Vec::new();
         for tenant in tenants {
             head.extend(self.ingester.snapshot(tenant));
-            if let Some((start, end)) = options.window {
+            if let Some((start, end)) = window {
                 blocks.extend(
                     self.store
                         .blocks(tenant)
@@ -122,37 +173,41 @@ impl Querier {
                 );
             }
         }
-        let total_blocks = blocks.len() as u64;
-        // Newest blocks first; one block is decoded at a time so a search holds at most one
-        // block in memory, and the scan stops as soon as `limit` traces matched.
         blocks.sort_by_key(|meta| std::cmp::Reverse(meta.end_time));
-        let head_pieces: HashMap<TraceId, Vec<Trace>> = {
+        ReadPlan { head, blocks }
+    }
+
+    /// Feeds `visit` batches of whole traces on the blocking pool: first the head, then one
+    /// block at a time (a block's trace that also has pieces in the head comes combined with
+    /// them). Stops early when `visit` returns `false`. Memory: the head plus one block.
+    async fn scan<S, F>(&self, plan: ReadPlan, state: S, visit: F) -> Result<S, QuerierError>
+    where
+        S: Send + 'static,
+        F: Fn(&mut S, Vec<(TraceId, Trace)>) -> Result<bool, QuerierError> + Send + Sync + 'static,
+    {
+        let visit = Arc::new(visit);
+        let head = plan.head;
+        let head_visit = Arc::clone(&visit);
+        let (head_pieces, mut state, mut keep_going) = tokio::task::spawn_blocking(move || {
+            let mut state = state;
             let mut pieces: HashMap<TraceId, Vec<Trace>> = HashMap::new();
             for head_trace in head {
                 if let Some(trace) = head_trace.trace() {
                     pieces.entry(head_trace.trace_id).or_default().push(trace);
                 }
             }
-            pieces
-        };
+            let batch = pieces
+                .iter()
+                .map(|(id, parts)| (*id, combine(parts.clone())))
+                .collect();
+            let keep_going = head_visit(&mut state, batch)?;
+            Ok::<_, QuerierError>((pieces, state, keep_going))
+        })
+        .await
+        .map_err(|error| QuerierError::Task(error.to_string()))??;
         let head_pieces = Arc::new(head_pieces);
-        let mut state = SearchState {
-            outcome: SearchOutcome {
-                total_blocks,
-                ..SearchOutcome::default()
-            },
-            seen: HashSet::new(),
-        };
-        // The head first: recent traces, each combined with nothing else.
-        let head_candidates: Vec<(TraceId, Trace)> = head_pieces
-            .iter()
-            .map(|(id, parts)| (*id, combine(parts.clone())))
-            .collect();
-        state = self
-            .evaluate_batch(state, head_candidates, &query, limit, &options)
-            .await?;
-        for meta in &blocks {
-            if state.outcome.traces.len() >= limit {
+        for meta in &plan.blocks {
+            if !keep_going {
                 break;
             }
             let traces =
@@ -163,72 +218,116 @@ impl Querier {
                         tenant: meta.tenant_id.clone(),
                         reason: error.to_string(),
                     })?;
-            // A trace that also has spans in the head is judged on all of them.
-            let candidates: Vec<(TraceId, Trace)> = traces
-                .into_iter()
-                .map(|(id, trace)| match head_pieces.get(&id) {
-                    Some(parts) => {
-                        let mut all = parts.clone();
-                        all.push(trace);
-                        (id, combine(all))
-                    }
-                    None => (id, trace),
-                })
-                .collect();
-            state = self
-                .evaluate_batch(state, candidates, &query, limit, &options)
-                .await?;
+            let (block_visit, head_pieces) = (Arc::clone(&visit), Arc::clone(&head_pieces));
+            let (next_state, next) = tokio::task::spawn_blocking(move || {
+                let mut state = state;
+                let batch = traces
+                    .into_iter()
+                    .map(|(id, trace)| match head_pieces.get(&id) {
+                        Some(parts) => {
+                            let mut all = parts.clone();
+                            all.push(trace);
+                            (id, combine(all))
+                        }
+                        None => (id, trace),
+                    })
+                    .collect();
+                let keep_going = block_visit(&mut state, batch)?;
+                Ok::<_, QuerierError>((state, keep_going))
+            })
+            .await
+            .map_err(|error| QuerierError::Task(error.to_string()))??;
+            state = next_state;
+            keep_going = next;
         }
-        Ok(state.outcome)
+        Ok(state)
     }
 
-    /// Runs the query over one batch of traces (newest first) off the async runtime.
-    async fn evaluate_batch(
+    /// Attribute names per scope over the same data a search with `window` sees (the head
+    /// only when `window` is `None`, as Tempo), on spans matching `filter`; at most `limit`
+    /// names per scope.
+    pub async fn tag_names(
         &self,
-        mut state: SearchState,
-        batch: Vec<(TraceId, Trace)>,
-        query: &Arc<CompiledSearch>,
+        tenants: &[String],
+        scopes: Vec<TagScope>,
+        filter: TagFilter,
+        window: Option<(u64, u64)>,
         limit: usize,
-        options: &SearchOptions,
-    ) -> Result<SearchState, QuerierError> {
-        let query = Arc::clone(query);
-        let options = *options;
-        let task = tokio::task::spawn_blocking(move || {
-            let mut candidates: Vec<(u64, TraceId, Trace)> = batch
-                .into_iter()
-                .filter(|(id, _)| !state.seen.contains(id))
-                .map(|(id, trace)| {
-                    let start = trace_time_range(&trace).map(|(s, _)| s).unwrap_or(0);
-                    (start, id, trace)
-                })
-                .collect();
-            candidates.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1 .0.cmp(&b.1 .0)));
-            let evaluator = Evaluator::new(StructuralMode::Real);
-            for (_, id, trace) in &candidates {
-                state.outcome.inspected_bytes += prost::Message::encoded_len(trace) as u64;
-                if state.outcome.traces.len() >= limit {
-                    break;
-                }
-                state.seen.insert(*id);
-                state.outcome.inspected_traces += 1;
-                state.outcome.inspected_spans += trace
-                    .resource_spans
-                    .iter()
-                    .flat_map(|r| &r.scope_spans)
-                    .map(|s| s.spans.len() as u64)
-                    .sum::<u64>();
-                if let Some(found) = query
-                    .run(&evaluator, id, trace, &options)
-                    .map_err(|error| QuerierError::Evaluation(error.to_string()))?
-                {
-                    state.outcome.traces.push(found.json);
+    ) -> Result<TagNamesOutcome, QuerierError> {
+        let plan = self.plan(tenants, window);
+        self.scan(plan, TagNamesOutcome::default(), move |outcome, batch| {
+            outcome.inspected_bytes += batch
+                .iter()
+                .map(|(_, trace)| prost::Message::encoded_len(trace) as u64)
+                .sum::<u64>();
+            let names = collect_tag_names(
+                batch.iter().map(|(id, trace)| (id, trace)),
+                &scopes,
+                &filter,
+                window,
+                limit,
+            );
+            for (scope, found) in names {
+                let known = outcome.names.entry(scope).or_default();
+                for name in found {
+                    if known.len() >= limit {
+                        break;
+                    }
+                    known.insert(name);
                 }
             }
-            Ok(state)
-        });
-        task.await
-            .map_err(|error| QuerierError::Task(error.to_string()))?
+            Ok(true)
+        })
+        .await
     }
+
+    /// Distinct typed values of `attribute` over the same data a search with `window` sees,
+    /// on spans matching `filter`; at most `limit` values.
+    pub async fn tag_values(
+        &self,
+        tenants: &[String],
+        attribute: Attribute,
+        filter: TagFilter,
+        window: Option<(u64, u64)>,
+        limit: usize,
+    ) -> Result<TagValuesOutcome, QuerierError> {
+        let plan = self.plan(tenants, window);
+        let outcome = self
+            .scan(
+                plan,
+                (TagValuesOutcome::default(), HashSet::new()),
+                move |(outcome, seen), batch| {
+                    outcome.inspected_bytes += batch
+                        .iter()
+                        .map(|(_, trace)| prost::Message::encoded_len(trace) as u64)
+                        .sum::<u64>();
+                    let values = collect_tag_values(
+                        batch.iter().map(|(id, trace)| (id, trace)),
+                        &attribute,
+                        &filter,
+                        window,
+                        limit,
+                    );
+                    for value in values {
+                        if outcome.values.len() >= limit {
+                            break;
+                        }
+                        if seen.insert(value.clone()) {
+                            outcome.values.push(value);
+                        }
+                    }
+                    Ok(outcome.values.len() < limit)
+                },
+            )
+            .await?;
+        Ok(outcome.0)
+    }
+}
+
+/// Where a read looks: the head and the blocks overlapping its window, newest first.
+struct ReadPlan {
+    head: Vec<HeadTrace>,
+    blocks: Vec<BlockMeta>,
 }
 
 /// What a search has found so far, carried from batch to batch.
@@ -236,4 +335,22 @@ struct SearchState {
     outcome: SearchOutcome,
     /// Traces already judged (a trace in the head and in a block is judged once).
     seen: HashSet<TraceId>,
+}
+
+/// Tag names found, per scope.
+#[derive(Debug, Default)]
+pub struct TagNamesOutcome {
+    /// Names per scope (scopes without names may be absent).
+    pub names: BTreeMap<TagScope, BTreeSet<String>>,
+    /// Encoded bytes read.
+    pub inspected_bytes: u64,
+}
+
+/// Tag values found.
+#[derive(Debug, Default)]
+pub struct TagValuesOutcome {
+    /// Distinct typed values, first seen first.
+    pub values: Vec<TagValue>,
+    /// Encoded bytes read.
+    pub inspected_bytes: u64,
 }

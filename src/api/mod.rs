@@ -3,6 +3,7 @@
 //! lives in the querier.
 
 mod search;
+mod tags;
 pub mod trace_json;
 mod traces;
 
@@ -109,6 +110,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/traces/{trace_id}", get(traces::trace_v1))
         .route("/api/v2/traces/{trace_id}", get(traces::trace_v2))
         .route("/api/search", get(search::search))
+        .route("/api/search/tags", get(tags::tags_v1))
+        .route("/api/v2/search/tags", get(tags::tags_v2))
+        .route("/api/search/tag/{*rest}", get(tags::tag_values_v1))
+        .route("/api/v2/search/tag/{*rest}", get(tags::tag_values_v2))
         .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found\n") })
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)

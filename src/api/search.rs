@@ -35,7 +35,9 @@ fn non_empty<'a>(params: &'a HashMap<String, String>, name: &str) -> Option<&'a 
         .filter(|v| !v.is_empty())
 }
 
-fn parse_window(params: &HashMap<String, String>) -> Result<Option<(u64, u64)>, ApiError> {
+pub(super) fn parse_window(
+    params: &HashMap<String, String>,
+) -> Result<Option<(u64, u64)>, ApiError> {
     let parse = |name: &str| -> Result<u64, ApiError> {
         match non_empty(params, name) {
             None => Ok(0),

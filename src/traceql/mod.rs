@@ -14,6 +14,7 @@ pub mod rewrite;
 pub mod search;
 pub mod span;
 pub mod static_value;
+pub mod tags;
 pub mod validate;
 
 pub use ast::*;
