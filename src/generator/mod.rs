@@ -12,6 +12,7 @@ pub mod exposition;
 pub mod filter;
 pub mod labels;
 pub mod registry;
+pub mod remote_write;
 pub mod servicegraphs;
 pub mod spanmetrics;
 
