@@ -332,6 +332,13 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+fn http_client() -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .user_agent(concat!("vivace/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
 impl RemoteWriter {
     /// Starts collecting from `generator` and sending to every configured target; `None` when
     /// no target is configured. Must run inside a tokio runtime.
@@ -342,10 +349,7 @@ impl RemoteWriter {
         if config.remote_write.is_empty() {
             return Ok(None);
         }
-        let client = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("vivace/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let client = http_client()?;
         let stop = CancellationToken::new();
         let targets: Vec<Arc<Target>> = config
             .remote_write
@@ -390,12 +394,26 @@ impl RemoteWriter {
         })))
     }
 
-    /// Stops collecting and sending; a request in flight is abandoned.
+    /// Stops collecting and sending; a request in flight counts as failed, queued ones as
+    /// dropped.
     pub async fn stop(&self) {
         self.stop.cancel();
         let tasks = std::mem::take(&mut *self.tasks.lock());
         for task in tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+        for target in &self.targets {
+            let left: u64 = target
+                .queue
+                .items
+                .lock()
+                .drain(..)
+                .map(|request| request.samples)
+                .sum();
+            if left > 0 {
+                target.stats.dropped.fetch_add(left, Ordering::Relaxed);
+                tracing::info!(url = %target.config.url, samples = left, "remote write stopped with samples queued");
+            }
         }
     }
 
@@ -723,6 +741,114 @@ mod tests {
         assert_eq!(backoff(0), Duration::from_millis(30));
         assert_eq!(backoff(1), Duration::from_millis(60));
         assert_eq!(backoff(20), Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn sender_sends_the_protocol_headers_retries_5xx_and_429_and_drops_4xx() {
+        use axum::http::{HeaderMap, StatusCode};
+        let statuses = Arc::new(Mutex::new(VecDeque::from([503u16, 429, 204, 400])));
+        let seen = Arc::new(Mutex::new(Vec::<(HeaderMap, Bytes)>::new()));
+        let handler = {
+            let statuses = Arc::clone(&statuses);
+            let seen = Arc::clone(&seen);
+            move |headers: HeaderMap, body: Bytes| async move {
+                seen.lock().push((headers, body));
+                let status = statuses.lock().pop_front().unwrap_or(204);
+                StatusCode::from_u16(status).unwrap_or(StatusCode::NO_CONTENT)
+            }
+        };
+        let app = axum::Router::new().route("/write", axum::routing::post(handler));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let target = Arc::new(Target {
+            config: RemoteWriteConfig {
+                url: format!("http://{address}/write"),
+                headers: [
+                    ("X-Scope-OrgID".to_string(), "tenant-a".to_string()),
+                    ("Content-Type".to_string(), "text/plain".to_string()),
+                ]
+                .into(),
+                bearer_token: Some("secret".into()),
+                ..RemoteWriteConfig::default()
+            },
+            queue: Queue {
+                items: Mutex::new(VecDeque::new()),
+                capacity: 4,
+                ready: Notify::new(),
+            },
+            stats: TargetStats::default(),
+        });
+        let request = WriteRequest {
+            timeseries: collect(&registry_with_data(), "traceID", 5_000),
+        };
+        for _ in 0..2 {
+            target.queue.push(QueuedRequest {
+                body: Bytes::from(encode(&request).unwrap()),
+                samples: 6,
+            });
+        }
+        let stop = CancellationToken::new();
+        let sender = tokio::spawn(send_loop(
+            Arc::clone(&target),
+            http_client().unwrap(),
+            stop.clone(),
+        ));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while target.stats.sent.load(Ordering::Relaxed)
+            + target.stats.failed.load(Ordering::Relaxed)
+            < 12
+        {
+            assert!(tokio::time::Instant::now() < deadline, "sender stuck");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stop.cancel();
+        sender.await.unwrap();
+        // 503 and 429 were retried, 204 sent the first request, 400 refused the second.
+        assert_eq!(target.stats.sent.load(Ordering::Relaxed), 6);
+        assert_eq!(target.stats.failed.load(Ordering::Relaxed), 6);
+        assert_eq!(target.stats.dropped.load(Ordering::Relaxed), 0);
+        let seen = seen.lock();
+        assert_eq!(seen.len(), 4);
+        for (headers, body) in seen.iter() {
+            let header = |name: &str| {
+                let values: Vec<_> = headers
+                    .get_all(name)
+                    .iter()
+                    .map(|value| value.to_str().unwrap().to_string())
+                    .collect();
+                values.join(",")
+            };
+            assert_eq!(header("content-encoding"), "snappy");
+            assert_eq!(header("content-type"), "application/x-protobuf");
+            assert_eq!(header("x-prometheus-remote-write-version"), "0.1.0");
+            assert!(header("user-agent").starts_with("vivace/"));
+            assert_eq!(header("x-scope-orgid"), "tenant-a");
+            assert_eq!(header("authorization"), "Bearer secret");
+            assert_eq!(decode(body).unwrap(), request);
+        }
+    }
+
+    #[test]
+    fn config_parses_targets_and_refuses_bad_ones() {
+        let yaml = "remote_write:\n  - url: http://127.0.0.1:9090/api/v1/write\n    basic_auth: {username: u, password: p}\n    send_exemplars: false\nremote_write_interval: 1s\n";
+        let mut config: GeneratorConfig = serde_yaml::from_str(yaml).unwrap();
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(config.remote_write_interval, Duration::from_secs(1));
+        let target = &config.remote_write[0];
+        assert!(!target.send_exemplars);
+        assert_eq!(target.basic_auth.as_ref().unwrap().username, "u");
+        assert!(RemoteWriteConfig::default().send_exemplars);
+
+        config.remote_write[0].bearer_token = Some("t".into());
+        assert_eq!(config.validate().unwrap_err().0, "remote_write[0]");
+        config.remote_write[0].bearer_token = None;
+        config.remote_write[0].url = "127.0.0.1:9090".into();
+        assert_eq!(config.validate().unwrap_err().0, "remote_write[0].url");
+        config.remote_write[0].url = "https://prometheus/api/v1/write".into();
+        config.remote_write_queue_size = 0;
+        assert_eq!(config.validate().unwrap_err().0, "remote_write_queue_size");
     }
 
     #[test]
