@@ -83,13 +83,18 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
         )
         .with_generator(Arc::clone(&generator)),
     );
+    let remote_writer = crate::generator::remote_write::RemoteWriter::start(
+        &config.metrics_generator,
+        Arc::clone(&generator),
+    )
+    .context("starting the generator's remote write")?;
     let querier = Arc::new(Querier::new(Arc::clone(&ingester), Arc::clone(&store)));
 
     let ingester_for_metrics = Arc::clone(&ingester);
     let store_for_metrics = Arc::clone(&store);
     let jaeger_udp_stats = Arc::new(jaeger::UdpStats::default());
     let udp_stats_for_metrics = Arc::clone(&jaeger_udp_stats);
-    let metrics_sources: Vec<MetricsSource> = vec![
+    let mut metrics_sources: Vec<MetricsSource> = vec![
         Arc::new(move |out: &mut String| udp_stats_for_metrics.render(out)),
         Arc::new(move |out: &mut String| {
             telemetry::render_ingester(&ingester_for_metrics.stats(), out)
@@ -102,6 +107,12 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
             Arc::new(move |out: &mut String| generator.render_own_metrics(out))
         },
     ];
+    if let Some(remote_writer) = &remote_writer {
+        let remote_writer = Arc::clone(remote_writer);
+        metrics_sources.push(Arc::new(move |out: &mut String| {
+            remote_writer.render_metrics(out)
+        }));
+    }
     let api_state = Arc::new(ApiState {
         querier,
         telemetry: Arc::clone(&telemetry),
@@ -179,6 +190,9 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     receivers_stop.cancel();
     ingester.shutdown().await;
     generator.stop();
+    if let Some(remote_writer) = &remote_writer {
+        remote_writer.stop().await;
+    }
     ingester_loop.abort();
     let _ = poller_stop.send(true);
     api_stop.cancel();

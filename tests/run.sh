@@ -34,6 +34,9 @@ if ! python3 -c "import opentelemetry.exporter.zipkin.proto.http, opentelemetry.
       opentelemetry-exporter-zipkin-proto-http==1.45.1 opentelemetry-exporter-jaeger-thrift==1.21.0
 fi
 
+step "Prometheus 2.42 (remote-write end-to-end test)"
+command -v prometheus || (apt-get update && apt-get install -y --no-install-recommends prometheus)
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

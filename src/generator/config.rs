@@ -27,6 +27,58 @@ pub struct GeneratorConfig {
     pub max_queued_spans: usize,
     /// Label name of the trace ID in exemplars; Grafana's default is Tempo's `traceID`.
     pub trace_id_label_name: String,
+    /// Prometheus remote write 1.0 targets; every collection is sent to each of them.
+    pub remote_write: Vec<RemoteWriteConfig>,
+    /// How often the series are collected and remote-written (Tempo's `collection_interval`).
+    #[serde(with = "humantime_serde")]
+    pub remote_write_interval: Duration,
+    /// Requests waiting per target; when full the oldest is dropped and its samples counted in
+    /// `vivace_generator_remote_write_samples_total{outcome="dropped"}`.
+    pub remote_write_queue_size: usize,
+    /// Most series in one remote-write request.
+    pub remote_write_max_series_per_request: usize,
+}
+
+/// HTTP basic authentication for a remote-write target.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BasicAuth {
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: String,
+}
+
+/// One `metrics_generator.remote_write` entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RemoteWriteConfig {
+    /// The receiver's URL, for Prometheus `http://host:9090/api/v1/write`.
+    pub url: String,
+    /// Extra request headers (such as `X-Scope-OrgID`); they cannot replace the remote-write
+    /// protocol headers.
+    pub headers: BTreeMap<String, String>,
+    /// HTTP basic authentication.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuth>,
+    /// Sent as `Authorization: Bearer <token>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bearer_token: Option<String>,
+    /// Send the histogram buckets' exemplars (Prometheus stores them only with
+    /// `--enable-feature=exemplar-storage`).
+    pub send_exemplars: bool,
+}
+
+impl Default for RemoteWriteConfig {
+    fn default() -> Self {
+        RemoteWriteConfig {
+            url: String::new(),
+            headers: BTreeMap::new(),
+            basic_auth: None,
+            bearer_token: None,
+            send_exemplars: true,
+        }
+    }
 }
 
 impl Default for GeneratorConfig {
@@ -37,6 +89,10 @@ impl Default for GeneratorConfig {
             metrics_ingestion_time_range_slack: Duration::from_secs(30),
             max_queued_spans: 100_000,
             trace_id_label_name: "traceID".to_string(),
+            remote_write: Vec::new(),
+            remote_write_interval: Duration::from_secs(15),
+            remote_write_queue_size: 100,
+            remote_write_max_series_per_request: 500,
         }
     }
 }
@@ -311,6 +367,33 @@ impl GeneratorConfig {
             return invalid(
                 "trace_id_label_name",
                 format!("{:?} is not a label name", self.trace_id_label_name),
+            );
+        }
+        for (index, target) in self.remote_write.iter().enumerate() {
+            let key = format!("remote_write[{index}]");
+            if !(target.url.starts_with("http://") || target.url.starts_with("https://")) {
+                return invalid(
+                    &format!("{key}.url"),
+                    format!("{:?} is not an http(s) URL", target.url),
+                );
+            }
+            if target.basic_auth.is_some() && target.bearer_token.is_some() {
+                return invalid(
+                    &key,
+                    "basic_auth and bearer_token cannot both be set".into(),
+                );
+            }
+        }
+        if self.remote_write_interval.is_zero() {
+            return invalid("remote_write_interval", "must be greater than 0s".into());
+        }
+        if self.remote_write_queue_size == 0 {
+            return invalid("remote_write_queue_size", "must be greater than 0".into());
+        }
+        if self.remote_write_max_series_per_request == 0 {
+            return invalid(
+                "remote_write_max_series_per_request",
+                "must be greater than 0".into(),
             );
         }
         if self.max_queued_spans == 0 {

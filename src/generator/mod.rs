@@ -12,6 +12,7 @@ pub mod exposition;
 pub mod filter;
 pub mod labels;
 pub mod registry;
+pub mod remote_write;
 pub mod servicegraphs;
 pub mod spanmetrics;
 
@@ -421,7 +422,7 @@ impl Generator {
         }
     }
 
-    /// Runs `f` on the state, for tests and benchmarks.
+    /// Runs `f` on the state: remote write's collection, tests and benchmarks.
     pub fn with_state<T>(&self, f: impl FnOnce(&mut GeneratorState) -> T) -> T {
         f(&mut self.state.lock())
     }

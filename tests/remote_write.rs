@@ -1,0 +1,341 @@
+//! The generator's Prometheus remote write against a real Prometheus 2.42 (Debian's
+//! `/usr/bin/prometheus`) with the remote-write receiver and exemplar storage on: span metrics,
+//! service graphs and a latency quantile are queryable, and the stored exemplars' trace IDs
+//! resolve through vivace's trace-by-ID API.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::Vivace;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, ResourceSpans, ScopeSpans, Span};
+use prost::Message;
+
+const PROMETHEUS: &str = "/usr/bin/prometheus";
+
+/// A Prometheus child process on a loopback port, killed on drop.
+struct Prometheus {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    fn start() -> Prometheus {
+        assert!(
+            Path::new(PROMETHEUS).exists(),
+            "{PROMETHEUS} is missing; install it with: apt-get update && apt-get install -y prometheus"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("vivace-prometheus-")
+            .tempdir()
+            .expect("tempdir");
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(&config, "global:\n  scrape_interval: 15s\n").expect("write config");
+        let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log file");
+        let port = common::free_port();
+        let child = Command::new(PROMETHEUS)
+            .arg("--web.enable-remote-write-receiver")
+            .arg("--enable-feature=exemplar-storage")
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .expect("start prometheus");
+        let mut prometheus = Prometheus { child, port, dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = prometheus.child.try_wait() {
+                panic!("prometheus exited with {status}:\n{}", prometheus.log());
+            }
+            if matches!(
+                common::blocking_get(&prometheus.url("/-/ready")),
+                Ok((200, _))
+            ) {
+                return prometheus;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "prometheus not ready within 30s:\n{}",
+                prometheus.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
+    }
+
+    /// The first value of an instant query, if it has one.
+    async fn query(&self, client: &reqwest::Client, query: &str) -> Option<f64> {
+        let url =
+            reqwest::Url::parse_with_params(&self.url("/api/v1/query"), [("query", query)]).ok()?;
+        let response = client.get(url).send().await.ok()?;
+        let body: serde_json::Value = response.json().await.ok()?;
+        body["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn attribute(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+fn resource_spans(service: &str, span: Span) -> ResourceSpans {
+    ResourceSpans {
+        resource: Some(Resource {
+            attributes: vec![attribute("service.name", service)],
+            ..Default::default()
+        }),
+        scope_spans: vec![ScopeSpans {
+            spans: vec![span],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// A frontend client span and the checkout server span it called, in one trace.
+async fn send_call(client: &reqwest::Client, vivace: &Vivace, trace_id: &[u8]) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let client_span = Span {
+        trace_id: trace_id.to_vec(),
+        span_id: vec![1; 8],
+        name: "GET /checkout".into(),
+        kind: SpanKind::Client as i32,
+        start_time_unix_nano: now - 400_000_000,
+        end_time_unix_nano: now - 50_000_000,
+        ..Default::default()
+    };
+    let server_span = Span {
+        trace_id: trace_id.to_vec(),
+        span_id: vec![2; 8],
+        parent_span_id: vec![1; 8],
+        name: "GET /checkout".into(),
+        kind: SpanKind::Server as i32,
+        start_time_unix_nano: now - 390_000_000,
+        end_time_unix_nano: now - 60_000_000,
+        ..Default::default()
+    };
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![
+            resource_spans("frontend", client_span),
+            resource_spans("checkout", server_span),
+        ],
+    };
+    let response = client
+        .post(format!("{}/v1/traces", vivace.otlp_http_url()))
+        .header("Content-Type", "application/x-protobuf")
+        .body(request.encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+}
+
+/// Polls `query` until it equals `expected`.
+async fn wait_for(
+    client: &reqwest::Client,
+    prometheus: &Prometheus,
+    vivace: &Vivace,
+    query: &str,
+    expected: f64,
+) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let value = prometheus.query(client, query).await;
+        if value == Some(expected) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{query} = {value:?}, expected {expected} within 30s\nprometheus:\n{}\nvivace:\n{}",
+            prometheus.log(),
+            vivace.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prometheus_receives_span_metrics_service_graphs_and_exemplars() {
+    let prometheus = Prometheus::start();
+    let write_url = prometheus.url("/api/v1/write");
+    let vivace = Vivace::start(&format!(
+        "metrics_generator:\n  remote_write_interval: 1s\n  remote_write:\n    - url: {write_url}\n      headers:\n        X-Scope-OrgID: test\n"
+    ));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let first: Vec<u8> = vec![0xa1; 16];
+    let second: Vec<u8> = vec![0xb2; 16];
+
+    send_call(&client, &vivace, &first).await;
+    wait_for(
+        &client,
+        &prometheus,
+        &vivace,
+        "sum(traces_spanmetrics_calls_total)",
+        2.0,
+    )
+    .await;
+    wait_for(
+        &client,
+        &prometheus,
+        &vivace,
+        r#"sum(traces_service_graph_request_total{client="frontend",server="checkout"})"#,
+        1.0,
+    )
+    .await;
+
+    // A second call after Prometheus holds the first values, so rate() sees an increase.
+    send_call(&client, &vivace, &second).await;
+    wait_for(
+        &client,
+        &prometheus,
+        &vivace,
+        r#"sum(traces_spanmetrics_calls_total{service="checkout",span_kind="SPAN_KIND_SERVER"})"#,
+        2.0,
+    )
+    .await;
+    wait_for(
+        &client,
+        &prometheus,
+        &vivace,
+        "sum(traces_spanmetrics_calls_total)",
+        4.0,
+    )
+    .await;
+    wait_for(
+        &client,
+        &prometheus,
+        &vivace,
+        r#"sum(traces_service_graph_request_total{client="frontend",server="checkout"})"#,
+        2.0,
+    )
+    .await;
+
+    let quantile_query =
+        "histogram_quantile(0.5, sum by (le) (rate(traces_spanmetrics_latency_bucket[1m])))";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let quantile = loop {
+        match prometheus.query(&client, quantile_query).await {
+            Some(value) if value.is_finite() => break value,
+            value => assert!(
+                Instant::now() < deadline,
+                "{quantile_query} = {value:?} after 30s"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    // Both calls took 330-350 ms: the 0.256-0.512 bucket.
+    assert!((0.256..=0.512).contains(&quantile), "{quantile}");
+
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let expected: Vec<String> = [&first, &second].iter().map(hex::encode).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let trace_ids = loop {
+        let url = reqwest::Url::parse_with_params(
+            &prometheus.url("/api/v1/query_exemplars"),
+            [
+                ("query", "traces_spanmetrics_latency_bucket"),
+                ("start", &(now - 600).to_string()),
+                ("end", &(now + 600).to_string()),
+            ],
+        )
+        .unwrap();
+        let body: serde_json::Value = client.get(url).send().await.unwrap().json().await.unwrap();
+        let mut trace_ids: Vec<String> = body["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|series| series["exemplars"].as_array().into_iter().flatten())
+            .filter_map(|exemplar| exemplar["labels"]["traceID"].as_str())
+            .map(str::to_string)
+            .collect();
+        trace_ids.sort();
+        trace_ids.dedup();
+        if trace_ids.len() == 2 {
+            break trace_ids;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "exemplars after 30s: {body}\nprometheus:\n{}",
+            prometheus.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(trace_ids, expected);
+    for trace_id in &trace_ids {
+        let response = client
+            .get(vivace.url(&format!("/api/v2/traces/{trace_id:0>32}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status().as_u16(),
+            200,
+            "trace {trace_id} not found"
+        );
+        let trace: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(common::canonical_spans(&trace["trace"]).len(), 2, "{trace}");
+    }
+
+    // The sender's own counters: samples sent, none refused.
+    let metrics = client
+        .get(vivace.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counter = |outcome: &str| -> f64 {
+        let prefix = format!(
+            "vivace_generator_remote_write_samples_total{{url=\"{write_url}\",outcome=\"{outcome}\"}} "
+        );
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in\n{metrics}"))
+    };
+    assert!(counter("sent") > 0.0, "{metrics}");
+    assert_eq!(counter("failed"), 0.0, "{metrics}");
+    assert_eq!(counter("dropped"), 0.0, "{metrics}");
+}
