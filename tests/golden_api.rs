@@ -22,31 +22,6 @@ fn proto_trace_as_json(trace: &Trace) -> Value {
     vivace::api::trace_json::trace_v2(trace, 0)["trace"].clone()
 }
 
-async fn load_dataset(vivace: &Vivace) {
-    let client = reqwest::Client::new();
-    let mut batches: Vec<_> = std::fs::read_dir(shared("golden/tempo-api/dataset"))
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| {
-            path.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("batch-")
-        })
-        .collect();
-    batches.sort();
-    for batch in batches {
-        let response = client
-            .post(format!("{}/v1/traces", vivace.otlp_http_url()))
-            .header("Content-Type", "application/json")
-            .body(std::fs::read(&batch).unwrap())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200, "{}", batch.display());
-    }
-}
-
 async fn replay(vivace: &Vivace, case: &Value) -> (u16, String, Vec<u8>) {
     let request = &case["request"];
     let mut url = vivace.url(request["path"].as_str().unwrap());
@@ -144,7 +119,7 @@ fn check_trace_case(case: &Value, status: u16, content_type: &str, body: &[u8]) 
 #[tokio::test(flavor = "multi_thread")]
 async fn trace_by_id_matches_tempo() {
     let vivace = Vivace::start("");
-    load_dataset(&vivace).await;
+    common::load_dataset(&vivace).await;
     let mut compared = 0;
     for case in golden_cases("traces") {
         let (status, content_type, body) = replay(&vivace, &case).await;
@@ -208,19 +183,6 @@ async fn trace_by_id_matches_tempo() {
     }
 }
 
-fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// Acceptance 2 through the API: vivace pointed at a bucket holding a block Tempo v3.0.3
 /// wrote answers every one of its 133 traces, in JSON and protobuf.
 #[tokio::test(flavor = "multi_thread")]
@@ -230,7 +192,7 @@ async fn serves_blocks_tempo_wrote() {
         .tempdir()
         .unwrap()
         .keep();
-    copy_tree(
+    common::copy_tree(
         &shared("golden/tempo-blocks/generated-by-tempo-v3.0.3/vParquet4"),
         &data.join("blocks"),
     );

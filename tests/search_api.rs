@@ -22,31 +22,6 @@ const KNOWN_TEMPO_DEFECTS: &[(&str, usize, &str)] = &[(
      instances); 44 traces have db-proxy spans without db.system",
 )];
 
-async fn load_dataset(vivace: &Vivace) {
-    let client = reqwest::Client::new();
-    let mut batches: Vec<_> = std::fs::read_dir(shared("golden/tempo-api/dataset"))
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| {
-            path.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("batch-")
-        })
-        .collect();
-    batches.sort();
-    for batch in batches {
-        let response = client
-            .post(format!("{}/v1/traces", vivace.otlp_http_url()))
-            .header("Content-Type", "application/json")
-            .body(std::fs::read(&batch).unwrap())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200, "{}", batch.display());
-    }
-}
-
 fn load_cases(folder: &str) -> BTreeMap<String, Value> {
     let mut cases = BTreeMap::new();
     for entry in std::fs::read_dir(shared(&format!("golden/tempo-api/{folder}"))).unwrap() {
@@ -253,7 +228,7 @@ fn compare(
 #[tokio::test(flavor = "multi_thread")]
 async fn search_matches_tempo() {
     let vivace = Vivace::start("");
-    load_dataset(&vivace).await;
+    common::load_dataset(&vivace).await;
     let cases = load_cases("search");
     let mut failures = Vec::new();
     let mut compared = 0;
@@ -345,19 +320,6 @@ async fn search_parameter_errors() {
     }
 }
 
-fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// Search reads blocks: vivace pointed at a bucket holding a block Tempo v3.0.3 wrote finds
 /// all 133 of its traces for `{}` over the block's time range, and honours `limit`.
 #[tokio::test(flavor = "multi_thread")]
@@ -367,7 +329,7 @@ async fn search_reads_blocks_tempo_wrote() {
         .tempdir()
         .unwrap()
         .keep();
-    copy_tree(
+    common::copy_tree(
         &shared("golden/tempo-blocks/generated-by-tempo-v3.0.3/vParquet4"),
         &data.join("blocks"),
     );

@@ -22,31 +22,6 @@ const KNOWN_TEMPO_DEFECTS: &[(&str, &[&str], &str)] = &[(
      of `{ resource.service.name = \"payments\" }`",
 )];
 
-async fn load_dataset(vivace: &Vivace) {
-    let client = reqwest::Client::new();
-    let mut batches: Vec<_> = std::fs::read_dir(shared("golden/tempo-api/dataset"))
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| {
-            path.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("batch-")
-        })
-        .collect();
-    batches.sort();
-    for batch in batches {
-        let response = client
-            .post(format!("{}/v1/traces", vivace.otlp_http_url()))
-            .header("Content-Type", "application/json")
-            .body(std::fs::read(&batch).unwrap())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200, "{}", batch.display());
-    }
-}
-
 fn load_cases() -> BTreeMap<String, Value> {
     let mut cases = BTreeMap::new();
     for entry in std::fs::read_dir(shared("golden/tempo-api/tags")).unwrap() {
@@ -130,7 +105,7 @@ fn content(kind: &str, body: &Value) -> Result<Content, String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn tags_match_tempo() {
     let vivace = Vivace::start("");
-    load_dataset(&vivace).await;
+    common::load_dataset(&vivace).await;
     let cases = load_cases();
     assert!(!cases.is_empty());
     let mut failures = Vec::new();
@@ -190,7 +165,7 @@ async fn tags_match_tempo() {
 #[tokio::test(flavor = "multi_thread")]
 async fn tags_errors_and_tolerance() {
     let vivace = Vivace::start("");
-    load_dataset(&vivace).await;
+    common::load_dataset(&vivace).await;
     let p = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
         pairs
             .iter()
@@ -271,19 +246,6 @@ async fn tags_errors_and_tolerance() {
     assert_eq!(body["tagNames"].as_array().unwrap().len(), 25, "{text}");
 }
 
-fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// Blocks are read when `start`/`end` is given, and only then (head only otherwise, as
 /// Tempo): vivace pointed at a bucket holding a block Tempo v3.0.3 wrote.
 #[tokio::test(flavor = "multi_thread")]
@@ -293,7 +255,7 @@ async fn tags_read_blocks_in_window() {
         .tempdir()
         .unwrap()
         .keep();
-    copy_tree(
+    common::copy_tree(
         &shared("golden/tempo-blocks/generated-by-tempo-v3.0.3/vParquet4"),
         &data.join("blocks"),
     );

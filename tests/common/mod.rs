@@ -350,3 +350,43 @@ pub fn canonical_spans(
     }
     spans
 }
+
+/// Posts the golden dataset (`../shared/golden/tempo-api/dataset`) over OTLP/HTTP JSON.
+pub async fn load_dataset(vivace: &Vivace) {
+    let client = reqwest::Client::new();
+    let mut batches: Vec<_> = std::fs::read_dir(shared("golden/tempo-api/dataset"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            path.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("batch-")
+        })
+        .collect();
+    batches.sort();
+    for batch in batches {
+        let response = client
+            .post(format!("{}/v1/traces", vivace.otlp_http_url()))
+            .header("Content-Type", "application/json")
+            .body(std::fs::read(&batch).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{}", batch.display());
+    }
+}
+
+/// Copies a directory tree (e.g. a Tempo-written bucket into a test's data directory).
+pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
