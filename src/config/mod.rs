@@ -39,6 +39,19 @@ pub struct Config {
     pub compactor: CompactorConfig,
     /// Span metrics and service graphs from every span, served on `/metrics`.
     pub metrics_generator: GeneratorConfig,
+    /// The team's Prometheus, read by the UI's service pages and by alert-to-trace resolution.
+    pub prometheus: PrometheusConfig,
+}
+
+/// The `prometheus` section: where vivace reads PromQL series and exemplars from.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrometheusConfig {
+    /// Base URL of a Prometheus-compatible query API (e.g. `http://127.0.0.1:9090`). When set,
+    /// the UI's service pages chart `query_range` series and `query_exemplars` from it, and
+    /// alerts are resolved to the exemplar traces of their series. Empty: the UI charts vivace's
+    /// own TraceQL metrics over stored spans and alerts use stored traces only.
+    pub url: String,
 }
 
 /// The `server` section.
