@@ -89,6 +89,10 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     )
     .context("starting the generator's remote write")?;
     let querier = Arc::new(Querier::new(Arc::clone(&ingester), Arc::clone(&store)));
+    let alerts = Arc::new(
+        crate::alerts::Alerts::start(&config.alerts, &config.prometheus.url, Arc::clone(&querier))
+            .context("opening the alerts file")?,
+    );
 
     let ingester_for_metrics = Arc::clone(&ingester);
     let store_for_metrics = Arc::clone(&store);
@@ -107,6 +111,10 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
             Arc::new(move |out: &mut String| generator.render_own_metrics(out))
         },
     ];
+    {
+        let alerts = Arc::clone(&alerts);
+        metrics_sources.push(Arc::new(move |out: &mut String| alerts.render_metrics(out)));
+    }
     if let Some(remote_writer) = &remote_writer {
         let remote_writer = Arc::clone(remote_writer);
         metrics_sources.push(Arc::new(move |out: &mut String| {
@@ -120,6 +128,7 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
         ready: Default::default(),
         metrics_sources,
         generator: Some(Arc::clone(&generator)),
+        alerts,
     });
 
     let http_address = format!(

@@ -2,6 +2,7 @@
 //! data flow reads from the folder names: receiver → distributor → ingester → tempodb →
 //! querier → api.
 
+pub mod alerts;
 pub mod api;
 pub mod app;
 pub mod bench;

@@ -2,6 +2,7 @@
 //! (reference/tempo-api.md), plus `/ready`, `/metrics` and build info. Shapes only: the logic
 //! lives in the querier.
 
+mod alerts;
 mod search;
 mod tags;
 pub mod trace_json;
@@ -15,7 +16,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use axum::Router;
 
 use crate::distributor::{validate_tenant, SINGLE_TENANT};
@@ -37,6 +38,8 @@ pub struct ApiState {
     pub metrics_sources: Vec<MetricsSource>,
     /// The metrics-generator whose series `/metrics` also serves, if it runs.
     pub generator: Option<Arc<crate::generator::Generator>>,
+    /// Alerts received from Alertmanager and the traces behind them.
+    pub alerts: Arc<crate::alerts::Alerts>,
 }
 
 /// An API error: plain-text body as Tempo writes it.
@@ -114,6 +117,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v2/search/tags", get(tags::tags_v2))
         .route("/api/search/tag/{*rest}", get(tags::tag_values_v1))
         .route("/api/v2/search/tag/{*rest}", get(tags::tag_values_v2))
+        .route("/api/alerts/webhook", post(alerts::webhook))
+        .route("/api/alerts", get(alerts::list))
+        .route("/api/alerts/open", get(alerts::open))
+        .route("/api/alerts/{fingerprint}", get(alerts::get_one))
         .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found\n") })
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::alerts::AlertsConfig;
 use crate::distributor::DistributorConfig;
 use crate::generator::GeneratorConfig;
 use crate::ingester::IngesterConfig;
@@ -41,6 +42,8 @@ pub struct Config {
     pub metrics_generator: GeneratorConfig,
     /// The team's Prometheus, read by the UI's service pages and by alert-to-trace resolution.
     pub prometheus: PrometheusConfig,
+    /// Alertmanager webhook in, the traces behind each alert out.
+    pub alerts: AlertsConfig,
 }
 
 /// The `prometheus` section: where vivace reads PromQL series and exemplars from.
@@ -180,6 +183,12 @@ impl Config {
             .validate()
             .map_err(|(key, reason)| ConfigError::Invalid {
                 key: format!("metrics_generator.{key}"),
+                reason,
+            })?;
+        self.alerts
+            .validate()
+            .map_err(|(key, reason)| ConfigError::Invalid {
+                key: format!("alerts.{key}"),
                 reason,
             })?;
         self.distributor

@@ -1,0 +1,725 @@
+//! Alert-to-trace end to end with the files of `deploy/`: Debian's Prometheus 2.42 scrapes
+//! vivace with `deploy/prometheus/red_slo_rules.yml` (the rule file itself; only addresses and
+//! intervals of the configs are changed for the test), Alertmanager 0.25 posts its webhook to
+//! vivace, an error burst on one service fires `ServiceErrorBudgetFastBurn`, and
+//! `/api/alerts` lists the alert with traces that resolve on vivace and are erroring or slow
+//! traces of that service. The same Prometheus then answers every PromQL expression of the
+//! dashboards in `dashboards/`, and vivace parses every TraceQL query in them.
+//! Also: `promtool check config|rules`, `promtool test rules` and `amtool check-config` on
+//! `deploy/`, and the vivace configs of `deploy/` load.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::Vivace;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{
+    span::SpanKind, status::StatusCode, ResourceSpans, ScopeSpans, Span, Status,
+};
+use prost::Message;
+use serde_json::Value;
+
+const PROMETHEUS: &str = "/usr/bin/prometheus";
+const PROMTOOL: &str = "/usr/bin/promtool";
+const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
+const AMTOOL: &str = "/usr/bin/amtool";
+/// Server spans of the burst that fail take this long; the others 20 ms.
+const SLOW_MS: u64 = 600;
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn require(binary: &str, package: &str) {
+    assert!(
+        Path::new(binary).exists(),
+        "{binary} is missing; install it with: apt-get update && apt-get install -y {package}"
+    );
+}
+
+/// Runs a tool and asserts it succeeds, showing its output otherwise.
+fn run_ok(program: &str, args: &[&str], directory: &Path) -> String {
+    let output = Command::new(program)
+        .args(args)
+        .current_dir(directory)
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run {program}: {error}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed:\n{text}"
+    );
+    text
+}
+
+#[test]
+fn deploy_files_pass_promtool_amtool_and_vivace() {
+    require(PROMTOOL, "prometheus");
+    require(AMTOOL, "prometheus-alertmanager");
+    let prometheus_dir = repo("deploy/prometheus");
+    let checked = run_ok(
+        PROMTOOL,
+        &["check", "config", "prometheus.yml"],
+        &prometheus_dir,
+    );
+    assert!(checked.contains("SUCCESS"), "{checked}");
+    let rules = run_ok(
+        PROMTOOL,
+        &["check", "rules", "red_slo_rules.yml"],
+        &prometheus_dir,
+    );
+    assert!(rules.contains("SUCCESS"), "{rules}");
+    let mut tests: Vec<PathBuf> = std::fs::read_dir(&prometheus_dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.to_string_lossy().ends_with("_test.yml"))
+        .collect();
+    tests.sort();
+    assert!(!tests.is_empty(), "deploy/prometheus has no *_test.yml");
+    for test in &tests {
+        let output = run_ok(
+            PROMTOOL,
+            &["test", "rules", &test.to_string_lossy()],
+            &prometheus_dir,
+        );
+        assert!(output.contains("SUCCESS"), "{output}");
+    }
+    let alertmanager = run_ok(
+        AMTOOL,
+        &["check-config", "alertmanager/alertmanager.yml"],
+        &repo("deploy"),
+    );
+    assert!(alertmanager.contains("SUCCESS"), "{alertmanager}");
+
+    // The vivace config of the image/compose and the one inside the Kubernetes ConfigMap load.
+    vivace::config::Config::load(Some(&repo("deploy/vivace.yaml")), Vec::new())
+        .expect("deploy/vivace.yaml is a valid vivace config");
+    let manifests = std::fs::read_to_string(repo("deploy/kubernetes/vivace.yaml")).unwrap();
+    let mut kinds = Vec::new();
+    for document in serde_yaml::Deserializer::from_str(&manifests) {
+        let document = <Value as serde::Deserialize>::deserialize(document).unwrap();
+        let kind = document["kind"].as_str().unwrap().to_string();
+        if kind == "ConfigMap" {
+            let directory = tempfile::tempdir().unwrap();
+            let path = directory.path().join("vivace.yaml");
+            std::fs::write(&path, document["data"]["vivace.yaml"].as_str().unwrap()).unwrap();
+            vivace::config::Config::load(Some(&path), Vec::new())
+                .expect("the ConfigMap's vivace.yaml is a valid vivace config");
+        }
+        if kind == "StatefulSet" {
+            let spec = &document["spec"];
+            assert!(spec["volumeClaimTemplates"][0]["metadata"]["name"] == "data");
+            let container = &spec["template"]["spec"]["containers"][0];
+            assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/ready");
+            assert!(container["volumeMounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|mount| mount["mountPath"] == "/var/lib/vivace"));
+        }
+        kinds.push(kind);
+    }
+    assert_eq!(kinds, ["ConfigMap", "Service", "Service", "StatefulSet"]);
+
+    // compose.yaml: the four services, and every file it mounts exists.
+    let compose: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(repo("deploy/compose.yaml")).unwrap())
+            .unwrap();
+    for service in ["vivace", "prometheus", "alertmanager", "grafana"] {
+        let volumes = compose["services"][service]["volumes"].as_array().unwrap();
+        for volume in volumes {
+            let source = volume.as_str().unwrap().split(':').next().unwrap();
+            if source.starts_with('.') {
+                assert!(
+                    repo("deploy").join(source).exists(),
+                    "compose.yaml mounts {source}, which does not exist"
+                );
+            }
+        }
+    }
+    let dockerfile = std::fs::read_to_string(repo("deploy/Dockerfile")).unwrap();
+    for needed in ["USER 10001", "HEALTHCHECK", "/ready", "VOLUME"] {
+        assert!(dockerfile.contains(needed), "Dockerfile lacks {needed}");
+    }
+}
+
+/// A child process killed on drop, with its log in a temporary directory.
+struct Server {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+    name: &'static str,
+}
+
+impl Server {
+    fn start(name: &'static str, program: &str, args: Vec<String>, port: u16) -> Server {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("vivace-{name}-"))
+            .tempdir()
+            .unwrap();
+        let log = std::fs::File::create(dir.path().join("log")).unwrap();
+        let args: Vec<String> = args
+            .into_iter()
+            .map(|arg| arg.replace("{dir}", &dir.path().display().to_string()))
+            .collect();
+        let child = Command::new(program)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|error| panic!("start {program}: {error}"));
+        let mut server = Server {
+            child,
+            port,
+            dir,
+            name,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("{name} exited with {status}:\n{}", server.log());
+            }
+            if matches!(common::blocking_get(&server.url("/-/ready")), Ok((200, _))) {
+                return server;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} not ready within 60s:\n{}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn log(&self) -> String {
+        format!(
+            "--- {} log ---\n{}",
+            self.name,
+            std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn yaml_file(path: &Path) -> serde_yaml::Value {
+    serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// `deploy/prometheus/prometheus.yml` with test addresses and 1 s intervals; the rule files it
+/// names are used as they are.
+fn prometheus_config(vivace: &Vivace, alertmanager_port: u16) -> String {
+    let mut config = yaml_file(&repo("deploy/prometheus/prometheus.yml"));
+    config["global"]["scrape_interval"] = "1s".into();
+    config["global"]["scrape_timeout"] = "1s".into();
+    config["global"]["evaluation_interval"] = "1s".into();
+    config["global"]["external_labels"]["vivace_url"] = vivace.url("").into();
+    let rule_files: Vec<serde_yaml::Value> = config["rule_files"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|file| {
+            repo("deploy/prometheus")
+                .join(file.as_str().unwrap())
+                .display()
+                .to_string()
+                .into()
+        })
+        .collect();
+    config["rule_files"] = rule_files.into();
+    config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] =
+        vec![serde_yaml::Value::from(format!(
+            "127.0.0.1:{alertmanager_port}"
+        ))]
+        .into();
+    config["scrape_configs"][0]["static_configs"][0]["targets"] = vec![serde_yaml::Value::from(
+        format!("127.0.0.1:{}", vivace.ports.http),
+    )]
+    .into();
+    serde_yaml::to_string(&config).unwrap()
+}
+
+/// `deploy/alertmanager/alertmanager.yml` with vivace's test address and short waits.
+fn alertmanager_config(vivace: &Vivace) -> String {
+    let mut config = yaml_file(&repo("deploy/alertmanager/alertmanager.yml"));
+    config["route"]["group_wait"] = "1s".into();
+    config["route"]["group_interval"] = "2s".into();
+    let url = config["receivers"][0]["webhook_configs"][0]["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = url.split_once("3200").unwrap().1;
+    config["receivers"][0]["webhook_configs"][0]["url"] = vivace.url(path).into();
+    serde_yaml::to_string(&config).unwrap()
+}
+
+fn attribute(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+fn resource_spans(service: &str, span: Span) -> ResourceSpans {
+    ResourceSpans {
+        resource: Some(Resource {
+            attributes: vec![attribute("service.name", service)],
+            ..Default::default()
+        }),
+        scope_spans: vec![ScopeSpans {
+            spans: vec![span],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// One request: a frontend client span calling a checkout server span; failing ones are slow
+/// and have status error.
+fn request(trace_id: [u8; 16], failing: bool) -> Vec<ResourceSpans> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let duration = if failing { SLOW_MS } else { 20 } * 1_000_000;
+    let status = failing.then(|| Status {
+        code: StatusCode::Error as i32,
+        message: "payment declined".into(),
+    });
+    let client = Span {
+        trace_id: trace_id.to_vec(),
+        span_id: vec![1; 8],
+        name: "POST /checkout".into(),
+        kind: SpanKind::Client as i32,
+        start_time_unix_nano: now - duration - 2_000_000,
+        end_time_unix_nano: now,
+        status: status.clone(),
+        ..Default::default()
+    };
+    let server = Span {
+        trace_id: trace_id.to_vec(),
+        span_id: vec![2; 8],
+        parent_span_id: vec![1; 8],
+        name: "POST /checkout".into(),
+        kind: SpanKind::Server as i32,
+        start_time_unix_nano: now - duration - 1_000_000,
+        end_time_unix_nano: now - 1_000_000,
+        status,
+        ..Default::default()
+    };
+    vec![
+        resource_spans("frontend", client),
+        resource_spans("checkout", server),
+    ]
+}
+
+/// Sends `count` requests, `failing` of them failing; returns the failing trace IDs.
+async fn send_requests(
+    client: &reqwest::Client,
+    vivace: &Vivace,
+    count: usize,
+    failing: usize,
+) -> Vec<String> {
+    let mut resource_spans = Vec::new();
+    let mut failing_ids = Vec::new();
+    for index in 0..count {
+        let trace_id: [u8; 16] = rand_id();
+        let fails = index < failing;
+        if fails {
+            failing_ids.push(hex::encode(trace_id));
+        }
+        resource_spans.extend(request(trace_id, fails));
+    }
+    let body = ExportTraceServiceRequest { resource_spans }.encode_to_vec();
+    let response = client
+        .post(format!("{}/v1/traces", vivace.otlp_http_url()))
+        .header("Content-Type", "application/x-protobuf")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    failing_ids
+}
+
+fn rand_id() -> [u8; 16] {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(1);
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&stamp.to_be_bytes());
+    id[8..].copy_from_slice(&COUNTER.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+    id
+}
+
+/// Spans of a `/api/v2/traces` answer as (service, kind, status code name, duration ms).
+fn trace_spans(body: &Value) -> Vec<(String, String, String, u64)> {
+    let mut spans = Vec::new();
+    for batch in body["trace"]["resourceSpans"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let service = batch["resource"]["attributes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|attribute| attribute["key"] == "service.name")
+            .and_then(|attribute| attribute["value"]["stringValue"].as_str())
+            .unwrap_or_default()
+            .to_string();
+        for scope in batch["scopeSpans"].as_array().into_iter().flatten() {
+            for span in scope["spans"].as_array().into_iter().flatten() {
+                let number = |key: &str| {
+                    span[key]
+                        .as_str()
+                        .and_then(|text| text.parse::<u64>().ok())
+                        .unwrap_or(0)
+                };
+                let duration =
+                    (number("endTimeUnixNano") - number("startTimeUnixNano")) / 1_000_000;
+                spans.push((
+                    service.clone(),
+                    span["kind"].as_str().unwrap_or_default().to_string(),
+                    span["status"]["code"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    duration,
+                ));
+            }
+        }
+    }
+    spans
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn error_burst_fires_an_alert_that_links_to_its_traces() {
+    require(PROMETHEUS, "prometheus");
+    require(ALERTMANAGER, "prometheus-alertmanager");
+    let prometheus_port = common::free_port();
+    let alertmanager_port = common::free_port();
+    let data = tempfile::Builder::new()
+        .prefix("vivace-test-")
+        .tempdir()
+        .unwrap()
+        .keep();
+    let mut vivace = Vivace::start_in(
+        &data,
+        common::Ports::pick(),
+        &format!(
+            "prometheus:\n  url: http://127.0.0.1:{prometheus_port}\n\
+alerts:\n  path: {}\n  external_url: http://vivace.example\n",
+            data.join("alerts.json").display()
+        ),
+    );
+
+    let alertmanager_dir = tempfile::tempdir().unwrap();
+    let alertmanager_yml = alertmanager_dir.path().join("alertmanager.yml");
+    std::fs::write(&alertmanager_yml, alertmanager_config(&vivace)).unwrap();
+    let alertmanager = Server::start(
+        "alertmanager",
+        ALERTMANAGER,
+        vec![
+            format!("--config.file={}", alertmanager_yml.display()),
+            "--storage.path={dir}/data".into(),
+            format!("--web.listen-address=127.0.0.1:{alertmanager_port}"),
+            // No gossip: nothing listens beyond loopback.
+            "--cluster.listen-address=".into(),
+        ],
+        alertmanager_port,
+    );
+    let prometheus_dir = tempfile::tempdir().unwrap();
+    let prometheus_yml = prometheus_dir.path().join("prometheus.yml");
+    std::fs::write(
+        &prometheus_yml,
+        prometheus_config(&vivace, alertmanager_port),
+    )
+    .unwrap();
+    let prometheus = Server::start(
+        "prometheus",
+        PROMETHEUS,
+        vec![
+            "--enable-feature=exemplar-storage".into(),
+            "--web.enable-remote-write-receiver".into(),
+            "--storage.tsdb.path={dir}/data".into(),
+            format!("--config.file={}", prometheus_yml.display()),
+            format!("--web.listen-address=127.0.0.1:{prometheus_port}"),
+        ],
+        prometheus_port,
+    );
+    let logs = |vivace: &Vivace| {
+        format!(
+            "{}\n{}\n--- vivace log ---\n{}",
+            prometheus.log(),
+            alertmanager.log(),
+            vivace.log_text()
+        )
+    };
+
+    // Traffic keeps flowing (counters must rise between scrapes); half of checkout's requests
+    // fail, so its error budget burns and the page fires.
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut failing_ids = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let alert = loop {
+        failing_ids.extend(send_requests(&client, &vivace, 10, 5).await);
+        let body: Value = client
+            .get(vivace.url("/api/alerts"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let found = body["alerts"].as_array().and_then(|alerts| {
+            alerts
+                .iter()
+                .find(|alert| {
+                    alert["labels"]["alertname"] == "ServiceErrorBudgetFastBurn"
+                        && !alert["resolvedAt"].as_str().unwrap_or_default().is_empty()
+                })
+                .cloned()
+        });
+        if let Some(alert) = found {
+            break alert;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no resolved ServiceErrorBudgetFastBurn alert in /api/alerts after 180s: {body}\n{}",
+            logs(&vivace)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+
+    // The alert as Alertmanager sent it, with the rule's link to vivace.
+    assert_eq!(alert["status"], "firing", "{alert}");
+    assert_eq!(alert["labels"]["service"], "checkout", "{alert}");
+    assert_eq!(alert["labels"]["severity"], "page", "{alert}");
+    let fingerprint = alert["fingerprint"].as_str().unwrap().to_string();
+    assert_eq!(
+        alert["url"],
+        format!("http://vivace.example/alerts/{fingerprint}")
+    );
+    let link = alert["annotations"]["vivace"].as_str().unwrap().to_string();
+    assert_eq!(
+        link,
+        vivace.url("/api/alerts/open?alertname=ServiceErrorBudgetFastBurn&service=checkout")
+    );
+    let redirect = client.get(&link).send().await.unwrap();
+    assert_eq!(redirect.status(), 303);
+    assert_eq!(
+        redirect.headers()["location"],
+        format!("/alerts/{fingerprint}").as_str()
+    );
+
+    // Its traces: they resolve on vivace and are erroring or slow traces of checkout; the
+    // exemplars Prometheus holds for the alerting series are among them.
+    let traces = alert["traces"].as_array().unwrap();
+    assert!(
+        !traces.is_empty(),
+        "no traces for {alert}\n{}",
+        logs(&vivace)
+    );
+    let reasons: Vec<&str> = traces
+        .iter()
+        .map(|trace| trace["reason"].as_str().unwrap())
+        .collect();
+    assert!(reasons.contains(&"exemplar"), "no exemplar trace: {alert}");
+    for trace in traces {
+        let trace_id = trace["traceId"].as_str().unwrap();
+        assert_eq!(trace_id.len(), 32, "{trace}");
+        let response = client
+            .get(vivace.url(&format!("/api/v2/traces/{trace_id}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "trace {trace_id} does not resolve");
+        let body: Value = response.json().await.unwrap();
+        let checkout: Vec<_> = trace_spans(&body)
+            .into_iter()
+            .filter(|(service, kind, _, _)| service == "checkout" && kind == "SPAN_KIND_SERVER")
+            .collect();
+        assert!(
+            !checkout.is_empty(),
+            "{trace_id} has no checkout span: {body}"
+        );
+        let erroring_or_slow = checkout
+            .iter()
+            .any(|(_, _, status, duration)| status == "STATUS_CODE_ERROR" || *duration >= SLOW_MS);
+        assert!(
+            erroring_or_slow,
+            "{trace} is neither erroring nor slow: {body}"
+        );
+        assert!(
+            failing_ids.iter().any(|id| id == trace_id),
+            "{trace_id} is not one of the failing requests sent"
+        );
+        assert_eq!(trace["rootServiceName"], "frontend", "{trace}");
+        assert_eq!(trace["rootTraceName"], "POST /checkout", "{trace}");
+        assert!(trace["durationMs"].as_u64().unwrap() >= SLOW_MS, "{trace}");
+    }
+    let one: Value = client
+        .get(vivace.url(&format!("/api/alerts/{fingerprint}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["fingerprint"], fingerprint.as_str());
+    let missing = client
+        .get(vivace.url("/api/alerts/0123456789abcdef"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+
+    // Bad payloads are refused naming the field.
+    let bad = client
+        .post(vivace.url("/api/alerts/webhook"))
+        .header("Content-Type", "application/json")
+        .body(r#"{"version":"4","status":"firing","alerts":[{"status":"firing","labels":{"a":"b"},"startsAt":"soon"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let message = bad.text().await.unwrap();
+    assert!(message.contains("alerts[0].startsAt"), "{message}");
+
+    // Dashboards: every PromQL expression answers with data from this Prometheus, every
+    // TraceQL query parses in vivace.
+    check_dashboard_queries(&client, &prometheus, &vivace).await;
+
+    // A restart keeps the alerts and their traces (the file in the data directory).
+    let before: Value = client
+        .get(vivace.url(&format!("/api/alerts/{fingerprint}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    vivace.restart();
+    let after: Value = client
+        .get(vivace.url(&format!("/api/alerts/{fingerprint}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(before["traces"], after["traces"]);
+    assert_eq!(before["startsAt"], after["startsAt"]);
+}
+
+/// Replaces Grafana's variables with values this test's data has.
+fn substitute(query: &str) -> String {
+    query
+        .replace("$__rate_interval", "1m")
+        .replace("$__interval", "15s")
+        .replace("$service", "checkout")
+        .replace("$server", "checkout")
+}
+
+async fn check_dashboard_queries(client: &reqwest::Client, prometheus: &Server, vivace: &Vivace) {
+    let mut promql = Vec::new();
+    let mut traceql = Vec::new();
+    for entry in std::fs::read_dir(repo("dashboards")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let dashboard: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        for panel in dashboard["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                if let Some(expr) = target["expr"].as_str() {
+                    promql.push((path.clone(), panel["title"].clone(), expr.to_string()));
+                }
+                if target["queryType"] == "traceql" {
+                    traceql.push((path.clone(), target["query"].as_str().unwrap().to_string()));
+                }
+            }
+        }
+    }
+    assert!(promql.len() >= 15, "{promql:?}");
+    assert!(!traceql.is_empty());
+    for (path, title, expr) in &promql {
+        let query = substitute(expr);
+        // Scrapes every second: the first attempt may come before a series' second sample.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let url = reqwest::Url::parse_with_params(
+                &prometheus.url("/api/v1/query"),
+                [("query", query.as_str())],
+            )
+            .unwrap();
+            let body: Value = client.get(url).send().await.unwrap().json().await.unwrap();
+            assert_eq!(
+                body["status"],
+                "success",
+                "{} panel {title}: {query} does not parse or run: {body}",
+                path.display()
+            );
+            let has_data = body["data"]["result"].as_array().is_some_and(|result| {
+                result
+                    .iter()
+                    .any(|series| series["value"][1].as_str() != Some("NaN"))
+            });
+            if has_data {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} panel {title}: {query} returns no data: {body}",
+                path.display()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    for (path, query) in &traceql {
+        let query = substitute(query);
+        let url =
+            reqwest::Url::parse_with_params(&vivace.url("/api/search"), [("q", query.as_str())])
+                .unwrap();
+        let response = client.get(url).send().await.unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or_default();
+        assert_eq!(status, 200, "{}: {query}: {body}", path.display());
+        assert!(
+            body["traces"]
+                .as_array()
+                .is_some_and(|traces| !traces.is_empty()),
+            "{}: {query} finds no trace",
+            path.display()
+        );
+    }
+}
