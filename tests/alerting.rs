@@ -489,6 +489,7 @@ alerts:\n  path: {}\n  external_url: http://vivace.example\n",
         .build()
         .unwrap();
     let mut failing_ids = Vec::new();
+    let burst_started = Instant::now();
     let deadline = Instant::now() + Duration::from_secs(180);
     let alert = loop {
         failing_ids.extend(send_requests(&client, &vivace, 10, 5).await);
@@ -510,6 +511,10 @@ alerts:\n  path: {}\n  external_url: http://vivace.example\n",
                 .cloned()
         });
         if let Some(alert) = found {
+            eprintln!(
+                "alert listed with its traces {:?} after the burst started",
+                burst_started.elapsed()
+            );
             break alert;
         }
         assert!(
@@ -549,6 +554,7 @@ alerts:\n  path: {}\n  external_url: http://vivace.example\n",
         "no traces for {alert}\n{}",
         logs(&vivace)
     );
+    eprintln!("traces of the alert: {traces:?}");
     let reasons: Vec<&str> = traces
         .iter()
         .map(|trace| trace["reason"].as_str().unwrap())

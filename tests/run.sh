@@ -37,6 +37,9 @@ fi
 step "Prometheus 2.42 (remote-write end-to-end test)"
 command -v prometheus || (apt-get update && apt-get install -y --no-install-recommends prometheus)
 
+step "Alertmanager 0.25 (alerting end-to-end test, amtool check-config)"
+command -v prometheus-alertmanager || (apt-get update && apt-get install -y --no-install-recommends prometheus-alertmanager)
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

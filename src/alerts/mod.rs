@@ -64,10 +64,9 @@ impl AlertsConfig {
         if self.resolve_queue == 0 {
             return Err(("resolve_queue", "must be at least 1".into()));
         }
-        if !self.external_url.is_empty()
-            && !(self.external_url.starts_with("http://")
-                || self.external_url.starts_with("https://"))
-        {
+        let url = &self.external_url;
+        let absolute = url.starts_with("http://") || url.starts_with("https://");
+        if !url.is_empty() && !absolute {
             return Err((
                 "external_url",
                 format!(

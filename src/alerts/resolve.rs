@@ -279,7 +279,7 @@ impl Resolver {
             match self.search(&tenants, &query, candidates, window).await {
                 Ok(mut traces) => {
                     if !errors_only {
-                        traces.sort_by(|a, b| b.duration_ms.cmp(&a.duration_ms));
+                        traces.sort_by_key(|trace| std::cmp::Reverse(trace.duration_ms));
                     }
                     for mut trace in traces {
                         trace.reason = reason.to_string();
