@@ -609,6 +609,50 @@ alerts:\n  path: {}\n  external_url: http://vivace.example\n",
         .unwrap();
     assert_eq!(missing.status(), 404);
 
+    // The notifications Alertmanager 0.25 sent in the lab, firing then resolved: one alert
+    // whose status and end follow the latest notification.
+    let captured = include_str!("../src/alerts/testdata/webhook_payloads_captured.jsonl");
+    for line in captured.lines() {
+        let body = serde_json::from_str::<Value>(line).unwrap()["body"].to_string();
+        let response = client
+            .post(vivace.url("/api/alerts/webhook"))
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let lab: Value = client
+        .get(vivace.url("/api/alerts/e0dd9954c6bb033a"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(lab["status"], "resolved", "{lab}");
+    assert_eq!(lab["endsAt"], "2026-11-22T00:02:44.932Z", "{lab}");
+    let listed: Value = client
+        .get(vivace.url("/api/alerts"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let fingerprints: Vec<&str> = listed["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|alert| alert["fingerprint"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fingerprints[0], "e0dd9954c6bb033a",
+        "newest first: {fingerprints:?}"
+    );
+    assert!(fingerprints.contains(&fingerprint.as_str()));
+
     // Bad payloads are refused naming the field.
     let bad = client
         .post(vivace.url("/api/alerts/webhook"))
