@@ -709,6 +709,25 @@ async fn check_dashboard_queries(client: &reqwest::Client, prometheus: &Server, 
             continue;
         }
         let dashboard: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        // Variables `label_values(metric, label)` need the metric with that label.
+        for variable in dashboard["templating"]["list"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let definition = variable["definition"].as_str().unwrap_or_default();
+            if let Some(inner) = definition
+                .strip_prefix("label_values(")
+                .and_then(|rest| rest.strip_suffix(')'))
+            {
+                let (metric, label) = inner.split_once(',').unwrap();
+                promql.push((
+                    path.clone(),
+                    variable["name"].clone(),
+                    format!("group by ({}) ({})", label.trim(), metric.trim()),
+                ));
+            }
+        }
         for panel in dashboard["panels"].as_array().unwrap() {
             for target in panel["targets"].as_array().into_iter().flatten() {
                 if let Some(expr) = target["expr"].as_str() {
@@ -718,6 +737,23 @@ async fn check_dashboard_queries(client: &reqwest::Client, prometheus: &Server, 
                     traceql.push((path.clone(), target["query"].as_str().unwrap().to_string()));
                 }
             }
+        }
+    }
+    // The Tempo datasource's trace-to-metrics queries, with the span's service as the tags.
+    let provisioning = repo("provisioning/datasources/vivace.yaml");
+    let datasources: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&provisioning).unwrap()).unwrap();
+    for datasource in datasources["datasources"].as_array().unwrap() {
+        for query in datasource["jsonData"]["tracesToMetrics"]["queries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let expr = query["query"]
+                .as_str()
+                .unwrap()
+                .replace("$$__tags", "service=\"checkout\"");
+            promql.push((provisioning.clone(), query["name"].clone(), expr));
         }
     }
     assert!(promql.len() >= 15, "{promql:?}");
