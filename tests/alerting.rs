@@ -546,6 +546,31 @@ alerts:\n  path: {}\n  external_url: http://vivace.example\n",
         format!("/alerts/{fingerprint}").as_str()
     );
 
+    // Before an alert's notification arrives, the link opens a search for its traces.
+    let early = client
+        .get(vivace.url("/api/alerts/open?alertname=ServiceErrorBudgetFastBurn&service=payments"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(early.status(), 303);
+    let location = early.headers()["location"].to_str().unwrap().to_string();
+    let query = reqwest::Url::parse(&vivace.url(&location))
+        .unwrap()
+        .query_pairs()
+        .find(|(key, _)| key == "q")
+        .map(|(_, value)| value.to_string());
+    assert_eq!(
+        query.as_deref(),
+        Some(r#"{ resource.service.name = "payments" && status = error }"#),
+        "{location}"
+    );
+    let no_labels = client
+        .get(vivace.url("/api/alerts/open"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_labels.status(), 400);
+
     // Its traces: they resolve on vivace and are erroring or slow traces of checkout; the
     // exemplars Prometheus holds for the alerting series are among them.
     let traces = alert["traces"].as_array().unwrap();
