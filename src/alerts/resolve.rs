@@ -302,7 +302,7 @@ impl Resolver {
         limit: usize,
         window: (u64, u64),
     ) -> Result<Vec<AlertTrace>, String> {
-        let parsed = parse_and_validate(query).map_err(|error| format!("{error:?}"))?;
+        let parsed = parse_and_validate(query).map_err(|error| error.to_string())?;
         let compiled = CompiledSearch::new(parsed)
             .map_err(|error| error.to_string())?
             .metadata_only();
