@@ -834,3 +834,104 @@ async fn check_dashboard_queries(client: &reqwest::Client, prometheus: &Server, 
         );
     }
 }
+
+/// With multi-tenancy, a notification's tenant is `?tenant=` on the webhook URL (Alertmanager
+/// cannot send headers); its alerts resolve to that tenant's traces only and are listed to
+/// that tenant only. Without `prometheus.url`, traces come from search alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn alerts_belong_to_the_tenant_of_their_webhook() {
+    let vivace = Vivace::start("multitenancy_enabled: true\n");
+    let client = reqwest::Client::new();
+    // Failing checkout requests in tenant a only.
+    let mut resource_spans = Vec::new();
+    let mut failing = Vec::new();
+    for _ in 0..3 {
+        let id = rand_id();
+        failing.push(hex::encode(id));
+        resource_spans.extend(request(id, true));
+    }
+    let response = client
+        .post(format!("{}/v1/traces", vivace.otlp_http_url()))
+        .header("Content-Type", "application/x-protobuf")
+        .header("X-Scope-OrgID", "a")
+        .body(ExportTraceServiceRequest { resource_spans }.encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    let now = chrono::Utc::now();
+    let payload = serde_json::json!({
+        "version": "4", "status": "firing", "receiver": "vivace",
+        "groupKey": "{}:{alertname=\"ServiceHighErrorRatio\"}",
+        "alerts": [{
+            "status": "firing",
+            "labels": {"alertname": "ServiceHighErrorRatio", "service": "checkout", "severity": "warning"},
+            "annotations": {"summary": "checkout fails"},
+            "startsAt": now.to_rfc3339(),
+            "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://prometheus/graph"
+        }]
+    });
+    let unauthenticated = client
+        .post(vivace.url("/api/alerts/webhook"))
+        .json(&payload)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthenticated.status(), 401);
+    let accepted = client
+        .post(vivace.url("/api/alerts/webhook?tenant=a"))
+        .json(&payload)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 200);
+
+    let list = |tenant: &'static str| {
+        let client = client.clone();
+        let url = vivace.url("/api/alerts");
+        async move {
+            client
+                .get(url)
+                .header("X-Scope-OrgID", tenant)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let alert = loop {
+        let body = list("a").await;
+        let alert = body["alerts"][0].clone();
+        if !alert["resolvedAt"].as_str().unwrap_or_default().is_empty() {
+            break alert;
+        }
+        assert!(Instant::now() < deadline, "not resolved after 30s: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // Computed from the labels as Alertmanager would, since the payload had none.
+    assert_eq!(alert["fingerprint"].as_str().unwrap().len(), 16);
+    assert_eq!(
+        alert["url"],
+        format!("/alerts/{}", alert["fingerprint"].as_str().unwrap())
+    );
+    let mut found: Vec<String> = alert["traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|trace| {
+            assert_eq!(trace["reason"], "error", "{trace}");
+            trace["traceId"].as_str().unwrap().to_string()
+        })
+        .collect();
+    found.sort();
+    failing.sort();
+    assert_eq!(found, failing);
+    assert_eq!(list("b").await["alerts"], serde_json::json!([]));
+    let no_tenant = client.get(vivace.url("/api/alerts")).send().await.unwrap();
+    assert_eq!(no_tenant.status(), 401);
+}
