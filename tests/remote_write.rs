@@ -8,103 +8,15 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::prometheus::Prometheus;
 use common::Vivace;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, ResourceSpans, ScopeSpans, Span};
 use prost::Message;
-
-const PROMETHEUS: &str = "/usr/bin/prometheus";
-
-/// A Prometheus child process on a loopback port, killed on drop.
-struct Prometheus {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Prometheus {
-    fn start() -> Prometheus {
-        Prometheus::start_on(common::free_port(), "global:\n  scrape_interval: 15s\n")
-    }
-
-    /// Starts Prometheus on `port` with `config` as its configuration file.
-    fn start_on(port: u16, config_yaml: &str) -> Prometheus {
-        assert!(
-            Path::new(PROMETHEUS).exists(),
-            "{PROMETHEUS} is missing; install it with: apt-get update && apt-get install -y prometheus"
-        );
-        let dir = tempfile::Builder::new()
-            .prefix("vivace-prometheus-")
-            .tempdir()
-            .expect("tempdir");
-        let config = dir.path().join("prometheus.yml");
-        std::fs::write(&config, config_yaml).expect("write config");
-        let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log file");
-        let child = Command::new(PROMETHEUS)
-            .arg("--web.enable-remote-write-receiver")
-            .arg("--enable-feature=exemplar-storage")
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log file"))
-            .stderr(log)
-            .spawn()
-            .expect("start prometheus");
-        let mut prometheus = Prometheus { child, port, dir };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = prometheus.child.try_wait() {
-                panic!("prometheus exited with {status}:\n{}", prometheus.log());
-            }
-            if matches!(
-                common::blocking_get(&prometheus.url("/-/ready")),
-                Ok((200, _))
-            ) {
-                return prometheus;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "prometheus not ready within 30s:\n{}",
-                prometheus.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
-    }
-
-    /// The first value of an instant query, if it has one.
-    async fn query(&self, client: &reqwest::Client, query: &str) -> Option<f64> {
-        let url =
-            reqwest::Url::parse_with_params(&self.url("/api/v1/query"), [("query", query)]).ok()?;
-        let response = client.get(url).send().await.ok()?;
-        let body: serde_json::Value = response.json().await.ok()?;
-        body["data"]["result"][0]["value"][1].as_str()?.parse().ok()
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn attribute(key: &str, value: &str) -> KeyValue {
     KeyValue {

@@ -264,6 +264,29 @@ mod tests {
     }
 
     #[test]
+    fn a_listed_receiver_listens_on_its_default_endpoint_unless_told_otherwise() {
+        let config: Config = serde_yaml::from_str(
+            "distributor:\n  receivers:\n    otlp:\n      protocols:\n        grpc:\n          endpoint: 0.0.0.0:4317\n        http: {}\n    zipkin:\n      endpoint: 0.0.0.0:9411\n    jaeger:\n      protocols:\n        grpc: {}\n        thrift_http:\n          enabled: false\n",
+        )
+        .unwrap();
+        let receivers = &config.distributor.receivers;
+        assert!(receivers.otlp.protocols.grpc.enabled);
+        assert_eq!(receivers.otlp.protocols.grpc.endpoint, "0.0.0.0:4317");
+        assert!(receivers.otlp.protocols.http.enabled);
+        assert_eq!(receivers.otlp.protocols.http.endpoint, "127.0.0.1:4318");
+        assert!(receivers.zipkin.enabled);
+        assert!(receivers.jaeger.protocols.grpc.enabled);
+        assert_eq!(receivers.jaeger.protocols.grpc.endpoint, "127.0.0.1:14250");
+        assert!(!receivers.jaeger.protocols.thrift_http.enabled);
+        assert!(!receivers.jaeger.protocols.thrift_compact.enabled);
+        let error = serde_yaml::from_str::<Config>(
+            "distributor:\n  receivers:\n    otlp:\n      protocols:\n        grpc:\n          port: 1\n",
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("port"), "{error}");
+    }
+
+    #[test]
     fn environment_overrides_keys() {
         let config = Config::load(
             None,

@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use tonic::codec::CompressionEncoding;
 use tonic::codegen::{http, Body, BoxFuture, Service, StdError};
 
-use super::otlp::{ListenerConfig, RawCodec};
+use super::otlp::{ListenerConfig, ListenerInput, RawCodec};
 use super::thrift::{
     read_list, BinaryProtocol, CompactProtocol, Protocol, TType, ThriftError, MESSAGE_CALL,
     MESSAGE_ONEWAY,
@@ -63,9 +63,10 @@ pub struct JaegerConfig {
     pub protocols: JaegerProtocols,
 }
 
-/// `distributor.receivers.jaeger.protocols`.
+/// `distributor.receivers.jaeger.protocols`. A protocol listed here listens on its default
+/// endpoint unless one is given (or it says `enabled: false`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(from = "JaegerProtocolsInput")]
 pub struct JaegerProtocols {
     /// Thrift binary `jaeger.Batch` over HTTP (`POST /api/traces`), as jaeger-client's
     /// collector endpoint sends it.
@@ -91,6 +92,26 @@ impl Default for JaegerProtocols {
                 enabled: false,
                 endpoint: "127.0.0.1:6831".into(),
             },
+        }
+    }
+}
+
+/// `distributor.receivers.jaeger.protocols` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct JaegerProtocolsInput {
+    thrift_http: Option<ListenerInput>,
+    grpc: Option<ListenerInput>,
+    thrift_compact: Option<ListenerInput>,
+}
+
+impl From<JaegerProtocolsInput> for JaegerProtocols {
+    fn from(input: JaegerProtocolsInput) -> Self {
+        let default = JaegerProtocols::default();
+        JaegerProtocols {
+            thrift_http: ListenerInput::resolve(input.thrift_http, default.thrift_http),
+            grpc: ListenerInput::resolve(input.grpc, default.grpc),
+            thrift_compact: ListenerInput::resolve(input.thrift_compact, default.thrift_compact),
         }
     }
 }

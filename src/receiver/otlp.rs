@@ -38,9 +38,10 @@ pub struct OtlpConfig {
     pub protocols: OtlpProtocols,
 }
 
-/// `distributor.receivers.otlp.protocols`.
+/// `distributor.receivers.otlp.protocols`. A protocol listed here listens (as in Tempo, where
+/// configuring a receiver enables it) on its default endpoint unless one is given.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(from = "OtlpProtocolsInput")]
 pub struct OtlpProtocols {
     /// OTLP over gRPC.
     pub grpc: ListenerConfig,
@@ -56,6 +57,46 @@ pub struct ListenerConfig {
     pub enabled: bool,
     /// `address:port` to listen on; `0.0.0.0:<port>` to accept from other machines.
     pub endpoint: String,
+}
+
+/// A receiver as written in the config file: what is not written comes from the receiver's
+/// default, except `enabled`, which a listed receiver has unless it says `enabled: false`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListenerInput {
+    enabled: Option<bool>,
+    endpoint: Option<String>,
+}
+
+impl ListenerInput {
+    /// The receiver's settings: `written` over `default`, or `default` when not listed.
+    pub fn resolve(written: Option<ListenerInput>, default: ListenerConfig) -> ListenerConfig {
+        match written {
+            None => default,
+            Some(written) => ListenerConfig {
+                enabled: written.enabled.unwrap_or(true),
+                endpoint: written.endpoint.unwrap_or(default.endpoint),
+            },
+        }
+    }
+}
+
+/// `distributor.receivers.otlp.protocols` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct OtlpProtocolsInput {
+    grpc: Option<ListenerInput>,
+    http: Option<ListenerInput>,
+}
+
+impl From<OtlpProtocolsInput> for OtlpProtocols {
+    fn from(input: OtlpProtocolsInput) -> Self {
+        let default = OtlpProtocols::default();
+        OtlpProtocols {
+            grpc: ListenerInput::resolve(input.grpc, default.grpc),
+            http: ListenerInput::resolve(input.http, default.http),
+        }
+    }
 }
 
 impl Default for OtlpConfig {

@@ -44,7 +44,9 @@ const MAX_LINK_TAGS: usize = 128;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ZipkinConfig {
-    /// Whether Zipkin listens; off unless configured, as in Tempo.
+    /// Whether Zipkin listens; off unless configured, as in Tempo: a `zipkin` section that
+    /// does not say `enabled: false` listens.
+    #[serde(default = "listed_receiver_listens")]
     pub enabled: bool,
     /// `address:port` to listen on; `0.0.0.0:9411` to accept from other machines.
     pub endpoint: String,
@@ -57,6 +59,10 @@ impl Default for ZipkinConfig {
             endpoint: "127.0.0.1:9411".into(),
         }
     }
+}
+
+fn listed_receiver_listens() -> bool {
+    true
 }
 
 /// A malformed Zipkin body, naming where.

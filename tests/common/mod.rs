@@ -1,6 +1,8 @@
 //! Starts the real `vivace` binary on free loopback ports with a temporary data directory.
 #![allow(dead_code)]
 
+pub mod prometheus;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
