@@ -22,6 +22,8 @@ use prost::Message;
 use rand::Rng;
 
 use crate::model::string_attribute;
+use crate::receiver::bench::{jaeger_proto, Protocol};
+use crate::receiver::otlp::RawCodec;
 
 /// What to measure.
 #[derive(Clone, Debug, clap::Args)]
@@ -44,6 +46,10 @@ pub struct BenchArgs {
     /// Only measure the ingester's WAL push path in-process, under each fsync policy.
     #[arg(long)]
     pub wal_only: bool,
+    /// Only compare the receivers: the same spans sent over every protocol vivace takes
+    /// (OTLP protobuf/JSON/gRPC, Zipkin JSON/protobuf, Jaeger thrift/gRPC), `--spans` each.
+    #[arg(long)]
+    pub protocols: bool,
 }
 
 /// Push throughput of the ingester alone (WAL append + head insert, no network, blocks
@@ -91,13 +97,23 @@ struct Server {
 
 impl Server {
     fn start(directory: &Path, wal_fsync: &str) -> anyhow::Result<Server> {
+        Server::start_with(directory, wal_fsync, "")
+    }
+
+    /// Starts a server whose config gets `receivers_yaml` appended under
+    /// `distributor.receivers` (indented by four spaces).
+    fn start_with(
+        directory: &Path,
+        wal_fsync: &str,
+        receivers_yaml: &str,
+    ) -> anyhow::Result<Server> {
         let (http, grpc, otlp_http) = (free_port()?, free_port()?, free_port()?);
         let config = directory.join("bench.yaml");
         std::fs::write(
             &config,
             format!(
                 "server:\n  http_listen_port: {http}\n  log_level: warn\n\
-distributor:\n  receivers:\n    otlp:\n      protocols:\n        grpc:\n          enabled: true\n          endpoint: 127.0.0.1:{grpc}\n        http:\n          enabled: true\n          endpoint: 127.0.0.1:{otlp_http}\n\
+distributor:\n  receivers:\n    otlp:\n      protocols:\n        grpc:\n          enabled: true\n          endpoint: 127.0.0.1:{grpc}\n        http:\n          enabled: true\n          endpoint: 127.0.0.1:{otlp_http}\n{receivers_yaml}\
 ingester:\n  wal_path: {wal}\n  wal_fsync: {wal_fsync}\n\
 storage:\n  trace:\n    backend: local\n    local:\n      path: {blocks}\n",
                 wal = directory.join("wal").display(),
@@ -401,8 +417,146 @@ fn directory_bytes(path: &Path) -> u64 {
         .sum()
 }
 
+/// Ports of the Zipkin and Jaeger receivers of a protocol comparison.
+struct LegacyPorts {
+    zipkin: u16,
+    jaeger_http: u16,
+    jaeger_grpc: u16,
+}
+
+/// Sends `target_spans` spans over `protocol` from `connections` clients; returns spans/s of
+/// wall time and spans per server CPU-second.
+async fn ingest_protocol(
+    server: &Server,
+    ports: &LegacyPorts,
+    protocol: Protocol,
+    args: &BenchArgs,
+) -> anyhow::Result<(f64, f64, u64)> {
+    let sent = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
+    let cpu_before = server.cpu_seconds();
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..args.connections {
+        let (sent, refused) = (Arc::clone(&sent), Arc::clone(&refused));
+        let (target, traces) = (args.spans, args.traces_per_request);
+        let url = match protocol {
+            Protocol::OtlpProtobuf | Protocol::OtlpJson => {
+                format!("http://127.0.0.1:{}/v1/traces", server.otlp_http)
+            }
+            Protocol::ZipkinJson | Protocol::ZipkinProtobuf => {
+                format!("http://127.0.0.1:{}/api/v2/spans", ports.zipkin)
+            }
+            Protocol::JaegerThriftHttp => {
+                format!("http://127.0.0.1:{}/api/traces", ports.jaeger_http)
+            }
+            Protocol::OtlpGrpc => format!("http://127.0.0.1:{}", server.grpc),
+            Protocol::JaegerGrpc => format!("http://127.0.0.1:{}", ports.jaeger_grpc),
+        };
+        workers.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut grpc = match protocol {
+                Protocol::OtlpGrpc | Protocol::JaegerGrpc => Some(tonic::client::Grpc::new(
+                    tonic::transport::Endpoint::from_shared(url.clone())?
+                        .connect()
+                        .await?,
+                )),
+                _ => None,
+            };
+            while sent.load(Ordering::Relaxed) < target {
+                let (request, ids) = export_request(traces);
+                let accepted = match (protocol.http_body(&request), grpc.as_mut()) {
+                    (Some((content_type, body)), _) => http
+                        .post(&url)
+                        .header("Content-Type", content_type)
+                        .body(body)
+                        .send()
+                        .await?
+                        .status()
+                        .is_success(),
+                    (None, Some(client)) => {
+                        let (path, body) = match protocol {
+                            Protocol::JaegerGrpc => (
+                                "/jaeger.api_v2.CollectorService/PostSpans",
+                                jaeger_proto(&request)
+                                    .first()
+                                    .map(Message::encode_to_vec)
+                                    .unwrap_or_default(),
+                            ),
+                            _ => (
+                                "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+                                request.encode_to_vec(),
+                            ),
+                        };
+                        client.ready().await?;
+                        client
+                            .unary(
+                                tonic::Request::new(bytes::Bytes::from(body)),
+                                tonic::codegen::http::uri::PathAndQuery::from_static(path),
+                                RawCodec,
+                            )
+                            .await
+                            .is_ok()
+                    }
+                    (None, None) => bail!("no client for {protocol:?}"),
+                };
+                if accepted {
+                    sent.fetch_add((ids.len() * SPANS_PER_TRACE) as u64, Ordering::Relaxed);
+                } else {
+                    refused.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for worker in workers {
+        worker.await??;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = (server.cpu_seconds() - cpu_before).max(0.001);
+    let spans = sent.load(Ordering::Relaxed) as f64;
+    Ok((
+        spans / elapsed,
+        spans / cpu,
+        refused.load(Ordering::Relaxed),
+    ))
+}
+
+/// The same traces over every protocol, one after the other, on one server.
+async fn protocol_figures(args: &BenchArgs) -> anyhow::Result<()> {
+    let scratch = tempfile::Builder::new().prefix("vivace-bench-").tempdir()?;
+    let ports = LegacyPorts {
+        zipkin: free_port()?,
+        jaeger_http: free_port()?,
+        jaeger_grpc: free_port()?,
+    };
+    let receivers = format!(
+        "    zipkin:\n      endpoint: 127.0.0.1:{}\n    jaeger:\n      protocols:\n        thrift_http:\n          endpoint: 127.0.0.1:{}\n        grpc:\n          endpoint: 127.0.0.1:{}\n",
+        ports.zipkin, ports.jaeger_http, ports.jaeger_grpc
+    );
+    let server = Server::start_with(scratch.path(), &args.wal_fsync, &receivers)?;
+    println!(
+        "vivace bench --protocols: {} spans per protocol, {} connections, {} traces x {SPANS_PER_TRACE} spans per request, wal_fsync={}",
+        args.spans, args.connections, args.traces_per_request, args.wal_fsync
+    );
+    let mut baseline = None;
+    for protocol in Protocol::ALL {
+        let (wall, per_cpu, refused) = ingest_protocol(&server, &ports, protocol, args).await?;
+        let relative = per_cpu / *baseline.get_or_insert(per_cpu);
+        println!(
+            "ingest {:<20} {wall:>10.0} spans/s wall, {per_cpu:>10.0} spans per server CPU-second ({relative:>4.2} x OTLP protobuf; {refused} requests refused)",
+            protocol.name()
+        );
+    }
+    server.terminate()
+}
+
 /// Runs the benchmark and prints its figures.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.protocols {
+        return protocol_figures(&args).await;
+    }
     wal_figures().await?;
     if args.wal_only {
         return Ok(());

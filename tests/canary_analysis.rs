@@ -435,7 +435,11 @@ mod condition {
 /// seconds after start, and traffic sent before that would leave the counters flat.
 async fn wait_for_first_scrape(client: &reqwest::Client, prometheus: &Prometheus) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while prometheus.query_vector(client, "up{job=\"vivace\"} == 1").await != Ok(vec![1.0]) {
+    while prometheus
+        .query_vector(client, "up{job=\"vivace\"} == 1")
+        .await
+        != Ok(vec![1.0])
+    {
         assert!(
             Instant::now() < deadline,
             "Prometheus did not scrape vivace within 60 s:\n{}",

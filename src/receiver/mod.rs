@@ -1,6 +1,7 @@
 //! Receivers: one module per wire format, each with the same anatomy (config, decoder, server,
 //! tests). They decode to OTLP `ResourceSpans` and hand them to the distributor.
 
+pub mod bench;
 pub mod jaeger;
 pub mod otlp;
 pub mod otlp_json;
