@@ -111,6 +111,22 @@ impl Querier {
         limit: usize,
         options: SearchOptions,
     ) -> Result<SearchOutcome, QuerierError> {
+        self.search_with_progress(tenants, query, limit, options, None)
+            .await
+    }
+
+    /// [`Querier::search`] that also reports, after the head and after each block, the
+    /// matches found since the last delivered report (streaming search). Reports go through
+    /// `progress` with `try_send`: a full channel never slows the scan (the undelivered
+    /// matches ride along with the next report), a closed one (the reader left) stops it.
+    pub async fn search_with_progress(
+        &self,
+        tenants: &[String],
+        query: Arc<CompiledSearch>,
+        limit: usize,
+        options: SearchOptions,
+        progress: Option<tokio::sync::mpsc::Sender<SearchProgress>>,
+    ) -> Result<SearchOutcome, QuerierError> {
         let plan = self.plan(tenants, options.window);
         let state = SearchState {
             outcome: SearchOutcome {
@@ -118,6 +134,8 @@ impl Querier {
                 ..SearchOutcome::default()
             },
             seen: HashSet::new(),
+            delivered: 0,
+            completed_jobs: 0,
         };
         let state = self
             .scan(plan, state, move |state, batch| {
@@ -151,7 +169,11 @@ impl Querier {
                         state.outcome.traces.push(found.json);
                     }
                 }
-                Ok(state.outcome.traces.len() < limit)
+                let keep_going = state.outcome.traces.len() < limit;
+                Ok(match &progress {
+                    Some(progress) => keep_going && state.report(progress),
+                    None => keep_going,
+                })
             })
             .await?;
         Ok(state.outcome)
@@ -335,6 +357,49 @@ struct SearchState {
     outcome: SearchOutcome,
     /// Traces already judged (a trace in the head and in a block is judged once).
     seen: HashSet<TraceId>,
+    /// How many of `outcome.traces` a progress report has delivered.
+    delivered: usize,
+    /// Batches (the head, then blocks) scanned.
+    completed_jobs: u64,
+}
+
+impl SearchState {
+    /// Sends what the last batch added; `false` when the reader has gone (stop scanning).
+    fn report(&mut self, progress: &tokio::sync::mpsc::Sender<SearchProgress>) -> bool {
+        use tokio::sync::mpsc::error::TrySendError;
+        self.completed_jobs += 1;
+        let report = SearchProgress {
+            traces: self.outcome.traces[self.delivered..].to_vec(),
+            inspected_traces: self.outcome.inspected_traces,
+            inspected_bytes: self.outcome.inspected_bytes,
+            inspected_spans: self.outcome.inspected_spans,
+            total_blocks: self.outcome.total_blocks,
+            completed_jobs: self.completed_jobs,
+            total_jobs: self.outcome.total_blocks + 1,
+        };
+        match progress.try_send(report) {
+            Ok(()) => {
+                self.delivered = self.outcome.traces.len();
+                true
+            }
+            Err(TrySendError::Full(_)) => true,
+            Err(TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+/// A streaming search's progress after one more batch: the new matches and the cumulative
+/// counters (Tempo's `SearchMetrics`; a job is the head or one block).
+#[derive(Debug, Clone)]
+pub struct SearchProgress {
+    /// Matches found since the previous delivered report, as `TraceSearchMetadata` JSON.
+    pub traces: Vec<serde_json::Value>,
+    pub inspected_traces: u64,
+    pub inspected_bytes: u64,
+    pub inspected_spans: u64,
+    pub total_blocks: u64,
+    pub completed_jobs: u64,
+    pub total_jobs: u64,
 }
 
 /// Tag names found, per scope.

@@ -3,7 +3,9 @@
 //! lives in the querier.
 
 mod search;
+pub mod streaming;
 mod tags;
+pub mod tempopb;
 pub mod trace_json;
 mod traces;
 
