@@ -167,29 +167,28 @@ fn search(
             Some(progress_tx),
         );
         tokio::pin!(run);
-        let mut last_sent: Option<Instant> = None;
-        let mut pending = SearchResponse::default();
+        let mut partials = Partials {
+            out: out.clone(),
+            pending: SearchResponse::default(),
+            last_sent: None,
+        };
         let outcome = loop {
             tokio::select! {
-                outcome = &mut run => break outcome,
+                biased;
                 Some(report) = progress.recv() => {
-                    for json in &report.traces {
-                        match trace_search_metadata(json) {
-                            Ok(trace) => pending.traces.push(trace),
-                            Err(reason) => tracing::warn!(%reason, "search result not convertible"),
-                        }
-                    }
-                    pending.metrics = Some(progress_metrics(&report));
-                    if last_sent.is_none_or(|sent| sent.elapsed() >= DIFF_INTERVAL) {
-                        let message = std::mem::take(&mut pending);
-                        if out.send(Ok(message)).await.is_err() {
-                            return; // The client left; dropping `run` stops the scan.
-                        }
-                        last_sent = Some(Instant::now());
+                    if !partials.forward(report).await {
+                        return; // The client left; dropping `run` stops the scan.
                     }
                 }
+                outcome = &mut run => break outcome,
             }
         };
+        // Reports queued while the last batch finished (the scan ends right after sending).
+        while let Ok(report) = progress.try_recv() {
+            if !partials.forward(report).await {
+                return;
+            }
+        }
         let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(error) => {
@@ -228,6 +227,39 @@ fn search(
         }
     });
     Ok(tonic::Response::new(ReceiverStream::new(stream)))
+}
+
+/// Turns progress reports into partial messages: the first at once, then at most one per
+/// [`DIFF_INTERVAL`], each with the matches since the previous message (a diff).
+struct Partials {
+    out: mpsc::Sender<Result<SearchResponse, Status>>,
+    /// Matches not sent yet, and the latest metrics.
+    pending: SearchResponse,
+    last_sent: Option<Instant>,
+}
+
+impl Partials {
+    /// `false` when the client has gone.
+    async fn forward(&mut self, report: SearchProgress) -> bool {
+        for json in &report.traces {
+            match trace_search_metadata(json) {
+                Ok(trace) => self.pending.traces.push(trace),
+                Err(reason) => tracing::warn!(%reason, "search result not convertible"),
+            }
+        }
+        self.pending.metrics = Some(progress_metrics(&report));
+        if self
+            .last_sent
+            .is_none_or(|sent| sent.elapsed() >= DIFF_INTERVAL)
+        {
+            let message = std::mem::take(&mut self.pending);
+            if self.out.send(Ok(message)).await.is_err() {
+                return false;
+            }
+            self.last_sent = Some(Instant::now());
+        }
+        true
+    }
 }
 
 fn progress_metrics(report: &SearchProgress) -> SearchMetrics {
