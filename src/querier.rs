@@ -170,10 +170,11 @@ impl Querier {
                     }
                 }
                 let keep_going = state.outcome.traces.len() < limit;
-                Ok(match &progress {
-                    Some(progress) => keep_going && state.report(progress),
-                    None => keep_going,
-                })
+                // Report even the batch that reached the limit, so a reader sees it early.
+                let reader_present = progress
+                    .as_ref()
+                    .is_none_or(|progress| state.report(progress));
+                Ok(keep_going && reader_present)
             })
             .await?;
         Ok(state.outcome)
