@@ -815,7 +815,13 @@ impl Leaf {
                 .filter(|(_, v)| **v != Static::Nil)
                 .map(|(a, v)| (attribute_label(a), v.clone()))
                 .collect();
-            if labels.is_empty() {
+            // Histogram and quantile series always carry a bucket label in Tempo, so an
+            // all-nil group gets no placeholder and no `__name__`.
+            let bucketed = matches!(
+                self.function.aggregate,
+                MetricsAggregate::HistogramOverTime(_) | MetricsAggregate::QuantileOverTime(..)
+            );
+            if labels.is_empty() && !bucketed {
                 labels = match self.function.by.first() {
                     Some(first) => vec![(attribute_label(first), Static::String("nil".into()))],
                     None => vec![("__name__".into(), Static::String(name.into()))],
