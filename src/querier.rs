@@ -12,6 +12,9 @@ use crate::tempodb::meta::BlockMeta;
 use crate::tempodb::Store;
 use crate::traceql::ast::Attribute;
 use crate::traceql::eval::{Evaluator, StructuralMode};
+use crate::traceql::metrics::{
+    CompiledMetrics, MetricsEvaluation, MetricsRequest, QueryInstantResponse, QueryRangeResponse,
+};
 use crate::traceql::search::{CompiledSearch, SearchOptions};
 use crate::traceql::tags::{collect_tag_names, collect_tag_values, TagFilter, TagScope, TagValue};
 
@@ -178,6 +181,100 @@ impl Querier {
             })
             .await?;
         Ok(state.outcome)
+    }
+
+    /// Runs a TraceQL metrics query over the head and every block overlapping the request's
+    /// window, in every given tenant. Each trace is evaluated once (the first copy seen:
+    /// the head's, or the newest block's combined with the head's pieces); spans count in the
+    /// interval holding their start. CPU work runs on the blocking pool through `scan`.
+    pub async fn query_range(
+        &self,
+        tenants: &[String],
+        query: Arc<CompiledMetrics>,
+        request: MetricsRequest,
+    ) -> Result<QueryRangeResponse, QuerierError> {
+        Ok(self.run_metrics(tenants, query, request).await?.finish())
+    }
+
+    /// [`query_range`](Self::query_range) as an instant query: one value per series over
+    /// `(request.start, request.end]`.
+    pub async fn query_instant(
+        &self,
+        tenants: &[String],
+        query: Arc<CompiledMetrics>,
+        request: MetricsRequest,
+    ) -> Result<QueryInstantResponse, QuerierError> {
+        Ok(self
+            .run_metrics(tenants, query, request)
+            .await?
+            .finish_instant())
+    }
+
+    /// Parses, validates and runs a metrics range query for one tenant, without HTTP: the
+    /// entry point for benchmarks. `start`/`end` are Unix ns, `step` ns (0: Tempo's default).
+    pub async fn metrics_query_range(
+        &self,
+        tenant: &str,
+        query: &str,
+        start: u64,
+        end: u64,
+        step: u64,
+    ) -> Result<QueryRangeResponse, QuerierError> {
+        let parsed = crate::traceql::parse_and_validate(query)
+            .map_err(|error| QuerierError::Evaluation(error.to_string()))?;
+        let compiled = CompiledMetrics::new(parsed)
+            .map_err(|error| QuerierError::Evaluation(error.to_string()))?;
+        let request = MetricsRequest::range(start, end, step, 0);
+        self.query_range(&[tenant.to_string()], Arc::new(compiled), request)
+            .await
+    }
+
+    async fn run_metrics(
+        &self,
+        tenants: &[String],
+        query: Arc<CompiledMetrics>,
+        request: MetricsRequest,
+    ) -> Result<MetricsEvaluation, QuerierError> {
+        let started = Instant::now();
+        let plan = self.plan(tenants, Some((request.start, request.end)));
+        let mut evaluation = MetricsEvaluation::new(&query, request);
+        evaluation.stats.total_blocks = plan.blocks.len() as u32;
+        let state = MetricsState {
+            evaluation,
+            seen: HashSet::new(),
+        };
+        // The one place metrics read traces: a storage pre-filter derived from
+        // `query.pipelines()` belongs here.
+        let state = self
+            .scan(plan, state, move |state, batch| {
+                let evaluator = Evaluator::new(StructuralMode::Real);
+                let (from, to) = state.evaluation.window();
+                for (id, trace) in &batch {
+                    if !state.seen.insert(*id) {
+                        continue;
+                    }
+                    state.evaluation.stats.inspected_bytes +=
+                        prost::Message::encoded_len(trace) as u64;
+                    // Spans of a trace that ends before or starts after the window never count.
+                    if let Some((start, end)) = trace_time_range(trace) {
+                        if end < from || start > to {
+                            continue;
+                        }
+                    }
+                    state
+                        .evaluation
+                        .observe_trace(&evaluator, id, trace)
+                        .map_err(|error| QuerierError::Evaluation(error.to_string()))?;
+                }
+                Ok(true)
+            })
+            .await?;
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            traces = state.evaluation.stats.inspected_traces,
+            "metrics query evaluated"
+        );
+        Ok(state.evaluation)
     }
 
     /// Where a read over `window` looks in every given tenant: the head (always) and, when
@@ -401,6 +498,13 @@ pub struct SearchProgress {
     pub total_blocks: u64,
     pub completed_jobs: u64,
     pub total_jobs: u64,
+}
+
+/// A metrics query's progress, carried from batch to batch.
+struct MetricsState {
+    evaluation: MetricsEvaluation,
+    /// Traces already evaluated (a trace in the head and in a block counts once).
+    seen: HashSet<TraceId>,
 }
 
 /// Tag names found, per scope.
