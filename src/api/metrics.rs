@@ -11,7 +11,10 @@ use axum::response::{IntoResponse, Response};
 
 use super::{read_tenants, ApiError, ApiState};
 use crate::querier::QuerierError;
-use crate::traceql::metrics::{CompiledMetrics, MetricsRequest, MAX_DURATION_NANOS, MAX_EXEMPLARS};
+use crate::traceql::metrics::{
+    CompiledMetrics, MetricsRequest, QueryInstantResponse, QueryRangeResponse, MAX_DURATION_NANOS,
+    MAX_EXEMPLARS,
+};
 use crate::traceql::static_value::parse_duration;
 use crate::traceql::{parse_and_validate, QueryError};
 
@@ -144,6 +147,42 @@ fn json_response(body: serde_json::Value) -> Response {
         .into_response()
 }
 
+/// Validates and runs a range query from `/api/metrics/query_range` parameters (also what the
+/// streaming `MetricsQueryRange` RPC runs).
+pub(super) async fn run_range(
+    state: &ApiState,
+    tenants: &[String],
+    params: &HashMap<String, String>,
+) -> Result<QueryRangeResponse, ApiError> {
+    let compiled = compile(params)?;
+    let (start, end) = parse_bounds(params)?;
+    let step = parse_step(params)?.unwrap_or(0);
+    let exemplars = compiled.exemplars(parse_exemplars(params)?);
+    let request = MetricsRequest::range(start, end, step, exemplars);
+    state
+        .querier
+        .query_range(tenants, Arc::new(compiled), request)
+        .await
+        .map_err(querier_error)
+}
+
+/// Validates and runs an instant query from `/api/metrics/query` parameters (also what the
+/// streaming `MetricsQueryInstant` RPC runs).
+pub(super) async fn run_instant(
+    state: &ApiState,
+    tenants: &[String],
+    params: &HashMap<String, String>,
+) -> Result<QueryInstantResponse, ApiError> {
+    let compiled = compile(params)?;
+    let (start, end) = parse_bounds(params)?;
+    let request = MetricsRequest::instant(start, end, 0);
+    state
+        .querier
+        .query_instant(tenants, Arc::new(compiled), request)
+        .await
+        .map_err(querier_error)
+}
+
 /// `GET /api/metrics/query_range`.
 pub async fn query_range(
     State(state): State<Arc<ApiState>>,
@@ -151,16 +190,7 @@ pub async fn query_range(
     UrlQuery(params): UrlQuery<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let tenants = read_tenants(&state, &headers)?;
-    let compiled = compile(&params)?;
-    let (start, end) = parse_bounds(&params)?;
-    let step = parse_step(&params)?.unwrap_or(0);
-    let exemplars = compiled.exemplars(parse_exemplars(&params)?);
-    let request = MetricsRequest::range(start, end, step, exemplars);
-    let response = state
-        .querier
-        .query_range(&tenants, Arc::new(compiled), request)
-        .await
-        .map_err(querier_error)?;
+    let response = run_range(&state, &tenants, &params).await?;
     Ok(json_response(response.to_json()))
 }
 
@@ -171,14 +201,7 @@ pub async fn query_instant(
     UrlQuery(params): UrlQuery<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let tenants = read_tenants(&state, &headers)?;
-    let compiled = compile(&params)?;
-    let (start, end) = parse_bounds(&params)?;
-    let request = MetricsRequest::instant(start, end, 0);
-    let response = state
-        .querier
-        .query_instant(&tenants, Arc::new(compiled), request)
-        .await
-        .map_err(querier_error)?;
+    let response = run_instant(&state, &tenants, &params).await?;
     Ok(json_response(response.to_json()))
 }
 

@@ -5,8 +5,12 @@
 //! `Search` streams while the scan runs: the first batch's matches at once, then at most one
 //! message per [`DIFF_INTERVAL`] with the matches found since the last message (diffs, as
 //! Tempo) and the cumulative `metrics`; then the whole result (split into messages under
-//! [`MAX_MESSAGE_BYTES`]), every message with `metrics`, then status OK. Other methods answer
-//! `Unimplemented`.
+//! [`MAX_MESSAGE_BYTES`]), every message with `metrics`, then status OK.
+//!
+//! `MetricsQueryRange` / `MetricsQueryInstant` run the same code as `/api/metrics/query_range`
+//! and `/api/metrics/query` and send the complete answer (range: split by whole series under
+//! [`MAX_MESSAGE_BYTES`]; instant: one message), which Grafana's merging reads unambiguously.
+//! The tag RPCs, which Grafana never calls, answer `Unimplemented`.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -25,8 +29,12 @@ use tonic::codegen::{http, Body, BoxFuture, StdError};
 use tonic::{Code, Status};
 
 use super::search::{prepare, run_error};
-use super::tempopb::{trace_search_metadata, SearchMetrics, SearchRequest, SearchResponse};
-use super::{read_tenants, ApiError, ApiState};
+use super::tempopb::{
+    query_instant_response, query_range_response, trace_search_metadata, QueryInstantRequest,
+    QueryInstantResponse, QueryRangeRequest, QueryRangeResponse, SearchMetrics, SearchRequest,
+    SearchResponse,
+};
+use super::{metrics, read_tenants, ApiError, ApiState};
 use crate::querier::SearchProgress;
 
 /// The gRPC service name Grafana dials.
@@ -74,6 +82,22 @@ where
                 let mut grpc = tonic::server::Grpc::new(codec);
                 Ok(grpc.server_streaming(SearchMethod(state), request).await)
             }),
+            "/tempopb.StreamingQuerier/MetricsQueryRange" => Box::pin(async move {
+                let codec =
+                    tonic_prost::ProstCodec::<QueryRangeResponse, QueryRangeRequest>::default();
+                let mut grpc = tonic::server::Grpc::new(codec);
+                Ok(grpc
+                    .server_streaming(MetricsRangeMethod(state), request)
+                    .await)
+            }),
+            "/tempopb.StreamingQuerier/MetricsQueryInstant" => Box::pin(async move {
+                let codec =
+                    tonic_prost::ProstCodec::<QueryInstantResponse, QueryInstantRequest>::default();
+                let mut grpc = tonic::server::Grpc::new(codec);
+                Ok(grpc
+                    .server_streaming(MetricsInstantMethod(state), request)
+                    .await)
+            }),
             _ => Box::pin(async move { Ok(Status::unimplemented("").into_http()) }),
         }
     }
@@ -90,6 +114,116 @@ impl tonic::server::ServerStreamingService<SearchRequest> for SearchMethod {
         let state = Arc::clone(&self.0);
         Box::pin(async move { search(state, request) })
     }
+}
+
+/// A finished answer as a stream of messages.
+type Messages<T> = tokio_stream::Iter<std::vec::IntoIter<Result<T, Status>>>;
+
+struct MetricsRangeMethod(Arc<ApiState>);
+
+impl tonic::server::ServerStreamingService<QueryRangeRequest> for MetricsRangeMethod {
+    type Response = QueryRangeResponse;
+    type ResponseStream = Messages<QueryRangeResponse>;
+    type Future = BoxFuture<tonic::Response<Self::ResponseStream>, Status>;
+
+    fn call(&mut self, request: tonic::Request<QueryRangeRequest>) -> Self::Future {
+        let state = Arc::clone(&self.0);
+        Box::pin(async move {
+            let headers = request.metadata().clone().into_headers();
+            let tenants = read_tenants(&state, &headers).map_err(status_of)?;
+            let request = request.get_ref();
+            let params = metrics_params(
+                &request.query,
+                request.start,
+                request.end,
+                request.step,
+                request.exemplars,
+            );
+            let answer = metrics::run_range(&state, &tenants, &params)
+                .await
+                .map_err(status_of)?;
+            let messages = segment_series(query_range_response(&answer));
+            Ok(tonic::Response::new(tokio_stream::iter(
+                messages.into_iter().map(Ok).collect::<Vec<_>>(),
+            )))
+        })
+    }
+}
+
+struct MetricsInstantMethod(Arc<ApiState>);
+
+impl tonic::server::ServerStreamingService<QueryInstantRequest> for MetricsInstantMethod {
+    type Response = QueryInstantResponse;
+    type ResponseStream = Messages<QueryInstantResponse>;
+    type Future = BoxFuture<tonic::Response<Self::ResponseStream>, Status>;
+
+    fn call(&mut self, request: tonic::Request<QueryInstantRequest>) -> Self::Future {
+        let state = Arc::clone(&self.0);
+        Box::pin(async move {
+            let headers = request.metadata().clone().into_headers();
+            let tenants = read_tenants(&state, &headers).map_err(status_of)?;
+            let request = request.get_ref();
+            let params = metrics_params(&request.query, request.start, request.end, 0, 0);
+            let answer = metrics::run_instant(&state, &tenants, &params)
+                .await
+                .map_err(status_of)?;
+            // Grafana keeps only the last instant message: the whole answer goes in one.
+            Ok(tonic::Response::new(tokio_stream::iter(vec![Ok(
+                query_instant_response(&answer),
+            )])))
+        })
+    }
+}
+
+/// The `/api/metrics/*` parameters a metrics RPC stands for: nanosecond `start`/`end`
+/// (longer than 10 digits, so read as ns), `step` in seconds; zeros are absent (a zero step
+/// picks Tempo's default, zero exemplars the default count).
+fn metrics_params(
+    query: &str,
+    start: u64,
+    end: u64,
+    step: u64,
+    exemplars: u32,
+) -> HashMap<String, String> {
+    let mut params = HashMap::new();
+    params.insert("q".to_string(), query.to_string());
+    if start != 0 {
+        params.insert("start".to_string(), format!("{start:011}"));
+    }
+    if end != 0 {
+        params.insert("end".to_string(), format!("{end:011}"));
+    }
+    if step != 0 {
+        params.insert("step".to_string(), format!("{}ns", step));
+    }
+    if exemplars != 0 {
+        params.insert("exemplars".to_string(), exemplars.to_string());
+    }
+    params
+}
+
+/// A range answer as messages of at most [`MAX_MESSAGE_BYTES`], whole series each (Grafana
+/// merges the frames of every message), each with `metrics` and the status.
+fn segment_series(answer: QueryRangeResponse) -> Vec<QueryRangeResponse> {
+    let base = QueryRangeResponse {
+        series: Vec::new(),
+        ..answer.clone()
+    };
+    let mut messages = vec![base.clone()];
+    let mut size = base.encoded_len();
+    for series in answer.series {
+        let added = series.encoded_len() + 8;
+        if size + added > MAX_MESSAGE_BYTES && !messages.last().is_some_and(|m| m.series.is_empty())
+        {
+            messages.push(base.clone());
+            size = base.encoded_len();
+        }
+        size += added;
+        if let Some(last) = messages.last_mut() {
+            last.series.push(series);
+        }
+    }
+    messages
 }
 
 /// Maps an API error to the gRPC status Tempo answers with (§3.3). A missing tenant is

@@ -9,6 +9,8 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
+use crate::traceql::metrics;
+
 pub use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 
 pub use super::traces::{TraceByIdMetrics, TraceByIdResponse};
@@ -252,6 +254,103 @@ pub struct InstantSeries {
     pub value: f64,
     #[prost(string, tag = "3")]
     pub prom_labels: String,
+}
+
+/// The metrics engine's typed labels as `KeyValue`s (a nil value is an empty `AnyValue`, as
+/// the JSON API's `{}`).
+fn labels(labels: &[metrics::Label]) -> Vec<KeyValue> {
+    labels
+        .iter()
+        .map(|label| KeyValue {
+            key: label.key.clone(),
+            value: Some(AnyValue {
+                value: match &label.value {
+                    metrics::LabelValue::String(s) => {
+                        Some(any_value::Value::StringValue(s.clone()))
+                    }
+                    metrics::LabelValue::Int(i) => Some(any_value::Value::IntValue(*i)),
+                    metrics::LabelValue::Double(d) => Some(any_value::Value::DoubleValue(*d)),
+                    metrics::LabelValue::Bool(b) => Some(any_value::Value::BoolValue(*b)),
+                    metrics::LabelValue::Nil => None,
+                },
+            }),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// A metrics query's cost as `SearchMetrics` (one job, as the JSON API reports).
+fn query_stats(stats: &metrics::QueryStats) -> SearchMetrics {
+    SearchMetrics {
+        inspected_traces: stats.inspected_traces,
+        inspected_bytes: stats.inspected_bytes,
+        total_blocks: stats.total_blocks,
+        completed_jobs: 1,
+        total_jobs: 1,
+        total_block_bytes: 0,
+        inspected_spans: stats.inspected_spans,
+    }
+}
+
+fn partial_status(partial: &Option<String>) -> (i32, String) {
+    match partial {
+        Some(message) => (PartialStatus::Partial as i32, message.clone()),
+        None => (PartialStatus::Complete as i32, String::new()),
+    }
+}
+
+/// The metrics engine's range answer as `tempopb.QueryRangeResponse`.
+pub fn query_range_response(answer: &metrics::QueryRangeResponse) -> QueryRangeResponse {
+    let (status, message) = partial_status(&answer.partial);
+    QueryRangeResponse {
+        series: answer
+            .series
+            .iter()
+            .map(|series| TimeSeries {
+                labels: labels(&series.labels),
+                samples: series
+                    .samples
+                    .iter()
+                    .map(|sample| Sample {
+                        value: sample.value,
+                        timestamp_ms: sample.timestamp_ms,
+                    })
+                    .collect(),
+                prom_labels: series.prom_labels.clone(),
+                exemplars: series
+                    .exemplars
+                    .iter()
+                    .map(|exemplar| Exemplar {
+                        labels: labels(&exemplar.labels),
+                        value: exemplar.value,
+                        timestamp_ms: exemplar.timestamp_ms,
+                    })
+                    .collect(),
+            })
+            .collect(),
+        metrics: Some(query_stats(&answer.metrics)),
+        status,
+        message,
+    }
+}
+
+/// The metrics engine's instant answer as `tempopb.QueryInstantResponse`.
+pub fn query_instant_response(answer: &metrics::QueryInstantResponse) -> QueryInstantResponse {
+    let (status, message) = partial_status(&answer.partial);
+    QueryInstantResponse {
+        series: answer
+            .series
+            .iter()
+            .map(|series| InstantSeries {
+                labels: labels(&series.labels),
+                value: series.value,
+                prom_labels: series.prom_labels.clone(),
+            })
+            .collect(),
+        metrics: Some(query_stats(&answer.metrics)),
+        status,
+        message,
+    }
 }
 
 /// A `TraceSearchMetadata` from the proto3 JSON the search engine renders (the same object

@@ -65,7 +65,7 @@ impl MetricsRequest {
             step
         };
         let mut aligned_start = start - start % step;
-        let aligned_end = if end % step == 0 {
+        let aligned_end = if end.is_multiple_of(step) {
             end
         } else {
             end + (step - end % step)
@@ -217,6 +217,7 @@ struct Group {
 
 /// compare(): counts per attribute value, for the baseline and the selection.
 #[derive(Debug, Default, Clone)]
+#[allow(clippy::type_complexity)]
 struct CompareState {
     /// [baseline, selection]: attribute → value key → (value, counts)
     values: [BTreeMap<String, HashMap<String, (Static, Vec<f64>)>>; 2],
