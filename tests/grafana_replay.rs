@@ -11,8 +11,7 @@
 //!   every ScopeSpans with `scope`, every Span with `status`);
 //! - streaming search over gRPC on the HTTP port (h2c), as Grafana dials it.
 //!
-//! The replayed requests are the one table [`REPLAY`]; TraceQL metrics rows go there once
-//! `/api/metrics/*` and the `MetricsQuery*` RPCs exist (the schema entries are in [`SCHEMA`]).
+//! The replayed requests are the one table [`REPLAY`].
 
 mod common;
 
@@ -20,7 +19,10 @@ use std::collections::BTreeSet;
 
 use prost::Message;
 use serde_json::Value;
-use vivace::api::tempopb::{SearchRequest, SearchResponse, Timestamp, TraceByIdResponse};
+use vivace::api::tempopb::{
+    QueryInstantRequest, QueryInstantResponse, QueryRangeRequest, QueryRangeResponse,
+    SearchRequest, SearchResponse, Timestamp, TraceByIdResponse,
+};
 use vivace::model::Trace;
 
 use common::{shared, Vivace};
@@ -53,6 +55,14 @@ enum Call {
         spss: u32,
         window: bool,
     },
+    /// `MetricsQueryRange` (or `MetricsQueryInstant` when `instant`) over h2c on the HTTP
+    /// port, over the panel range in nanoseconds; `step_ns` 0 when the user left step empty.
+    StreamMetrics {
+        query: &'static str,
+        step_ns: u64,
+        exemplars: u32,
+        instant: bool,
+    },
 }
 
 /// How Grafana reads the answer.
@@ -83,6 +93,13 @@ enum Check {
     /// gRPC stream: every message has `metrics`, the result equals `/api/search`'s for the
     /// same query and range. `health`: one `Recv` returning a message or EOF is enough.
     Stream { health: bool },
+    /// `QueryRangeResponse` JSON (Grafana allows unknown fields here): typed labels, samples,
+    /// exemplars with `trace:id`.
+    MetricsRangeJson,
+    /// `QueryInstantResponse` JSON, strict.
+    MetricsInstantJson,
+    /// Metrics gRPC stream: every message has `metrics`; the series equal the HTTP API's.
+    StreamMetrics,
 }
 
 struct Replay {
@@ -389,6 +406,53 @@ const REPLAY: &[Replay] = &[
             window: true,
         },
         check: Check::Stream { health: false },
+    },
+    Replay {
+        feature: "TraceQL metrics range, not streaming (traceql_query.go: createMetricsQuery)",
+        call: Call::Get {
+            path: "/api/metrics/query_range",
+            params: &[("q", "{ } | rate() by (resource.service.name)"), ("start", "{S}"), ("end", "{E}"), ("step", "30s"), ("exemplars", "10")],
+            accept: Some("application/json"),
+        },
+        check: Check::MetricsRangeJson,
+    },
+    Replay {
+        feature: "TraceQL metrics range, no step (server default)",
+        call: Call::Get {
+            path: "/api/metrics/query_range",
+            params: &[("q", "{ status = error } | count_over_time()"), ("start", "{S}"), ("end", "{E}")],
+            accept: Some("application/json"),
+        },
+        check: Check::MetricsRangeJson,
+    },
+    Replay {
+        feature: "TraceQL metrics instant, not streaming (same builder, path /api/metrics/query)",
+        call: Call::Get {
+            path: "/api/metrics/query",
+            params: &[("q", "{ kind = server } | quantile_over_time(duration, .99) by (resource.service.name)"), ("start", "{S}"), ("end", "{E}")],
+            accept: Some("application/json"),
+        },
+        check: Check::MetricsInstantJson,
+    },
+    Replay {
+        feature: "TraceQL metrics range, streaming (metrics_stream.go), step 0",
+        call: Call::StreamMetrics { query: "{ } | rate() by (resource.service.name)", step_ns: 0, exemplars: 10, instant: false },
+        check: Check::StreamMetrics,
+    },
+    Replay {
+        feature: "TraceQL metrics range, streaming, step 30s",
+        call: Call::StreamMetrics { query: "{ status = error } | count_over_time()", step_ns: 30_000_000_000, exemplars: 0, instant: false },
+        check: Check::StreamMetrics,
+    },
+    Replay {
+        feature: "TraceQL metrics instant, streaming (metricsQueryType instant)",
+        call: Call::StreamMetrics {
+            query: "{ kind = server } | quantile_over_time(duration, .99) by (resource.service.name)",
+            step_ns: 0,
+            exemplars: 0,
+            instant: true,
+        },
+        check: Check::StreamMetrics,
     },
 ];
 
@@ -802,11 +866,17 @@ fn expand(text: &str) -> String {
         .replace("{UNKNOWN}", UNKNOWN_ID)
 }
 
-async fn stream_search(
+/// Calls a server-streaming method of `tempopb.StreamingQuerier` the way Grafana dials it
+/// (host:port of the datasource URL, plaintext h2c for http://, the tenant as metadata).
+async fn grpc_stream<Req, Resp>(
     vivace: &Vivace,
-    request: SearchRequest,
-) -> Result<Vec<SearchResponse>, tonic::Status> {
-    // Grafana dials host:port of the datasource URL, plaintext h2c for http://.
+    method: &'static str,
+    request: Req,
+) -> Result<Vec<Resp>, tonic::Status>
+where
+    Req: Message + Send + Sync + 'static,
+    Resp: Message + Default + Send + Sync + 'static,
+{
     let channel = tonic::transport::Endpoint::from_shared(vivace.url(""))
         .unwrap()
         .user_agent(USER_AGENT)
@@ -825,10 +895,8 @@ async fn stream_search(
     let mut stream = grpc
         .server_streaming(
             request,
-            tonic::codegen::http::uri::PathAndQuery::from_static(
-                "/tempopb.StreamingQuerier/Search",
-            ),
-            tonic_prost::ProstCodec::<SearchRequest, SearchResponse>::default(),
+            tonic::codegen::http::uri::PathAndQuery::from_static(method),
+            tonic_prost::ProstCodec::<Req, Resp>::default(),
         )
         .await?
         .into_inner();
@@ -837,6 +905,32 @@ async fn stream_search(
         messages.push(message);
     }
     Ok(messages)
+}
+
+async fn stream_search(
+    vivace: &Vivace,
+    request: SearchRequest,
+) -> Result<Vec<SearchResponse>, tonic::Status> {
+    grpc_stream(vivace, "/tempopb.StreamingQuerier/Search", request).await
+}
+
+/// Typed labels as the JSON API writes them, to compare the two APIs' series.
+fn labels_json(labels: &[vivace::api::tempopb::KeyValue]) -> String {
+    use vivace::api::tempopb::any_value::Value as V;
+    let items: Vec<Value> = labels
+        .iter()
+        .map(|kv| {
+            let value = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(V::StringValue(s)) => serde_json::json!({ "stringValue": s }),
+                Some(V::IntValue(i)) => serde_json::json!({ "intValue": i.to_string() }),
+                Some(V::DoubleValue(d)) => serde_json::json!({ "doubleValue": d }),
+                Some(V::BoolValue(b)) => serde_json::json!({ "boolValue": b }),
+                _ => serde_json::json!({}),
+            };
+            serde_json::json!({ "key": kv.key, "value": value })
+        })
+        .collect();
+    Value::Array(items).to_string()
 }
 
 async fn http_get(
@@ -1021,8 +1115,140 @@ async fn run(vivace: &Vivace, replay: &Replay) -> Result<String, String> {
                     }
                     Ok(format!("{found} spans"))
                 }
-                Check::NotFound | Check::Stream { .. } => unreachable!("handled above / gRPC only"),
+                Check::MetricsRangeJson => {
+                    let body = json_of(&content_type, &body)?;
+                    schema_errors(&body, "QueryRangeResponse", false)?;
+                    let series = body["series"].as_array().cloned().unwrap_or_default();
+                    if series.is_empty() {
+                        return Err("no series".into());
+                    }
+                    let mut exemplars = 0;
+                    for one in &series {
+                        if one["labels"].as_array().is_none_or(Vec::is_empty) {
+                            return Err(format!("a series without labels: {one}"));
+                        }
+                        for exemplar in one["exemplars"].as_array().into_iter().flatten() {
+                            exemplars += 1;
+                            let has_trace_id = exemplar["labels"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .any(|l| {
+                                    l["key"] == "trace:id" && l["value"]["stringValue"].is_string()
+                                });
+                            if !has_trace_id
+                                || exemplar.get("value").is_none()
+                                || exemplar.get("timestampMs").is_none()
+                            {
+                                return Err(format!(
+                                    "an exemplar Grafana drops or cannot link: {exemplar}"
+                                ));
+                            }
+                        }
+                    }
+                    Ok(format!("{} series, {exemplars} exemplars", series.len()))
+                }
+                Check::MetricsInstantJson => {
+                    let body = json_of(&content_type, &body)?;
+                    schema_errors(&body, "QueryInstantResponse", true)?;
+                    let series = body["series"].as_array().map_or(0, Vec::len);
+                    if series == 0 {
+                        return Err("no series".into());
+                    }
+                    Ok(format!("{series} series"))
+                }
+                Check::NotFound | Check::Stream { .. } | Check::StreamMetrics => {
+                    unreachable!("handled above / gRPC only")
+                }
             }
+        }
+        Call::StreamMetrics {
+            query,
+            step_ns,
+            exemplars,
+            instant,
+        } => {
+            let nanos = |seconds: u64| seconds * 1_000_000_000;
+            let mut params = vec![
+                ("q".to_string(), query.to_string()),
+                ("start".to_string(), S.to_string()),
+                ("end".to_string(), E.to_string()),
+            ];
+            // The series the HTTP API answers, as label lists.
+            let series_of = |body: &Value| -> BTreeSet<String> {
+                body["series"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|s| s["labels"].to_string())
+                    .collect()
+            };
+            let (streamed, messages) = if *instant {
+                let messages: Vec<QueryInstantResponse> = grpc_stream(
+                    vivace,
+                    "/tempopb.StreamingQuerier/MetricsQueryInstant",
+                    QueryInstantRequest {
+                        query: query.to_string(),
+                        start: nanos(S),
+                        end: nanos(E),
+                    },
+                )
+                .await
+                .map_err(|status| format!("rpc error: {status:?}"))?;
+                if messages.iter().any(|m| m.metrics.is_none()) {
+                    return Err("a message without metrics".into());
+                }
+                // Grafana keeps the last instant message.
+                let last = messages.last().ok_or("no message")?;
+                let labels: BTreeSet<String> =
+                    last.series.iter().map(|s| labels_json(&s.labels)).collect();
+                (labels, messages.len())
+            } else {
+                if *step_ns != 0 {
+                    params.push(("step".into(), format!("{}s", step_ns / 1_000_000_000)));
+                }
+                if *exemplars != 0 {
+                    params.push(("exemplars".into(), exemplars.to_string()));
+                }
+                let messages: Vec<QueryRangeResponse> = grpc_stream(
+                    vivace,
+                    "/tempopb.StreamingQuerier/MetricsQueryRange",
+                    QueryRangeRequest {
+                        query: query.to_string(),
+                        start: nanos(S),
+                        end: nanos(E),
+                        step: *step_ns,
+                        exemplars: *exemplars,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|status| format!("rpc error: {status:?}"))?;
+                if messages.iter().any(|m| m.metrics.is_none()) {
+                    return Err("a message without metrics".into());
+                }
+                // Grafana merges the frames of every message.
+                let labels: BTreeSet<String> = messages
+                    .iter()
+                    .flat_map(|m| &m.series)
+                    .map(|s| labels_json(&s.labels))
+                    .collect();
+                (labels, messages.len())
+            };
+            let path = if *instant {
+                "/api/metrics/query"
+            } else {
+                "/api/metrics/query_range"
+            };
+            let (_, content_type, body) =
+                http_get(vivace, path, &params, Some("application/json")).await;
+            let http = series_of(&json_of(&content_type, &body)?);
+            if streamed.is_empty() || streamed != http {
+                return Err(format!(
+                    "streamed series {streamed:?}, HTTP series {http:?}"
+                ));
+            }
+            Ok(format!("{} series in {messages} messages", streamed.len()))
         }
         Call::StreamSearch {
             query,
