@@ -215,12 +215,14 @@ struct Group {
     exemplars: Vec<RawExemplar>,
 }
 
+/// Per attribute: value key → (value, counts per interval).
+type ValueCounts = BTreeMap<String, HashMap<String, (Static, Vec<f64>)>>;
+
 /// compare(): counts per attribute value, for the baseline and the selection.
 #[derive(Debug, Default, Clone)]
-#[allow(clippy::type_complexity)]
 struct CompareState {
     /// [baseline, selection]: attribute → value key → (value, counts)
-    values: [BTreeMap<String, HashMap<String, (Static, Vec<f64>)>>; 2],
+    values: [ValueCounts; 2],
     totals: [BTreeMap<String, Vec<f64>>; 2],
     exemplars: [Vec<(Vec<String>, RawExemplar)>; 2],
 }

@@ -314,8 +314,8 @@ fn quantiles_from_power_of_two_buckets_with_a_p_label() {
 #[test]
 fn histogram_buckets_in_seconds() {
     let response = run("{ resource.service.name = `a` } | histogram_over_time(duration)");
-    #[allow(clippy::type_complexity)]
-    let got: Vec<(Vec<Label>, Vec<(i64, f64)>)> = response
+    type Row = (Vec<Label>, Vec<(i64, f64)>);
+    let got: Vec<Row> = response
         .series
         .iter()
         .zip(points(&response))
