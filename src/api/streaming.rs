@@ -315,6 +315,8 @@ fn search(
                     }
                 }
                 outcome = &mut run => break outcome,
+                // The client left: dropping `run` stops the scan at its next await.
+                () = out.closed() => return,
             }
         };
         // Reports queued while the last batch finished (the scan ends right after sending).
