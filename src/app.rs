@@ -136,6 +136,11 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
         config.server.http_listen_address, config.server.http_listen_port
     );
     let api_listener = bind("the API and UI", &http_address).await?;
+    let grpc_address = format!(
+        "{}:{}",
+        config.server.http_listen_address, config.server.grpc_listen_port
+    );
+    let grpc_listener = bind("the gRPC streaming API", &grpc_address).await?;
     let receivers = &config.distributor.receivers.otlp.protocols;
     let mut tasks = tokio::task::JoinSet::new();
     let receivers_stop = CancellationToken::new();
@@ -170,13 +175,23 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     let api_stop = CancellationToken::new();
     {
         let stop = api_stop.clone();
-        let router = api::router(Arc::clone(&api_state));
+        let router =
+            api::streaming::with_grpc(api::router(Arc::clone(&api_state)), Arc::clone(&api_state));
         tasks.spawn(async move {
             axum::serve(api_listener, router)
                 .with_graceful_shutdown(async move { stop.cancelled().await })
                 .await?;
             Ok(())
         });
+    }
+    {
+        let stop = api_stop.clone();
+        tracing::info!(address = %grpc_address, "grpc streaming api listening");
+        tasks.spawn(api::streaming::serve_grpc(
+            grpc_listener,
+            Arc::clone(&api_state),
+            async move { stop.cancelled().await },
+        ));
     }
     if demo {
         tasks.spawn(crate::demo::run(

@@ -109,10 +109,12 @@ impl Server {
     ) -> anyhow::Result<Server> {
         let (http, grpc, otlp_http) = (free_port()?, free_port()?, free_port()?);
         let config = directory.join("bench.yaml");
+        // The streaming gRPC port too, so a bench never collides with a running vivace on 9095.
+        let grpc_api = free_port()?;
         std::fs::write(
             &config,
             format!(
-                "server:\n  http_listen_port: {http}\n  log_level: warn\n\
+                "server:\n  http_listen_port: {http}\n  grpc_listen_port: {grpc_api}\n  log_level: warn\n\
 distributor:\n  receivers:\n    otlp:\n      protocols:\n        grpc:\n          enabled: true\n          endpoint: 127.0.0.1:{grpc}\n        http:\n          enabled: true\n          endpoint: 127.0.0.1:{otlp_http}\n{receivers_yaml}\
 ingester:\n  wal_path: {wal}\n  wal_fsync: {wal_fsync}\n\
 storage:\n  trace:\n    backend: local\n    local:\n      path: {blocks}\n",

@@ -12,6 +12,9 @@ use crate::tempodb::meta::BlockMeta;
 use crate::tempodb::Store;
 use crate::traceql::ast::Attribute;
 use crate::traceql::eval::{Evaluator, StructuralMode};
+use crate::traceql::metrics::{
+    CompiledMetrics, MetricsEvaluation, MetricsRequest, QueryInstantResponse, QueryRangeResponse,
+};
 use crate::traceql::search::{CompiledSearch, SearchOptions};
 use crate::traceql::tags::{collect_tag_names, collect_tag_values, TagFilter, TagScope, TagValue};
 
@@ -111,6 +114,22 @@ impl Querier {
         limit: usize,
         options: SearchOptions,
     ) -> Result<SearchOutcome, QuerierError> {
+        self.search_with_progress(tenants, query, limit, options, None)
+            .await
+    }
+
+    /// [`Querier::search`] that also reports, after the head and after each block, the
+    /// matches found since the last delivered report (streaming search). Reports go through
+    /// `progress` with `try_send`: a full channel never slows the scan (the undelivered
+    /// matches ride along with the next report), a closed one (the reader left) stops it.
+    pub async fn search_with_progress(
+        &self,
+        tenants: &[String],
+        query: Arc<CompiledSearch>,
+        limit: usize,
+        options: SearchOptions,
+        progress: Option<tokio::sync::mpsc::Sender<SearchProgress>>,
+    ) -> Result<SearchOutcome, QuerierError> {
         let plan = self.plan(tenants, options.window);
         let state = SearchState {
             outcome: SearchOutcome {
@@ -118,6 +137,8 @@ impl Querier {
                 ..SearchOutcome::default()
             },
             seen: HashSet::new(),
+            delivered: 0,
+            completed_jobs: 0,
         };
         let state = self
             .scan(plan, state, move |state, batch| {
@@ -151,10 +172,109 @@ impl Querier {
                         state.outcome.traces.push(found.json);
                     }
                 }
-                Ok(state.outcome.traces.len() < limit)
+                let keep_going = state.outcome.traces.len() < limit;
+                // Report even the batch that reached the limit, so a reader sees it early.
+                let reader_present = progress
+                    .as_ref()
+                    .is_none_or(|progress| state.report(progress));
+                Ok(keep_going && reader_present)
             })
             .await?;
         Ok(state.outcome)
+    }
+
+    /// Runs a TraceQL metrics query over the head and every block overlapping the request's
+    /// window, in every given tenant. Each trace is evaluated once (the first copy seen:
+    /// the head's, or the newest block's combined with the head's pieces); spans count in the
+    /// interval holding their start. CPU work runs on the blocking pool through `scan`.
+    pub async fn query_range(
+        &self,
+        tenants: &[String],
+        query: Arc<CompiledMetrics>,
+        request: MetricsRequest,
+    ) -> Result<QueryRangeResponse, QuerierError> {
+        Ok(self.run_metrics(tenants, query, request).await?.finish())
+    }
+
+    /// [`query_range`](Self::query_range) as an instant query: one value per series over
+    /// `(request.start, request.end]`.
+    pub async fn query_instant(
+        &self,
+        tenants: &[String],
+        query: Arc<CompiledMetrics>,
+        request: MetricsRequest,
+    ) -> Result<QueryInstantResponse, QuerierError> {
+        Ok(self
+            .run_metrics(tenants, query, request)
+            .await?
+            .finish_instant())
+    }
+
+    /// Parses, validates and runs a metrics range query for one tenant, without HTTP: the
+    /// entry point for benchmarks. `start`/`end` are Unix ns, `step` ns (0: Tempo's default).
+    pub async fn metrics_query_range(
+        &self,
+        tenant: &str,
+        query: &str,
+        start: u64,
+        end: u64,
+        step: u64,
+    ) -> Result<QueryRangeResponse, QuerierError> {
+        let parsed = crate::traceql::parse_and_validate(query)
+            .map_err(|error| QuerierError::Evaluation(error.to_string()))?;
+        let compiled = CompiledMetrics::new(parsed)
+            .map_err(|error| QuerierError::Evaluation(error.to_string()))?;
+        let request = MetricsRequest::range(start, end, step, 0);
+        self.query_range(&[tenant.to_string()], Arc::new(compiled), request)
+            .await
+    }
+
+    async fn run_metrics(
+        &self,
+        tenants: &[String],
+        query: Arc<CompiledMetrics>,
+        request: MetricsRequest,
+    ) -> Result<MetricsEvaluation, QuerierError> {
+        let started = Instant::now();
+        let plan = self.plan(tenants, Some((request.start, request.end)));
+        let mut evaluation = MetricsEvaluation::new(&query, request);
+        evaluation.stats.total_blocks = plan.blocks.len() as u32;
+        let state = MetricsState {
+            evaluation,
+            seen: HashSet::new(),
+        };
+        // The one place metrics read traces: a storage pre-filter derived from
+        // `query.pipelines()` belongs here.
+        let state = self
+            .scan(plan, state, move |state, batch| {
+                let evaluator = Evaluator::new(StructuralMode::Real);
+                let (from, to) = state.evaluation.window();
+                for (id, trace) in &batch {
+                    if !state.seen.insert(*id) {
+                        continue;
+                    }
+                    state.evaluation.stats.inspected_bytes +=
+                        prost::Message::encoded_len(trace) as u64;
+                    // Spans of a trace that ends before or starts after the window never count.
+                    if let Some((start, end)) = trace_time_range(trace) {
+                        if end < from || start > to {
+                            continue;
+                        }
+                    }
+                    state
+                        .evaluation
+                        .observe_trace(&evaluator, id, trace)
+                        .map_err(|error| QuerierError::Evaluation(error.to_string()))?;
+                }
+                Ok(true)
+            })
+            .await?;
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            traces = state.evaluation.stats.inspected_traces,
+            "metrics query evaluated"
+        );
+        Ok(state.evaluation)
     }
 
     /// Where a read over `window` looks in every given tenant: the head (always) and, when
@@ -334,6 +454,56 @@ struct ReadPlan {
 struct SearchState {
     outcome: SearchOutcome,
     /// Traces already judged (a trace in the head and in a block is judged once).
+    seen: HashSet<TraceId>,
+    /// How many of `outcome.traces` a progress report has delivered.
+    delivered: usize,
+    /// Batches (the head, then blocks) scanned.
+    completed_jobs: u64,
+}
+
+impl SearchState {
+    /// Sends what the last batch added; `false` when the reader has gone (stop scanning).
+    fn report(&mut self, progress: &tokio::sync::mpsc::Sender<SearchProgress>) -> bool {
+        use tokio::sync::mpsc::error::TrySendError;
+        self.completed_jobs += 1;
+        let report = SearchProgress {
+            traces: self.outcome.traces[self.delivered..].to_vec(),
+            inspected_traces: self.outcome.inspected_traces,
+            inspected_bytes: self.outcome.inspected_bytes,
+            inspected_spans: self.outcome.inspected_spans,
+            total_blocks: self.outcome.total_blocks,
+            completed_jobs: self.completed_jobs,
+            total_jobs: self.outcome.total_blocks + 1,
+        };
+        match progress.try_send(report) {
+            Ok(()) => {
+                self.delivered = self.outcome.traces.len();
+                true
+            }
+            Err(TrySendError::Full(_)) => true,
+            Err(TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+/// A streaming search's progress after one more batch: the new matches and the cumulative
+/// counters (Tempo's `SearchMetrics`; a job is the head or one block).
+#[derive(Debug, Clone)]
+pub struct SearchProgress {
+    /// Matches found since the previous delivered report, as `TraceSearchMetadata` JSON.
+    pub traces: Vec<serde_json::Value>,
+    pub inspected_traces: u64,
+    pub inspected_bytes: u64,
+    pub inspected_spans: u64,
+    pub total_blocks: u64,
+    pub completed_jobs: u64,
+    pub total_jobs: u64,
+}
+
+/// A metrics query's progress, carried from batch to batch.
+struct MetricsState {
+    evaluation: MetricsEvaluation,
+    /// Traces already evaluated (a trace in the head and in a block counts once).
     seen: HashSet<TraceId>,
 }
 

@@ -3,8 +3,11 @@
 //! lives in the querier.
 
 mod alerts;
+mod metrics;
 mod search;
+pub mod streaming;
 mod tags;
+pub mod tempopb;
 pub mod trace_json;
 mod traces;
 
@@ -113,6 +116,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/traces/{trace_id}", get(traces::trace_v1))
         .route("/api/v2/traces/{trace_id}", get(traces::trace_v2))
         .route("/api/search", get(search::search))
+        .route("/api/metrics/query_range", get(metrics::query_range))
+        .route("/api/metrics/query", get(metrics::query_instant))
         .route("/api/search/tags", get(tags::tags_v1))
         .route("/api/v2/search/tags", get(tags::tags_v2))
         .route("/api/search/tag/{*rest}", get(tags::tag_values_v1))

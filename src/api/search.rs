@@ -161,9 +161,41 @@ fn tags_query(pairs: &[(String, String)]) -> Query {
     }
 }
 
+/// Parameters `/api/search` knows; with none of `q`, `tags`, `start`, `end` present, every
+/// other parameter is a tag (the very old Grafana form `?service.name=x`).
+const KNOWN_PARAMS: &[&str] = &[
+    "q",
+    "tags",
+    "minDuration",
+    "maxDuration",
+    "limit",
+    "spss",
+    "start",
+    "end",
+];
+
+/// The legacy form's tags: unknown parameters, when none of `q`, `tags`, `start`, `end` is
+/// given. Sorted by name so the query does not depend on the map's order.
+fn legacy_tags(params: &HashMap<String, String>) -> Vec<(String, String)> {
+    if ["q", "tags", "start", "end"]
+        .iter()
+        .any(|name| params.contains_key(*name))
+    {
+        return Vec::new();
+    }
+    let mut pairs: Vec<(String, String)> = params
+        .iter()
+        .filter(|(key, _)| !KNOWN_PARAMS.contains(&key.as_str()))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    pairs.sort();
+    pairs
+}
+
 fn compile(params: &HashMap<String, String>) -> Result<CompiledSearch, ApiError> {
     let q = non_empty(params, "q");
     let tags = non_empty(params, "tags");
+    let legacy = legacy_tags(params);
     let query = match (q, tags) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request(
@@ -179,25 +211,27 @@ fn compile(params: &HashMap<String, String>) -> Result<CompiledSearch, ApiError>
                 .map_err(|e| ApiError::bad_request(format!("invalid tags: {e}")))?;
             tags_query(&pairs)
         }
-        (None, None) => tags_query(&[]),
+        (None, None) => tags_query(&legacy),
     };
     let compiled = CompiledSearch::new(query)
         .map_err(|e| ApiError::bad_request(format!("invalid TraceQL query: {e}")))?;
-    Ok(if tags.is_some() {
+    Ok(if tags.is_some() || !legacy.is_empty() {
         compiled.metadata_only()
     } else {
         compiled
     })
 }
 
-/// `GET /api/search`.
-pub async fn search(
-    State(state): State<Arc<ApiState>>,
-    headers: HeaderMap,
-    UrlQuery(params): UrlQuery<HashMap<String, String>>,
-) -> Result<Response, ApiError> {
-    let tenants = read_tenants(&state, &headers)?;
-    let limit = match non_empty(&params, "limit") {
+/// A validated search: what `/api/search` and the streaming `Search` RPC both run.
+pub(crate) struct PreparedSearch {
+    pub query: Arc<CompiledSearch>,
+    pub limit: usize,
+    pub options: SearchOptions,
+}
+
+/// Validates `/api/search` parameters (as Tempo's `ParseSearchRequest`) and compiles the query.
+pub(crate) fn prepare(params: &HashMap<String, String>) -> Result<PreparedSearch, ApiError> {
+    let limit = match non_empty(params, "limit") {
         None => DEFAULT_LIMIT,
         Some(text) => match text.parse::<u64>() {
             Ok(0) => {
@@ -218,7 +252,7 @@ pub async fn search(
             }
         },
     };
-    let spss = match non_empty(&params, "spss") {
+    let spss = match non_empty(params, "spss") {
         None => DEFAULT_SPSS,
         Some(text) => match text.parse::<u64>() {
             Ok(n) if n > MAX_SPSS as u64 => {
@@ -235,9 +269,9 @@ pub async fn search(
             }
         },
     };
-    let window = parse_window(&params)?;
-    let min_duration = parse_duration_param(&params, "minDuration")?;
-    let max_duration = parse_duration_param(&params, "maxDuration")?;
+    let window = parse_window(params)?;
+    let min_duration = parse_duration_param(params, "minDuration")?;
+    let max_duration = parse_duration_param(params, "maxDuration")?;
     if let (Some(min), Some(max)) = (min_duration, max_duration) {
         if max < min {
             return Err(ApiError::bad_request(
@@ -245,21 +279,39 @@ pub async fn search(
             ));
         }
     }
-    let compiled = Arc::new(compile(&params)?);
-    let options = SearchOptions {
-        spans_per_spanset: spss,
-        window,
-        min_duration,
-        max_duration,
-    };
+    Ok(PreparedSearch {
+        query: Arc::new(compile(params)?),
+        limit,
+        options: SearchOptions {
+            spans_per_spanset: spss,
+            window,
+            min_duration,
+            max_duration,
+        },
+    })
+}
+
+/// How a failed search run is reported.
+pub(crate) fn run_error(error: QuerierError) -> ApiError {
+    match error {
+        QuerierError::Evaluation(message) => ApiError::bad_request(message),
+        other => ApiError::internal(other.to_string()),
+    }
+}
+
+/// `GET /api/search`.
+pub async fn search(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    UrlQuery(params): UrlQuery<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let tenants = read_tenants(&state, &headers)?;
+    let prepared = prepare(&params)?;
     let outcome = state
         .querier
-        .search(&tenants, compiled, limit, options)
+        .search(&tenants, prepared.query, prepared.limit, prepared.options)
         .await
-        .map_err(|error| match error {
-            QuerierError::Evaluation(message) => ApiError::bad_request(message),
-            other => ApiError::internal(other.to_string()),
-        })?;
+        .map_err(run_error)?;
     let mut body = Map::new();
     if !outcome.traces.is_empty() {
         body.insert("traces".into(), Value::Array(outcome.traces));
@@ -309,5 +361,28 @@ mod tests {
         );
         assert!(parse_logfmt("a=1 a=2").is_err());
         assert!(parse_logfmt(r#"a="x"#).is_err());
+    }
+
+    #[test]
+    fn unknown_parameters_are_tags_only_in_the_legacy_form() {
+        let params = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            legacy_tags(&params(&[
+                ("service.name", "x"),
+                ("limit", "5"),
+                ("a", "b")
+            ])),
+            vec![
+                ("a".to_string(), "b".to_string()),
+                ("service.name".to_string(), "x".to_string())
+            ]
+        );
+        assert!(legacy_tags(&params(&[("service.name", "x"), ("start", "1")])).is_empty());
+        assert!(legacy_tags(&params(&[("service.name", "x"), ("q", "{}")])).is_empty());
     }
 }

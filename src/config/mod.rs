@@ -66,6 +66,10 @@ pub struct ServerConfig {
     pub http_listen_address: String,
     /// Port of the HTTP API (Tempo's API, `/metrics`, `/ready`) and the UI. Tempo's is 3200.
     pub http_listen_port: u16,
+    /// Port of the gRPC server (on `http_listen_address`): Tempo's streaming query API
+    /// `tempopb.StreamingQuerier`. Tempo's is 9095. The same service is also served over h2c
+    /// on `http_listen_port`, which is where Grafana dials it.
+    pub grpc_listen_port: u16,
     /// Log filter in `tracing` syntax, e.g. `info` or `vivace=debug,info`. `RUST_LOG` wins.
     pub log_level: String,
 }
@@ -75,6 +79,7 @@ impl Default for ServerConfig {
         ServerConfig {
             http_listen_address: "127.0.0.1".to_string(),
             http_listen_port: 3200,
+            grpc_listen_port: 9095,
             log_level: "info".to_string(),
         }
     }

@@ -213,7 +213,7 @@ fn attributes(object: &Object, path: &str) -> Result<Vec<KeyValue>, JsonDecodeEr
     )
 }
 
-fn key_values(items: &[Value], path: &str) -> Result<Vec<KeyValue>, JsonDecodeError> {
+pub(crate) fn key_values(items: &[Value], path: &str) -> Result<Vec<KeyValue>, JsonDecodeError> {
     let mut result = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
         let item_path = format!("{path}[{index}]");

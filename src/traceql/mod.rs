@@ -9,6 +9,7 @@
 pub mod ast;
 pub mod eval;
 pub mod lexer;
+pub mod metrics;
 pub mod parser;
 pub mod rewrite;
 pub mod search;

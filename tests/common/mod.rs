@@ -32,6 +32,8 @@ pub struct Ports {
     pub http: u16,
     pub otlp_grpc: u16,
     pub otlp_http: u16,
+    /// The streaming gRPC API (`server.grpc_listen_port`).
+    pub grpc: u16,
 }
 
 impl Ports {
@@ -40,6 +42,7 @@ impl Ports {
             http: free_port(),
             otlp_grpc: free_port(),
             otlp_http: free_port(),
+            grpc: free_port(),
         }
     }
 }
@@ -56,13 +59,14 @@ pub struct Vivace {
 /// Writes the config for `ports` and `data`, deep-merged with `extra_yaml` (which wins).
 pub fn write_config(data: &Path, ports: Ports, extra_yaml: &str) -> PathBuf {
     let base = format!(
-        "server:\n  http_listen_port: {http}\n  log_level: info\n\
+        "server:\n  http_listen_port: {http}\n  grpc_listen_port: {grpc_api}\n  log_level: info\n\
 distributor:\n  receivers:\n    otlp:\n      protocols:\n        grpc:\n          enabled: true\n          endpoint: 127.0.0.1:{grpc}\n        http:\n          enabled: true\n          endpoint: 127.0.0.1:{otlp_http}\n\
 ingester:\n  wal_path: {wal}\n\
 storage:\n  trace:\n    backend: local\n    local:\n      path: {blocks}\n",
         http = ports.http,
         grpc = ports.otlp_grpc,
         otlp_http = ports.otlp_http,
+        grpc_api = ports.grpc,
         wal = data.join("wal").display(),
         blocks = data.join("blocks").display(),
     );
