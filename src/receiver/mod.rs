@@ -4,6 +4,8 @@
 pub mod jaeger;
 pub mod otlp;
 pub mod otlp_json;
+pub mod otlp_metrics;
+pub mod otlp_metrics_json;
 pub mod thrift;
 pub mod translate;
 pub mod zipkin;
