@@ -60,7 +60,9 @@ impl MetricsReceiver {
             Ok(metrics.export(&request))
         })
         .await
-        .map_err(|error| DistributorError::Internal(format!("metrics conversion failed: {error}")))?
+        .map_err(|error| {
+            DistributorError::Internal(format!("metrics conversion failed: {error}"))
+        })?
     }
 }
 

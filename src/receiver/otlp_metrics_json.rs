@@ -20,9 +20,7 @@ use super::otlp_json::{
 };
 
 /// Decodes an `ExportMetricsServiceRequest` from OTLP/JSON bytes.
-pub fn decode_export_request(
-    body: &[u8],
-) -> Result<ExportMetricsServiceRequest, JsonDecodeError> {
+pub fn decode_export_request(body: &[u8]) -> Result<ExportMetricsServiceRequest, JsonDecodeError> {
     let root: Value = serde_json::from_slice(body).map_err(|error| JsonDecodeError {
         path: "$".into(),
         reason: format!("not valid JSON: {error}"),
@@ -241,7 +239,12 @@ fn u64_array(
         };
         match number {
             Some(number) => out.push(number),
-            None => return fail(&item_path, format!("{item} is not an unsigned 64-bit integer")),
+            None => {
+                return fail(
+                    &item_path,
+                    format!("{item} is not an unsigned 64-bit integer"),
+                )
+            }
         }
     }
     Ok(out)
@@ -279,7 +282,12 @@ fn exemplars(object: &Object, path: &str) -> Result<Vec<Exemplar>, JsonDecodeErr
                 _ => None,
             }
         };
-        let filtered = array_field(item, &item_path, "filteredAttributes", "filtered_attributes")?;
+        let filtered = array_field(
+            item,
+            &item_path,
+            "filteredAttributes",
+            "filtered_attributes",
+        )?;
         out.push(Exemplar {
             filtered_attributes: super::otlp_json::key_values(
                 filtered,
