@@ -97,6 +97,12 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
             remote_writer.clone(),
         ))
     });
+    if otlp_metrics.is_some()
+        && remote_writer.is_none()
+        && otlp_metrics_config.scrape_path.is_empty()
+    {
+        tracing::info!("otlp metrics are accepted but go nowhere: set metrics_generator.remote_write or otlp_metrics.scrape_path");
+    }
     let metrics_receiver = otlp_metrics
         .as_ref()
         .map(|metrics| MetricsReceiver::new(Arc::clone(&distributor), Arc::clone(metrics)));

@@ -414,3 +414,96 @@ pub fn encode_export_response(rejected_data_points: i64, error_message: &str) ->
     .to_string()
     .into_bytes()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_kind_decodes_with_otlp_json_rules() {
+        let body = r#"{"resourceMetrics":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"svc"}}]},
+          "scopeMetrics":[{"scope":{"name":"lib","version":"2"},"metrics":[
+            {"name":"g","unit":"1","gauge":{"dataPoints":[{"timeUnixNano":"5","asDouble":"NaN"}]}},
+            {"name":"c","sum":{"aggregationTemporality":"AGGREGATION_TEMPORALITY_DELTA","isMonotonic":true,
+              "dataPoints":[{"timeUnixNano":6,"asInt":"9007199254740993","exemplars":[
+                {"timeUnixNano":"4","asDouble":1.5,"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708",
+                 "filteredAttributes":[{"key":"user","value":{"stringValue":"u"}}]}]}]}},
+            {"name":"h","histogram":{"aggregation_temporality":2,"data_points":[{"count":"3","sum":1.5,
+              "bucket_counts":["1","2"],"explicit_bounds":[0.5]}]}},
+            {"name":"e","exponentialHistogram":{"aggregationTemporality":1,"dataPoints":[{"count":"4","scale":-1,
+              "zeroCount":"1","zeroThreshold":0.001,"positive":{"offset":-2,"bucketCounts":["2","1"]},"negative":{"bucketCounts":[]}}]}},
+            {"name":"s","summary":{"dataPoints":[{"count":"2","sum":3,"quantileValues":[{"quantile":0.5,"value":1}]}]}}
+          ]}]}]}"#;
+        let request = decode_export_request(body.as_bytes()).unwrap();
+        let scope = &request.resource_metrics[0].scope_metrics[0];
+        assert_eq!(scope.scope.as_ref().unwrap().version, "2");
+        let data: Vec<&Data> = scope
+            .metrics
+            .iter()
+            .map(|metric| metric.data.as_ref().unwrap())
+            .collect();
+        let Data::Gauge(gauge) = data[0] else {
+            panic!("gauge")
+        };
+        assert!(
+            matches!(gauge.data_points[0].value, Some(number_data_point::Value::AsDouble(value)) if value.is_nan())
+        );
+        let Data::Sum(sum) = data[1] else {
+            panic!("sum")
+        };
+        assert_eq!(
+            sum.aggregation_temporality,
+            AggregationTemporality::Delta as i32
+        );
+        assert!(sum.is_monotonic);
+        let point = &sum.data_points[0];
+        assert_eq!(
+            point.value,
+            Some(number_data_point::Value::AsInt(9_007_199_254_740_993))
+        );
+        let exemplar = &point.exemplars[0];
+        assert_eq!(exemplar.trace_id, (1..=16).collect::<Vec<u8>>());
+        assert_eq!(exemplar.span_id, (1..=8).collect::<Vec<u8>>());
+        assert_eq!(exemplar.value, Some(exemplar::Value::AsDouble(1.5)));
+        assert_eq!(exemplar.filtered_attributes[0].key, "user");
+        let Data::Histogram(histogram) = data[2] else {
+            panic!("histogram")
+        };
+        assert_eq!(histogram.data_points[0].bucket_counts, vec![1, 2]);
+        assert_eq!(histogram.data_points[0].explicit_bounds, vec![0.5]);
+        assert_eq!(histogram.data_points[0].sum, Some(1.5));
+        let Data::ExponentialHistogram(exponential) = data[3] else {
+            panic!("exponential")
+        };
+        let point = &exponential.data_points[0];
+        assert_eq!(
+            (point.scale, point.zero_count, point.zero_threshold),
+            (-1, 1, 0.001)
+        );
+        assert_eq!(point.positive.as_ref().unwrap().offset, -2);
+        assert_eq!(point.positive.as_ref().unwrap().bucket_counts, vec![2, 1]);
+        let Data::Summary(summary) = data[4] else {
+            panic!("summary")
+        };
+        assert_eq!(summary.data_points[0].quantile_values[0].value, 1.0);
+    }
+
+    #[test]
+    fn errors_name_the_path() {
+        let error = decode_export_request(
+            br#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"h","histogram":{"dataPoints":[{"bucketCounts":["x"]}]}}]}]}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(error.path, "$.resourceMetrics[0].scopeMetrics[0].metrics[0].histogram.dataPoints[0].bucketCounts[0]");
+        let error = decode_export_request(
+            br#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"c","sum":{"dataPoints":[{"exemplars":[{"traceId":"zz"}]}]}}]}]}]}"#,
+        )
+        .unwrap_err();
+        assert!(error.path.ends_with(".exemplars[0].traceId"), "{error}");
+        let error = decode_export_request(
+            br#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"x","gauge":{},"sum":{}}]}]}]}"#,
+        )
+        .unwrap_err();
+        assert!(error.reason.contains("more than one"), "{error}");
+    }
+}
