@@ -1167,12 +1167,23 @@ impl Converter {
             accumulated: None,
             emitted: Vec::new(),
         });
-        for (labels, _) in &tracked.emitted {
-            if !emitted.iter().any(|(now, _)| now == labels) {
-                context
-                    .outcome
-                    .series
-                    .push(stale_series(labels.clone(), time_ms));
+        // Usually the same series in the same order; only a changed layout needs the set.
+        let same_layout = tracked.emitted.len() == emitted.len()
+            && tracked
+                .emitted
+                .iter()
+                .zip(&emitted)
+                .all(|(before, now)| before.0 == now.0);
+        if !same_layout {
+            let now: std::collections::HashSet<&Vec<Label>> =
+                emitted.iter().map(|(labels, _)| labels).collect();
+            for (labels, _) in &tracked.emitted {
+                if !now.contains(labels) {
+                    context
+                        .outcome
+                        .series
+                        .push(stale_series(labels.clone(), time_ms));
+                }
             }
         }
         self.active_series = self.active_series - tracked.emitted.len() + emitted.len();

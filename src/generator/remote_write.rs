@@ -270,12 +270,14 @@ impl TimestampGuard {
 /// Sorts by labels and cuts into `WriteRequest`s of at most `max_series` series.
 pub fn batch(mut series: Vec<TimeSeries>, max_series: usize) -> Vec<WriteRequest> {
     series.sort_by(|left, right| left.labels.cmp(&right.labels));
-    series
-        .chunks(max_series.max(1))
-        .map(|chunk| WriteRequest {
-            timeseries: chunk.to_vec(),
-        })
-        .collect()
+    let mut requests = Vec::with_capacity(series.len().div_ceil(max_series.max(1)));
+    let mut series = series.into_iter().peekable();
+    while series.peek().is_some() {
+        requests.push(WriteRequest {
+            timeseries: series.by_ref().take(max_series.max(1)).collect(),
+        });
+    }
+    requests
 }
 
 /// The protobuf of `request`, compressed with snappy's block (not framed) format.
