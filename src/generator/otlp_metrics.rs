@@ -2092,10 +2092,10 @@ mod tests {
         assert_eq!(converter.active_series(), 2); // depth and target_info
         assert!(converter.sweep(MS0 + 1000, 5000).is_empty());
         let markers = converter.sweep(MS0 + 5000, 5000);
-        let mut lines = lines(&markers);
-        lines.sort();
+        let mut ended = lines(&markers);
+        ended.sort();
         assert_eq!(
-            lines,
+            ended,
             vec![format!("depth{{queue=\"a\"}} STALE @{}", MS0 + 5000)]
         );
         assert_eq!(markers.len(), 2, "target_info goes stale too");
@@ -2108,13 +2108,9 @@ mod tests {
             MS0 + 11_000,
         );
         assert_eq!(
-            lines_of(&out.series),
+            lines(&out.series),
             vec![format!("depth{{queue=\"a\"}} STALE @{}", MS0 + 11_000)]
         );
-    }
-
-    fn lines_of(series: &[TimeSeries]) -> Vec<String> {
-        lines(series)
     }
 
     #[test]
