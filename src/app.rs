@@ -11,9 +11,11 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, ApiState, MetricsSource};
 use crate::config::Config;
 use crate::distributor::Distributor;
+use crate::generator::otlp_metrics::OtlpMetrics;
 use crate::ingester::{BlockSink, Ingester};
 use crate::model::{Trace, TraceId};
 use crate::querier::Querier;
+use crate::receiver::otlp_metrics::MetricsReceiver;
 use crate::receiver::{jaeger, otlp, zipkin};
 use crate::telemetry::{self, Telemetry};
 use crate::tempodb::meta::BlockMeta;
@@ -88,6 +90,26 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
         Arc::clone(&generator),
     )
     .context("starting the generator's remote write")?;
+    let otlp_metrics_config = &config.metrics_generator.otlp_metrics;
+    let otlp_metrics = otlp_metrics_config.enabled.then(|| {
+        Arc::new(OtlpMetrics::new(
+            otlp_metrics_config.clone(),
+            remote_writer.clone(),
+        ))
+    });
+    if otlp_metrics.is_some()
+        && remote_writer.is_none()
+        && otlp_metrics_config.scrape_path.is_empty()
+    {
+        tracing::info!("otlp metrics are accepted but go nowhere: set metrics_generator.remote_write or otlp_metrics.scrape_path");
+    }
+    let metrics_receiver = otlp_metrics
+        .as_ref()
+        .map(|metrics| MetricsReceiver::new(Arc::clone(&distributor), Arc::clone(metrics)));
+    let otlp_metrics_stop = CancellationToken::new();
+    let otlp_metrics_sweeper = otlp_metrics
+        .as_ref()
+        .map(|metrics| Arc::clone(metrics).spawn_sweeper(otlp_metrics_stop.clone()));
     let querier = Arc::new(Querier::new(Arc::clone(&ingester), Arc::clone(&store)));
     let alerts = Arc::new(
         crate::alerts::Alerts::start(&config.alerts, &config.prometheus.url, Arc::clone(&querier))
@@ -121,6 +143,15 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
             remote_writer.render_metrics(out)
         }));
     }
+    if let Some(metrics) = &otlp_metrics {
+        let metrics = Arc::clone(metrics);
+        metrics_sources.push(Arc::new(move |out: &mut String| {
+            metrics.render_own_metrics(out);
+            if metrics.config().on_own_metrics() {
+                metrics.render(out);
+            }
+        }));
+    }
     let api_state = Arc::new(ApiState {
         querier,
         telemetry: Arc::clone(&telemetry),
@@ -151,6 +182,7 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
         tasks.spawn(otlp::serve_grpc(
             listener,
             Arc::clone(&distributor),
+            metrics_receiver.clone(),
             async move { stop.cancelled().await },
         ));
     }
@@ -161,6 +193,7 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
         tasks.spawn(otlp::serve_http(
             listener,
             Arc::clone(&distributor),
+            metrics_receiver.clone(),
             async move { stop.cancelled().await },
         ));
     }
@@ -175,8 +208,13 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     let api_stop = CancellationToken::new();
     {
         let stop = api_stop.clone();
-        let router =
-            api::streaming::with_grpc(api::router(Arc::clone(&api_state)), Arc::clone(&api_state));
+        let mut router = api::router(Arc::clone(&api_state));
+        if let Some(metrics) = &otlp_metrics {
+            if let Some(path) = metrics.config().separate_scrape_path() {
+                router = router.merge(otlp_metrics_scrape_route(path, Arc::clone(metrics)));
+            }
+        }
+        let router = api::streaming::with_grpc(router, Arc::clone(&api_state));
         tasks.spawn(async move {
             axum::serve(api_listener, router)
                 .with_graceful_shutdown(async move { stop.cancelled().await })
@@ -214,6 +252,10 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     receivers_stop.cancel();
     ingester.shutdown().await;
     generator.stop();
+    otlp_metrics_stop.cancel();
+    if let Some(sweeper) = otlp_metrics_sweeper {
+        let _ = sweeper.await;
+    }
     if let Some(remote_writer) = &remote_writer {
         remote_writer.stop().await;
     }
@@ -231,6 +273,27 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `GET <path>` on the API port: the converted OTLP metrics alone, for scraping.
+fn otlp_metrics_scrape_route(path: &str, metrics: Arc<OtlpMetrics>) -> axum::Router {
+    axum::Router::new().route(
+        path,
+        axum::routing::get(move || {
+            let metrics = Arc::clone(&metrics);
+            async move {
+                let mut text = String::new();
+                metrics.render(&mut text);
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        crate::generator::exposition::PROMETHEUS_CONTENT_TYPE,
+                    )],
+                    text,
+                )
+            }
+        }),
+    )
 }
 
 /// Binds and spawns the Zipkin and Jaeger receivers that are enabled.

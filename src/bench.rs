@@ -50,6 +50,198 @@ pub struct BenchArgs {
     /// (OTLP protobuf/JSON/gRPC, Zipkin JSON/protobuf, Jaeger thrift/gRPC), `--spans` each.
     #[arg(long)]
     pub protocols: bool,
+    /// Only measure the OTLP metrics conversion in-process (cost per data point).
+    #[arg(long)]
+    pub otlp_metrics_only: bool,
+}
+
+/// An OTLP metrics export like an instrumented service's: `metrics` metrics of each kind
+/// (cumulative counter, delta counter, 15-bucket histogram, exponential histogram at scale 3
+/// with 40 buckets), each with `points` attribute sets, at `time_ns`.
+fn metrics_request(
+    metrics: usize,
+    points: usize,
+    time_ns: u64,
+) -> opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::metrics::v1::{
+        exponential_histogram_data_point::Buckets, metric::Data, number_data_point,
+        AggregationTemporality, ExponentialHistogram, ExponentialHistogramDataPoint, Histogram,
+        HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
+    };
+    let kv = |key: &str, value: String| KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value)),
+        }),
+        ..Default::default()
+    };
+    let attributes = |index: usize| {
+        vec![
+            kv("http.route", format!("/api/v1/items/{index}")),
+            kv("http.request.method", "GET".into()),
+            kv("http.response.status_code", "200".into()),
+        ]
+    };
+    let bounds = vec![
+        0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    ];
+    let mut list = Vec::new();
+    for metric in 0..metrics {
+        let number = |index: usize| NumberDataPoint {
+            attributes: attributes(index),
+            time_unix_nano: time_ns,
+            value: Some(number_data_point::Value::AsInt(index as i64 + 1)),
+            ..Default::default()
+        };
+        for temporality in [
+            AggregationTemporality::Cumulative,
+            AggregationTemporality::Delta,
+        ] {
+            list.push(Metric {
+                name: format!("requests.{metric}.{}", temporality as i32),
+                unit: "{request}".into(),
+                data: Some(Data::Sum(Sum {
+                    data_points: (0..points).map(number).collect(),
+                    aggregation_temporality: temporality as i32,
+                    is_monotonic: true,
+                })),
+                ..Default::default()
+            });
+        }
+        list.push(Metric {
+            name: format!("request.duration.{metric}"),
+            unit: "s".into(),
+            data: Some(Data::Histogram(Histogram {
+                data_points: (0..points)
+                    .map(|index| HistogramDataPoint {
+                        attributes: attributes(index),
+                        time_unix_nano: time_ns,
+                        count: 15,
+                        sum: Some(3.5),
+                        bucket_counts: vec![1; 15],
+                        explicit_bounds: bounds.clone(),
+                        ..Default::default()
+                    })
+                    .collect(),
+                aggregation_temporality: AggregationTemporality::Cumulative as i32,
+            })),
+            ..Default::default()
+        });
+        list.push(Metric {
+            name: format!("payload.size.{metric}"),
+            unit: "By".into(),
+            data: Some(Data::ExponentialHistogram(ExponentialHistogram {
+                data_points: (0..points)
+                    .map(|index| ExponentialHistogramDataPoint {
+                        attributes: attributes(index),
+                        time_unix_nano: time_ns,
+                        count: 40,
+                        sum: Some(1e5),
+                        scale: 3,
+                        positive: Some(Buckets {
+                            offset: 60,
+                            bucket_counts: vec![1; 40],
+                        }),
+                        ..Default::default()
+                    })
+                    .collect(),
+                aggregation_temporality: AggregationTemporality::Delta as i32,
+            })),
+            ..Default::default()
+        });
+    }
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("service.name", "bench".into()),
+                    kv("service.instance.id", "bench-1".into()),
+                    kv("host.name", "bench-host".into()),
+                ],
+                ..Default::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                scope: Some(InstrumentationScope {
+                    name: "bench".into(),
+                    version: "1".into(),
+                    ..Default::default()
+                }),
+                metrics: list,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// Cost of the OTLP metrics path in-process: protobuf decode, conversion (names, labels,
+/// delta state, exponential buckets) and remote-write encoding (sort, protobuf, snappy), per
+/// data point and per output series, on one core.
+fn otlp_metrics_figures() {
+    use crate::generator::otlp_metrics::Converter;
+    use crate::generator::remote_write::{batch, encode};
+    const METRICS: usize = 25;
+    const POINTS: usize = 20;
+    const ROUNDS: u64 = 50;
+    let start_ns: u64 = 1_700_000_000_000_000_000;
+    let points = (METRICS * 4 * POINTS) as u64;
+    let mut converter = Converter::new(1_000_000);
+    let (mut decode_time, mut convert_time, mut encode_time) =
+        (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let (mut series_out, mut bytes_out) = (0u64, 0u64);
+    for round in 0..ROUNDS {
+        let time_ns = start_ns + round * 15_000_000_000;
+        let body = metrics_request(METRICS, POINTS, time_ns).encode_to_vec();
+        let started = Instant::now();
+        let request = match opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest::decode(body.as_slice()) {
+            Ok(request) => request,
+            Err(error) => {
+                println!("otlp metrics bench: decode failed: {error}");
+                return;
+            }
+        };
+        decode_time += started.elapsed();
+        let started = Instant::now();
+        let outcome = converter.convert(&request, 1_700_000_000_000);
+        convert_time += started.elapsed();
+        series_out += outcome.series.len() as u64;
+        let started = Instant::now();
+        for request in batch(outcome.series, 500) {
+            bytes_out += encode(&request).map_or(0, |body| body.len() as u64);
+        }
+        encode_time += started.elapsed();
+    }
+    let total_points = (points * ROUNDS) as f64;
+    let per_point = |time: Duration| time.as_nanos() as f64 / total_points;
+    println!(
+        "otlp metrics path in-process: {ROUNDS} exports x {points} data points (counters cumulative and delta, 15-bucket histograms, 40-bucket exponential histograms), {:.1} series out per point",
+        series_out as f64 / total_points
+    );
+    println!(
+        "  protobuf decode:                 {:>8.0} ns per data point",
+        per_point(decode_time)
+    );
+    println!(
+        "  conversion:                      {:>8.0} ns per data point ({:.0} ns per series out)",
+        per_point(convert_time),
+        convert_time.as_nanos() as f64 / series_out as f64
+    );
+    println!(
+        "  remote-write sort+encode+snappy: {:>8.0} ns per data point ({:.1} bytes per series)",
+        per_point(encode_time),
+        bytes_out as f64 / series_out as f64
+    );
+    println!(
+        "  total:                           {:>8.0} ns per data point, {:.0} data points/s per core",
+        per_point(decode_time + convert_time + encode_time),
+        total_points / (decode_time + convert_time + encode_time).as_secs_f64()
+    );
+    println!(
+        "  series remembered:               {:>8}",
+        converter.active_series()
+    );
 }
 
 /// Push throughput of the ingester alone (WAL append + head insert, no network, blocks
@@ -558,6 +750,10 @@ async fn protocol_figures(args: &BenchArgs) -> anyhow::Result<()> {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.protocols {
         return protocol_figures(&args).await;
+    }
+    if args.otlp_metrics_only {
+        otlp_metrics_figures();
+        return Ok(());
     }
     wal_figures().await?;
     if args.wal_only {

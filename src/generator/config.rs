@@ -37,6 +37,9 @@ pub struct GeneratorConfig {
     pub remote_write_queue_size: usize,
     /// Most series in one remote-write request.
     pub remote_write_max_series_per_request: usize,
+    /// An application's own metrics sent to the OTLP ports, converted to Prometheus series and
+    /// sent through the same `remote_write` targets, queues and retries.
+    pub otlp_metrics: super::otlp_metrics::OtlpMetricsConfig,
 }
 
 /// HTTP basic authentication for a remote-write target.
@@ -93,6 +96,7 @@ impl Default for GeneratorConfig {
             remote_write_interval: Duration::from_secs(15),
             remote_write_queue_size: 100,
             remote_write_max_series_per_request: 500,
+            otlp_metrics: super::otlp_metrics::OtlpMetricsConfig::default(),
         }
     }
 }
@@ -399,6 +403,7 @@ impl GeneratorConfig {
         if self.max_queued_spans == 0 {
             return invalid("max_queued_spans", "must be greater than 0".into());
         }
+        self.otlp_metrics.validate()?;
         for name in self.registry.external_labels.keys() {
             if !is_valid_label_name(name) {
                 return invalid(

@@ -11,6 +11,7 @@ pub mod config;
 pub mod exposition;
 pub mod filter;
 pub mod labels;
+pub mod otlp_metrics;
 pub mod registry;
 pub mod remote_write;
 pub mod servicegraphs;

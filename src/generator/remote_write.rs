@@ -1,5 +1,8 @@
 //! Prometheus remote write 1.0 from the generator (reference/metrics-generator.md §4).
 //!
+//! The senders are shared: the OTLP metrics receiver queues its converted series through
+//! [`RemoteWriter::send`] as the generator's collection loop does.
+//!
 //! Every `remote_write_interval` the registry's series are collected with one timestamp (the
 //! collection time), as Prometheus series with `__name__` and labels sorted by name, the
 //! histogram buckets carrying their exemplars. A per-series guard never lets a sample go out
@@ -190,6 +193,56 @@ pub struct TimestampGuard {
 }
 
 impl TimestampGuard {
+    /// Like [`TimestampGuard::filter`] for a producer whose batches carry only some of its
+    /// series (OTLP exports): series absent from `series` are remembered, not forgotten; the
+    /// producer calls [`TimestampGuard::forget`] when a series goes stale, which bounds memory.
+    /// Samples not newer than the last sent for their series, or than the one before them in
+    /// the same series, are held back; returns how many samples were.
+    pub fn filter_partial(&mut self, series: &mut Vec<TimeSeries>) -> usize {
+        let mut held_back = 0;
+        series.retain_mut(|entry| {
+            entry.samples.sort_by_key(|sample| sample.timestamp);
+            let mut last = self.last.get(&entry.labels).copied();
+            let before = entry.samples.len();
+            entry.samples.retain(|sample| {
+                let newer = last.is_none_or(|last| sample.timestamp > last);
+                if newer {
+                    last = Some(sample.timestamp);
+                }
+                newer
+            });
+            held_back += before - entry.samples.len();
+            match last {
+                Some(timestamp) if !entry.samples.is_empty() => {
+                    self.last.insert(entry.labels.clone(), timestamp);
+                    true
+                }
+                _ => false,
+            }
+        });
+        held_back
+    }
+
+    /// The last timestamp sent for `labels`.
+    pub fn last(&self, labels: &[Label]) -> Option<i64> {
+        self.last.get(labels).copied()
+    }
+
+    /// Forgets a series (gone stale).
+    pub fn forget(&mut self, labels: &[Label]) {
+        self.last.remove(labels);
+    }
+
+    /// Series remembered.
+    pub fn len(&self) -> usize {
+        self.last.len()
+    }
+
+    /// Whether no series is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.last.is_empty()
+    }
+
     /// Keeps the series whose samples are all newer than the last sent for them, records
     /// their newest timestamp, and returns how many were held back.
     pub fn filter(&mut self, series: &mut Vec<TimeSeries>) -> usize {
@@ -217,12 +270,14 @@ impl TimestampGuard {
 /// Sorts by labels and cuts into `WriteRequest`s of at most `max_series` series.
 pub fn batch(mut series: Vec<TimeSeries>, max_series: usize) -> Vec<WriteRequest> {
     series.sort_by(|left, right| left.labels.cmp(&right.labels));
-    series
-        .chunks(max_series.max(1))
-        .map(|chunk| WriteRequest {
-            timeseries: chunk.to_vec(),
-        })
-        .collect()
+    let mut requests = Vec::with_capacity(series.len().div_ceil(max_series.max(1)));
+    let mut series = series.into_iter().peekable();
+    while series.peek().is_some() {
+        requests.push(WriteRequest {
+            timeseries: series.by_ref().take(max_series.max(1)).collect(),
+        });
+    }
+    requests
 }
 
 /// The protobuf of `request`, compressed with snappy's block (not framed) format.
@@ -318,9 +373,12 @@ struct Target {
     stats: TargetStats,
 }
 
-/// The running remote writer: one collector task and one sender task per target.
+/// The running remote writer: one sender task and bounded queue per target, shared by every
+/// producer of series (the generator's collection loop and the OTLP metrics receiver), so all
+/// of them get the same batching, retries, queue bounds and counters.
 pub struct RemoteWriter {
     targets: Vec<Arc<Target>>,
+    max_series: usize,
     stop: CancellationToken,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -374,24 +432,75 @@ impl RemoteWriter {
                 stop.clone(),
             )));
         }
-        tasks.push(tokio::spawn(collect_loop(
-            targets.clone(),
+        let writer = Arc::new(RemoteWriter {
+            targets,
+            max_series: config.remote_write_max_series_per_request,
+            stop: stop.clone(),
+            tasks: Mutex::new(tasks),
+        });
+        let collector = tokio::spawn(collect_loop(
+            Arc::clone(&writer),
             generator,
             config.trace_id_label_name.clone(),
             config.remote_write_interval,
-            config.remote_write_max_series_per_request,
-            stop.clone(),
-        )));
+            stop,
+        ));
+        writer.tasks.lock().push(collector);
         tracing::info!(
-            targets = targets.len(),
+            targets = writer.targets.len(),
             interval = ?config.remote_write_interval,
             "remote write started"
         );
-        Ok(Some(Arc::new(RemoteWriter {
-            targets,
-            stop,
-            tasks: Mutex::new(tasks),
-        })))
+        Ok(Some(writer))
+    }
+
+    /// Queues `series` for every target: sorted, cut into requests of at most
+    /// `remote_write_max_series_per_request` series, encoded once per target (without
+    /// exemplars where `send_exemplars` is off). Never blocks: a full queue drops its oldest
+    /// request, counted as dropped. Callers apply their own [`TimestampGuard`] first.
+    pub fn send(&self, series: Vec<TimeSeries>) {
+        if series.is_empty() {
+            return;
+        }
+        let requests = batch(series, self.max_series);
+        for target in &self.targets {
+            for request in &requests {
+                let samples: u64 = request
+                    .timeseries
+                    .iter()
+                    .map(|entry| entry.samples.len() as u64)
+                    .sum();
+                let encoded = if target.config.send_exemplars {
+                    encode(request)
+                } else {
+                    let mut without = request.clone();
+                    for entry in &mut without.timeseries {
+                        entry.exemplars.clear();
+                    }
+                    encode(&without)
+                };
+                match encoded {
+                    Ok(body) => {
+                        let dropped = target.queue.push(QueuedRequest {
+                            body: Bytes::from(body),
+                            samples,
+                        });
+                        if dropped > 0 {
+                            target.stats.dropped.fetch_add(dropped, Ordering::Relaxed);
+                            tracing::warn!(
+                                url = %target.config.url,
+                                dropped,
+                                "remote write queue full, dropped the oldest request"
+                            );
+                        }
+                    }
+                    Err(error) => {
+                        target.stats.failed.fetch_add(samples, Ordering::Relaxed);
+                        tracing::error!(%error, "remote write: cannot compress a request");
+                    }
+                }
+            }
+        }
     }
 
     /// Stops collecting and sending; a request in flight counts as failed, queued ones as
@@ -443,11 +552,10 @@ impl RemoteWriter {
 }
 
 async fn collect_loop(
-    targets: Vec<Arc<Target>>,
+    writer: Arc<RemoteWriter>,
     generator: Arc<Generator>,
     trace_id_label: String,
     interval: Duration,
-    max_series: usize,
     stop: CancellationToken,
 ) {
     let mut ticker = tokio::time::interval(interval);
@@ -468,48 +576,7 @@ async fn collect_loop(
                 "remote write: series not newer than their last sample were held back"
             );
         }
-        if series.is_empty() {
-            continue;
-        }
-        let requests = batch(series, max_series);
-        for target in &targets {
-            for request in &requests {
-                let samples: u64 = request
-                    .timeseries
-                    .iter()
-                    .map(|entry| entry.samples.len() as u64)
-                    .sum();
-                let encoded = if target.config.send_exemplars {
-                    encode(request)
-                } else {
-                    let mut without = request.clone();
-                    for entry in &mut without.timeseries {
-                        entry.exemplars.clear();
-                    }
-                    encode(&without)
-                };
-                match encoded {
-                    Ok(body) => {
-                        let dropped = target.queue.push(QueuedRequest {
-                            body: Bytes::from(body),
-                            samples,
-                        });
-                        if dropped > 0 {
-                            target.stats.dropped.fetch_add(dropped, Ordering::Relaxed);
-                            tracing::warn!(
-                                url = %target.config.url,
-                                dropped,
-                                "remote write queue full, dropped the oldest request"
-                            );
-                        }
-                    }
-                    Err(error) => {
-                        target.stats.failed.fetch_add(samples, Ordering::Relaxed);
-                        tracing::error!(%error, "remote write: cannot compress a request");
-                    }
-                }
-            }
-        }
+        writer.send(series);
     }
 }
 

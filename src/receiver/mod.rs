@@ -5,6 +5,8 @@ pub mod bench;
 pub mod jaeger;
 pub mod otlp;
 pub mod otlp_json;
+pub mod otlp_metrics;
+pub mod otlp_metrics_json;
 pub mod thrift;
 pub mod translate;
 pub mod zipkin;

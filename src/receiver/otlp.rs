@@ -139,7 +139,7 @@ fn response_of(outcome: &PushOutcome) -> ExportTraceServiceResponse {
     ExportTraceServiceResponse { partial_success }
 }
 
-fn grpc_status(error: &DistributorError) -> tonic::Status {
+pub(crate) fn grpc_status(error: &DistributorError) -> tonic::Status {
     let message = error.to_string();
     match error {
         DistributorError::MissingTenant => tonic::Status::unauthenticated(message),
@@ -154,7 +154,7 @@ fn grpc_status(error: &DistributorError) -> tonic::Status {
     }
 }
 
-fn http_status(error: &DistributorError) -> StatusCode {
+pub(crate) fn http_status(error: &DistributorError) -> StatusCode {
     match error {
         DistributorError::MissingTenant => StatusCode::UNAUTHORIZED,
         DistributorError::InvalidTenant { .. } | DistributorError::BadRequest(_) => {
@@ -310,14 +310,17 @@ impl tonic::server::NamedService for OtlpGrpcService {
 }
 
 /// Serves OTLP/gRPC on `listener` until `shutdown` resolves.
+/// With `metrics`, the OTLP metrics service is served on the same port.
 pub async fn serve_grpc(
     listener: tokio::net::TcpListener,
     distributor: Arc<Distributor>,
+    metrics: Option<super::otlp_metrics::MetricsReceiver>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     tonic::transport::Server::builder()
         .add_service(OtlpGrpcService::new(distributor))
+        .add_optional_service(metrics.map(super::otlp_metrics::MetricsGrpcService::new))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())
@@ -325,8 +328,9 @@ pub async fn serve_grpc(
 
 // ---------------------------------------------------------------- HTTP
 
+/// The body encoding of an OTLP/HTTP request.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Encoding {
+pub(crate) enum Encoding {
     Protobuf,
     Json,
 }
@@ -341,7 +345,7 @@ pub fn http_router(distributor: Arc<Distributor>) -> Router {
         .with_state(distributor)
 }
 
-fn error_response(encoding: Encoding, status: StatusCode, message: String) -> Response {
+pub(crate) fn error_response(encoding: Encoding, status: StatusCode, message: String) -> Response {
     let body = RpcStatus {
         code: rpc_code_of(status),
         message,
@@ -501,15 +505,20 @@ pub fn gunzip_bounded(compressed: &[u8], limit: usize) -> Result<Vec<u8>, Distri
     Ok(output)
 }
 
-/// Serves OTLP/HTTP on `listener` until `shutdown` resolves.
+/// Serves OTLP/HTTP on `listener` until `shutdown` resolves; with `metrics`, `/v1/metrics` too.
 pub async fn serve_http(
     listener: tokio::net::TcpListener,
     distributor: Arc<Distributor>,
+    metrics: Option<super::otlp_metrics::MetricsReceiver>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let mut router = http_router(distributor);
+    if let Some(metrics) = metrics {
+        router = router.merge(super::otlp_metrics::http_router(metrics));
+    }
     axum::serve(
         listener,
-        http_router(distributor).into_make_service_with_connect_info::<SocketAddr>(),
+        router.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await?;

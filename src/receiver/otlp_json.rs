@@ -22,14 +22,14 @@ pub struct JsonDecodeError {
     pub reason: String,
 }
 
-fn fail<T>(path: &str, reason: impl Into<String>) -> Result<T, JsonDecodeError> {
+pub(crate) fn fail<T>(path: &str, reason: impl Into<String>) -> Result<T, JsonDecodeError> {
     Err(JsonDecodeError {
         path: path.to_string(),
         reason: reason.into(),
     })
 }
 
-type Object = Map<String, Value>;
+pub(crate) type Object = Map<String, Value>;
 
 /// Decodes an `ExportTraceServiceRequest` from OTLP/JSON bytes.
 pub fn decode_export_request(body: &[u8]) -> Result<ExportTraceServiceRequest, JsonDecodeError> {
@@ -206,7 +206,7 @@ fn span(value: &Value, path: &str) -> Result<Span, JsonDecodeError> {
     })
 }
 
-fn attributes(object: &Object, path: &str) -> Result<Vec<KeyValue>, JsonDecodeError> {
+pub(crate) fn attributes(object: &Object, path: &str) -> Result<Vec<KeyValue>, JsonDecodeError> {
     key_values(
         array_field(object, path, "attributes", "attributes")?,
         &format!("{path}.attributes"),
@@ -234,7 +234,7 @@ pub(crate) fn key_values(items: &[Value], path: &str) -> Result<Vec<KeyValue>, J
     Ok(result)
 }
 
-fn any_value(value: &Value, path: &str) -> Result<AnyValue, JsonDecodeError> {
+pub(crate) fn any_value(value: &Value, path: &str) -> Result<AnyValue, JsonDecodeError> {
     let object = as_object(value, path)?;
     let mut decoded = None;
     for (key, inner) in object {
@@ -294,11 +294,11 @@ fn any_value(value: &Value, path: &str) -> Result<AnyValue, JsonDecodeError> {
     Ok(AnyValue { value: decoded })
 }
 
-fn field<'a>(object: &'a Object, camel: &str, snake: &str) -> Option<&'a Value> {
+pub(crate) fn field<'a>(object: &'a Object, camel: &str, snake: &str) -> Option<&'a Value> {
     object.get(camel).or_else(|| object.get(snake))
 }
 
-fn as_object<'a>(value: &'a Value, path: &str) -> Result<&'a Object, JsonDecodeError> {
+pub(crate) fn as_object<'a>(value: &'a Value, path: &str) -> Result<&'a Object, JsonDecodeError> {
     match value {
         Value::Object(object) => Ok(object),
         other => fail(
@@ -308,7 +308,7 @@ fn as_object<'a>(value: &'a Value, path: &str) -> Result<&'a Object, JsonDecodeE
     }
 }
 
-fn array_field<'a>(
+pub(crate) fn array_field<'a>(
     object: &'a Object,
     path: &str,
     camel: &str,
@@ -324,7 +324,7 @@ fn array_field<'a>(
     }
 }
 
-fn string_field(
+pub(crate) fn string_field(
     object: &Object,
     path: &str,
     camel: &str,
@@ -340,7 +340,7 @@ fn string_field(
     }
 }
 
-fn hex_field(
+pub(crate) fn hex_field(
     object: &Object,
     path: &str,
     camel: &str,
@@ -369,7 +369,7 @@ fn hex_field(
     Ok(bytes)
 }
 
-fn u64_field(
+pub(crate) fn u64_field(
     object: &Object,
     path: &str,
     camel: &str,
@@ -400,7 +400,7 @@ fn u64_field(
     }
 }
 
-fn u32_field(
+pub(crate) fn u32_field(
     object: &Object,
     path: &str,
     camel: &str,
@@ -415,7 +415,7 @@ fn u32_field(
     })
 }
 
-fn enum_field(
+pub(crate) fn enum_field(
     object: &Object,
     path: &str,
     camel: &str,
@@ -445,7 +445,7 @@ fn enum_field(
     }
 }
 
-fn parse_i64(value: &Value, path: &str) -> Result<i64, JsonDecodeError> {
+pub(crate) fn parse_i64(value: &Value, path: &str) -> Result<i64, JsonDecodeError> {
     match value {
         Value::Number(number) => number.as_i64().map_or_else(
             || fail(path, format!("{number} is not a 64-bit integer")),
@@ -461,7 +461,7 @@ fn parse_i64(value: &Value, path: &str) -> Result<i64, JsonDecodeError> {
     }
 }
 
-fn parse_f64(value: &Value, path: &str) -> Result<f64, JsonDecodeError> {
+pub(crate) fn parse_f64(value: &Value, path: &str) -> Result<f64, JsonDecodeError> {
     match value {
         Value::Number(number) => number
             .as_f64()
@@ -478,7 +478,7 @@ fn parse_f64(value: &Value, path: &str) -> Result<f64, JsonDecodeError> {
     }
 }
 
-fn kind_of(value: &Value) -> &'static str {
+pub(crate) fn kind_of(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
