@@ -39,6 +39,9 @@ pub struct Config {
     pub compactor: CompactorConfig,
     /// Span metrics and service graphs from every span, served on `/metrics`.
     pub metrics_generator: GeneratorConfig,
+    /// Logs: OTLP and Loki push in, Parquet blocks beside the traces, `/api/logs` and the Loki
+    /// query API out.
+    pub logs: crate::logs::LogsConfig,
     /// The team's Prometheus, read by the UI's service pages and by alert-to-trace resolution.
     pub prometheus: PrometheusConfig,
 }
@@ -180,6 +183,12 @@ impl Config {
             .validate()
             .map_err(|(key, reason)| ConfigError::Invalid {
                 key: format!("metrics_generator.{key}"),
+                reason,
+            })?;
+        self.logs
+            .validate()
+            .map_err(|(key, reason)| ConfigError::Invalid {
+                key: format!("logs.{key}"),
                 reason,
             })?;
         self.distributor
