@@ -42,8 +42,9 @@ pub struct LogsConfig {
     /// Accept and store logs (OTLP `/v1/logs` and `LogsService/Export`, Loki push) and serve
     /// `/api/logs` and the Loki query API.
     pub enabled: bool,
-    /// Directory of the logs write-ahead log; separate from `ingester.wal_path`. Durability
-    /// follows `ingester.wal_fsync` and `ingester.wal_fsync_interval`.
+    /// Directory of the logs write-ahead log; empty means `<ingester.wal_path>-logs` (a
+    /// sibling of the trace WAL). Durability follows `ingester.wal_fsync` and
+    /// `ingester.wal_fsync_interval`.
     pub wal_path: PathBuf,
     /// Back-pressure: bytes of log records held in memory (head and blocks being written);
     /// a push past it gets 429 / RESOURCE_EXHAUSTED until a block is written.
@@ -71,7 +72,7 @@ impl Default for LogsConfig {
     fn default() -> LogsConfig {
         LogsConfig {
             enabled: true,
-            wal_path: PathBuf::from("./data/logs-wal"),
+            wal_path: PathBuf::new(),
             max_head_bytes: 256 * MIB,
             max_block_bytes: 64 * MIB,
             max_block_duration: Duration::from_secs(5 * 60),
@@ -84,6 +85,16 @@ impl Default for LogsConfig {
 }
 
 impl LogsConfig {
+    /// The logs WAL directory: `wal_path`, or `<ingester.wal_path>-logs` when empty.
+    pub fn resolved_wal_path(&self, ingester_wal_path: &std::path::Path) -> PathBuf {
+        if !self.wal_path.as_os_str().is_empty() {
+            return self.wal_path.clone();
+        }
+        let mut path = ingester_wal_path.as_os_str().to_owned();
+        path.push("-logs");
+        PathBuf::from(path)
+    }
+
     /// Refuses values that cannot work, naming the key (relative to `logs.`).
     pub fn validate(&self) -> Result<(), (String, String)> {
         for (key, value) in [

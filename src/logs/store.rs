@@ -269,6 +269,10 @@ impl LogStore {
             .map_err(|(key, reason)| LogStoreError::Config(key, reason))?;
         let backend = backend::build_object_store(&log_storage_config(storage))
             .map_err(|error| LogStoreError::Storage(error.to_string()))?;
+        let config = LogsConfig {
+            wal_path: config.resolved_wal_path(&ingester.wal_path),
+            ..config
+        };
         Self::open_with_backend(config, ingester, backend, storage.blocklist_poll).await
     }
 
