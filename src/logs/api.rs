@@ -3,6 +3,10 @@
 //! `label/{name}/values`, `status/buildinfo`, plus `POST /loki/api/v1/push`. Served on :3200
 //! beside Tempo's API and, with `logs.loki_listen_port`, on a port of its own.
 
+// Parameter checks return the finished 400 response; these are cold paths, so the size of
+// `Response` in the error variant costs nothing worth boxing for.
+#![allow(clippy::result_large_err)]
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -247,9 +251,12 @@ fn loki_error(message: String) -> Response {
         .into_response()
 }
 
+/// A stream's label set, in name order.
+type StreamKey = Vec<(String, String)>;
+
 /// Rows as Loki's `streams` result: grouped by label set, values in query order.
 fn streams_json(rows: &[LogRow]) -> Value {
-    let mut streams: Vec<(Vec<(String, String)>, Vec<Value>)> = Vec::new();
+    let mut streams: Vec<(StreamKey, Vec<Value>)> = Vec::new();
     let mut index: BTreeMap<Vec<(String, String)>, usize> = BTreeMap::new();
     for row in rows {
         let key: Vec<(String, String)> = row

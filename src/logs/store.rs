@@ -866,9 +866,9 @@ impl LogStore {
         // Read the blocks nearest the wanted end first, and stop when no further block can
         // hold a row that beats the `limit` collected.
         if search.newest_first {
-            candidates.sort_by(|a, b| b.meta.max_time_ns.cmp(&a.meta.max_time_ns));
+            candidates.sort_by_key(|entry| std::cmp::Reverse(entry.meta.max_time_ns));
         } else {
-            candidates.sort_by(|a, b| a.meta.min_time_ns.cmp(&b.meta.min_time_ns));
+            candidates.sort_by_key(|entry| entry.meta.min_time_ns);
         }
         for entry in candidates {
             if rows.len() >= search.limit {
