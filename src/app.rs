@@ -73,18 +73,33 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
         .await
         .context("opening the ingester and replaying its WAL")?;
     let ingester_loop = ingester.spawn_background();
+    let log_store = match config.logs.enabled {
+        true => Some(
+            crate::logs::store::LogStore::open(
+                config.logs.clone(),
+                &config.ingester,
+                &config.storage.trace,
+            )
+            .await
+            .context("opening the log store and replaying its WAL")?,
+        ),
+        false => None,
+    };
+    let logs_loop = log_store.as_ref().map(|store| store.spawn_background());
 
     let generator = crate::generator::Generator::start(config.metrics_generator.clone())
         .map_err(|error| anyhow::anyhow!("starting the metrics-generator: {error}"))?;
-    let distributor = Arc::new(
-        Distributor::new(
-            config.distributor.clone(),
-            config.multitenancy_enabled,
-            Arc::clone(&ingester),
-            Arc::clone(&telemetry),
-        )
-        .with_generator(Arc::clone(&generator)),
-    );
+    let mut distributor = Distributor::new(
+        config.distributor.clone(),
+        config.multitenancy_enabled,
+        Arc::clone(&ingester),
+        Arc::clone(&telemetry),
+    )
+    .with_generator(Arc::clone(&generator));
+    if let Some(store) = &log_store {
+        distributor = distributor.with_logs(Arc::clone(store));
+    }
+    let distributor = Arc::new(distributor);
     let remote_writer = crate::generator::remote_write::RemoteWriter::start(
         &config.metrics_generator,
         Arc::clone(&generator),
@@ -136,6 +151,10 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     {
         let alerts = Arc::clone(&alerts);
         metrics_sources.push(Arc::new(move |out: &mut String| alerts.render_metrics(out)));
+    }
+    if let Some(store) = &log_store {
+        let store = Arc::clone(store);
+        metrics_sources.push(Arc::new(move |out: &mut String| store.render_metrics(out)));
     }
     if let Some(remote_writer) = &remote_writer {
         let remote_writer = Arc::clone(remote_writer);
@@ -206,9 +225,34 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     )
     .await?;
     let api_stop = CancellationToken::new();
+    let logs_api = log_store.as_ref().map(|store| {
+        Arc::new(crate::logs::api::LogsApiState {
+            store: Arc::clone(store),
+            distributor: Arc::clone(&distributor),
+            multitenancy_enabled: config.multitenancy_enabled,
+        })
+    });
+    if let (Some(logs_api), port) = (&logs_api, config.logs.loki_listen_port) {
+        if port != 0 {
+            let address = format!("{}:{port}", config.server.http_listen_address);
+            let listener = bind("the Loki API", &address).await?;
+            tracing::info!(endpoint = %address, "loki api listening");
+            let stop = api_stop.clone();
+            let router = crate::logs::api::loki_port_router(Arc::clone(logs_api));
+            tasks.spawn(async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await?;
+                Ok(())
+            });
+        }
+    }
     {
         let stop = api_stop.clone();
         let mut router = api::router(Arc::clone(&api_state));
+        if let Some(logs_api) = &logs_api {
+            router = router.merge(crate::logs::api::router(Arc::clone(logs_api)));
+        }
         if let Some(metrics) = &otlp_metrics {
             if let Some(path) = metrics.config().separate_scrape_path() {
                 router = router.merge(otlp_metrics_scrape_route(path, Arc::clone(metrics)));
@@ -251,6 +295,12 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     api_state.ready.store(false, Ordering::Release);
     receivers_stop.cancel();
     ingester.shutdown().await;
+    if let Some(store) = &log_store {
+        store.shutdown().await;
+    }
+    if let Some(logs_loop) = logs_loop {
+        logs_loop.abort();
+    }
     generator.stop();
     otlp_metrics_stop.cancel();
     if let Some(sweeper) = otlp_metrics_sweeper {

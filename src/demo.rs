@@ -226,6 +226,7 @@ pub async fn run(
             .unwrap_or(0);
         let trace = one_trace(now);
         let trace_id = hex::encode(&trace[0].scope_spans[0].spans[0].trace_id);
+        push_trace_logs(&distributor, &trace).await;
         match distributor.push(SINGLE_TENANT, trace).await {
             Ok(_) if sent.is_multiple_of(10 * TRACES_PER_SECOND) => {
                 tracing::info!("demo trace: {api_base_url}/api/v2/traces/{trace_id}");
@@ -234,5 +235,131 @@ pub async fn run(
             Err(error) => tracing::debug!(%error, "demo trace refused"),
         }
         sent += 1;
+    }
+}
+
+/// The log lines the demo's services would write for one trace: a line when each span starts
+/// and ends (with the trace and span IDs, as an SDK's log bridge records them), and the error
+/// at ERROR for failed spans.
+fn trace_logs(trace: &[ResourceSpans]) -> Vec<crate::logs::LogRow> {
+    use crate::logs::{otlp_stream_labels, Label, LogRow};
+    let mut rows = Vec::new();
+    for batch in trace {
+        let resource_attributes: Vec<Label> = batch
+            .resource
+            .iter()
+            .flat_map(|resource| &resource.attributes)
+            .map(|kv| {
+                let value = kv
+                    .value
+                    .as_ref()
+                    .map_or_else(String::new, crate::logs::receiver::any_value_text);
+                Label::new(kv.key.clone(), value)
+            })
+            .collect();
+        let service = resource_attributes
+            .iter()
+            .find(|label| label.name == "service.name")
+            .map_or_else(String::new, |label| label.value.clone());
+        for span in batch.scope_spans.iter().flat_map(|scope| &scope.spans) {
+            let failed = span
+                .status
+                .as_ref()
+                .is_some_and(|status| status.code == StatusCode::Error as i32);
+            let duration_ms = span
+                .end_time_unix_nano
+                .saturating_sub(span.start_time_unix_nano)
+                / 1_000_000;
+            let mut lines = vec![(
+                span.start_time_unix_nano,
+                "INFO",
+                9,
+                format!("{} started", span.name),
+            )];
+            if failed {
+                let message = span
+                    .status
+                    .as_ref()
+                    .map_or("", |status| status.message.as_str());
+                lines.push((
+                    span.end_time_unix_nano,
+                    "ERROR",
+                    17,
+                    format!("{} failed after {duration_ms}ms: {message}", span.name),
+                ));
+            } else {
+                lines.push((
+                    span.end_time_unix_nano,
+                    "INFO",
+                    9,
+                    format!("{} finished in {duration_ms}ms", span.name),
+                ));
+            }
+            for (time, severity, number, body) in lines {
+                let mut row = LogRow {
+                    timestamp_ns: time,
+                    observed_ns: time,
+                    service_name: service.clone(),
+                    severity_text: severity.into(),
+                    severity_number: number,
+                    body,
+                    trace_id: span.trace_id.clone(),
+                    span_id: span.span_id.clone(),
+                    attributes: vec![Label::new("span.name", span.name.clone())],
+                    resource_attributes: resource_attributes.clone(),
+                    labels: Vec::new(),
+                };
+                row.labels = otlp_stream_labels(&row);
+                rows.push(row);
+            }
+        }
+    }
+    rows
+}
+
+/// Pushes the trace's log lines through the log store, as the logs receivers do.
+async fn push_trace_logs(distributor: &Distributor, trace: &[ResourceSpans]) {
+    if distributor.logs().is_none() {
+        return;
+    }
+    let rows = trace_logs(trace);
+    if let Err(error) = crate::logs::receiver::push_rows(distributor, SINGLE_TENANT, rows).await {
+        tracing::debug!(%error, "demo logs refused");
+    }
+}
+
+#[cfg(test)]
+mod logs_tests {
+    use super::*;
+
+    #[test]
+    fn every_span_logs_and_errors_log_at_error() {
+        for _ in 0..50 {
+            let trace = one_trace(1_700_000_000_000_000_000);
+            let spans: Vec<&Span> = trace
+                .iter()
+                .flat_map(|b| &b.scope_spans)
+                .flat_map(|s| &s.spans)
+                .collect();
+            let rows = trace_logs(&trace);
+            assert_eq!(rows.len(), spans.len() * 2);
+            assert!(rows
+                .iter()
+                .all(|row| row.trace_id == spans[0].trace_id && row.span_id.len() == 8));
+            let errors = spans
+                .iter()
+                .filter(|span| {
+                    span.status
+                        .as_ref()
+                        .is_some_and(|s| s.code == StatusCode::Error as i32)
+                })
+                .count();
+            assert_eq!(
+                rows.iter()
+                    .filter(|row| row.severity_text == "ERROR")
+                    .count(),
+                errors
+            );
+        }
     }
 }

@@ -138,6 +138,8 @@ pub struct Distributor {
     ingester: Arc<Ingester>,
     telemetry: Arc<Telemetry>,
     generator: Option<Arc<Generator>>,
+    /// The log store logs receivers push into; `None` when `logs.enabled` is false.
+    logs: Option<Arc<crate::logs::store::LogStore>>,
 }
 
 /// Holds a request's share of the in-flight budget until it is acknowledged or refused.
@@ -160,6 +162,7 @@ impl Distributor {
             ingester,
             telemetry,
             generator: None,
+            logs: None,
         }
     }
 
@@ -167,6 +170,17 @@ impl Distributor {
     pub fn with_generator(mut self, generator: Arc<Generator>) -> Distributor {
         self.generator = Some(generator);
         self
+    }
+
+    /// Sends logs receivers' pushes to `logs`.
+    pub fn with_logs(mut self, logs: Arc<crate::logs::store::LogStore>) -> Distributor {
+        self.logs = Some(logs);
+        self
+    }
+
+    /// The log store, if logs are enabled.
+    pub fn logs(&self) -> Option<&Arc<crate::logs::store::LogStore>> {
+        self.logs.as_ref()
     }
 
     pub fn max_request_bytes(&self) -> usize {

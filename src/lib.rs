@@ -11,6 +11,7 @@ pub mod demo;
 pub mod distributor;
 pub mod generator;
 pub mod ingester;
+pub mod logs;
 pub mod model;
 pub mod querier;
 pub mod receiver;

@@ -40,6 +40,9 @@ pub struct Config {
     pub compactor: CompactorConfig,
     /// Span metrics and service graphs from every span, served on `/metrics`.
     pub metrics_generator: GeneratorConfig,
+    /// Logs: OTLP and Loki push in, Parquet blocks beside the traces, `/api/logs` and the Loki
+    /// query API out.
+    pub logs: crate::logs::LogsConfig,
     /// The team's Prometheus, read by the UI's service pages and by alert-to-trace resolution.
     pub prometheus: PrometheusConfig,
     /// Alertmanager webhook in, the traces behind each alert out.
@@ -194,6 +197,12 @@ impl Config {
             .validate()
             .map_err(|(key, reason)| ConfigError::Invalid {
                 key: format!("alerts.{key}"),
+                reason,
+            })?;
+        self.logs
+            .validate()
+            .map_err(|(key, reason)| ConfigError::Invalid {
+                key: format!("logs.{key}"),
                 reason,
             })?;
         self.distributor

@@ -44,7 +44,7 @@
 pub mod bench;
 mod config;
 mod head;
-mod wal;
+pub(crate) mod wal;
 
 use std::io;
 use std::path::PathBuf;

@@ -319,7 +319,8 @@ pub async fn serve_grpc(
 ) -> anyhow::Result<()> {
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     tonic::transport::Server::builder()
-        .add_service(OtlpGrpcService::new(distributor))
+        .add_service(OtlpGrpcService::new(Arc::clone(&distributor)))
+        .add_service(crate::logs::receiver::LogsGrpcService(distributor))
         .add_optional_service(metrics.map(super::otlp_metrics::MetricsGrpcService::new))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
@@ -341,6 +342,7 @@ pub fn http_router(distributor: Arc<Distributor>) -> Router {
     let limit = distributor.max_request_bytes();
     Router::new()
         .route("/v1/traces", any(export_http))
+        .route("/v1/logs", any(crate::logs::receiver::export_http))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(distributor)
 }

@@ -501,6 +501,128 @@ pub fn encode_export_response(rejected_spans: i64, error_message: &str) -> Vec<u
     .into_bytes()
 }
 
+// ---------------------------------------------------------------- logs
+
+/// Decodes an `ExportLogsServiceRequest` from OTLP/JSON bytes (same rules as traces).
+pub fn decode_logs_request(
+    body: &[u8],
+) -> Result<
+    opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest,
+    JsonDecodeError,
+> {
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    let root: Value = serde_json::from_slice(body).map_err(|error| JsonDecodeError {
+        path: "$".into(),
+        reason: format!("not valid JSON: {error}"),
+    })?;
+    let root = as_object(&root, "$")?;
+    let mut request =
+        opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest::default();
+    for (index, item) in array_field(root, "$", "resourceLogs", "resource_logs")?
+        .iter()
+        .enumerate()
+    {
+        let path = format!("$.resourceLogs[{index}]");
+        let object = as_object(item, &path)?;
+        let resource = match field(object, "resource", "resource") {
+            Some(value) if !value.is_null() => {
+                let resource_path = format!("{path}.resource");
+                Some(Resource {
+                    attributes: attributes(as_object(value, &resource_path)?, &resource_path)?,
+                    ..Default::default()
+                })
+            }
+            _ => None,
+        };
+        let mut scope_logs = Vec::new();
+        for (scope_index, scope_item) in array_field(object, &path, "scopeLogs", "scope_logs")?
+            .iter()
+            .enumerate()
+        {
+            let scope_path = format!("{path}.scopeLogs[{scope_index}]");
+            let scope_object = as_object(scope_item, &scope_path)?;
+            let scope = match field(scope_object, "scope", "scope") {
+                Some(value) if !value.is_null() => {
+                    let inner_path = format!("{scope_path}.scope");
+                    let inner = as_object(value, &inner_path)?;
+                    Some(InstrumentationScope {
+                        name: string_field(inner, &inner_path, "name", "name")?,
+                        version: string_field(inner, &inner_path, "version", "version")?,
+                        attributes: attributes(inner, &inner_path)?,
+                        dropped_attributes_count: 0,
+                    })
+                }
+                _ => None,
+            };
+            let mut log_records = Vec::new();
+            for (record_index, record_item) in
+                array_field(scope_object, &scope_path, "logRecords", "log_records")?
+                    .iter()
+                    .enumerate()
+            {
+                let record_path = format!("{scope_path}.logRecords[{record_index}]");
+                let record = as_object(record_item, &record_path)?;
+                let body = match field(record, "body", "body") {
+                    Some(value) if !value.is_null() => {
+                        Some(any_value(value, &format!("{record_path}.body"))?)
+                    }
+                    _ => None,
+                };
+                log_records.push(LogRecord {
+                    time_unix_nano: u64_field(
+                        record,
+                        &record_path,
+                        "timeUnixNano",
+                        "time_unix_nano",
+                    )?,
+                    observed_time_unix_nano: u64_field(
+                        record,
+                        &record_path,
+                        "observedTimeUnixNano",
+                        "observed_time_unix_nano",
+                    )?,
+                    severity_number: enum_field(
+                        record,
+                        &record_path,
+                        "severityNumber",
+                        "severity_number",
+                        |name| {
+                            opentelemetry_proto::tonic::logs::v1::SeverityNumber::from_str_name(
+                                name,
+                            )
+                            .map(|number| number as i32)
+                        },
+                    )?,
+                    severity_text: string_field(
+                        record,
+                        &record_path,
+                        "severityText",
+                        "severity_text",
+                    )?,
+                    body,
+                    attributes: attributes(record, &record_path)?,
+                    dropped_attributes_count: 0,
+                    flags: u32_field(record, &record_path, "flags", "flags")?,
+                    trace_id: hex_field(record, &record_path, "traceId", "trace_id", 16)?,
+                    span_id: hex_field(record, &record_path, "spanId", "span_id", 8)?,
+                    event_name: string_field(record, &record_path, "eventName", "event_name")?,
+                });
+            }
+            scope_logs.push(ScopeLogs {
+                scope,
+                log_records,
+                schema_url: string_field(scope_object, &scope_path, "schemaUrl", "schema_url")?,
+            });
+        }
+        request.resource_logs.push(ResourceLogs {
+            resource,
+            scope_logs,
+            schema_url: string_field(object, &path, "schemaUrl", "schema_url")?,
+        });
+    }
+    Ok(request)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
