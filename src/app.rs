@@ -161,7 +161,13 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     let api_stop = CancellationToken::new();
     {
         let stop = api_stop.clone();
-        let router = api::router(Arc::clone(&api_state));
+        let ui_state =
+            crate::ui::UiState::new(Some(Arc::clone(&generator)), &config.prometheus.url);
+        tasks.spawn(crate::ui::sample_service_graph(
+            Arc::clone(&ui_state),
+            stop.clone(),
+        ));
+        let router = api::router(Arc::clone(&api_state)).merge(crate::ui::router(ui_state));
         tasks.spawn(async move {
             axum::serve(api_listener, router)
                 .with_graceful_shutdown(async move { stop.cancelled().await })
