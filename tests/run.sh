@@ -37,6 +37,13 @@ fi
 step "Prometheus 2.42 (remote-write end-to-end test)"
 command -v prometheus || (apt-get update && apt-get install -y --no-install-recommends prometheus)
 
+step "Chromium and playwright-core (web UI browser tests)"
+command -v chromium || (apt-get update && apt-get install -y --no-install-recommends chromium)
+if [ ! -d tests/ui/node_modules/playwright-core ]; then
+  command -v npm || (apt-get update && apt-get install -y --no-install-recommends nodejs npm)
+  (cd tests/ui && npm ci --no-audit --no-fund)
+fi
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

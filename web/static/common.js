@@ -51,7 +51,7 @@ export function showState(container, kind, message) {
 
 /** Explains a failed panel: a 404 means the backend for it is not part of this vivace. */
 export function describeError(error, what) {
-  if (error instanceof ApiError && error.status === 404) return `No ${what}: this vivace does not serve it (${error.message}).`;
+  if (error instanceof ApiError && error.status === 404) return `No data for ${what}: the API behind it is not served by this vivace (${error.message}).`;
   return `Could not load ${what}: ${error.message}`;
 }
 

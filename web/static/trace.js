@@ -226,7 +226,7 @@ function showDetail(span) {
   const kindLabel = span.kind;
   const statusCode = (span.status.code || 'STATUS_CODE_UNSET').replace('STATUS_CODE_', '').toLowerCase();
   detail.hidden = false;
-  detail.replaceChildren(
+  detail.replaceChildren(h('div', { class: 'detail-body' },
     h('div', { class: 'detail-head' },
       h('h2', {}, span.name),
       h('button', { type: 'button', class: 'ghost close', 'aria-label': 'Close span detail', onclick: () => { detail.hidden = true; waterfall.focus(); } }, '✕')),
@@ -250,7 +250,7 @@ function showDetail(span) {
       const linked = base64ToHex(link.traceId);
       return h('li', {}, h('a', { href: `/trace/${linked}` }, `trace ${linked}`), ` span ${base64ToHex(link.spanId)}`);
     }))) : null,
-  );
+  ));
 }
 
 function select(span, { scroll = true, open = true } = {}) {
