@@ -161,8 +161,7 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     let api_stop = CancellationToken::new();
     {
         let stop = api_stop.clone();
-        let ui_state =
-            crate::ui::UiState::new(Some(Arc::clone(&generator)), &config.prometheus.url);
+        let ui_state = crate::ui::UiState::new(Some(Arc::clone(&generator)), &config);
         tasks.spawn(crate::ui::sample_service_graph(
             Arc::clone(&ui_state),
             stop.clone(),

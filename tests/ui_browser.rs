@@ -305,7 +305,9 @@ async fn fake_prometheus() -> (String, std::sync::Arc<parking_lot::Mutex<Vec<Str
 async fn prometheus_proxy_forwards_queries_to_the_configured_prometheus() {
     let (url, seen) = fake_prometheus().await;
     let vivace = tokio::task::spawn_blocking(move || {
-        DemoVivace::start(&format!("prometheus:\n  url: {url}/\n"))
+        DemoVivace::start(&format!(
+            "prometheus:\n  url: {url}/\nui:\n  grafana_url: http://grafana.example:3000/\n  grafana_datasource_uid: vivace-tempo\n"
+        ))
     })
     .await
     .unwrap();
@@ -319,6 +321,8 @@ async fn prometheus_proxy_forwards_queries_to_the_configured_prometheus() {
         .await
         .unwrap();
     assert!(page.contains("data-prometheus=\"true\""));
+    assert!(page.contains("data-grafana-url=\"http://grafana.example:3000\""));
+    assert!(page.contains("data-grafana-datasource=\"vivace-tempo\""));
     let answer = http
         .get(vivace.url(
             "/api/ui/prom/query_range?query=sum(rate(traces_spanmetrics_calls_total%5B5m%5D))&start=1&end=2&step=15",

@@ -33,6 +33,9 @@ pub struct UiState {
     pub generator: Option<Arc<crate::generator::Generator>>,
     /// `prometheus.url`; empty: the service pages use vivace's own TraceQL metrics.
     pub prometheus_url: String,
+    /// `ui.grafana_url` and `ui.grafana_datasource_uid`: where "open in Grafana" links go.
+    pub grafana_url: String,
+    pub grafana_datasource_uid: String,
     /// Samples of the service-graph counters, for rates over a window.
     pub graph_history: ServiceGraphHistory,
     client: reqwest::Client,
@@ -41,7 +44,7 @@ pub struct UiState {
 impl UiState {
     pub fn new(
         generator: Option<Arc<crate::generator::Generator>>,
-        prometheus_url: &str,
+        config: &crate::config::Config,
     ) -> Arc<UiState> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
@@ -49,7 +52,9 @@ impl UiState {
             .unwrap_or_default();
         Arc::new(UiState {
             generator,
-            prometheus_url: prometheus_url.trim_end_matches('/').to_string(),
+            prometheus_url: config.prometheus.url.trim_end_matches('/').to_string(),
+            grafana_url: config.ui.grafana_url.trim_end_matches('/').to_string(),
+            grafana_datasource_uid: config.ui.grafana_datasource_uid.clone(),
             graph_history: ServiceGraphHistory::default(),
             client,
         })
@@ -109,6 +114,9 @@ struct Shell {
     script: String,
     /// Whether the service pages read Prometheus.
     prometheus: bool,
+    /// Grafana base URL for Explore links (empty: none) and its Tempo datasource UID.
+    grafana_url: String,
+    grafana_datasource_uid: String,
 }
 
 fn shell(state: &UiState, nav: &'static str, module: &str) -> Shell {
@@ -117,6 +125,8 @@ fn shell(state: &UiState, nav: &'static str, module: &str) -> Shell {
         css: versioned("app.css"),
         script: versioned(module),
         prometheus: !state.prometheus_url.is_empty(),
+        grafana_url: state.grafana_url.clone(),
+        grafana_datasource_uid: state.grafana_datasource_uid.clone(),
     }
 }
 

@@ -462,6 +462,21 @@ async function loadLogs() {
 
 // ---- load -------------------------------------------------------------------------------
 
+/** "Open in Grafana Explore" when ui.grafana_url is configured: the trace in the Tempo datasource. */
+function grafanaLink(rootSpan) {
+  const grafana = document.body.dataset.grafanaUrl;
+  if (!grafana) return '';
+  const uid = document.body.dataset.grafanaDatasource || 'tempo';
+  const startMs = rootSpan ? Number(rootSpan.startNs / 1000000n) : Date.now();
+  const panes = { a: {
+    datasource: uid,
+    queries: [{ refId: 'A', datasource: { type: 'tempo', uid }, queryType: 'traceql', query: traceId }],
+    range: { from: String(startMs - 300000), to: String(startMs + Math.ceil(traceEnd) + 300000) },
+  } };
+  const url = `${grafana}/explore?schemaVersion=1&orgId=1&panes=${encodeURIComponent(JSON.stringify(panes))}`;
+  return [' · ', h('a', { href: url, class: 'grafana-link', rel: 'noreferrer' }, 'Open in Grafana Explore')];
+}
+
 async function load() {
   const fetchStart = performance.now();
   let answer;
@@ -487,10 +502,10 @@ async function load() {
     ` · ${formatDuration(traceEnd)} · ${spans.length} spans · ${services.size} services`,
     errors ? h('span', { class: 'error' }, ` · ${errors} errors`) : '',
     rootSpan ? ` · ${formatTime(String(rootSpan.startNs))}` : '');
-  document.getElementById('outlinks').replaceChildren(
+  document.getElementById('outlinks').replaceChildren(h('span', {},
     h('a', { href: `/api/v2/traces/${traceId}` }, 'Trace JSON'),
-    ' · ',
-    rootSpan ? h('a', { href: `/services/${encodeURIComponent(rootSpan.service)}` }, `${rootSpan.service} service`) : '');
+    rootSpan ? [' · ', h('a', { href: `/services/${encodeURIComponent(rootSpan.service)}` }, `${rootSpan.service} service`)] : '',
+    grafanaLink(rootSpan)));
   const wanted = new URLSearchParams(location.search).get('span');
   renderRows();
   performance.mark('trace-first-render');
