@@ -71,7 +71,6 @@ function parse(answer) {
     span.end = Number(span.endNs - minNs) / 1e6;
     span.duration = span.end - span.start;
     span.error = span.status.code === 'STATUS_CODE_ERROR';
-    span.searchText = `${span.name} ${span.service} ${span.id} ${span.attributes.map((kv) => `${kv.key}=${anyValue(kv.value)}`).join(' ')}`.toLowerCase();
   }
   traceStart = 0;
   traceEnd = Number(maxNs - minNs) / 1e6 || 1;
@@ -194,7 +193,9 @@ function countDescendants(span) {
 
 function renderAxis() {
   const ticks = [];
-  const count = 5;
+  // About one label per 90 px of the bar area, so narrow windows do not overlap them.
+  const barWidth = (axis.clientWidth || 800) * 0.55;
+  const count = Math.max(1, Math.min(5, Math.floor(barWidth / 90)));
   for (let index = 0; index <= count; index++) {
     const ms = traceStart + ((traceEnd - traceStart) * index) / count;
     ticks.push(h('span', { style: `left:${(index / count) * 100}%` }, formatDuration(ms)));
@@ -212,7 +213,10 @@ function schedule() {
   });
 }
 waterfall.addEventListener('scroll', schedule, { passive: true });
-window.addEventListener('resize', schedule);
+window.addEventListener('resize', () => {
+  if (spans.length) renderAxis();
+  schedule();
+});
 
 // ---- selection and details --------------------------------------------------------------
 
@@ -330,9 +334,15 @@ criticalToggle.addEventListener('change', () => renderRows());
 
 // ---- find in trace ----------------------------------------------------------------------
 
+/** What find-in-trace matches, built on first use (not while the trace first renders). */
+function searchText(span) {
+  span.searchText ??= `${span.name} ${span.service} ${span.id} ${span.attributes.map((kv) => `${kv.key}=${anyValue(kv.value)}`).join(' ')}`.toLowerCase();
+  return span.searchText;
+}
+
 function find() {
   const needle = findInput.value.trim().toLowerCase();
-  matches = needle ? spans.filter((span) => span.searchText.includes(needle)) : [];
+  matches = needle ? spans.filter((span) => searchText(span).includes(needle)) : [];
   matches.sort((a, b) => a.start - b.start);
   matchIndex = -1;
   findCount.textContent = needle ? `${matches.length} match${matches.length === 1 ? '' : 'es'}` : '';
