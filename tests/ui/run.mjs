@@ -245,9 +245,24 @@ await check('trace: the logs tab answers (logs of the trace, or a clear no-data 
 });
 if (logsServed) {
   await check('trace [logs branch]: the logs tab lists the trace\'s demo logs', async () => {
+    // A trace the demo logged for: the newest log of a service that carries a trace ID.
+    let traceId = '';
+    for (let attempt = 0; attempt < 40 && !traceId; attempt++) {
+      for (const service of ['checkout', 'payments', 'frontend', 'catalog']) {
+        const end = Math.ceil(Date.now() / 1000);
+        const answer = await (await fetch(`${base}/api/logs?service=${service}&start=${end - 3600}&end=${end}&limit=50`)).json();
+        traceId = (answer.logs || []).find((log) => /^[0-9a-f]{32}$/.test(log.traceId || ''))?.traceId || traceId;
+        if (traceId) break;
+      }
+      if (!traceId) await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    assert(traceId, 'the demo wrote no logs with a trace ID');
+    await page.goto(`${base}/trace/${traceId}#logs`);
+    await page.locator('#panel-logs:not([hidden])').waitFor();
     await page.locator('#logs table tbody tr').first().waitFor();
     const rows = await page.locator('#logs table tbody tr').count();
     assert(rows > 0, 'no log rows');
+    await shot('trace-logs-with-data');
   });
 } else {
   skip('trace [logs branch]: the logs tab lists the trace\'s demo logs', '/api/logs is not served by this vivace');
