@@ -531,3 +531,79 @@ pub async fn run(
         sent += 1;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    fn attribute(attributes: &[KeyValue], key: &str) -> Option<String> {
+        attributes
+            .iter()
+            .find(|attribute| attribute.key == key)
+            .and_then(|attribute| attribute.value.as_ref())
+            .and_then(|value| match &value.value {
+                Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(
+                    text,
+                )) => Some(text.clone()),
+                _ => None,
+            })
+    }
+
+    #[test]
+    fn the_demo_has_databases_messaging_errors_slow_paths_and_versions() {
+        let now = 1_763_780_000_000_000_000;
+        let mut services = HashSet::new();
+        let mut versions = HashSet::new();
+        let mut db_systems = HashSet::new();
+        let mut kinds = HashSet::new();
+        let (mut errors, mut slow, mut exception_events) = (0, 0, 0);
+        for _ in 0..2000 {
+            let trace = one_trace(now);
+            let trace_id = &trace[0].scope_spans[0].spans[0].trace_id;
+            for batch in &trace {
+                let resource = &batch.resource.as_ref().unwrap().attributes;
+                services.insert(attribute(resource, "service.name").unwrap());
+                versions.insert(attribute(resource, "service.version").unwrap());
+                for span in &batch.scope_spans[0].spans {
+                    assert_eq!(&span.trace_id, trace_id, "one trace ID per trace");
+                    assert!(span.end_time_unix_nano <= now, "spans end by now");
+                    kinds.insert(span.kind);
+                    if let Some(system) = attribute(&span.attributes, "db.system") {
+                        assert!(attribute(&span.attributes, "db.statement").is_some());
+                        db_systems.insert(system);
+                    }
+                    if span.status.as_ref().is_some_and(|status| status.code == 2) {
+                        errors += 1;
+                    }
+                    exception_events += span.events.len();
+                    if span.parent_span_id.is_empty()
+                        && span.end_time_unix_nano - span.start_time_unix_nano > 500_000_000
+                    {
+                        slow += 1;
+                    }
+                }
+            }
+        }
+        for service in [
+            "frontend",
+            "catalog",
+            "checkout",
+            "payments",
+            "fulfillment",
+            "recommendations",
+        ] {
+            assert!(services.contains(service), "no {service} in {services:?}");
+        }
+        assert!(versions.contains("2.4.0-canary") && versions.contains("2.3.1"));
+        assert!(db_systems.contains("postgresql") && db_systems.contains("redis"));
+        assert!(
+            kinds.contains(&(SpanKind::Producer as i32))
+                && kinds.contains(&(SpanKind::Consumer as i32))
+        );
+        assert!(
+            errors > 0 && exception_events > 0 && slow > 0,
+            "errors {errors}, slow {slow}"
+        );
+    }
+}

@@ -87,6 +87,8 @@ pub async fn sample_service_graph(
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let Some(generator) = state.generator.clone() else {
+        // The app stops when any of its tasks ends: wait for shutdown like the others.
+        stop.cancelled().await;
         return Ok(());
     };
     let mut ticker = tokio::time::interval(Duration::from_secs(10));
