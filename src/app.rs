@@ -249,7 +249,12 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     }
     {
         let stop = api_stop.clone();
-        let mut router = api::router(Arc::clone(&api_state));
+        let ui_state = crate::ui::UiState::new(Some(Arc::clone(&generator)), &config);
+        tasks.spawn(crate::ui::sample_service_graph(
+            Arc::clone(&ui_state),
+            stop.clone(),
+        ));
+        let mut router = api::router(Arc::clone(&api_state)).merge(crate::ui::router(ui_state));
         if let Some(logs_api) = &logs_api {
             router = router.merge(crate::logs::api::router(Arc::clone(logs_api)));
         }

@@ -18,3 +18,4 @@ pub mod receiver;
 pub mod telemetry;
 pub mod tempodb;
 pub mod traceql;
+pub mod ui;

@@ -39,6 +39,12 @@ command -v prometheus || (apt-get update && apt-get install -y --no-install-reco
 
 step "Alertmanager 0.25 (alerting end-to-end test, amtool check-config)"
 command -v prometheus-alertmanager || (apt-get update && apt-get install -y --no-install-recommends prometheus-alertmanager)
+step "Chromium and playwright-core (web UI browser tests)"
+command -v chromium || (apt-get update && apt-get install -y --no-install-recommends chromium)
+if [ ! -d tests/ui/node_modules/playwright-core ]; then
+  command -v npm || (apt-get update && apt-get install -y --no-install-recommends nodejs npm)
+  (cd tests/ui && npm ci --no-audit --no-fund)
+fi
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -47,6 +47,28 @@ pub struct Config {
     pub prometheus: PrometheusConfig,
     /// Alertmanager webhook in, the traces behind each alert out.
     pub alerts: AlertsConfig,
+    /// The built-in web UI.
+    pub ui: UiConfig,
+}
+
+/// The `ui` section: what the web UI links out to.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UiConfig {
+    /// Base URL of the team's Grafana (e.g. `http://grafana:3000`). When set, the trace view
+    /// links the trace to Grafana's Explore. Empty: no Grafana links.
+    pub grafana_url: String,
+    /// UID of the Tempo datasource in that Grafana which reads this vivace.
+    pub grafana_datasource_uid: String,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        UiConfig {
+            grafana_url: String::new(),
+            grafana_datasource_uid: "vivace-tempo".into(),
+        }
+    }
 }
 
 /// The `prometheus` section: where vivace reads PromQL series and exemplars from.

@@ -1,0 +1,383 @@
+//! `GET /api/ui/service-graph?since=<seconds>`: the service graph from the metrics-generator's
+//! own `traces_service_graph_*` series. The series are cumulative counters, so rates come from
+//! the difference between now and a sample taken about `since` ago (samples are kept every ten
+//! seconds for the last hour).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+
+use super::UiState;
+use crate::generator::registry::{Family, SeriesValue};
+use crate::generator::servicegraphs::{
+    REQUEST_FAILED_TOTAL, REQUEST_SERVER_SECONDS, REQUEST_TOTAL,
+};
+use crate::generator::Generator;
+
+/// Samples kept: one an every ten seconds for an hour.
+const MAX_SAMPLES: usize = 360;
+
+/// An edge: client, server and `connection_type` (empty for plain calls).
+type EdgeKey = (String, String, String);
+
+/// One edge's counters at one time.
+#[derive(Clone, Debug, Default)]
+pub struct EdgeCounts {
+    requests: f64,
+    failed: f64,
+    seconds_sum: f64,
+    seconds_count: f64,
+    /// Per-bucket (not cumulative) counts of server latency, the last being +Inf.
+    buckets: Vec<f64>,
+    /// Latest exemplar trace IDs of the edge's latency histogram.
+    exemplars: Vec<String>,
+}
+
+/// The generator's service-graph counters at one time.
+#[derive(Clone, Debug, Default)]
+pub struct Sample {
+    at_ms: i64,
+    bounds: Vec<f64>,
+    edges: HashMap<EdgeKey, EdgeCounts>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn label<'a>(labels: &'a [(String, String)], name: &str) -> &'a str {
+    labels
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
+        .unwrap_or("")
+}
+
+fn edge_key(labels: &[(String, String)]) -> EdgeKey {
+    (
+        label(labels, "client").to_string(),
+        label(labels, "server").to_string(),
+        label(labels, "connection_type").to_string(),
+    )
+}
+
+impl Sample {
+    /// Reads the counters (takes the generator's lock briefly; call off the async workers).
+    pub fn take(generator: &Generator) -> Sample {
+        generator.with_state(|state| Sample::from_families(state.registry().families(), now_ms()))
+    }
+
+    fn from_families(families: &[Family], at_ms: i64) -> Sample {
+        let mut sample = Sample {
+            at_ms,
+            ..Default::default()
+        };
+        for family in families {
+            for (labels, series) in &family.series {
+                if label(labels, "client").is_empty() && label(labels, "server").is_empty() {
+                    continue;
+                }
+                let entry = sample.edges.entry(edge_key(labels)).or_default();
+                match (&series.value, family.name.as_str()) {
+                    (SeriesValue::Scalar(value), REQUEST_TOTAL) => entry.requests += value,
+                    (SeriesValue::Scalar(value), REQUEST_FAILED_TOTAL) => entry.failed += value,
+                    (SeriesValue::Histogram(histogram), REQUEST_SERVER_SECONDS) => {
+                        if let crate::generator::registry::MetricKind::Histogram { bounds } =
+                            &family.kind
+                        {
+                            sample.bounds = bounds.clone();
+                        }
+                        entry.seconds_sum += histogram.sum;
+                        entry.seconds_count += histogram.count;
+                        if entry.buckets.len() < histogram.buckets.len() {
+                            entry.buckets.resize(histogram.buckets.len(), 0.0);
+                        }
+                        for (total, value) in entry.buckets.iter_mut().zip(&histogram.buckets) {
+                            *total += value;
+                        }
+                        let mut exemplars: Vec<_> = histogram.exemplars.iter().flatten().collect();
+                        exemplars.sort_by_key(|exemplar| std::cmp::Reverse(exemplar.timestamp_ms));
+                        entry.exemplars.extend(
+                            exemplars
+                                .into_iter()
+                                .take(5)
+                                .map(|exemplar| format!("{:0>32}", exemplar.trace_id)),
+                        );
+                    }
+                    _ => {}
+                }
+            }
+        }
+        sample
+    }
+}
+
+/// Samples of the counters, oldest first, bounded.
+#[derive(Default)]
+pub struct ServiceGraphHistory {
+    samples: Mutex<VecDeque<Arc<Sample>>>,
+}
+
+impl ServiceGraphHistory {
+    pub fn push(&self, sample: Sample) {
+        let mut samples = self.samples.lock();
+        if samples.len() >= MAX_SAMPLES {
+            samples.pop_front();
+        }
+        samples.push_back(Arc::new(sample));
+    }
+
+    /// The oldest sample taken at or after `since_ms`, if it is older than `before_ms`.
+    fn baseline(&self, since_ms: i64, before_ms: i64) -> Option<Arc<Sample>> {
+        self.samples
+            .lock()
+            .iter()
+            .find(|sample| sample.at_ms >= since_ms)
+            .filter(|sample| sample.at_ms < before_ms)
+            .cloned()
+    }
+}
+
+/// The `q`-th quantile (0..1) of per-bucket counts with Prometheus' linear interpolation.
+fn quantile(bounds: &[f64], buckets: &[f64], q: f64) -> Option<f64> {
+    let total: f64 = buckets.iter().sum();
+    if total <= 0.0 {
+        return None;
+    }
+    let rank = q * total;
+    let mut seen = 0.0;
+    for (index, count) in buckets.iter().enumerate() {
+        if seen + count >= rank && *count > 0.0 {
+            let lower = if index == 0 { 0.0 } else { bounds[index - 1] };
+            let Some(upper) = bounds.get(index) else {
+                // +Inf bucket: the highest finite bound is the best answer.
+                return bounds.last().copied();
+            };
+            return Some(lower + (upper - lower) * ((rank - seen) / count));
+        }
+        seen += count;
+    }
+    bounds.last().copied()
+}
+
+/// The graph's JSON: edges with totals over the window (and rates when a baseline exists) and
+/// nodes with their incoming request and error totals.
+fn graph_json(now: &Sample, baseline: Option<&Sample>) -> Value {
+    let window_seconds = baseline.map(|base| (now.at_ms - base.at_ms) as f64 / 1000.0);
+    let mut nodes: BTreeMap<String, (f64, f64, BTreeSet<String>)> = BTreeMap::new();
+    let mut edges = Vec::new();
+    let mut keys: Vec<_> = now.edges.keys().collect();
+    keys.sort();
+    for key in keys {
+        let current = &now.edges[key];
+        let before = baseline.and_then(|base| base.edges.get(key));
+        let delta = |pick: fn(&EdgeCounts) -> f64| {
+            (pick(current) - before.map(pick).unwrap_or(0.0)).max(0.0)
+        };
+        let requests = delta(|counts| counts.requests);
+        let failed = delta(|counts| counts.failed);
+        let seconds_sum = delta(|counts| counts.seconds_sum);
+        let seconds_count = delta(|counts| counts.seconds_count);
+        let buckets: Vec<f64> = current
+            .buckets
+            .iter()
+            .enumerate()
+            .map(|(index, value)| {
+                let old = before
+                    .and_then(|counts| counts.buckets.get(index))
+                    .copied()
+                    .unwrap_or(0.0);
+                (value - old).max(0.0)
+            })
+            .collect();
+        let (client, server, connection_type) = key;
+        let kind = match connection_type.as_str() {
+            "database" => "database",
+            "messaging_system" => "messaging",
+            "virtual_node" => "virtual",
+            _ => "service",
+        };
+        nodes.entry(client.clone()).or_default();
+        let node = nodes.entry(server.clone()).or_default();
+        node.0 += requests;
+        node.1 += failed;
+        node.2.insert(kind.to_string());
+        let milliseconds = |seconds: Option<f64>| seconds.map(|seconds| seconds * 1000.0);
+        edges.push(json!({
+            "client": client,
+            "server": server,
+            "connectionType": connection_type,
+            "requests": requests,
+            "failed": failed,
+            "rate": window_seconds.filter(|window| *window > 0.0).map(|window| requests / window),
+            "errorRate": if requests > 0.0 { failed / requests } else { 0.0 },
+            "avgMs": milliseconds((seconds_count > 0.0).then(|| seconds_sum / seconds_count)),
+            "p50Ms": milliseconds(quantile(&now.bounds, &buckets, 0.5)),
+            "p90Ms": milliseconds(quantile(&now.bounds, &buckets, 0.9)),
+            "p99Ms": milliseconds(quantile(&now.bounds, &buckets, 0.99)),
+            "traces": current.exemplars,
+        }));
+    }
+    let nodes: Vec<Value> = nodes
+        .into_iter()
+        .map(|(name, (requests, failed, kinds))| {
+            // A node reached only over database or messaging edges is drawn as such.
+            let kind = if kinds.len() == 1 && !kinds.contains("service") {
+                kinds.into_iter().next().unwrap_or_default()
+            } else {
+                "service".to_string()
+            };
+            json!({"name": name, "kind": kind, "requests": requests, "failed": failed})
+        })
+        .collect();
+    json!({
+        "source": "metrics-generator",
+        "windowSeconds": window_seconds,
+        "nodes": nodes,
+        "edges": edges,
+    })
+}
+
+pub async fn service_graph(
+    State(state): State<Arc<UiState>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let since_seconds = match query.get("since").map(|value| value.parse::<u32>()) {
+        None => 300,
+        Some(Ok(seconds)) if seconds > 0 => seconds,
+        Some(_) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                "since must be a positive number of seconds\n",
+            )
+                .into_response()
+        }
+    };
+    let Some(generator) = state.generator.clone() else {
+        return (
+            StatusCode::NOT_FOUND,
+            "the metrics-generator is not running: no service graph\n",
+        )
+            .into_response();
+    };
+    let now = match tokio::task::spawn_blocking(move || Sample::take(&generator)).await {
+        Ok(sample) => sample,
+        Err(error) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("reading the service graph failed: {error}\n"),
+            )
+                .into_response()
+        }
+    };
+    let baseline = state
+        .graph_history
+        .baseline(now.at_ms - i64::from(since_seconds) * 1000, now.at_ms);
+    let body = graph_json(&now, baseline.as_deref());
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(requests: f64, failed: f64, buckets: Vec<f64>) -> EdgeCounts {
+        EdgeCounts {
+            requests,
+            failed,
+            seconds_sum: requests * 0.1,
+            seconds_count: requests,
+            buckets,
+            exemplars: vec!["0000000000000000000000000000abcd".into()],
+        }
+    }
+
+    #[test]
+    fn rates_come_from_the_difference_to_the_baseline() {
+        let key = (
+            "frontend".to_string(),
+            "checkout".to_string(),
+            String::new(),
+        );
+        let db = (
+            "checkout".to_string(),
+            "postgresql".to_string(),
+            "database".to_string(),
+        );
+        let bounds = vec![0.1, 0.2, 0.4];
+        let before = Sample {
+            at_ms: 0,
+            bounds: bounds.clone(),
+            edges: HashMap::from([(key.clone(), counts(100.0, 10.0, vec![100.0, 0.0, 0.0, 0.0]))]),
+        };
+        let now = Sample {
+            at_ms: 10_000,
+            bounds,
+            edges: HashMap::from([
+                (key, counts(200.0, 30.0, vec![150.0, 50.0, 0.0, 0.0])),
+                (db, counts(5.0, 0.0, vec![5.0, 0.0, 0.0, 0.0])),
+            ]),
+        };
+        let graph = graph_json(&now, Some(&before));
+        assert_eq!(graph["windowSeconds"], 10.0);
+        let edges = graph["edges"].as_array().unwrap();
+        let call = edges
+            .iter()
+            .find(|edge| edge["server"] == "checkout")
+            .unwrap();
+        assert_eq!(call["requests"], 100.0);
+        assert_eq!(call["rate"], 10.0);
+        assert_eq!(call["errorRate"], 0.2);
+        // 50 in (0,0.1], 50 in (0.1,0.2]: the median is the first bucket's upper bound.
+        assert_eq!(call["p50Ms"], 100.0);
+        assert_eq!(call["traces"][0], "0000000000000000000000000000abcd");
+        let nodes = graph["nodes"].as_array().unwrap();
+        let postgres = nodes
+            .iter()
+            .find(|node| node["name"] == "postgresql")
+            .unwrap();
+        assert_eq!(postgres["kind"], "database");
+        let frontend = nodes
+            .iter()
+            .find(|node| node["name"] == "frontend")
+            .unwrap();
+        assert_eq!(frontend["kind"], "service");
+    }
+
+    #[test]
+    fn without_a_baseline_totals_are_shown_and_rates_are_null() {
+        let key = ("a".to_string(), "b".to_string(), String::new());
+        let now = Sample {
+            at_ms: 5,
+            bounds: vec![1.0],
+            edges: HashMap::from([(key, counts(3.0, 0.0, vec![3.0, 0.0]))]),
+        };
+        let graph = graph_json(&now, None);
+        assert!(graph["windowSeconds"].is_null());
+        assert_eq!(graph["edges"][0]["requests"], 3.0);
+        assert!(graph["edges"][0]["rate"].is_null());
+    }
+
+    #[test]
+    fn quantiles_interpolate_within_buckets() {
+        assert_eq!(quantile(&[1.0, 2.0], &[0.0, 10.0, 0.0], 0.5), Some(1.5));
+        assert_eq!(quantile(&[1.0], &[0.0, 0.0], 0.5), None);
+        assert_eq!(quantile(&[1.0, 2.0], &[0.0, 0.0, 4.0], 0.9), Some(2.0));
+    }
+}

@@ -1,0 +1,420 @@
+//! The built-in web UI: server-rendered page shells (askama templates in `web/templates/`) and
+//! plain ES modules + CSS (`web/static/`) embedded in the binary with rust-embed, so the UI
+//! works offline with no JavaScript build step. The pages' scripts read vivace's own APIs;
+//! this module adds only what the browser cannot get same-origin otherwise: the service graph
+//! from the metrics-generator's series and a proxy to the configured Prometheus.
+
+mod graph;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use askama::Template;
+use axum::extract::{Path, Query, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::Router;
+use rust_embed::RustEmbed;
+use tokio_util::sync::CancellationToken;
+use tower_http::compression::CompressionLayer;
+
+pub use graph::ServiceGraphHistory;
+
+/// The static files: ES modules, CSS and icons, served under `/static/`.
+#[derive(RustEmbed)]
+#[folder = "web/static/"]
+struct Assets;
+
+/// What the UI's handlers share.
+pub struct UiState {
+    /// The metrics-generator whose service-graph series the graph page draws.
+    pub generator: Option<Arc<crate::generator::Generator>>,
+    /// `prometheus.url`; empty: the service pages use vivace's own TraceQL metrics.
+    pub prometheus_url: String,
+    /// `ui.grafana_url` and `ui.grafana_datasource_uid`: where "open in Grafana" links go.
+    pub grafana_url: String,
+    pub grafana_datasource_uid: String,
+    /// Samples of the service-graph counters, for rates over a window.
+    pub graph_history: ServiceGraphHistory,
+    client: reqwest::Client,
+}
+
+impl UiState {
+    pub fn new(
+        generator: Option<Arc<crate::generator::Generator>>,
+        config: &crate::config::Config,
+    ) -> Arc<UiState> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap_or_default();
+        Arc::new(UiState {
+            generator,
+            prometheus_url: config.prometheus.url.trim_end_matches('/').to_string(),
+            grafana_url: config.ui.grafana_url.trim_end_matches('/').to_string(),
+            grafana_datasource_uid: config.ui.grafana_datasource_uid.clone(),
+            graph_history: ServiceGraphHistory::default(),
+            client,
+        })
+    }
+}
+
+/// The UI's routes: pages, static files and the two UI-only JSON endpoints. None clashes with
+/// Tempo's API (`/api/*` other than `/api/ui/*`), `/ready`, `/metrics` or `/loki/*`.
+pub fn router(state: Arc<UiState>) -> Router {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/search") }))
+        .route("/search", get(search_page))
+        .route("/trace/{id}", get(trace_page))
+        .route("/services", get(services_page))
+        .route("/services/{name}", get(service_page))
+        .route("/graph", get(graph_page))
+        .route("/alerts", get(alerts_page))
+        .route("/alerts/{fingerprint}", get(alert_page))
+        .route("/static/{*path}", get(static_file))
+        .route("/api/ui/service-graph", get(graph::service_graph))
+        .route("/api/ui/prom/{endpoint}", get(prometheus_proxy))
+        .layer(CompressionLayer::new().gzip(true))
+        .with_state(state)
+}
+
+/// Samples the service-graph counters every ten seconds until `stop`, so the graph page can
+/// show rates over the last minutes from its first load.
+pub async fn sample_service_graph(
+    state: Arc<UiState>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let Some(generator) = state.generator.clone() else {
+        // The app stops when any of its tasks ends: wait for shutdown like the others.
+        stop.cancelled().await;
+        return Ok(());
+    };
+    let mut ticker = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            _ = ticker.tick() => {}
+        }
+        let generator = Arc::clone(&generator);
+        if let Ok(sample) =
+            tokio::task::spawn_blocking(move || graph::Sample::take(&generator)).await
+        {
+            state.graph_history.push(sample);
+        }
+    }
+}
+
+/// Fields every page shell has.
+struct Shell {
+    /// The nav entry shown as current.
+    nav: &'static str,
+    /// `/static/app.css?v=<hash>`: cacheable forever, changes with the content.
+    css: String,
+    /// The page's module, versioned the same way.
+    script: String,
+    /// Whether the service pages read Prometheus.
+    prometheus: bool,
+    /// Grafana base URL for Explore links (empty: none) and its Tempo datasource UID.
+    grafana_url: String,
+    grafana_datasource_uid: String,
+}
+
+fn shell(state: &UiState, nav: &'static str, module: &str) -> Shell {
+    Shell {
+        nav,
+        css: versioned("app.css"),
+        script: versioned(module),
+        prometheus: !state.prometheus_url.is_empty(),
+        grafana_url: state.grafana_url.clone(),
+        grafana_datasource_uid: state.grafana_datasource_uid.clone(),
+    }
+}
+
+/// `/static/<file>?v=<first 12 hex of its sha256>`.
+fn versioned(file: &str) -> String {
+    match Assets::get(file) {
+        Some(asset) => format!(
+            "/static/{file}?v={}",
+            &hex::encode(asset.metadata.sha256_hash())[..12]
+        ),
+        None => format!("/static/{file}"),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "search.html")]
+struct SearchPage {
+    shell: Shell,
+    title: String,
+    query: String,
+    start: String,
+    end: String,
+}
+
+#[derive(Template)]
+#[template(path = "trace.html")]
+struct TracePage {
+    shell: Shell,
+    title: String,
+    trace_id: String,
+}
+
+#[derive(Template)]
+#[template(path = "services.html")]
+struct ServicesPage {
+    shell: Shell,
+    title: String,
+}
+
+#[derive(Template)]
+#[template(path = "service.html")]
+struct ServicePage {
+    shell: Shell,
+    title: String,
+    service: String,
+}
+
+#[derive(Template)]
+#[template(path = "graph.html")]
+struct GraphPage {
+    shell: Shell,
+    title: String,
+}
+
+#[derive(Template)]
+#[template(path = "alerts.html")]
+struct AlertsPage {
+    shell: Shell,
+    title: String,
+    fingerprint: String,
+}
+
+fn html(page: impl Template) -> Response {
+    match page.render() {
+        Ok(body) => (
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            body,
+        )
+            .into_response(),
+        Err(error) => {
+            tracing::warn!(%error, "rendering a UI page failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("rendering the page failed: {error}"),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn search_page(
+    State(state): State<Arc<UiState>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let value = |key: &str| query.get(key).cloned().unwrap_or_default();
+    html(SearchPage {
+        shell: shell(&state, "search", "search.js"),
+        title: "Search".into(),
+        query: value("q"),
+        start: value("start"),
+        end: value("end"),
+    })
+}
+
+async fn trace_page(State(state): State<Arc<UiState>>, Path(id): Path<String>) -> Response {
+    if id.is_empty() || id.len() > 32 || !id.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("trace id {id:?} is not 1 to 32 hex digits"),
+        )
+            .into_response();
+    }
+    html(TracePage {
+        shell: shell(&state, "search", "trace.js"),
+        title: format!("Trace {id}"),
+        trace_id: id.to_ascii_lowercase(),
+    })
+}
+
+async fn services_page(State(state): State<Arc<UiState>>) -> Response {
+    html(ServicesPage {
+        shell: shell(&state, "services", "services.js"),
+        title: "Services".into(),
+    })
+}
+
+async fn service_page(State(state): State<Arc<UiState>>, Path(name): Path<String>) -> Response {
+    html(ServicePage {
+        shell: shell(&state, "services", "service.js"),
+        title: format!("Service {name}"),
+        service: name,
+    })
+}
+
+async fn graph_page(State(state): State<Arc<UiState>>) -> Response {
+    html(GraphPage {
+        shell: shell(&state, "graph", "graph.js"),
+        title: "Service graph".into(),
+    })
+}
+
+async fn alerts_page(State(state): State<Arc<UiState>>) -> Response {
+    html(AlertsPage {
+        shell: shell(&state, "alerts", "alerts.js"),
+        title: "Alerts".into(),
+        fingerprint: String::new(),
+    })
+}
+
+async fn alert_page(
+    State(state): State<Arc<UiState>>,
+    Path(fingerprint): Path<String>,
+) -> Response {
+    html(AlertsPage {
+        shell: shell(&state, "alerts", "alerts.js"),
+        title: format!("Alert {fingerprint}"),
+        fingerprint,
+    })
+}
+
+/// A static file with its content type and an ETag from its hash. Versioned URLs (`?v=`) are
+/// cached for a year; plain ones (module imports) are revalidated with the ETag.
+async fn static_file(
+    Path(path): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let Some(asset) = Assets::get(&path) else {
+        return (StatusCode::NOT_FOUND, format!("no static file {path:?}\n")).into_response();
+    };
+    let etag = format!("\"{}\"", &hex::encode(asset.metadata.sha256_hash())[..16]);
+    let cache_control = if query.is_some_and(|query| query.starts_with("v=")) {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.split(',').any(|tag| tag.trim() == etag));
+    let mut response = if matches {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        (
+            [(header::CONTENT_TYPE, content_type(&path))],
+            asset.data.into_owned(),
+        )
+            .into_response()
+    };
+    let response_headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        response_headers.insert(header::ETAG, value);
+    }
+    response_headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(cache_control),
+    );
+    response
+}
+
+fn content_type(path: &str) -> &'static str {
+    match path.rsplit('.').next().unwrap_or("") {
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "ico" => "image/x-icon",
+        "json" => "application/json",
+        "html" => "text/html; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+/// `/api/ui/prom/{query_range|query|query_exemplars|series|label}`: forwards the query string
+/// to the configured Prometheus so the browser stays same-origin.
+async fn prometheus_proxy(
+    State(state): State<Arc<UiState>>,
+    Path(endpoint): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    if state.prometheus_url.is_empty() {
+        return (
+            StatusCode::NOT_FOUND,
+            "prometheus.url is not set: the UI charts vivace's own TraceQL metrics\n",
+        )
+            .into_response();
+    }
+    if !matches!(
+        endpoint.as_str(),
+        "query_range" | "query" | "query_exemplars" | "series" | "labels"
+    ) {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("unknown Prometheus endpoint {endpoint:?}: query_range, query, query_exemplars, series or labels\n"),
+        )
+            .into_response();
+    }
+    let mut url = format!("{}/api/v1/{endpoint}", state.prometheus_url);
+    if let Some(query) = query {
+        url.push('?');
+        url.push_str(&query);
+    }
+    match state.client.get(&url).send().await {
+        Ok(answer) => {
+            let status =
+                StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            match answer.bytes().await {
+                Ok(body) => {
+                    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+                }
+                Err(error) => (
+                    StatusCode::BAD_GATEWAY,
+                    format!("reading Prometheus' answer failed: {error}\n"),
+                )
+                    .into_response(),
+            }
+        }
+        Err(error) => (
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "Prometheus at {} did not answer: {error}\n",
+                state.prometheus_url
+            ),
+        )
+            .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_page_module_and_the_stylesheet_are_embedded() {
+        for file in [
+            "app.css",
+            "common.js",
+            "search.js",
+            "trace.js",
+            "services.js",
+            "service.js",
+            "graph.js",
+            "alerts.js",
+        ] {
+            assert!(Assets::get(file).is_some(), "{file} is not embedded");
+            assert!(versioned(file).contains("?v="), "{file} has no version");
+        }
+    }
+
+    #[test]
+    fn content_types_follow_the_extension() {
+        assert_eq!(content_type("a/b.js"), "text/javascript; charset=utf-8");
+        assert_eq!(content_type("app.css"), "text/css; charset=utf-8");
+        assert_eq!(content_type("x"), "application/octet-stream");
+    }
+}

@@ -1,0 +1,415 @@
+//! The built-in web UI end to end: the real binary with `--demo` on free ports, its pages and
+//! assets over HTTP (content types, ETags, gzip, the service-graph and Prometheus-proxy
+//! endpoints), and a headless Debian chromium driven by playwright-core (`tests/ui/run.mjs`)
+//! walking every page as a user would. `tests/run.sh` installs chromium and the npm package.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{blocking_get, write_config, Ports};
+
+/// vivace with `--demo`, killed when dropped.
+struct DemoVivace {
+    child: Child,
+    ports: Ports,
+    data: PathBuf,
+}
+
+impl DemoVivace {
+    fn start(extra_yaml: &str) -> DemoVivace {
+        let data = tempfile::Builder::new()
+            .prefix("vivace-ui-")
+            .tempdir()
+            .expect("tempdir")
+            .keep();
+        let ports = Ports::pick();
+        let yaml = format!(
+            "ingester:\n  wal_path: {}\nstorage:\n  trace:\n    backend: local\n    local:\n      path: {}\n{extra_yaml}",
+            data.join("wal").display(),
+            data.join("blocks").display()
+        );
+        let config = write_config(&data, ports, &yaml);
+        let log = std::fs::File::create(data.join("vivace.log")).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_vivace"))
+            .args(["serve", "--demo", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start vivace");
+        let vivace = DemoVivace { child, ports, data };
+        vivace.wait_for("/ready", |_| true);
+        vivace
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.ports.http)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.data.join("vivace.log")).unwrap_or_default()
+    }
+
+    /// Polls `path` until it answers 200 with a body `accept` likes (60 s at most).
+    fn wait_for(&self, path: &str, accept: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok((200, body)) = blocking_get(&self.url(path)) {
+                if accept(&body) {
+                    return body;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{path} did not answer as expected within 60 s; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+impl Drop for DemoVivace {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.data);
+        }
+    }
+}
+
+fn client() -> reqwest::Client {
+    // No automatic decompression: the tests look at Content-Encoding themselves.
+    reqwest::Client::builder()
+        .no_gzip()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http client")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pages_and_assets_are_served_with_types_etags_and_gzip() {
+    let vivace = tokio::task::spawn_blocking(|| DemoVivace::start(""))
+        .await
+        .unwrap();
+    let http = client();
+
+    let root = http.get(vivace.url("/")).send().await.unwrap();
+    assert!(
+        root.status().is_redirection(),
+        "/ answered {}",
+        root.status()
+    );
+    assert_eq!(root.headers()["location"], "/search");
+
+    for path in [
+        "/search?q=%7B%7D",
+        "/trace/0123456789abcdef0123456789abcdef",
+        "/services",
+        "/services/checkout",
+        "/graph",
+        "/alerts",
+        "/alerts/a1b2c3d4e5f60718",
+    ] {
+        let response = http.get(vivace.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/html; charset=utf-8",
+            "{path}"
+        );
+        let body = response.text().await.unwrap();
+        assert!(body.contains("<nav aria-label=\"Main\">"), "{path}: {body}");
+        assert!(
+            body.contains("/static/app.css?v="),
+            "{path}: no versioned CSS"
+        );
+    }
+    // Escaping: a service name with markup is shown as text.
+    let body = http
+        .get(vivace.url("/services/%3Cscript%3Ex"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("&#60;script&#62;x") || body.contains("&lt;script&gt;x"));
+    assert!(!body.contains("<script>x"));
+
+    let bad = http.get(vivace.url("/trace/not-hex")).send().await.unwrap();
+    assert_eq!(bad.status(), 400);
+    assert!(bad.text().await.unwrap().contains("hex"));
+
+    // Static files: type, ETag revalidation, gzip, long caching only for versioned URLs.
+    let page = http
+        .get(vivace.url("/search"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let script = page
+        .split("src=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a module script in the page")
+        .to_string();
+    assert!(script.starts_with("/static/search.js?v="), "{script}");
+    let versioned = http
+        .get(vivace.url(&script))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(versioned.status(), 200);
+    assert_eq!(
+        versioned.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert_eq!(versioned.headers()["content-encoding"], "gzip");
+    assert!(versioned.headers()["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("immutable"));
+    let etag = versioned.headers()["etag"].clone();
+    let plain = http
+        .get(vivace.url("/static/common.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.headers()["cache-control"], "no-cache");
+    let common_etag = plain.headers()["etag"].clone();
+    let revalidated = http
+        .get(vivace.url("/static/common.js"))
+        .header("if-none-match", common_etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revalidated.status(), 304);
+    assert_ne!(etag, revalidated.headers()["etag"]);
+    let css = http
+        .get(vivace.url("/static/app.css"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
+    let missing = http
+        .get(vivace.url("/static/nope.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+
+    // Tempo's API is untouched by the UI's routes.
+    let tags = http
+        .get(vivace.url("/api/v2/search/tags"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tags.status(), 200);
+    assert_eq!(
+        http.get(vivace.url("/api/nothing-here"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+
+    // The service graph from the generator: the demo's calls, databases and messaging.
+    let graph = tokio::task::spawn_blocking(move || {
+        let body = vivace.wait_for("/api/ui/service-graph?since=300", |body| {
+            body.contains("\"fulfillment\"") && body.contains("\"card-gateway\"")
+        });
+        (vivace, body)
+    })
+    .await
+    .unwrap();
+    let (vivace, body) = graph;
+    let graph: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let edges = graph["edges"].as_array().unwrap();
+    let edge = |client: &str, server: &str| {
+        edges
+            .iter()
+            .find(|edge| edge["client"] == client && edge["server"] == server)
+            .unwrap_or_else(|| panic!("no edge {client} → {server} in {body}"))
+    };
+    assert_eq!(edge("frontend", "checkout")["connectionType"], "");
+    assert_eq!(edge("catalog", "postgresql")["connectionType"], "database");
+    assert_eq!(
+        edge("checkout", "fulfillment")["connectionType"],
+        "messaging_system"
+    );
+    assert!(edge("frontend", "catalog")["requests"].as_f64().unwrap() > 0.0);
+    let traces = edge("frontend", "catalog")["traces"].as_array().unwrap();
+    assert!(!traces.is_empty(), "no exemplar traces on an edge");
+    let trace_id = traces[0].as_str().unwrap();
+    assert_eq!(trace_id.len(), 32);
+    let trace = http
+        .get(vivace.url(&format!("/api/v2/traces/{trace_id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(trace.status(), 200, "an edge's exemplar trace is stored");
+    let bad_since = http
+        .get(vivace.url("/api/ui/service-graph?since=soon"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_since.status(), 400);
+    assert!(bad_since.text().await.unwrap().contains("since"));
+
+    // Without prometheus.url the proxy says so instead of guessing.
+    let proxy = http
+        .get(vivace.url("/api/ui/prom/query_range?query=up"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(proxy.status(), 404);
+    assert!(proxy.text().await.unwrap().contains("prometheus.url"));
+}
+
+/// A stand-in Prometheus: answers every query with a fixed matrix and records the query.
+async fn fake_prometheus() -> (String, std::sync::Arc<parking_lot::Mutex<Vec<String>>>) {
+    use axum::extract::RawQuery;
+    let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let recorded = seen.clone();
+    let app = axum::Router::new().route(
+        "/api/v1/{endpoint}",
+        axum::routing::get(
+            move |axum::extract::Path(endpoint): axum::extract::Path<String>,
+                  RawQuery(query): RawQuery| {
+                let recorded = recorded.clone();
+                async move {
+                    recorded
+                        .lock()
+                        .push(format!("{endpoint}?{}", query.unwrap_or_default()));
+                    axum::Json(serde_json::json!({"status":"success","data":{"resultType":"matrix","result":[]}}))
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{address}"), seen)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prometheus_proxy_forwards_queries_to_the_configured_prometheus() {
+    let (url, seen) = fake_prometheus().await;
+    let vivace = tokio::task::spawn_blocking(move || {
+        DemoVivace::start(&format!(
+            "prometheus:\n  url: {url}/\nui:\n  grafana_url: http://grafana.example:3000/\n  grafana_datasource_uid: vivace-tempo\n"
+        ))
+    })
+    .await
+    .unwrap();
+    let http = client();
+    let page = http
+        .get(vivace.url("/services/checkout"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("data-prometheus=\"true\""));
+    assert!(page.contains("data-grafana-url=\"http://grafana.example:3000\""));
+    assert!(page.contains("data-grafana-datasource=\"vivace-tempo\""));
+    let answer = http
+        .get(vivace.url(
+            "/api/ui/prom/query_range?query=sum(rate(traces_spanmetrics_calls_total%5B5m%5D))&start=1&end=2&step=15",
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["data"]["resultType"], "matrix");
+    assert_eq!(
+        seen.lock().as_slice(),
+        ["query_range?query=sum(rate(traces_spanmetrics_calls_total%5B5m%5D))&start=1&end=2&step=15"]
+    );
+    let refused = http
+        .get(vivace.url("/api/ui/prom/admin"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    drop(vivace);
+}
+
+fn repository() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn browser_walks_every_page_against_the_demo_load() {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).exists(),
+        "{chromium} is missing: tests/run.sh installs Debian's chromium (apt-get install chromium)"
+    );
+    assert!(
+        repository()
+            .join("tests/ui/node_modules/playwright-core")
+            .is_dir(),
+        "tests/ui/node_modules is missing: tests/run.sh runs `npm ci` in tests/ui"
+    );
+    let vivace = DemoVivace::start("");
+    // Data for every page: demo traces searchable, and service-graph edges generated.
+    vivace.wait_for(
+        "/api/search?q=%7Bresource.service.name%3D%22frontend%22%7D&limit=5",
+        |body| body.contains("rootServiceName"),
+    );
+    vivace.wait_for("/api/ui/service-graph", |body| {
+        body.contains("\"checkout\"") && body.contains("\"payments\"")
+    });
+    let screenshots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
+    let output = Command::new("node")
+        .arg(repository().join("tests/ui/run.mjs"))
+        .arg(vivace.url(""))
+        .arg(&screenshots)
+        .arg(format!("http://127.0.0.1:{}", vivace.ports.otlp_http))
+        .env("CHROMIUM", &chromium)
+        .output()
+        .expect("run node tests/ui/run.mjs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    eprintln!("{stderr}");
+    assert!(
+        output.status.success(),
+        "browser tests failed ({}):\n{stdout}\n{stderr}\nvivace log:\n{}",
+        output.status,
+        vivace.log()
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(last.contains(" 0 failed"), "summary line: {last}");
+    assert!(
+        stdout.contains("ok   trace: a 10,000-span trace renders"),
+        "the 10,000-span trace check did not run:\n{stdout}"
+    );
+    for name in [
+        "search",
+        "trace",
+        "trace-flame",
+        "trace-logs",
+        "service",
+        "graph",
+        "alerts",
+    ] {
+        assert!(
+            screenshots.join(format!("{name}.png")).is_file(),
+            "no screenshot {name}.png in {}",
+            screenshots.display()
+        );
+    }
+}
