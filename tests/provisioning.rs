@@ -130,7 +130,6 @@ fn datasources_cross_reference() {
             }
             "prometheus" => {
                 let destinations = json["exemplarTraceIdDestinations"].as_array().unwrap();
-                assert!(!destinations.is_empty());
                 for destination in destinations {
                     assert_points_to(
                         &datasources,
@@ -138,15 +137,20 @@ fn datasources_cross_reference() {
                         "tempo",
                         "exemplarTraceIdDestinations",
                     );
-                    // The label vivace's generator puts the trace ID in (trace_id_label_name).
-                    assert_eq!(
-                        destination["name"],
-                        vivace::config::Config::default()
-                            .metrics_generator
-                            .trace_id_label_name
-                            .as_str()
-                    );
                 }
+                // The labels exemplars carry trace IDs in: the generator's trace_id_label_name
+                // and `trace_id`, which OTLP metrics exemplars keep (OTel's Prometheus spec).
+                let names: BTreeSet<&str> = destinations
+                    .iter()
+                    .filter_map(|destination| destination["name"].as_str())
+                    .collect();
+                let generator_label = vivace::config::Config::default()
+                    .metrics_generator
+                    .trace_id_label_name;
+                assert_eq!(
+                    names,
+                    BTreeSet::from([generator_label.as_str(), "trace_id"])
+                );
             }
             "loki" => {
                 for field in json["derivedFields"].as_array().unwrap() {
