@@ -10,6 +10,7 @@ pub mod ast;
 pub mod eval;
 pub mod lexer;
 pub mod parser;
+pub mod prefilter;
 pub mod rewrite;
 pub mod search;
 pub mod span;
