@@ -238,6 +238,11 @@ impl TraceFilter {
         }
     }
 
+    /// The pre-filter of traces with a span satisfying `condition` (a tag filter).
+    pub fn from_span_condition(condition: &FieldExpr) -> TraceFilter {
+        from_spanset(&SpansetExpr::Filter(condition.clone()))
+    }
+
     /// Whether this keeps every trace.
     pub fn is_true(&self) -> bool {
         matches!(self, TraceFilter::True)
@@ -319,7 +324,10 @@ fn may_fail(field: &FieldExpr) -> bool {
         }
         FieldExpr::Binary { op, lhs, rhs } => {
             op.is_arithmetic()
-                || matches!(op, BinaryOp::NotIn | BinaryOp::MatchAny | BinaryOp::MatchNone)
+                || matches!(
+                    op,
+                    BinaryOp::NotIn | BinaryOp::MatchAny | BinaryOp::MatchNone
+                )
                 || may_fail(lhs)
                 || may_fail(rhs)
         }
@@ -407,8 +415,12 @@ fn comparison(attribute: &Attribute, op: BinaryOp, literal: &Static, flipped: bo
                 return TraceFilter::True;
             }
             let span = || condition(Field::SpanAttribute(attribute.name.clone()), test.clone());
-            let resource =
-                || condition(Field::ResourceAttribute(attribute.name.clone()), test.clone());
+            let resource = || {
+                condition(
+                    Field::ResourceAttribute(attribute.name.clone()),
+                    test.clone(),
+                )
+            };
             match attribute.scope {
                 AttributeScope::Span => span(),
                 AttributeScope::Resource => resource(),
@@ -448,9 +460,9 @@ fn value_test(op: BinaryOp, literal: &Static, flipped: bool) -> Option<ValueTest
     }
     .map(|op| if flipped { op.flipped() } else { op });
     match (op, literal) {
-        (BinaryOp::Eq, Static::String(text)) => Some(ValueTest::StrIn(BTreeSet::from([
-            text.clone(),
-        ]))),
+        (BinaryOp::Eq, Static::String(text)) => {
+            Some(ValueTest::StrIn(BTreeSet::from([text.clone()])))
+        }
         (BinaryOp::Regex, Static::String(pattern)) if !flipped => {
             compile_regex(pattern).ok().map(ValueTest::StrRegex)
         }
@@ -533,7 +545,9 @@ mod tests {
             "and(resource.service.name in[frontend], span.db.system in[postgresql])"
         );
         assert_eq!(
-            show(&filter(r#"{ name =~ "GET.*" && status = error && kind = server }"#)),
+            show(&filter(
+                r#"{ name =~ "GET.*" && status = error && kind = server }"#
+            )),
             "and(name ~^(?s:GET.*)$, status Eq 2, kind Eq 2)"
         );
         assert_eq!(
@@ -556,7 +570,9 @@ mod tests {
             "or(span.a in[x], span.b =true)"
         );
         assert_eq!(
-            show(&filter(r#"{ span.a = "x" } | rate() by (resource.service.name)"#)),
+            show(&filter(
+                r#"{ span.a = "x" } | rate() by (resource.service.name)"#
+            )),
             "span.a in[x]"
         );
     }
