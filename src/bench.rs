@@ -44,6 +44,13 @@ pub struct BenchArgs {
     /// Only measure the ingester's WAL push path in-process, under each fsync policy.
     #[arg(long)]
     pub wal_only: bool,
+    /// Measure search over `--spans` spans written as blocks in-process instead (pushdown
+    /// against whole-block decoding; try `--spans 10000000`).
+    #[arg(long)]
+    pub search: bool,
+    /// Runs per query and mode with `--search`.
+    #[arg(long, default_value_t = 5)]
+    pub search_runs: usize,
 }
 
 /// Push throughput of the ingester alone (WAL append + head insert, no network, blocks
@@ -403,6 +410,9 @@ fn directory_bytes(path: &Path) -> u64 {
 
 /// Runs the benchmark and prints its figures.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.search {
+        return crate::bench_search::run(args.spans, args.search_runs.max(1)).await;
+    }
     wal_figures().await?;
     if args.wal_only {
         return Ok(());

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod app;
 pub mod bench;
+pub mod bench_search;
 pub mod config;
 pub mod demo;
 pub mod distributor;

@@ -61,11 +61,24 @@ pub struct TraceLookup {
 pub struct Querier {
     ingester: Arc<Ingester>,
     store: Arc<Store>,
+    /// Whether block reads use queries' pre-filters (off only to measure the difference).
+    pushdown: std::sync::atomic::AtomicBool,
 }
 
 impl Querier {
     pub fn new(ingester: Arc<Ingester>, store: Arc<Store>) -> Querier {
-        Querier { ingester, store }
+        Querier {
+            ingester,
+            store,
+            pushdown: std::sync::atomic::AtomicBool::new(true),
+        }
+    }
+
+    /// Turns the use of pre-filters in block reads on or off (`vivace bench --search`
+    /// compares both); results are the same either way.
+    pub fn set_pushdown(&self, enabled: bool) {
+        self.pushdown
+            .store(enabled, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Finds a trace in every given tenant (Tempo's `a|b` cross-tenant reads), in memory and in
@@ -231,7 +244,9 @@ impl Querier {
         if !keep_going || plan.blocks.is_empty() {
             return Ok((state, stats));
         }
-        let mut filter = filter.unwrap_or(TraceFilter::True);
+        let mut filter = filter
+            .filter(|_| self.pushdown.load(std::sync::atomic::Ordering::Relaxed))
+            .unwrap_or(TraceFilter::True);
         if !filter.is_true() && !head_pieces.is_empty() {
             let ids = head_pieces
                 .keys()
