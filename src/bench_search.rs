@@ -191,7 +191,7 @@ fn make_trace(rng: &mut rand::rngs::StdRng, index: u64, base_ns: u64) -> (TraceI
         ];
         let server_number = span_number.get();
         push(service, server, &mut batches);
-        let system = if (index + call) % 3 == 0 {
+        let system = if (index + call).is_multiple_of(3) {
             "redis"
         } else {
             "postgresql"

@@ -856,7 +856,7 @@ impl Store {
             })
             .await
             .map_err(task_error)?;
-            return self.finish_filtered_read(tenant, block_id, result);
+            return self.finish_filtered_read(tenant, block_id, result).await;
         }
         let Some(reader) = self.data_reader(tenant, &tenant_key, meta).await? else {
             return Ok((Vec::new(), PushdownStats::default()));
@@ -878,11 +878,12 @@ impl Store {
                 reason: format!("{DATA_OBJECT} is missing but meta.json is not"),
             });
         }
-        self.finish_filtered_read(tenant, block_id, result)
+        self.finish_filtered_read(tenant, block_id, result).await
     }
 
-    /// Caches the parsed footer of a filtered read and names the block in its error.
-    fn finish_filtered_read(
+    /// Caches the parsed footer of a filtered read and names the block in its error (async
+    /// only to share the error type of its callers).
+    async fn finish_filtered_read(
         &self,
         tenant: &str,
         block_id: Uuid,

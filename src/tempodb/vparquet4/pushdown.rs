@@ -372,11 +372,16 @@ fn read_filtered_unguarded<R: ChunkReader + 'static>(
             stats.rows_tested += tested as u64;
             let mut columns: HashMap<usize, LeafColumn> = HashMap::new();
             for condition in &leaves {
-                if !columns.contains_key(&condition.leaf) {
+                if let std::collections::hash_map::Entry::Vacant(entry) =
+                    columns.entry(condition.leaf)
+                {
                     let mut column_reader = row_group.get_column_reader(condition.leaf)?;
-                    let column =
-                        read_runs(&mut column_reader, condition.leaf, &candidates, &mut 0)?;
-                    columns.insert(condition.leaf, column);
+                    entry.insert(read_runs(
+                        &mut column_reader,
+                        condition.leaf,
+                        &candidates,
+                        &mut 0,
+                    )?);
                 }
             }
             let row_numbers: Vec<usize> = candidates
