@@ -46,6 +46,13 @@ pub struct BenchArgs {
     /// Only measure the ingester's WAL push path in-process, under each fsync policy.
     #[arg(long)]
     pub wal_only: bool,
+    /// Measure search over `--spans` spans written as blocks in-process instead (pushdown
+    /// against whole-block decoding; try `--spans 10000000`).
+    #[arg(long)]
+    pub search: bool,
+    /// Runs per query and mode with `--search`.
+    #[arg(long, default_value_t = 5)]
+    pub search_runs: usize,
     /// Only compare the receivers: the same spans sent over every protocol vivace takes
     /// (OTLP protobuf/JSON/gRPC, Zipkin JSON/protobuf, Jaeger thrift/gRPC), `--spans` each.
     #[arg(long)]
@@ -754,6 +761,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.otlp_metrics_only {
         otlp_metrics_figures();
         return Ok(());
+    }
+    if args.search {
+        return crate::bench_search::run(args.spans, args.search_runs.max(1)).await;
     }
     wal_figures().await?;
     if args.wal_only {

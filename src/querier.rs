@@ -9,14 +9,17 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use crate::ingester::{HeadTrace, Ingester};
 use crate::model::{combine, trace_time_range, Trace, TraceId};
 use crate::tempodb::meta::BlockMeta;
+use crate::tempodb::vparquet4::pushdown::PushdownStats;
 use crate::tempodb::Store;
 use crate::traceql::ast::Attribute;
 use crate::traceql::eval::{Evaluator, StructuralMode};
 use crate::traceql::metrics::{
     CompiledMetrics, MetricsEvaluation, MetricsRequest, QueryInstantResponse, QueryRangeResponse,
 };
+use crate::traceql::prefilter::{Condition, Field, TraceFilter, ValueTest};
 use crate::traceql::search::{CompiledSearch, SearchOptions};
 use crate::traceql::tags::{collect_tag_names, collect_tag_values, TagFilter, TagScope, TagValue};
+use futures::StreamExt;
 
 /// A read that failed for a reason other than the caller's input.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +47,9 @@ pub struct SearchOutcome {
     pub total_blocks: u64,
     /// Spans the query ran on.
     pub inspected_spans: u64,
+    /// What the block reads skipped (row groups, pages, traces) thanks to the query's
+    /// pre-filter.
+    pub pushdown: PushdownStats,
 }
 
 /// Trace-by-ID result with what it cost.
@@ -58,11 +64,24 @@ pub struct TraceLookup {
 pub struct Querier {
     ingester: Arc<Ingester>,
     store: Arc<Store>,
+    /// Whether block reads use queries' pre-filters (off only to measure the difference).
+    pushdown: std::sync::atomic::AtomicBool,
 }
 
 impl Querier {
     pub fn new(ingester: Arc<Ingester>, store: Arc<Store>) -> Querier {
-        Querier { ingester, store }
+        Querier {
+            ingester,
+            store,
+            pushdown: std::sync::atomic::AtomicBool::new(true),
+        }
+    }
+
+    /// Turns the use of pre-filters in block reads on or off (`vivace bench --search`
+    /// compares both); results are the same either way.
+    pub fn set_pushdown(&self, enabled: bool) {
+        self.pushdown
+            .store(enabled, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Finds a trace in every given tenant (Tempo's `a|b` cross-tenant reads), in memory and in
@@ -140,8 +159,9 @@ impl Querier {
             delivered: 0,
             completed_jobs: 0,
         };
-        let state = self
-            .scan(plan, state, move |state, batch| {
+        let filter = query.prefilter();
+        let (state, pushdown) = self
+            .scan(plan, Some(filter), state, move |state, batch| {
                 let mut candidates: Vec<(u64, TraceId, Trace)> = batch
                     .into_iter()
                     .filter(|(id, _)| !state.seen.contains(id))
@@ -180,7 +200,9 @@ impl Querier {
                 Ok(keep_going && reader_present)
             })
             .await?;
-        Ok(state.outcome)
+        let mut outcome = state.outcome;
+        outcome.pushdown = pushdown;
+        Ok(outcome)
     }
 
     /// Runs a TraceQL metrics query over the head and every block overlapping the request's
@@ -243,10 +265,16 @@ impl Querier {
             evaluation,
             seen: HashSet::new(),
         };
-        // The one place metrics read traces: a storage pre-filter derived from
-        // `query.pipelines()` belongs here.
-        let state = self
-            .scan(plan, state, move |state, batch| {
+        // The one place metrics read traces: only traces some pipeline of the query could
+        // match are decoded.
+        let filter = query
+            .pipelines()
+            .into_iter()
+            .map(TraceFilter::from_pipeline)
+            .reduce(TraceFilter::or)
+            .unwrap_or(TraceFilter::True);
+        let (state, _) = self
+            .scan(plan, Some(filter), state, move |state, batch| {
                 let evaluator = Evaluator::new(StructuralMode::Real);
                 let (from, to) = state.evaluation.window();
                 for (id, trace) in &batch {
@@ -279,7 +307,7 @@ impl Querier {
 
     /// Where a read over `window` looks in every given tenant: the head (always) and, when
     /// `window` is set, the blocks overlapping it (Unix nanoseconds), newest first.
-    fn plan(&self, tenants: &[String], window: Option<(u64, u64)>) -> ReadPlan {
+    pub(crate) fn plan(&self, tenants: &[String], window: Option<(u64, u64)>) -> ReadPlan {
         let mut head = Vec::new();
         let mut blocks = Vec::new();
         for tenant in tenants {
@@ -297,10 +325,23 @@ impl Querier {
         ReadPlan { head, blocks }
     }
 
-    /// Feeds `visit` batches of whole traces on the blocking pool: first the head, then one
-    /// block at a time (a block's trace that also has pieces in the head comes combined with
-    /// them). Stops early when `visit` returns `false`. Memory: the head plus one block.
-    async fn scan<S, F>(&self, plan: ReadPlan, state: S, visit: F) -> Result<S, QuerierError>
+    /// Feeds `visit` batches of whole traces on the blocking pool: first the head, then the
+    /// blocks, newest first (a block's trace that also has pieces in the head comes combined
+    /// with them). Stops early when `visit` returns `false`.
+    ///
+    /// Blocks are read `read_parallelism()` at a time, each skipping the traces `filter`
+    /// rules out (`None`: every trace), while `visit` consumes them one block at a time in
+    /// plan order, so results and early stop are those of a sequential scan. Memory: the head
+    /// plus the candidate traces of at most `read_parallelism() + 1` blocks. Traces with
+    /// pieces in the head are always read, since combined they may pass where the block's
+    /// piece alone does not.
+    pub(crate) async fn scan<S, F>(
+        &self,
+        plan: ReadPlan,
+        filter: Option<TraceFilter>,
+        state: S,
+        visit: F,
+    ) -> Result<(S, PushdownStats), QuerierError>
     where
         S: Send + 'static,
         F: Fn(&mut S, Vec<(TraceId, Trace)>) -> Result<bool, QuerierError> + Send + Sync + 'static,
@@ -325,19 +366,45 @@ impl Querier {
         })
         .await
         .map_err(|error| QuerierError::Task(error.to_string()))??;
+        let mut stats = PushdownStats::default();
+        if !keep_going || plan.blocks.is_empty() {
+            return Ok((state, stats));
+        }
+        let mut filter = filter
+            .filter(|_| self.pushdown.load(std::sync::atomic::Ordering::Relaxed))
+            .unwrap_or(TraceFilter::True);
+        if !filter.is_true() && !head_pieces.is_empty() {
+            let ids = head_pieces
+                .keys()
+                .map(|id| id.as_bytes().to_vec())
+                .collect::<HashSet<_>>();
+            filter = filter.or(TraceFilter::Cond(Condition {
+                field: Field::TraceId,
+                test: ValueTest::BytesIn(Arc::new(ids)),
+            }));
+        }
+        let filter = Arc::new(filter);
         let head_pieces = Arc::new(head_pieces);
-        for meta in &plan.blocks {
-            if !keep_going {
-                break;
-            }
-            let traces =
-                self.store
-                    .read_block_traces(meta)
+        let mut reads = futures::stream::iter(plan.blocks.into_iter().map(|meta| {
+            let (store, filter) = (Arc::clone(&self.store), Arc::clone(&filter));
+            AbortOnDrop(tokio::spawn(async move {
+                store
+                    .read_block_filtered(&meta, filter)
                     .await
                     .map_err(|error| QuerierError::Store {
                         tenant: meta.tenant_id.clone(),
                         reason: error.to_string(),
-                    })?;
+                    })
+            }))
+        }))
+        .buffered(read_parallelism());
+        while keep_going {
+            let Some(read) = reads.next().await else {
+                break;
+            };
+            let (traces, block_stats) =
+                read.map_err(|error| QuerierError::Task(error.to_string()))??;
+            stats.add(&block_stats);
             let (block_visit, head_pieces) = (Arc::clone(&visit), Arc::clone(&head_pieces));
             let (next_state, next) = tokio::task::spawn_blocking(move || {
                 let mut state = state;
@@ -360,7 +427,7 @@ impl Querier {
             state = next_state;
             keep_going = next;
         }
-        Ok(state)
+        Ok((state, stats))
     }
 
     /// Attribute names per scope over the same data a search with `window` sees (the head
@@ -375,30 +442,38 @@ impl Querier {
         limit: usize,
     ) -> Result<TagNamesOutcome, QuerierError> {
         let plan = self.plan(tenants, window);
-        self.scan(plan, TagNamesOutcome::default(), move |outcome, batch| {
-            outcome.inspected_bytes += batch
-                .iter()
-                .map(|(_, trace)| prost::Message::encoded_len(trace) as u64)
-                .sum::<u64>();
-            let names = collect_tag_names(
-                batch.iter().map(|(id, trace)| (id, trace)),
-                &scopes,
-                &filter,
-                window,
-                limit,
-            );
-            for (scope, found) in names {
-                let known = outcome.names.entry(scope).or_default();
-                for name in found {
-                    if known.len() >= limit {
-                        break;
+        let prefilter = filter.prefilter();
+        let (outcome, _) = self
+            .scan(
+                plan,
+                Some(prefilter),
+                TagNamesOutcome::default(),
+                move |outcome, batch| {
+                    outcome.inspected_bytes += batch
+                        .iter()
+                        .map(|(_, trace)| prost::Message::encoded_len(trace) as u64)
+                        .sum::<u64>();
+                    let names = collect_tag_names(
+                        batch.iter().map(|(id, trace)| (id, trace)),
+                        &scopes,
+                        &filter,
+                        window,
+                        limit,
+                    );
+                    for (scope, found) in names {
+                        let known = outcome.names.entry(scope).or_default();
+                        for name in found {
+                            if known.len() >= limit {
+                                break;
+                            }
+                            known.insert(name);
+                        }
                     }
-                    known.insert(name);
-                }
-            }
-            Ok(true)
-        })
-        .await
+                    Ok(true)
+                },
+            )
+            .await?;
+        Ok(outcome)
     }
 
     /// Distinct typed values of `attribute` over the same data a search with `window` sees,
@@ -412,9 +487,11 @@ impl Querier {
         limit: usize,
     ) -> Result<TagValuesOutcome, QuerierError> {
         let plan = self.plan(tenants, window);
-        let outcome = self
+        let prefilter = filter.prefilter();
+        let (outcome, _) = self
             .scan(
                 plan,
+                Some(prefilter),
                 (TagValuesOutcome::default(), HashSet::new()),
                 move |(outcome, seen), batch| {
                     outcome.inspected_bytes += batch
@@ -444,8 +521,36 @@ impl Querier {
     }
 }
 
+/// Blocks read at once by a scan: one per core, so decoding keeps every core busy while
+/// the caller consumes results in order.
+fn read_parallelism() -> usize {
+    std::thread::available_parallelism()
+        .map(|cores| cores.get())
+        .unwrap_or(1)
+}
+
+/// A spawned block read that is cancelled when a scan stops early and drops it.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<T> std::future::Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(context)
+    }
+}
+
 /// Where a read looks: the head and the blocks overlapping its window, newest first.
-struct ReadPlan {
+pub(crate) struct ReadPlan {
     head: Vec<HeadTrace>,
     blocks: Vec<BlockMeta>,
 }

@@ -28,8 +28,10 @@ use super::cache::ByteLru;
 use super::index::RowGroupIndex;
 use super::meta::{time_from_unix_nano, BlockMeta, DedicatedColumn, FORMAT_VPARQUET4};
 use super::reader::{fetch_footer_tail, FooterTail, ObjectChunkReader, OpenError};
+use super::vparquet4::pushdown::PushdownStats;
 use super::vparquet4::{self, VParquetError, WriterOptions};
 use crate::model::{combine, Trace, TraceId};
+use crate::traceql::prefilter::TraceFilter;
 use parquet::file::metadata::ParquetMetaData;
 
 /// Objects up to this size are written with one PUT; larger ones as multipart uploads, so a
@@ -43,6 +45,24 @@ const MULTIPART_CONCURRENCY: usize = 4;
 const SMALL_OBJECT_CONCURRENCY: usize = 8;
 /// Blocks of one lookup examined at once (the store-wide bound is `max_concurrent_block_reads`).
 const BLOCKS_PER_LOOKUP: usize = 8;
+
+/// Traces read by a filtered block read, its figures, and the parsed footer to cache.
+type FilteredRead = ((Vec<(TraceId, Trace)>, PushdownStats), Arc<ParquetMetaData>);
+
+/// Parses (or reuses) the footer and reads the rows of a block that may pass `filter`.
+fn decode_filtered<R: parquet::file::reader::ChunkReader + 'static>(
+    reader: R,
+    cached_metadata: Option<Arc<ParquetMetaData>>,
+    dedicated: &[DedicatedColumn],
+    filter: &TraceFilter,
+) -> Result<FilteredRead, VParquetError> {
+    let metadata = match cached_metadata {
+        Some(metadata) => metadata,
+        None => vparquet4::read_metadata(&reader)?,
+    };
+    let read = vparquet4::pushdown::read_traces_filtered(reader, &metadata, dedicated, filter)?;
+    Ok((read, metadata))
+}
 
 /// What went wrong in the store; messages name the tenant and block involved.
 #[derive(Debug, thiserror::Error)]
@@ -667,6 +687,72 @@ impl Store {
         }
 
         increment(&self.stats.block_reads, 1);
+        let Some(reader) = self.data_reader(tenant, tenant_key, meta).await? else {
+            return Ok(None);
+        };
+        let request_counter = reader.clone();
+        let dedicated = meta.dedicated_columns.clone();
+        let trace_id = *id;
+        let started = Instant::now();
+        let cached_metadata = self.metadata_cache.get(&block_id);
+        let result = tokio::task::spawn_blocking(move || {
+            let metadata = match cached_metadata {
+                Some(metadata) => metadata,
+                None => vparquet4::read_metadata(&reader)?,
+            };
+            let found =
+                vparquet4::find_trace_with_metadata(reader, &metadata, &trace_id, &dedicated)?;
+            Ok::<_, VParquetError>((found, metadata))
+        })
+        .await
+        .map_err(|error| StoreError::Task {
+            tenant: tenant.to_string(),
+            task: "block read",
+            reason: error.to_string(),
+        })?;
+        increment(&self.stats.data_requests, request_counter.request_count());
+        debug!(
+            tenant,
+            block = %block_id,
+            trace = %id,
+            requests = request_counter.request_count(),
+            found = matches!(result, Ok((Some(_), _))),
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "block read"
+        );
+        match result {
+            Ok((found, metadata)) => {
+                let weight = metadata.memory_size();
+                self.metadata_cache.insert(block_id, metadata, weight);
+                Ok(found)
+            }
+            Err(_) if request_counter.object_missing() => {
+                if self.forget_if_gone(tenant, tenant_key, block_id).await {
+                    return Ok(None);
+                }
+                Err(StoreError::CorruptBlock {
+                    tenant: tenant.to_string(),
+                    block_id,
+                    reason: format!("{DATA_OBJECT} is missing but meta.json is not"),
+                })
+            }
+            Err(source) => Err(StoreError::Read {
+                tenant: tenant.to_string(),
+                block_id,
+                source,
+            }),
+        }
+    }
+
+    /// A ranged reader of a block's `data.parquet` with its footer region fetched (cached per
+    /// block). `None` when the block was deleted meanwhile (and is now forgotten).
+    async fn data_reader(
+        &self,
+        tenant: &str,
+        tenant_key: &Path,
+        meta: &BlockMeta,
+    ) -> Result<Option<ObjectChunkReader>, StoreError> {
+        let block_id = meta.block_id;
         let data_path = object_path(tenant_key, &block_id, DATA_OBJECT);
         let object_error = |source| StoreError::Object {
             tenant: tenant.to_string(),
@@ -724,51 +810,90 @@ impl Store {
             tail,
             tokio::runtime::Handle::current(),
         );
-        let request_counter = reader.clone();
+        Ok(Some(reader))
+    }
+
+    /// Reads the traces of a block that may pass `filter` (every trace for
+    /// [`TraceFilter::True`]): column statistics, dictionaries and the page index rule out
+    /// row groups and pages, and only candidate rows are decoded (`vparquet4::pushdown`).
+    /// Only the byte ranges those passes touch are fetched.
+    pub async fn read_block_filtered(
+        &self,
+        meta: &BlockMeta,
+        filter: Arc<TraceFilter>,
+    ) -> Result<(Vec<(TraceId, Trace)>, PushdownStats), StoreError> {
+        let tenant = meta.tenant_id.as_str();
+        let tenant_key = tenant_path(tenant)?;
+        let block_id = meta.block_id;
         let dedicated = meta.dedicated_columns.clone();
-        let trace_id = *id;
-        let started = Instant::now();
         let cached_metadata = self.metadata_cache.get(&block_id);
-        let result = tokio::task::spawn_blocking(move || {
-            let metadata = match cached_metadata {
-                Some(metadata) => metadata,
-                None => vparquet4::read_metadata(&reader)?,
+        let task_error = |error: tokio::task::JoinError| StoreError::Task {
+            tenant: tenant.to_string(),
+            task: "block search",
+            reason: error.to_string(),
+        };
+        if filter.is_true() {
+            // Everything is decoded: one GET of the whole object beats a ranged read per page.
+            let path = object_path(&tenant_key, &block_id, DATA_OBJECT);
+            let object_error = |source| StoreError::Object {
+                tenant: tenant.to_string(),
+                block_id,
+                object: DATA_OBJECT.to_string(),
+                operation: "read",
+                source,
             };
-            let found =
-                vparquet4::find_trace_with_metadata(reader, &metadata, &trace_id, &dedicated)?;
-            Ok::<_, VParquetError>((found, metadata))
+            let bytes = match self.backend.get(&path).await {
+                Ok(object) => object.bytes().await.map_err(object_error)?,
+                Err(object_store::Error::NotFound { .. })
+                    if self.forget_if_gone(tenant, &tenant_key, block_id).await =>
+                {
+                    return Ok((Vec::new(), PushdownStats::default()));
+                }
+                Err(source) => return Err(object_error(source)),
+            };
+            let result = tokio::task::spawn_blocking(move || {
+                decode_filtered(bytes, cached_metadata, &dedicated, &filter)
+            })
+            .await
+            .map_err(task_error)?;
+            return self.finish_filtered_read(tenant, block_id, result).await;
+        }
+        let Some(reader) = self.data_reader(tenant, &tenant_key, meta).await? else {
+            return Ok((Vec::new(), PushdownStats::default()));
+        };
+        let request_counter = reader.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            decode_filtered(reader, cached_metadata, &dedicated, &filter)
         })
         .await
-        .map_err(|error| StoreError::Task {
-            tenant: tenant.to_string(),
-            task: "block read",
-            reason: error.to_string(),
-        })?;
+        .map_err(task_error)?;
         increment(&self.stats.data_requests, request_counter.request_count());
-        debug!(
-            tenant,
-            block = %block_id,
-            trace = %id,
-            requests = request_counter.request_count(),
-            found = matches!(result, Ok((Some(_), _))),
-            elapsed_us = started.elapsed().as_micros() as u64,
-            "block read"
-        );
+        if result.is_err() && request_counter.object_missing() {
+            if self.forget_if_gone(tenant, &tenant_key, block_id).await {
+                return Ok((Vec::new(), PushdownStats::default()));
+            }
+            return Err(StoreError::CorruptBlock {
+                tenant: tenant.to_string(),
+                block_id,
+                reason: format!("{DATA_OBJECT} is missing but meta.json is not"),
+            });
+        }
+        self.finish_filtered_read(tenant, block_id, result).await
+    }
+
+    /// Caches the parsed footer of a filtered read and names the block in its error (async
+    /// only to share the error type of its callers).
+    async fn finish_filtered_read(
+        &self,
+        tenant: &str,
+        block_id: Uuid,
+        result: Result<FilteredRead, VParquetError>,
+    ) -> Result<(Vec<(TraceId, Trace)>, PushdownStats), StoreError> {
         match result {
-            Ok((found, metadata)) => {
+            Ok((read, metadata)) => {
                 let weight = metadata.memory_size();
                 self.metadata_cache.insert(block_id, metadata, weight);
-                Ok(found)
-            }
-            Err(_) if request_counter.object_missing() => {
-                if self.forget_if_gone(tenant, tenant_key, block_id).await {
-                    return Ok(None);
-                }
-                Err(StoreError::CorruptBlock {
-                    tenant: tenant.to_string(),
-                    block_id,
-                    reason: format!("{DATA_OBJECT} is missing but meta.json is not"),
-                })
+                Ok(read)
             }
             Err(source) => Err(StoreError::Read {
                 tenant: tenant.to_string(),

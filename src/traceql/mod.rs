@@ -11,6 +11,7 @@ pub mod eval;
 pub mod lexer;
 pub mod metrics;
 pub mod parser;
+pub mod prefilter;
 pub mod rewrite;
 pub mod search;
 pub mod span;

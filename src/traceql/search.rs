@@ -95,6 +95,11 @@ impl CompiledSearch {
         })
     }
 
+    /// A necessary condition on matching traces, for block reads that skip the others.
+    pub fn prefilter(&self) -> super::prefilter::TraceFilter {
+        super::prefilter::TraceFilter::from_pipeline(&self.pipeline)
+    }
+
     /// Answers with trace metadata only (no `spanSets`, no `serviceStats`), as Tempo does for
     /// legacy `tags` searches.
     pub fn metadata_only(mut self) -> CompiledSearch {

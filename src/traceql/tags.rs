@@ -108,6 +108,15 @@ impl TagFilter {
         self.expr.is_none()
     }
 
+    /// A necessary condition on the traces with kept spans, for block reads that skip the
+    /// others (a span failing to evaluate is not kept, so nothing here can hide an error).
+    pub fn prefilter(&self) -> crate::traceql::prefilter::TraceFilter {
+        match &self.expr {
+            None => crate::traceql::prefilter::TraceFilter::True,
+            Some(expr) => crate::traceql::prefilter::TraceFilter::from_span_condition(expr),
+        }
+    }
+
     fn keeps(&self, evaluator: &Evaluator, span: &SpanData) -> bool {
         match &self.expr {
             None => true,

@@ -16,6 +16,7 @@
 
 mod attributes;
 mod dremel;
+pub mod pushdown;
 mod row;
 mod schema;
 #[cfg(test)]

@@ -1,0 +1,736 @@
+//! Reads only the traces of a block that can pass a [`TraceFilter`], decoding nothing else.
+//!
+//! The filter is bound to this block's columns (well-known, dedicated and generic attribute
+//! columns), then applied in three passes per row group, each cheaper than the next:
+//! 1. column chunk statistics (min/max, all-null) and, for fully dictionary-encoded chunks,
+//!    the dictionary: a row group none of whose chunks can hold a wanted value is skipped;
+//! 2. the page index (column index min/max and null pages, offset index row ranges): rows
+//!    in pages that cannot hold a wanted value are dropped without reading the page;
+//! 3. the filter columns of the remaining rows are read and tested row by row.
+//!
+//! Only the rows left are decoded whole, every column skipping straight to them through the
+//! offset index. The binding is conservative like the filter: a value the writer may have
+//! put in either a dedicated or a generic column is looked for in both.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use parquet::basic::Encoding;
+use parquet::column::page::Page;
+use parquet::column::reader::ColumnReader;
+use parquet::file::metadata::{ColumnChunkMetaData, ParquetMetaData};
+use parquet::file::page_index::column_index::ColumnIndexMetaData;
+use parquet::file::properties::ReaderProperties;
+use parquet::file::reader::{ChunkReader, RowGroupReader};
+use parquet::file::serialized_reader::SerializedRowGroupReader;
+use parquet::file::statistics::Statistics;
+
+use super::dremel::{Assembler, LeafColumn, LeafValues, SchemaNode};
+use super::row::{self, DedicatedMapping};
+use super::{guard_against_panics, read_from, schema, VParquetError};
+use crate::model::{Trace, TraceId};
+use crate::tempodb::meta::DedicatedColumn;
+use crate::traceql::prefilter::{Field, TraceFilter, ValueTest};
+
+/// What a filtered read skipped and kept, for figures and tests.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PushdownStats {
+    /// Row groups in the block.
+    pub row_groups: u64,
+    /// Row groups skipped on column chunk statistics.
+    pub row_groups_skipped_by_statistics: u64,
+    /// Row groups skipped on a dictionary lacking every wanted value.
+    pub row_groups_skipped_by_dictionary: u64,
+    /// Filter-column pages dropped on the column index without being read.
+    pub pages_skipped: u64,
+    /// Rows (traces) in the block.
+    pub rows: u64,
+    /// Rows whose filter columns were read.
+    pub rows_tested: u64,
+    /// Rows decoded whole (passed the filter).
+    pub rows_decoded: u64,
+}
+
+impl PushdownStats {
+    /// Adds another read's figures.
+    pub fn add(&mut self, other: &PushdownStats) {
+        self.row_groups += other.row_groups;
+        self.row_groups_skipped_by_statistics += other.row_groups_skipped_by_statistics;
+        self.row_groups_skipped_by_dictionary += other.row_groups_skipped_by_dictionary;
+        self.pages_skipped += other.pages_skipped;
+        self.rows += other.rows;
+        self.rows_tested += other.rows_tested;
+        self.rows_decoded += other.rows_decoded;
+    }
+}
+
+/// The filter bound to leaf columns.
+#[derive(Debug, Clone)]
+enum Bound {
+    True,
+    False,
+    And(Vec<Bound>),
+    Or(Vec<Bound>),
+    /// Index into the leaf conditions.
+    Leaf(usize),
+}
+
+/// "Some value of this leaf in the row passes."
+#[derive(Debug, Clone)]
+struct LeafCondition {
+    leaf: usize,
+    /// `None`: any non-null value passes.
+    test: Option<ValueTest>,
+    /// Unsigned columns (durations): a value that is negative as i64 wrapped around in the
+    /// writer, and the evaluator may see it differently, so it always passes.
+    negative_passes: bool,
+}
+
+const SPAN: &str = "rs.list.element.ss.list.element.Spans.list.element.";
+const RESOURCE: &str = "rs.list.element.Resource.";
+
+/// Resource attributes with a well-known column, and the column's name.
+const RESOURCE_COLUMNS: [(&str, &str); 9] = [
+    ("service.name", "ServiceName"),
+    ("cluster", "Cluster"),
+    ("namespace", "Namespace"),
+    ("pod", "Pod"),
+    ("container", "Container"),
+    ("k8s.cluster.name", "K8sClusterName"),
+    ("k8s.namespace.name", "K8sNamespaceName"),
+    ("k8s.pod.name", "K8sPodName"),
+    ("k8s.container.name", "K8sContainerName"),
+];
+
+fn leaf_index(path: &str) -> Option<usize> {
+    static INDEX: OnceLock<HashMap<String, usize>> = OnceLock::new();
+    INDEX
+        .get_or_init(|| {
+            schema::schema_descriptor()
+                .columns()
+                .iter()
+                .enumerate()
+                .map(|(index, column)| (column.path().string(), index))
+                .collect()
+        })
+        .get(path)
+        .copied()
+}
+
+struct Binder<'a> {
+    mapping: &'a DedicatedMapping,
+    leaves: Vec<LeafCondition>,
+}
+
+impl Binder<'_> {
+    fn leaf(&mut self, path: &str, test: Option<ValueTest>, negative_passes: bool) -> Bound {
+        let Some(leaf) = leaf_index(path) else {
+            // Every path here is in the schema; a missing one keeps everything.
+            return Bound::True;
+        };
+        self.leaves.push(LeafCondition {
+            leaf,
+            test,
+            negative_passes,
+        });
+        Bound::Leaf(self.leaves.len() - 1)
+    }
+
+    fn bind(&mut self, filter: &TraceFilter) -> Bound {
+        match filter {
+            TraceFilter::True => Bound::True,
+            TraceFilter::And(parts) => Bound::And(parts.iter().map(|p| self.bind(p)).collect()),
+            TraceFilter::Or(parts) => Bound::Or(parts.iter().map(|p| self.bind(p)).collect()),
+            TraceFilter::Cond(condition) => {
+                let test = condition.test.clone();
+                match &condition.field {
+                    Field::TraceId => self.leaf("TraceID", Some(test), false),
+                    Field::SpanName => self.leaf(&format!("{SPAN}Name"), Some(test), false),
+                    Field::SpanKind => self.leaf(&format!("{SPAN}Kind"), Some(test), false),
+                    Field::SpanStatus => self.leaf(&format!("{SPAN}StatusCode"), Some(test), false),
+                    Field::SpanDuration => {
+                        self.leaf(&format!("{SPAN}DurationNano"), Some(test), true)
+                    }
+                    Field::SpanAttribute(name) => self.span_attribute(name, test),
+                    Field::ResourceAttribute(name) => self.resource_attribute(name, test),
+                }
+            }
+        }
+    }
+
+    fn span_attribute(&mut self, name: &str, test: ValueTest) -> Bound {
+        let mut alternatives = vec![self.generic(SPAN, name, &test)];
+        let is_string = matches!(test, ValueTest::StrIn(_) | ValueTest::StrRegex(_));
+        if is_string {
+            let column = match name {
+                "http.method" => Some("HttpMethod".to_string()),
+                "http.url" => Some("HttpUrl".to_string()),
+                _ => dedicated_column(&self.mapping.span, name),
+            };
+            if let Some(column) = column {
+                alternatives.push(self.leaf(&format!("{SPAN}{column}"), Some(test.clone()), false));
+            }
+        }
+        if name == "http.status_code" && matches!(test, ValueTest::Num(..)) {
+            alternatives.push(self.leaf(&format!("{SPAN}HttpStatusCode"), Some(test), false));
+        }
+        Bound::Or(alternatives)
+    }
+
+    fn resource_attribute(&mut self, name: &str, test: ValueTest) -> Bound {
+        let mut alternatives = vec![self.generic(RESOURCE, name, &test)];
+        if matches!(test, ValueTest::StrIn(_) | ValueTest::StrRegex(_)) {
+            let column = RESOURCE_COLUMNS
+                .iter()
+                .find(|(attribute, _)| *attribute == name)
+                .map(|(_, column)| column.to_string())
+                .or_else(|| dedicated_column(&self.mapping.resource, name));
+            if let Some(column) = column {
+                alternatives.push(self.leaf(&format!("{RESOURCE}{column}"), Some(test), false));
+            }
+        }
+        Bound::Or(alternatives)
+    }
+
+    /// The generic attribute list of a scope: the key and a matching value somewhere in the
+    /// row, or any value the reader decodes from JSON (`ValueUnsupported`, mixed arrays).
+    fn generic(&mut self, scope: &str, name: &str, test: &ValueTest) -> Bound {
+        let attrs = format!("{scope}Attrs.list.element.");
+        let key = self.leaf(
+            &format!("{attrs}Key"),
+            Some(ValueTest::StrIn([name.to_string()].into())),
+            false,
+        );
+        let value = match test {
+            ValueTest::StrIn(_) | ValueTest::StrRegex(_) => self.leaf(
+                &format!("{attrs}Value.list.element"),
+                Some(test.clone()),
+                false,
+            ),
+            ValueTest::Num(..) => Bound::Or(vec![
+                self.leaf(
+                    &format!("{attrs}ValueInt.list.element"),
+                    Some(test.clone()),
+                    false,
+                ),
+                self.leaf(
+                    &format!("{attrs}ValueDouble.list.element"),
+                    Some(test.clone()),
+                    false,
+                ),
+            ]),
+            ValueTest::Bool(_) => self.leaf(
+                &format!("{attrs}ValueBool.list.element"),
+                Some(test.clone()),
+                false,
+            ),
+            ValueTest::BytesIn(_) => Bound::False,
+        };
+        let unsupported = self.leaf(&format!("{attrs}ValueUnsupported"), None, false);
+        Bound::Or(vec![Bound::And(vec![key, value]), unsupported])
+    }
+}
+
+/// `DedicatedAttributes.StringNN` holding `name`, if this block dedicates one to it.
+fn dedicated_column(names: &[String], name: &str) -> Option<String> {
+    names
+        .iter()
+        .position(|dedicated| dedicated == name)
+        .map(|slot| format!("DedicatedAttributes.String{:02}", slot + 1))
+}
+
+fn eval_bool(bound: &Bound, leaf: &mut dyn FnMut(usize) -> bool) -> bool {
+    match bound {
+        Bound::True => true,
+        Bound::False => false,
+        Bound::And(parts) => parts.iter().all(|part| eval_bool(part, leaf)),
+        Bound::Or(parts) => parts.iter().any(|part| eval_bool(part, leaf)),
+        Bound::Leaf(index) => leaf(*index),
+    }
+}
+
+fn eval_bits(bound: &Bound, bits: &[Vec<bool>], rows: usize) -> Vec<bool> {
+    match bound {
+        Bound::True => vec![true; rows],
+        Bound::False => vec![false; rows],
+        Bound::And(parts) => {
+            let mut result = vec![true; rows];
+            for part in parts {
+                for (kept, part_kept) in result.iter_mut().zip(eval_bits(part, bits, rows)) {
+                    *kept &= part_kept;
+                }
+            }
+            result
+        }
+        Bound::Or(parts) => {
+            let mut result = vec![false; rows];
+            for part in parts {
+                for (kept, part_kept) in result.iter_mut().zip(eval_bits(part, bits, rows)) {
+                    *kept |= part_kept;
+                }
+            }
+            result
+        }
+        Bound::Leaf(index) => bits[*index].clone(),
+    }
+}
+
+/// Every trace of a block that may pass `filter`, in stored order, and what was skipped.
+/// `metadata` must come from [`super::read_metadata`] (footer and page index).
+pub fn read_traces_filtered<R: ChunkReader + 'static>(
+    reader: R,
+    metadata: &ParquetMetaData,
+    dedicated: &[DedicatedColumn],
+    filter: &TraceFilter,
+) -> Result<(Vec<(TraceId, Trace)>, PushdownStats), VParquetError> {
+    guard_against_panics(|| read_filtered_unguarded(reader, metadata, dedicated, filter))
+}
+
+fn read_filtered_unguarded<R: ChunkReader + 'static>(
+    reader: R,
+    metadata: &ParquetMetaData,
+    dedicated: &[DedicatedColumn],
+    filter: &TraceFilter,
+) -> Result<(Vec<(TraceId, Trace)>, PushdownStats), VParquetError> {
+    super::check_metadata(metadata)?;
+    let mapping = DedicatedMapping::new(dedicated);
+    let mut binder = Binder {
+        mapping: &mapping,
+        leaves: Vec::new(),
+    };
+    let bound = binder.bind(filter);
+    let leaves = binder.leaves;
+    let descriptor = metadata.file_metadata().schema_descr();
+    let root = SchemaNode::from_message(&schema());
+    let chunk_reader = Arc::new(reader);
+    let properties = Arc::new(ReaderProperties::builder().build());
+    let mut stats = PushdownStats::default();
+    let mut traces = Vec::new();
+    for row_group_index in 0..metadata.num_row_groups() {
+        let row_group_meta = metadata.row_group(row_group_index);
+        let row_count = usize::try_from(row_group_meta.num_rows())
+            .map_err(|_| VParquetError::Malformed("negative row count".into()))?;
+        stats.row_groups += 1;
+        stats.rows += row_count as u64;
+        if row_count == 0 {
+            continue;
+        }
+        let row_group = SerializedRowGroupReader::new(
+            Arc::clone(&chunk_reader),
+            row_group_meta,
+            metadata.page_index_for_row_group(row_group_index),
+            Arc::clone(&properties),
+        )?;
+
+        let mut rows = vec![true; row_count];
+        if !leaves.is_empty() {
+            // 1. Column chunk statistics, then dictionaries (of leaves the statistics allow).
+            let chunk_allows: Vec<bool> = leaves
+                .iter()
+                .map(|condition| chunk_may_match(row_group_meta.column(condition.leaf), condition))
+                .collect();
+            if !eval_bool(&bound, &mut |index| chunk_allows[index]) {
+                stats.row_groups_skipped_by_statistics += 1;
+                continue;
+            }
+            let mut dictionary_allows = Vec::with_capacity(leaves.len());
+            for (condition, allowed) in leaves.iter().zip(&chunk_allows) {
+                dictionary_allows.push(*allowed && dictionary_may_match(&row_group, condition)?);
+            }
+            if !eval_bool(&bound, &mut |index| dictionary_allows[index]) {
+                stats.row_groups_skipped_by_dictionary += 1;
+                continue;
+            }
+            // 2. The page index.
+            let page_index = metadata.page_index_for_row_group(row_group_index);
+            let page_bits: Vec<Vec<bool>> = leaves
+                .iter()
+                .zip(&dictionary_allows)
+                .map(|(condition, allowed)| {
+                    if !allowed {
+                        return vec![false; row_count];
+                    }
+                    let (bits, skipped) = page_candidates(
+                        page_index.column_index(condition.leaf),
+                        page_index
+                            .offset_index(condition.leaf)
+                            .map(|o| o.page_locations()),
+                        condition,
+                        row_count,
+                    );
+                    stats.pages_skipped += skipped;
+                    bits
+                })
+                .collect();
+            rows = eval_bits(&bound, &page_bits, row_count);
+            let candidates = runs_of(&rows);
+            if candidates.is_empty() {
+                continue;
+            }
+            // 3. Row by row on the filter columns of the candidate rows.
+            let tested: usize = candidates.iter().map(|(_, count)| count).sum();
+            stats.rows_tested += tested as u64;
+            let mut columns: HashMap<usize, LeafColumn> = HashMap::new();
+            for condition in &leaves {
+                if let std::collections::hash_map::Entry::Vacant(entry) =
+                    columns.entry(condition.leaf)
+                {
+                    let mut column_reader = row_group.get_column_reader(condition.leaf)?;
+                    entry.insert(read_runs(
+                        &mut column_reader,
+                        condition.leaf,
+                        &candidates,
+                        &mut 0,
+                    )?);
+                }
+            }
+            let row_numbers: Vec<usize> = candidates
+                .iter()
+                .flat_map(|(start, count)| *start..start + count)
+                .collect();
+            let row_bits: Vec<Vec<bool>> = leaves
+                .iter()
+                .map(|condition| {
+                    let max_def = descriptor.column(condition.leaf).max_def_level();
+                    let column = &columns[&condition.leaf];
+                    row_matches(column, max_def, condition, &row_numbers, row_count)
+                })
+                .collect::<Result<_, _>>()?;
+            let by_rows = eval_bits(&bound, &row_bits, row_count);
+            for (kept, row_kept) in rows.iter_mut().zip(by_rows) {
+                *kept &= row_kept;
+            }
+        } else {
+            stats.rows_tested += row_count as u64;
+        }
+
+        // Decode the rows left, a batch at a time, every column skipping to them.
+        let selected: Vec<usize> = (0..row_count).filter(|row| rows[*row]).collect();
+        if selected.is_empty() {
+            continue;
+        }
+        stats.rows_decoded += selected.len() as u64;
+        let mut readers = (0..schema::LEAF_COUNT)
+            .map(|leaf| row_group.get_column_reader(leaf))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut position = 0usize;
+        for batch in selected.chunks(super::READ_BATCH_ROWS) {
+            let mut batch_rows = vec![false; row_count];
+            for row in batch {
+                batch_rows[*row] = true;
+            }
+            let runs = runs_of(&batch_rows);
+            let mut columns = Vec::with_capacity(readers.len());
+            let mut next_position = position;
+            for (leaf, column_reader) in readers.iter_mut().enumerate() {
+                let mut leaf_position = position;
+                columns.push(read_runs(column_reader, leaf, &runs, &mut leaf_position)?);
+                next_position = leaf_position;
+            }
+            position = next_position;
+            let mut assembler = Assembler::new(&root, &columns);
+            for _ in batch {
+                let row = assembler.next_record()?;
+                traces.push(row::row_to_trace(&row, &mapping)?);
+            }
+            if !assembler.is_done() {
+                return Err(VParquetError::Malformed(format!(
+                    "row group {row_group_index} has column data beyond its rows"
+                )));
+            }
+        }
+    }
+    Ok((traces, stats))
+}
+
+/// Runs `(first row, row count)` of the set entries.
+fn runs_of(rows: &[bool]) -> Vec<(usize, usize)> {
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for (row, kept) in rows.iter().enumerate() {
+        if !kept {
+            continue;
+        }
+        match runs.last_mut() {
+            Some((start, count)) if *start + *count == row => *count += 1,
+            _ => runs.push((row, 1)),
+        }
+    }
+    runs
+}
+
+/// Reads the rows of `runs` (ascending) from a reader positioned at row `position`.
+fn read_runs(
+    reader: &mut ColumnReader,
+    leaf: usize,
+    runs: &[(usize, usize)],
+    position: &mut usize,
+) -> Result<LeafColumn, VParquetError> {
+    let mut result: Option<LeafColumn> = None;
+    for (start, count) in runs {
+        let skip = start
+            .checked_sub(*position)
+            .ok_or_else(|| VParquetError::Malformed("row runs are not ascending".to_string()))?;
+        let part = read_from(reader, leaf, skip, *count)?;
+        *position = start + count;
+        match result.as_mut() {
+            None => result = Some(part),
+            Some(column) => append(column, part)?,
+        }
+    }
+    result.ok_or_else(|| VParquetError::Malformed("no rows to read".to_string()))
+}
+
+fn append(column: &mut LeafColumn, part: LeafColumn) -> Result<(), VParquetError> {
+    match (&mut column.values, part.values) {
+        (LeafValues::Bool(into), LeafValues::Bool(from)) => into.extend(from),
+        (LeafValues::Int32(into), LeafValues::Int32(from)) => into.extend(from),
+        (LeafValues::Int64(into), LeafValues::Int64(from)) => into.extend(from),
+        (LeafValues::Double(into), LeafValues::Double(from)) => into.extend(from),
+        (LeafValues::Bytes(into), LeafValues::Bytes(from)) => into.extend(from),
+        _ => {
+            return Err(VParquetError::Malformed(
+                "a column changed type between pages".into(),
+            ))
+        }
+    }
+    column.def_levels.extend(part.def_levels);
+    column.rep_levels.extend(part.rep_levels);
+    Ok(())
+}
+
+fn value_passes(values: &LeafValues, index: usize, condition: &LeafCondition) -> bool {
+    let Some(test) = &condition.test else {
+        return true;
+    };
+    match values {
+        LeafValues::Bool(values) => values.get(index).is_some_and(|v| test.boolean(*v)),
+        LeafValues::Int32(values) => values
+            .get(index)
+            .is_some_and(|v| (condition.negative_passes && *v < 0) || test.int(i64::from(*v))),
+        LeafValues::Int64(values) => values
+            .get(index)
+            .is_some_and(|v| (condition.negative_passes && *v < 0) || test.int(*v)),
+        LeafValues::Double(values) => values.get(index).is_some_and(|v| test.float(*v)),
+        LeafValues::Bytes(values) => values.get(index).is_some_and(|v| test.bytes(v.data())),
+    }
+}
+
+/// Per row of the row group: does some value of `column` (holding the rows `row_numbers`)
+/// pass? Rows not read are false.
+fn row_matches(
+    column: &LeafColumn,
+    max_def: i16,
+    condition: &LeafCondition,
+    row_numbers: &[usize],
+    row_count: usize,
+) -> Result<Vec<bool>, VParquetError> {
+    let mut bits = vec![false; row_count];
+    let mut record: Option<usize> = None;
+    let mut value_index = 0usize;
+    for (level, def) in column.def_levels.iter().enumerate() {
+        let rep = column.rep_levels.get(level).copied().unwrap_or(0);
+        if rep == 0 {
+            record = Some(record.map_or(0, |r| r + 1));
+        }
+        if *def == max_def {
+            let row = record
+                .and_then(|r| row_numbers.get(r))
+                .copied()
+                .ok_or_else(|| VParquetError::Malformed("column has more rows than read".into()))?;
+            if !bits[row] && value_passes(&column.values, value_index, condition) {
+                bits[row] = true;
+            }
+            value_index += 1;
+        }
+    }
+    Ok(bits)
+}
+
+/// Whether the chunk's statistics allow a passing value.
+fn chunk_may_match(column: &ColumnChunkMetaData, condition: &LeafCondition) -> bool {
+    let Some(statistics) = column.statistics() else {
+        return true;
+    };
+    let all_null = statistics
+        .null_count_opt()
+        .is_some_and(|nulls| nulls as i64 == column.num_values());
+    if all_null {
+        return false;
+    }
+    let Some(test) = &condition.test else {
+        return true;
+    };
+    match statistics {
+        Statistics::Int64(values) => match (values.min_opt(), values.max_opt()) {
+            (Some(min), Some(max)) => int_range_may_match(*min, *max, test, condition),
+            _ => true,
+        },
+        Statistics::Int32(values) => match (values.min_opt(), values.max_opt()) {
+            (Some(min), Some(max)) => {
+                int_range_may_match(i64::from(*min), i64::from(*max), test, condition)
+            }
+            _ => true,
+        },
+        Statistics::Double(values) => match (values.min_opt(), values.max_opt()) {
+            (Some(min), Some(max)) => test.float_range(*min, *max),
+            _ => true,
+        },
+        Statistics::ByteArray(_) => {
+            match (statistics.min_bytes_opt(), statistics.max_bytes_opt()) {
+                (Some(min), Some(max)) => test.bytes_range(min, max),
+                _ => true,
+            }
+        }
+        _ => true,
+    }
+}
+
+fn int_range_may_match(min: i64, max: i64, test: &ValueTest, condition: &LeafCondition) -> bool {
+    if condition.negative_passes && (min < 0 || max < 0) {
+        return true;
+    }
+    if min > max {
+        return true;
+    }
+    test.int_range(min, max)
+}
+
+/// For a byte-array chunk whose data pages are all dictionary-encoded: whether some
+/// dictionary entry passes. Other chunks may always match.
+fn dictionary_may_match(
+    row_group: &dyn RowGroupReader,
+    condition: &LeafCondition,
+) -> Result<bool, VParquetError> {
+    let Some(test) = &condition.test else {
+        return Ok(true);
+    };
+    if !matches!(test, ValueTest::StrIn(_) | ValueTest::StrRegex(_)) {
+        return Ok(true);
+    }
+    let column = row_group.metadata().column(condition.leaf);
+    let all_dictionary = column.dictionary_page_offset().is_some()
+        && match (
+            column.page_encoding_stats_mask(),
+            column.page_encoding_stats(),
+        ) {
+            (Some(mask), _) => {
+                mask.is_only(Encoding::RLE_DICTIONARY) || mask.is_only(Encoding::PLAIN_DICTIONARY)
+            }
+            (None, Some(pages)) => pages.iter().all(|page| {
+                page.page_type != parquet::basic::PageType::DATA_PAGE
+                    && page.page_type != parquet::basic::PageType::DATA_PAGE_V2
+                    || matches!(
+                        page.encoding,
+                        Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY
+                    )
+            }),
+            (None, None) => false,
+        };
+    if !all_dictionary {
+        return Ok(true);
+    }
+    let mut pages = row_group.get_column_page_reader(condition.leaf)?;
+    let Some(Page::DictionaryPage { buf, encoding, .. }) = pages.get_next_page()? else {
+        return Ok(true);
+    };
+    if !matches!(encoding, Encoding::PLAIN | Encoding::PLAIN_DICTIONARY) {
+        return Ok(true);
+    }
+    // PLAIN byte arrays: a little-endian u32 length, then the bytes.
+    let mut rest: &[u8] = &buf;
+    while rest.len() >= 4 {
+        let length = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        let Some(value) = rest.get(4..4 + length) else {
+            return Ok(true);
+        };
+        if test.bytes(value) {
+            return Ok(true);
+        }
+        rest = &rest[4 + length..];
+    }
+    Ok(false)
+}
+
+/// Rows of pages whose column index allows a passing value, and how many pages it rules
+/// out. Without a page index every row is a candidate.
+fn page_candidates(
+    column_index: Option<&ColumnIndexMetaData>,
+    locations: Option<&Vec<parquet::file::page_index::offset_index::PageLocation>>,
+    condition: &LeafCondition,
+    row_count: usize,
+) -> (Vec<bool>, u64) {
+    let (Some(column_index), Some(locations)) = (column_index, locations) else {
+        return (vec![true; row_count], 0);
+    };
+    let page_count = locations.len();
+    let mut bits = vec![true; row_count];
+    let mut skipped = 0;
+    for page in 0..page_count {
+        let may = page_may_match(column_index, page, condition);
+        if may {
+            continue;
+        }
+        skipped += 1;
+        let start = usize::try_from(locations[page].first_row_index)
+            .unwrap_or(0)
+            .min(row_count);
+        let end = locations
+            .get(page + 1)
+            .and_then(|next| usize::try_from(next.first_row_index).ok())
+            .unwrap_or(row_count)
+            .clamp(start, row_count);
+        for bit in &mut bits[start..end] {
+            *bit = false;
+        }
+    }
+    (bits, skipped)
+}
+
+fn page_may_match(index: &ColumnIndexMetaData, page: usize, condition: &LeafCondition) -> bool {
+    // The parquet crate's writer flags a page of a repeated column as all-null when its row
+    // count equals its null count, even with values in it; only a definition level histogram
+    // without values at the highest level proves a page empty.
+    let histogram = match index {
+        ColumnIndexMetaData::INT64(index) => index.definition_level_histogram(page),
+        ColumnIndexMetaData::INT32(index) => index.definition_level_histogram(page),
+        ColumnIndexMetaData::DOUBLE(index) => index.definition_level_histogram(page),
+        ColumnIndexMetaData::BOOLEAN(index) => index.definition_level_histogram(page),
+        ColumnIndexMetaData::BYTE_ARRAY(index) => index.definition_level_histogram(page),
+        _ => None,
+    };
+    if histogram.is_some_and(|counts| counts.last() == Some(&0)) {
+        return false;
+    }
+    let Some(test) = &condition.test else {
+        return true;
+    };
+    match index {
+        ColumnIndexMetaData::INT64(index) => match (index.min_value(page), index.max_value(page)) {
+            (Some(min), Some(max)) => int_range_may_match(*min, *max, test, condition),
+            _ => true,
+        },
+        ColumnIndexMetaData::INT32(index) => match (index.min_value(page), index.max_value(page)) {
+            (Some(min), Some(max)) => {
+                int_range_may_match(i64::from(*min), i64::from(*max), test, condition)
+            }
+            _ => true,
+        },
+        ColumnIndexMetaData::DOUBLE(index) => {
+            match (index.min_value(page), index.max_value(page)) {
+                (Some(min), Some(max)) => test.float_range(*min, *max),
+                _ => true,
+            }
+        }
+        ColumnIndexMetaData::BYTE_ARRAY(index) => {
+            match (index.min_value(page), index.max_value(page)) {
+                (Some(min), Some(max)) => test.bytes_range(min, max),
+                _ => true,
+            }
+        }
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+#[path = "pushdown_tests.rs"]
+mod tests;

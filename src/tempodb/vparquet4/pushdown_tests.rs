@@ -1,0 +1,419 @@
+//! Pushdown tests: what a filtered read skips on a small written block (counters), the
+//! Tempo-written golden block, and equivalence with whole-block decoding for random queries
+//! over random blocks.
+
+use std::collections::BTreeSet;
+
+use bytes::Bytes;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValueKind;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use proptest::prelude::*;
+
+use super::*;
+use crate::tempodb::meta::DedicatedColumn;
+use crate::tempodb::vparquet4::{encode, pushdown, read_metadata, read_traces, WriterOptions};
+use crate::traceql::eval::{Evaluator, StructuralMode};
+use crate::traceql::parse_and_validate;
+use crate::traceql::search::{CompiledSearch, SearchOptions};
+
+fn kv(key: &str, value: AnyValueKind) -> KeyValue {
+    KeyValue {
+        key: key.to_string(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
+}
+
+fn text(key: &str, value: &str) -> KeyValue {
+    kv(key, AnyValueKind::StringValue(value.to_string()))
+}
+
+fn id(n: u64) -> TraceId {
+    let mut bytes = [0u8; 16];
+    bytes[8..].copy_from_slice(&n.to_be_bytes());
+    bytes[0] = 0x20;
+    TraceId(bytes)
+}
+
+/// What one generated span carries.
+#[derive(Debug, Clone)]
+struct SpanSpec {
+    service: u8,
+    name: u8,
+    kind: i32,
+    status: i32,
+    duration_ms: u64,
+    attributes: Vec<(u8, AttrValue)>,
+    child: bool,
+}
+
+#[derive(Debug, Clone)]
+enum AttrValue {
+    Str(u8),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+fn build_trace(trace_id: TraceId, spans: &[SpanSpec]) -> Trace {
+    let mut resource_spans: Vec<ResourceSpans> = Vec::new();
+    for (index, spec) in spans.iter().enumerate() {
+        let start = 1_700_000_000_000_000_000 + index as u64 * 1_000;
+        let attributes = spec
+            .attributes
+            .iter()
+            .map(|(key, value)| {
+                let key = ATTRIBUTE_KEYS[*key as usize % ATTRIBUTE_KEYS.len()];
+                match value {
+                    AttrValue::Str(v) => text(key, VALUES[*v as usize % VALUES.len()]),
+                    AttrValue::Int(v) => kv(key, AnyValueKind::IntValue(*v)),
+                    AttrValue::Float(v) => kv(key, AnyValueKind::DoubleValue(*v)),
+                    AttrValue::Bool(v) => kv(key, AnyValueKind::BoolValue(*v)),
+                }
+            })
+            .collect();
+        let span = Span {
+            trace_id: trace_id.as_bytes().to_vec(),
+            span_id: (index as u64 + 1).to_be_bytes().to_vec(),
+            parent_span_id: if index > 0 && spec.child {
+                1u64.to_be_bytes().to_vec()
+            } else if index > 0 {
+                (index as u64).to_be_bytes().to_vec()
+            } else {
+                Vec::new()
+            },
+            name: NAMES[spec.name as usize % NAMES.len()].to_string(),
+            kind: spec.kind,
+            start_time_unix_nano: start,
+            end_time_unix_nano: start + spec.duration_ms * 1_000_000,
+            attributes,
+            status: Some(Status {
+                code: spec.status,
+                message: String::new(),
+            }),
+            ..Default::default()
+        };
+        let service = SERVICES[spec.service as usize % SERVICES.len()];
+        resource_spans.push(ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![text("service.name", service), text("team", service)],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: vec![span],
+                ..Default::default()
+            }],
+            schema_url: String::new(),
+        });
+    }
+    Trace { resource_spans }
+}
+
+const SERVICES: [&str; 4] = ["frontend", "payments", "db", "cart"];
+const NAMES: [&str; 3] = ["GET /", "POST /pay", "SELECT"];
+const ATTRIBUTE_KEYS: [&str; 5] = [
+    "http.status_code",
+    "http.method",
+    "db.system",
+    "retries",
+    "sampled",
+];
+const VALUES: [&str; 3] = ["GET", "postgresql", "503"];
+
+fn encode_block(traces: &[(TraceId, Trace)], options: &WriterOptions) -> Bytes {
+    Bytes::from(
+        encode(traces, &dedicated(), options)
+            .expect("block encodes")
+            .bytes,
+    )
+}
+
+fn dedicated() -> Vec<DedicatedColumn> {
+    vec![
+        DedicatedColumn::new("span", "db.system"),
+        DedicatedColumn::new("resource", "team"),
+    ]
+}
+
+fn filtered(block: &Bytes, query: &str) -> (Vec<(TraceId, Trace)>, pushdown::PushdownStats) {
+    let compiled = CompiledSearch::new(parse_and_validate(query).expect("query is valid"))
+        .expect("search query");
+    let metadata = read_metadata(block).expect("metadata");
+    pushdown::read_traces_filtered(
+        block.clone(),
+        &metadata,
+        &dedicated(),
+        &compiled.prefilter(),
+    )
+    .expect("filtered read")
+}
+
+/// IDs of the traces among `traces` that `query` matches.
+fn matches(traces: &[(TraceId, Trace)], query: &str) -> BTreeSet<TraceId> {
+    let compiled = CompiledSearch::new(parse_and_validate(query).expect("query is valid"))
+        .expect("search query");
+    let evaluator = Evaluator::new(StructuralMode::Real);
+    traces
+        .iter()
+        .filter(|(trace_id, trace)| {
+            compiled
+                .run(&evaluator, trace_id, trace, &SearchOptions::default())
+                .expect("query runs")
+                .is_some()
+        })
+        .map(|(trace_id, _)| *trace_id)
+        .collect()
+}
+
+fn plain_span(service: u8, status_code: i64, duration_ms: u64) -> SpanSpec {
+    SpanSpec {
+        service,
+        name: 0,
+        kind: 2,
+        status: 0,
+        duration_ms,
+        attributes: vec![(0, AttrValue::Int(status_code))],
+        child: false,
+    }
+}
+
+/// 4000 traces in a few row groups of several pages each: services `cart` and `payments`
+/// in the first 3000, `db` after; one 503 (at 3500), one slow span (at 120).
+fn small_block() -> (Vec<(TraceId, Trace)>, Bytes) {
+    let traces: Vec<(TraceId, Trace)> = (0..4000u64)
+        .map(|n| {
+            let service = if n >= 3000 {
+                2
+            } else if n % 2 == 0 {
+                3
+            } else {
+                1
+            };
+            let status = if n == 3500 { 503 } else { 200 };
+            let duration = if n == 120 { 5_000 } else { 10 };
+            let spans = vec![
+                plain_span(service, 200, 10),
+                plain_span(service, status, duration),
+            ];
+            (id(n), build_trace(id(n), &spans))
+        })
+        .collect();
+    let options = WriterOptions {
+        row_group_size_bytes: 100_000,
+        page_size_bytes: 1024,
+        page_row_count_limit: 10,
+    };
+    let block = encode_block(&traces, &options);
+    (traces, block)
+}
+
+#[test]
+fn selective_queries_skip_row_groups_and_pages() {
+    let (traces, block) = small_block();
+
+    // `db` lies between the first row groups' min and max service names, but is not in
+    // their dictionaries.
+    let query = r#"{ resource.service.name = "db" }"#;
+    let (read, stats) = filtered(&block, query);
+    assert!(stats.row_groups >= 3, "{stats:?}");
+    assert_eq!(stats.rows, 4000);
+    assert!(stats.row_groups_skipped_by_dictionary >= 2, "{stats:?}");
+    assert_eq!(stats.rows_decoded, 1000, "{stats:?}");
+    assert_eq!(matches(&read, query), matches(&traces, query));
+
+    // Row groups without a 503 go on the HttpStatusCode statistics; in the one left, pages
+    // without one are dropped on the column index.
+    let query = r#"{ span.http.status_code = 503 && resource.service.name = "db" }"#;
+    let (read, stats) = filtered(&block, query);
+    assert_eq!(
+        stats.row_groups_skipped_by_statistics,
+        stats.row_groups - 1,
+        "{stats:?}"
+    );
+    assert!(stats.pages_skipped > 0, "{stats:?}");
+    assert!(stats.rows_tested < 1000, "{stats:?}");
+    assert_eq!(stats.rows_decoded, 1, "{stats:?}");
+    let read_ids: Vec<TraceId> = read.iter().map(|(trace_id, _)| *trace_id).collect();
+    assert_eq!(read_ids, vec![id(3500)]);
+    assert_eq!(matches(&read, query), matches(&traces, query));
+
+    let (read, stats) = filtered(&block, "{ duration > 2s }");
+    assert_eq!(stats.rows_decoded, 1, "{stats:?}");
+    assert_eq!(read[0].0, id(120));
+
+    // A query the pre-filter cannot use decodes everything, as a whole-block read does.
+    let (read, stats) = filtered(&block, r#"{ span.http.status_code != 503 }"#);
+    assert_eq!(stats.rows_decoded, 4000);
+    assert_eq!(stats.pages_skipped, 0);
+    assert_eq!(
+        stats.row_groups_skipped_by_statistics + stats.row_groups_skipped_by_dictionary,
+        0
+    );
+    assert_eq!(read, read_traces(block.clone(), &dedicated()).unwrap());
+}
+
+#[test]
+fn tempo_written_golden_block_reads_the_same_filtered() {
+    let dir = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared"))
+        .join("golden/tempo-blocks/generated-by-tempo-v3.0.3/vParquet4/single-tenant/b27b0e53-66a0-4505-afd6-434ae3cd4a10");
+    let data = Bytes::from(std::fs::read(dir.join("data.parquet")).expect("golden data.parquet"));
+    let meta = crate::tempodb::meta::BlockMeta::from_json(
+        &std::fs::read(dir.join("meta.json")).expect("golden meta.json"),
+    )
+    .expect("golden meta parses");
+    let all = read_traces(data.clone(), &meta.dedicated_columns).expect("golden reads");
+    let metadata = read_metadata(&data).expect("golden metadata");
+    for query in [
+        "{ }",
+        "{ duration > 100ms }",
+        "{ status = error }",
+        "{ kind = server }",
+        r#"{ resource.service.name = "frontend" }"#,
+        r#"{ name =~ "GET.*" }"#,
+        r#"{ span.http.status_code >= 500 }"#,
+        r#"{ .http.method = "GET" } >> { }"#,
+    ] {
+        let compiled = CompiledSearch::new(parse_and_validate(query).unwrap()).unwrap();
+        let (read, _) = pushdown::read_traces_filtered(
+            data.clone(),
+            &metadata,
+            &meta.dedicated_columns,
+            &compiled.prefilter(),
+        )
+        .unwrap();
+        assert_eq!(matches(&read, query), matches(&all, query), "{query}");
+    }
+}
+
+fn attr_value() -> impl Strategy<Value = AttrValue> {
+    prop_oneof![
+        (0u8..3).prop_map(AttrValue::Str),
+        prop_oneof![Just(200i64), Just(404), Just(503), Just(0), Just(3)].prop_map(AttrValue::Int),
+        prop_oneof![Just(0.5f64), Just(503.0), Just(3.0)].prop_map(AttrValue::Float),
+        any::<bool>().prop_map(AttrValue::Bool),
+    ]
+}
+
+fn span_spec() -> impl Strategy<Value = SpanSpec> {
+    (
+        0u8..4,
+        0u8..3,
+        0i32..6,
+        0i32..3,
+        prop_oneof![Just(1u64), Just(50), Just(1_500), Just(3_000)],
+        prop::collection::vec((0u8..5, attr_value()), 0..3),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(service, name, kind, status, duration_ms, attributes, child)| SpanSpec {
+                service,
+                name,
+                kind,
+                status,
+                duration_ms,
+                attributes,
+                child,
+            },
+        )
+}
+
+/// One condition of a generated query.
+fn condition() -> impl Strategy<Value = String> {
+    prop_oneof![
+        (0usize..4).prop_map(|s| format!("resource.service.name = \"{}\"", SERVICES[s])),
+        (0usize..4).prop_map(|s| format!(".team = \"{}\"", SERVICES[s])),
+        (0usize..3).prop_map(|n| format!("name = \"{}\"", NAMES[n])),
+        Just("name =~ \"(GET|POST).*\"".to_string()),
+        (0usize..5, 0usize..3)
+            .prop_map(|(k, v)| format!("span.{} = \"{}\"", ATTRIBUTE_KEYS[k], VALUES[v])),
+        (
+            0usize..5,
+            prop_oneof![Just("="), Just(">"), Just("<="), Just(">=")],
+            prop_oneof![Just("503"), Just("3"), Just("0.5"), Just("200")]
+        )
+            .prop_map(|(k, op, v)| format!("span.{} {op} {v}", ATTRIBUTE_KEYS[k])),
+        (0usize..5, any::<bool>()).prop_map(|(k, b)| format!(".{} = {b}", ATTRIBUTE_KEYS[k])),
+        prop_oneof![Just("> 1s"), Just("< 10ms"), Just("= 50ms"), Just(">= 3s")]
+            .prop_map(|d| format!("duration {d}")),
+        prop_oneof![Just("error"), Just("ok"), Just("unset")].prop_map(|s| format!("status = {s}")),
+        prop_oneof![
+            Just("server"),
+            Just("client"),
+            Just("unspecified"),
+            Just("internal")
+        ]
+        .prop_map(|k| format!("kind = {k}")),
+        Just("span.retries != 3".to_string()),
+        Just("span.sampled = nil".to_string()),
+        (0usize..4).prop_map(|s| format!("rootServiceName = \"{}\"", SERVICES[s])),
+    ]
+}
+
+fn spanset_filter() -> impl Strategy<Value = String> {
+    prop::collection::vec((condition(), prop_oneof![Just("&&"), Just("||")]), 1..4).prop_map(
+        |parts| {
+            let mut text = String::from("{ ");
+            for (index, (condition, op)) in parts.iter().enumerate() {
+                if index > 0 {
+                    text.push_str(&format!(" {op} "));
+                }
+                text.push_str(condition);
+            }
+            text.push_str(" }");
+            text
+        },
+    )
+}
+
+fn query() -> impl Strategy<Value = String> {
+    (
+        spanset_filter(),
+        prop::option::of((
+            prop_oneof![
+                Just("&&"),
+                Just("||"),
+                Just(">>"),
+                Just(">"),
+                Just("~"),
+                Just("!>>"),
+                Just("&>>")
+            ],
+            spanset_filter(),
+        )),
+    )
+        .prop_map(|(lhs, rhs)| match rhs {
+            Some((op, rhs)) => format!("{lhs} {op} {rhs}"),
+            None => lhs,
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// For random queries over random small blocks, searching the filtered read finds the
+    /// same traces as searching the whole block.
+    #[test]
+    fn filtered_reads_find_what_whole_reads_find(
+        specs in prop::collection::vec(prop::collection::vec(span_spec(), 1..5), 1..40),
+        queries in prop::collection::vec(query(), 1..6),
+    ) {
+        let traces: Vec<(TraceId, Trace)> = specs
+            .iter()
+            .enumerate()
+            .map(|(n, spans)| (id(n as u64), build_trace(id(n as u64), spans)))
+            .collect();
+        let options = WriterOptions {
+            row_group_size_bytes: 300,
+            page_size_bytes: 256,
+            page_row_count_limit: 3,
+        };
+        let block = encode_block(&traces, &options);
+        let all = read_traces(block.clone(), &dedicated()).unwrap();
+        for query in &queries {
+            let (read, _) = filtered(&block, query);
+            prop_assert_eq!(matches(&read, query), matches(&all, query), "{}", query);
+        }
+    }
+}
