@@ -74,6 +74,7 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
 
     let generator = crate::generator::Generator::start(config.metrics_generator.clone())
         .map_err(|error| anyhow::anyhow!("starting the metrics-generator: {error}"))?;
+    let overrides = Arc::new(config.overrides.clone());
     let distributor = Arc::new(
         Distributor::new(
             config.distributor.clone(),
@@ -81,7 +82,8 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
             Arc::clone(&ingester),
             Arc::clone(&telemetry),
         )
-        .with_generator(Arc::clone(&generator)),
+        .with_generator(Arc::clone(&generator))
+        .with_overrides(Arc::clone(&overrides)),
     );
     let remote_writer = crate::generator::remote_write::RemoteWriter::start(
         &config.metrics_generator,
@@ -125,6 +127,7 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
         querier,
         telemetry: Arc::clone(&telemetry),
         multitenancy_enabled: config.multitenancy_enabled,
+        overrides,
         ready: Default::default(),
         metrics_sources,
         generator: Some(Arc::clone(&generator)),

@@ -12,6 +12,7 @@ pub mod distributor;
 pub mod generator;
 pub mod ingester;
 pub mod model;
+pub mod overrides;
 pub mod querier;
 pub mod receiver;
 pub mod telemetry;

@@ -367,3 +367,126 @@ async fn tenants_are_isolated_on_every_endpoint() {
     vivace.restart();
     check_isolation(&client, &vivace, "from blocks").await;
 }
+
+/// `overrides`: a tenant's rate limit refuses its pushes with Tempo's `RATE_LIMITED` 429
+/// while another tenant keeps writing; a too-large trace is refused alone (partial success,
+/// `TRACE_TOO_LARGE`); long attributes are cut; a per-tenant search range limit gives 400.
+#[tokio::test(flavor = "multi_thread")]
+async fn per_tenant_limits_apply() {
+    let vivace = Vivace::start(
+        r#"
+multitenancy_enabled: true
+overrides:
+  defaults:
+    ingestion:
+      max_bytes_per_trace: 3000
+      max_attribute_bytes: 16
+  per_tenant:
+    small:
+      ingestion:
+        rate_limit_bytes: 10
+        burst_size_bytes: 2500
+      read:
+        max_search_duration: 1h
+"#,
+    );
+    let client = client();
+    let trace_id = |n: u32| format!("{n:032x}");
+
+    // Rate: "small" has a 2500-byte burst refilled at 10 B/s; "big" keeps the default.
+    let mut refused = None;
+    for n in 1..=10 {
+        let body = trace_json(&trace_id(n), "svc", &"x".repeat(600), "k", "v");
+        let (status, text) = push(&client, &vivace, Some("small"), body.clone()).await;
+        if status == 429 {
+            refused = Some((n, text));
+            break;
+        }
+        assert_eq!(status, 200, "{text}");
+        let (status, text) = push(&client, &vivace, Some("big"), body).await;
+        assert_eq!(status, 200, "another tenant is not limited: {text}");
+    }
+    let (n, text) = refused.expect("the small tenant's burst is used up within 10 pushes");
+    assert!(n > 1, "the first push fits the burst");
+    assert!(
+        text.contains("RATE_LIMITED: ingestion rate limit (10 bytes) exceeded while adding")
+            && text.contains("for user small"),
+        "{text}"
+    );
+    let body = trace_json(&trace_id(99), "svc", "op", "k", "v");
+    assert_eq!(push(&client, &vivace, Some("big"), body).await.0, 200);
+
+    // Trace size: one trace of many spans is refused, the small trace beside it is stored.
+    let end = now_nanos();
+    let mut spans = Vec::new();
+    for span in 1..=60u32 {
+        spans.push(format!(
+            r#"{{"traceId":"{}","spanId":"{span:016x}","name":"span-{span}","startTimeUnixNano":"{}","endTimeUnixNano":"{end}"}}"#,
+            trace_id(1000),
+            end - 1000
+        ));
+    }
+    spans.push(format!(
+        r#"{{"traceId":"{}","spanId":"0000000000000001","name":"small","startTimeUnixNano":"{}","endTimeUnixNano":"{end}",
+"attributes":[{{"key":"long.value","value":{{"stringValue":"{}"}}}}]}}"#,
+        trace_id(1001),
+        end - 1000,
+        "v".repeat(100)
+    ));
+    let body = format!(
+        r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"svc"}}}}]}},"scopeSpans":[{{"spans":[{}]}}]}}]}}"#,
+        spans.join(",")
+    );
+    let (status, text) = push(&client, &vivace, Some("big"), body).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.contains("TRACE_TOO_LARGE: max size of trace (3000) exceeded"),
+        "{text}"
+    );
+    assert!(text.contains("60"), "60 spans refused: {text}");
+    let (status, _) = get(
+        &client,
+        &vivace.url(&format!("/api/traces/{}", trace_id(1000))),
+        Some("big"),
+    )
+    .await;
+    assert_eq!(status, 404, "the too-large trace is not stored");
+    let (status, body) = get(
+        &client,
+        &vivace.url(&format!("/api/v2/traces/{}", trace_id(1001))),
+        Some("big"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(&format!("\"{}\"", "v".repeat(16))),
+        "value cut to 16 bytes: {body}"
+    );
+    assert!(!body.contains(&"v".repeat(17)), "{body}");
+
+    // Search range: "small" may search 1h, others the global 168h.
+    let now = now_nanos() / 1_000_000_000;
+    let url = vivace.url(&format!("/api/search?start={}&end={now}", now - 7200));
+    let (status, body) = get(&client, &url, Some("small")).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("range specified by start and end exceeds 1h0m0s"),
+        "{body}"
+    );
+    let (status, body) = get(&client, &url, Some("big")).await;
+    assert_eq!(status, 200, "{body}");
+    let url = vivace.url(&format!(
+        "/api/v2/search/tags?start={}&end={now}",
+        now - 7200
+    ));
+    assert_eq!(get(&client, &url, Some("small")).await.0, 400);
+
+    let (_, metrics) = get(&client, &vivace.url("/metrics"), None).await;
+    for line in [
+        "tempo_discarded_spans_total{reason=\"rate_limited\"} 1",
+        "tempo_discarded_spans_total{reason=\"trace_too_large\"} 60",
+        "tempo_distributor_attributes_truncated_total{tenant=\"big\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    }
+}

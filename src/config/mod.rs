@@ -44,6 +44,8 @@ pub struct Config {
     pub prometheus: PrometheusConfig,
     /// Alertmanager webhook in, the traces behind each alert out.
     pub alerts: AlertsConfig,
+    /// Per-tenant limits: ingest rate and burst, trace size, attribute length, search range.
+    pub overrides: crate::overrides::OverridesConfig,
 }
 
 /// The `prometheus` section: where vivace reads PromQL series and exemplars from.
@@ -189,6 +191,12 @@ impl Config {
             .validate()
             .map_err(|(key, reason)| ConfigError::Invalid {
                 key: format!("alerts.{key}"),
+                reason,
+            })?;
+        self.overrides
+            .validate()
+            .map_err(|(key, reason)| ConfigError::Invalid {
+                key: format!("overrides.{key}"),
                 reason,
             })?;
         self.distributor
