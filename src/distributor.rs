@@ -282,7 +282,9 @@ impl Distributor {
             .sum();
         if !split.traces.is_empty() {
             if let Err(error) = self.ingester.push(tenant, split.traces).await {
+                let disk_full = matches!(&error, PushError::Wal(io) if is_disk_full(io));
                 let reason = match &error {
+                    _ if disk_full => "disk_full",
                     PushError::Overloaded { .. } => "overloaded",
                     PushError::TooLarge { .. } => "too_large",
                     PushError::ShuttingDown => "shutting_down",
@@ -298,6 +300,11 @@ impl Distributor {
                         limit: usize::try_from(limit).unwrap_or(usize::MAX),
                     },
                     PushError::ShuttingDown => DistributorError::Unavailable(error.to_string()),
+                    // Retryable (503 / UNAVAILABLE): the write succeeds once space returns.
+                    PushError::Wal(io) if disk_full => DistributorError::Unavailable(format!(
+                        "disk full: the write-ahead log (ingester.wal_path) cannot be written: {io}; \
+                         writes resume when space is freed, reads keep working"
+                    )),
                     other => DistributorError::Internal(other.to_string()),
                 });
             }
@@ -312,6 +319,13 @@ impl Distributor {
             message: split.rejection.unwrap_or_default(),
         })
     }
+}
+
+/// No space (ENOSPC) or quota (EDQUOT) left on the volume.
+fn is_disk_full(error: &std::io::Error) -> bool {
+    error.kind() == std::io::ErrorKind::StorageFull
+        || error.kind() == std::io::ErrorKind::QuotaExceeded
+        || matches!(error.raw_os_error(), Some(28) | Some(122))
 }
 
 fn count_spans(resource_spans: &[ResourceSpans]) -> u64 {
