@@ -59,6 +59,9 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
             .await
             .context("opening the block store")?,
     );
+    // A corrupt block (torn copy, bit rot, full disk of another writer) is moved aside before
+    // any query can trip over it.
+    store.verify_blocks().await;
     let (poller_stop, poller_stopped) = tokio::sync::watch::channel(false);
     let poller = Arc::clone(&store).spawn_poller(poller_stopped.clone());
     let compactor = config

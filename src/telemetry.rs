@@ -342,7 +342,7 @@ pub fn render_ingester(stats: &crate::ingester::IngesterStats, out: &mut String)
 
 /// The block store's figures as metrics (read at scrape time).
 pub fn render_store(stats: &crate::tempodb::StoreStatsSnapshot, out: &mut String) {
-    let samples: [(&str, &str, u64); 14] = [
+    let samples: [(&str, &str, u64); 15] = [
         (
             "vivace_tempodb_blocks_written_total",
             "Blocks written (meta.json last).",
@@ -412,6 +412,11 @@ pub fn render_store(stats: &crate::tempodb::StoreStatsSnapshot, out: &mut String
             "vivace_tempodb_unreadable_blocks_total",
             "Blocks skipped because their meta.json could not be used.",
             stats.unreadable_blocks,
+        ),
+        (
+            "vivace_tempodb_quarantined_blocks_total",
+            "Blocks found corrupt at startup and moved under quarantine/ in the bucket.",
+            stats.quarantined_blocks,
         ),
     ];
     for (name, help, value) in samples {
