@@ -1045,12 +1045,12 @@ async fn startup_verification_quarantines_corrupt_blocks_only() {
         1,
         "Tempo's own block passes"
     );
-    for n in 0..3 {
+    for (n, block_id) in written.iter().enumerate().take(3) {
         let moved = bucket
             .path()
             .join(QUARANTINE_PREFIX)
             .join("t")
-            .join(written[n].to_string());
+            .join(block_id.to_string());
         assert!(
             moved.join("meta.json").is_file(),
             "block {n} kept in quarantine"
