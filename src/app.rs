@@ -61,6 +61,9 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
             .await
             .context("opening the block store")?,
     );
+    // A corrupt block (torn copy, bit rot, full disk of another writer) is moved aside before
+    // any query can trip over it.
+    store.verify_blocks().await;
     let (poller_stop, poller_stopped) = tokio::sync::watch::channel(false);
     let poller = Arc::clone(&store).spawn_poller(poller_stopped.clone());
     let compactor = config
@@ -89,13 +92,15 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
 
     let generator = crate::generator::Generator::start(config.metrics_generator.clone())
         .map_err(|error| anyhow::anyhow!("starting the metrics-generator: {error}"))?;
+    let overrides = Arc::new(config.overrides.clone());
     let mut distributor = Distributor::new(
         config.distributor.clone(),
         config.multitenancy_enabled,
         Arc::clone(&ingester),
         Arc::clone(&telemetry),
     )
-    .with_generator(Arc::clone(&generator));
+    .with_generator(Arc::clone(&generator))
+    .with_overrides(Arc::clone(&overrides));
     if let Some(store) = &log_store {
         distributor = distributor.with_logs(Arc::clone(store));
     }
@@ -175,6 +180,7 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
         querier,
         telemetry: Arc::clone(&telemetry),
         multitenancy_enabled: config.multitenancy_enabled,
+        overrides,
         ready: Default::default(),
         metrics_sources,
         generator: Some(Arc::clone(&generator)),

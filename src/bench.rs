@@ -316,7 +316,8 @@ impl Server {
                 "server:\n  http_listen_port: {http}\n  grpc_listen_port: {grpc_api}\n  log_level: warn\n\
 distributor:\n  receivers:\n    otlp:\n      protocols:\n        grpc:\n          enabled: true\n          endpoint: 127.0.0.1:{grpc}\n        http:\n          enabled: true\n          endpoint: 127.0.0.1:{otlp_http}\n{receivers_yaml}\
 ingester:\n  wal_path: {wal}\n  wal_fsync: {wal_fsync}\n\
-storage:\n  trace:\n    backend: local\n    local:\n      path: {blocks}\n",
+storage:\n  trace:\n    backend: local\n    local:\n      path: {blocks}\n\
+overrides:\n  defaults:\n    ingestion:\n      rate_limit_bytes: 0\n",
                 wal = directory.join("wal").display(),
                 blocks = directory.join("blocks").display(),
             ),

@@ -11,6 +11,7 @@ use tokio::sync::Semaphore;
 use crate::generator::Generator;
 use crate::ingester::{Ingester, PushError};
 use crate::model::split_by_trace;
+use crate::overrides::{truncate_utf8, OverridesConfig, RateLimiters};
 use crate::receiver::ReceiversConfig;
 use crate::telemetry::Telemetry;
 
@@ -73,7 +74,8 @@ pub enum DistributorError {
     TooLarge { size: usize, limit: usize },
     #[error("{0}")]
     BadRequest(String),
-    #[error("too many requests in flight: {0}")]
+    /// Back-pressure or a tenant's rate limit: retry later (429 / RESOURCE_EXHAUSTED).
+    #[error("{0}")]
     Overloaded(String),
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -140,6 +142,8 @@ pub struct Distributor {
     generator: Option<Arc<Generator>>,
     /// The log store logs receivers push into; `None` when `logs.enabled` is false.
     logs: Option<Arc<crate::logs::store::LogStore>>,
+    overrides: Arc<OverridesConfig>,
+    rate_limiters: RateLimiters,
 }
 
 /// Holds a request's share of the in-flight budget until it is acknowledged or refused.
@@ -163,7 +167,15 @@ impl Distributor {
             telemetry,
             generator: None,
             logs: None,
+            overrides: Arc::new(OverridesConfig::default()),
+            rate_limiters: RateLimiters::default(),
         }
+    }
+
+    /// Applies these per-tenant limits (rate, trace size, attribute length).
+    pub fn with_overrides(mut self, overrides: Arc<OverridesConfig>) -> Distributor {
+        self.overrides = overrides;
+        self
     }
 
     /// Also hands every accepted request's spans to the metrics-generator.
@@ -206,7 +218,7 @@ impl Distributor {
             Err(_) => {
                 self.telemetry.spans_refused("overloaded", 0);
                 Err(DistributorError::Overloaded(format!(
-                    "{} bytes already in flight (distributor.max_inflight_bytes)",
+                    "too many requests in flight: {} bytes already in flight (distributor.max_inflight_bytes)",
                     self.config.max_inflight_bytes
                 )))
             }
@@ -218,8 +230,22 @@ impl Distributor {
     pub async fn push(
         &self,
         tenant: &str,
-        resource_spans: Vec<ResourceSpans>,
+        mut resource_spans: Vec<ResourceSpans>,
     ) -> Result<PushOutcome, DistributorError> {
+        let limits = self.overrides.limits(tenant).ingestion;
+        let truncated = truncate_attributes(&mut resource_spans, limits.max_attribute_bytes);
+        if truncated > 0 {
+            self.telemetry.attributes_truncated(tenant, truncated);
+        }
+        let bytes: u64 = resource_spans
+            .iter()
+            .map(|batch| prost::Message::encoded_len(batch) as u64)
+            .sum();
+        if let Err(message) = self.rate_limiters.take(tenant, &limits, bytes) {
+            self.telemetry
+                .spans_refused("rate_limited", count_spans(&resource_spans));
+            return Err(DistributorError::Overloaded(message));
+        }
         // The generator gets its own copy, taken only when its queue has room, and only after
         // the WAL accepted the request; it never slows or fails the write.
         let for_generator = self.generator.as_deref().and_then(|generator| {
@@ -232,7 +258,30 @@ impl Distributor {
                 .reserve(spans)
                 .map(|reservation| (reservation, resource_spans.clone()))
         });
-        let split = split_by_trace(resource_spans);
+        let mut split = split_by_trace(resource_spans);
+        if split.rejected_spans > 0 {
+            self.telemetry
+                .spans_refused("invalid_trace_id", split.rejected_spans);
+        }
+        if limits.max_bytes_per_trace > 0 {
+            let mut too_large = 0;
+            split.traces.retain(|(trace_id, trace)| {
+                let size = prost::Message::encoded_len(trace) as u64;
+                if size <= limits.max_bytes_per_trace {
+                    return true;
+                }
+                too_large += count_spans(&trace.resource_spans);
+                split.rejection.get_or_insert_with(|| format!(
+                    "TRACE_TOO_LARGE: max size of trace ({}) exceeded while adding {size} bytes to trace {trace_id} for tenant {tenant}",
+                    limits.max_bytes_per_trace
+                ));
+                false
+            });
+            if too_large > 0 {
+                self.telemetry.spans_refused("trace_too_large", too_large);
+                split.rejected_spans += too_large;
+            }
+        }
         let accepted_spans: u64 = split
             .traces
             .iter()
@@ -245,13 +294,11 @@ impl Distributor {
                     .sum::<u64>()
             })
             .sum();
-        if split.rejected_spans > 0 {
-            self.telemetry
-                .spans_refused("invalid_trace_id", split.rejected_spans);
-        }
         if !split.traces.is_empty() {
             if let Err(error) = self.ingester.push(tenant, split.traces).await {
+                let disk_full = matches!(&error, PushError::Wal(io) if is_disk_full(io));
                 let reason = match &error {
+                    _ if disk_full => "disk_full",
                     PushError::Overloaded { .. } => "overloaded",
                     PushError::TooLarge { .. } => "too_large",
                     PushError::ShuttingDown => "shutting_down",
@@ -259,12 +306,19 @@ impl Distributor {
                 };
                 self.telemetry.spans_refused(reason, accepted_spans);
                 return Err(match error {
-                    PushError::Overloaded { .. } => DistributorError::Overloaded(error.to_string()),
+                    PushError::Overloaded { .. } => DistributorError::Overloaded(format!(
+                        "too many requests in flight: {error}"
+                    )),
                     PushError::TooLarge { bytes, limit, .. } => DistributorError::TooLarge {
                         size: usize::try_from(bytes).unwrap_or(usize::MAX),
                         limit: usize::try_from(limit).unwrap_or(usize::MAX),
                     },
                     PushError::ShuttingDown => DistributorError::Unavailable(error.to_string()),
+                    // Retryable (503 / UNAVAILABLE): the write succeeds once space returns.
+                    PushError::Wal(io) if disk_full => DistributorError::Unavailable(format!(
+                        "disk full: the write-ahead log (ingester.wal_path) cannot be written: {io}; \
+                         writes resume when space is freed, reads keep working"
+                    )),
                     other => DistributorError::Internal(other.to_string()),
                 });
             }
@@ -279,6 +333,63 @@ impl Distributor {
             message: split.rejection.unwrap_or_default(),
         })
     }
+}
+
+/// No space (ENOSPC) or quota (EDQUOT) left on the volume.
+fn is_disk_full(error: &std::io::Error) -> bool {
+    error.kind() == std::io::ErrorKind::StorageFull
+        || error.kind() == std::io::ErrorKind::QuotaExceeded
+        || matches!(error.raw_os_error(), Some(28) | Some(122))
+}
+
+fn count_spans(resource_spans: &[ResourceSpans]) -> u64 {
+    resource_spans
+        .iter()
+        .flat_map(|batch| &batch.scope_spans)
+        .map(|scope| scope.spans.len() as u64)
+        .sum()
+}
+
+/// Cuts attribute keys and string values longer than `max` bytes (0: no limit) in resources,
+/// scopes, spans, events and links; returns how many were cut.
+fn truncate_attributes(resource_spans: &mut [ResourceSpans], max: usize) -> u64 {
+    use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
+    if max == 0 {
+        return 0;
+    }
+    let mut count = 0;
+    let mut cut = |attributes: &mut Vec<KeyValue>| {
+        for attribute in attributes {
+            count += u64::from(truncate_utf8(&mut attribute.key, max));
+            if let Some(any_value::Value::StringValue(text)) = attribute
+                .value
+                .as_mut()
+                .and_then(|value| value.value.as_mut())
+            {
+                count += u64::from(truncate_utf8(text, max));
+            }
+        }
+    };
+    for batch in resource_spans {
+        if let Some(resource) = &mut batch.resource {
+            cut(&mut resource.attributes);
+        }
+        for scope_spans in &mut batch.scope_spans {
+            if let Some(scope) = &mut scope_spans.scope {
+                cut(&mut scope.attributes);
+            }
+            for span in &mut scope_spans.spans {
+                cut(&mut span.attributes);
+                for event in &mut span.events {
+                    cut(&mut event.attributes);
+                }
+                for link in &mut span.links {
+                    cut(&mut link.attributes);
+                }
+            }
+        }
+    }
+    count
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub mod generator;
 pub mod ingester;
 pub mod logs;
 pub mod model;
+pub mod overrides;
 pub mod querier;
 pub mod receiver;
 pub mod telemetry;

@@ -170,6 +170,7 @@ pub fn write_sample(out: &mut String, name: &str, kind: &str, help: &str, value:
 pub struct Telemetry {
     spans_received: CounterFamily,
     spans_refused: CounterFamily,
+    attributes_truncated: CounterFamily,
     requests: HistogramFamily,
 }
 
@@ -183,8 +184,13 @@ impl Default for Telemetry {
             ),
             spans_refused: CounterFamily::new(
                 "tempo_discarded_spans_total",
-                "Spans refused, by reason (invalid_trace_id, overloaded, shutting_down, internal).",
+                "Spans refused, by reason (invalid_trace_id, overloaded, rate_limited, trace_too_large, shutting_down, internal).",
                 &["reason"],
+            ),
+            attributes_truncated: CounterFamily::new(
+                "tempo_distributor_attributes_truncated_total",
+                "Attribute keys and values cut to overrides' max_attribute_bytes, by tenant.",
+                &["tenant"],
             ),
             requests: HistogramFamily {
                 name: "tempo_request_duration_seconds",
@@ -205,6 +211,10 @@ impl Telemetry {
         self.spans_refused.add(&[reason], count);
     }
 
+    pub fn attributes_truncated(&self, tenant: &str, count: u64) {
+        self.attributes_truncated.add(&[tenant], count);
+    }
+
     pub fn observe_request(&self, route: &str, status_code: u16, seconds: f64) {
         self.requests
             .observe(&[route, &status_code.to_string()], seconds);
@@ -214,6 +224,7 @@ impl Telemetry {
     pub fn render(&self, out: &mut String) {
         self.spans_received.render(out);
         self.spans_refused.render(out);
+        self.attributes_truncated.render(out);
         self.requests.render(out);
     }
 }
@@ -331,7 +342,7 @@ pub fn render_ingester(stats: &crate::ingester::IngesterStats, out: &mut String)
 
 /// The block store's figures as metrics (read at scrape time).
 pub fn render_store(stats: &crate::tempodb::StoreStatsSnapshot, out: &mut String) {
-    let samples: [(&str, &str, u64); 14] = [
+    let samples: [(&str, &str, u64); 15] = [
         (
             "vivace_tempodb_blocks_written_total",
             "Blocks written (meta.json last).",
@@ -401,6 +412,11 @@ pub fn render_store(stats: &crate::tempodb::StoreStatsSnapshot, out: &mut String
             "vivace_tempodb_unreadable_blocks_total",
             "Blocks skipped because their meta.json could not be used.",
             stats.unreadable_blocks,
+        ),
+        (
+            "vivace_tempodb_quarantined_blocks_total",
+            "Blocks found corrupt at startup and moved under quarantine/ in the bucket.",
+            stats.quarantined_blocks,
         ),
     ];
     for (name, help, value) in samples {

@@ -37,6 +37,8 @@ pub struct ApiState {
     pub querier: Arc<Querier>,
     pub telemetry: Arc<Telemetry>,
     pub multitenancy_enabled: bool,
+    /// Per-tenant limits; reads use `read.max_search_duration`.
+    pub overrides: Arc<crate::overrides::OverridesConfig>,
     pub ready: AtomicBool,
     pub metrics_sources: Vec<MetricsSource>,
     /// The metrics-generator whose series `/metrics` also serves, if it runs.

@@ -35,8 +35,38 @@ fn non_empty<'a>(params: &'a HashMap<String, String>, name: &str) -> Option<&'a 
         .filter(|v| !v.is_empty())
 }
 
+/// Longest search range of `tenants`, seconds: the smallest per-tenant
+/// `read.max_search_duration` given, else the global 168h.
+pub(crate) fn max_search_seconds(state: &ApiState, tenants: &[String]) -> u64 {
+    tenants
+        .iter()
+        .map(|tenant| {
+            state
+                .overrides
+                .limits(tenant)
+                .read
+                .max_search_duration
+                .as_secs()
+        })
+        .filter(|&seconds| seconds > 0)
+        .min()
+        .unwrap_or(MAX_RANGE_SECONDS)
+        .min(MAX_RANGE_SECONDS)
+}
+
+/// Seconds as Go prints a `time.Duration` (`168h0m0s`, `30m0s`, `45s`), as in Tempo's errors.
+fn go_duration(seconds: u64) -> String {
+    let (hours, minutes, seconds) = (seconds / 3600, seconds % 3600 / 60, seconds % 60);
+    match (hours, minutes) {
+        (0, 0) => format!("{seconds}s"),
+        (0, _) => format!("{minutes}m{seconds}s"),
+        _ => format!("{hours}h{minutes}m{seconds}s"),
+    }
+}
+
 pub(super) fn parse_window(
     params: &HashMap<String, String>,
+    max_seconds: u64,
 ) -> Result<Option<(u64, u64)>, ApiError> {
     let parse = |name: &str| -> Result<u64, ApiError> {
         match non_empty(params, name) {
@@ -57,9 +87,10 @@ pub(super) fn parse_window(
             "http parameter start must be before end. received start={start} end={end}"
         )));
     }
-    if end - start > MAX_RANGE_SECONDS {
+    if end - start > max_seconds {
         return Err(ApiError::bad_request(format!(
-            "range specified by start and end exceeds 168h0m0s. received start={start} end={end}"
+            "range specified by start and end exceeds {}. received start={start} end={end}",
+            go_duration(max_seconds)
         )));
     }
     Ok(Some((start * 1_000_000_000, end * 1_000_000_000)))
@@ -230,7 +261,12 @@ pub(crate) struct PreparedSearch {
 }
 
 /// Validates `/api/search` parameters (as Tempo's `ParseSearchRequest`) and compiles the query.
-pub(crate) fn prepare(params: &HashMap<String, String>) -> Result<PreparedSearch, ApiError> {
+/// Validates a search's parameters; `max_search_seconds` is the longest `start`…`end` the
+/// tenants may search (their `overrides.read.max_search_duration`).
+pub(crate) fn prepare(
+    params: &HashMap<String, String>,
+    max_search_seconds: u64,
+) -> Result<PreparedSearch, ApiError> {
     let limit = match non_empty(params, "limit") {
         None => DEFAULT_LIMIT,
         Some(text) => match text.parse::<u64>() {
@@ -269,7 +305,7 @@ pub(crate) fn prepare(params: &HashMap<String, String>) -> Result<PreparedSearch
             }
         },
     };
-    let window = parse_window(params)?;
+    let window = parse_window(params, max_search_seconds)?;
     let min_duration = parse_duration_param(params, "minDuration")?;
     let max_duration = parse_duration_param(params, "maxDuration")?;
     if let (Some(min), Some(max)) = (min_duration, max_duration) {
@@ -306,7 +342,7 @@ pub async fn search(
     UrlQuery(params): UrlQuery<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let tenants = read_tenants(&state, &headers)?;
-    let prepared = prepare(&params)?;
+    let prepared = prepare(&params, max_search_seconds(&state, &tenants))?;
     let outcome = state
         .querier
         .search(&tenants, prepared.query, prepared.limit, prepared.options)

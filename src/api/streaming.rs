@@ -289,7 +289,11 @@ fn search(
 ) -> Result<tonic::Response<ReceiverStream<Result<SearchResponse, Status>>>, Status> {
     let headers = request.metadata().clone().into_headers();
     let tenants = read_tenants(&state, &headers).map_err(status_of)?;
-    let prepared = prepare(&search_params(request.get_ref())).map_err(status_of)?;
+    let prepared = prepare(
+        &search_params(request.get_ref()),
+        super::search::max_search_seconds(&state, &tenants),
+    )
+    .map_err(status_of)?;
     let (out, stream) = mpsc::channel(4);
     tokio::spawn(async move {
         let (progress_tx, mut progress) = mpsc::channel::<SearchProgress>(2);

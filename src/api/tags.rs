@@ -10,7 +10,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
-use super::search::parse_window;
+use super::search::{max_search_seconds, parse_window};
 use super::{read_tenants, ApiError, ApiState};
 use crate::traceql::ast::{Attribute, AttributeScope};
 use crate::traceql::tags::{virtual_values, TagFilter, TagScope, INTRINSIC_TAGS};
@@ -86,7 +86,7 @@ async fn tag_names(
 ) -> Result<TagNames, ApiError> {
     let tenants = read_tenants(state, headers)?;
     let (scopes, intrinsics) = parse_scope(params)?;
-    let window = parse_window(params)?;
+    let window = parse_window(params, max_search_seconds(state, &tenants))?;
     let limit = parse_limit(params)?;
     let filter = TagFilter::new(if use_q { param(params, "q") } else { None });
     if scopes.is_empty() {
@@ -193,7 +193,7 @@ pub async fn tag_values_v1(
         return Ok(not_found());
     };
     let tenants = read_tenants(&state, &headers)?;
-    let window = parse_window(&params)?;
+    let window = parse_window(&params, max_search_seconds(&state, &tenants))?;
     let limit = parse_limit(&params)?;
     let attribute = Attribute::new(AttributeScope::None, false, tag);
     let outcome = state
@@ -232,7 +232,7 @@ pub async fn tag_values_v2(
             identifier_error(tag, error)
         ))
     })?;
-    let window = parse_window(&params)?;
+    let window = parse_window(&params, max_search_seconds(&state, &tenants))?;
     let limit = parse_limit(&params)?;
     let render = |values: Vec<Value>, inspected_bytes: u64| {
         json_response(json!({"tagValues": values, "metrics": metrics(inspected_bytes)}))

@@ -49,6 +49,8 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// The built-in web UI.
     pub ui: UiConfig,
+    /// Per-tenant limits: ingest rate and burst, trace size, attribute length, search range.
+    pub overrides: crate::overrides::OverridesConfig,
 }
 
 /// The `ui` section: what the web UI links out to.
@@ -225,6 +227,12 @@ impl Config {
             .validate()
             .map_err(|(key, reason)| ConfigError::Invalid {
                 key: format!("logs.{key}"),
+                reason,
+            })?;
+        self.overrides
+            .validate()
+            .map_err(|(key, reason)| ConfigError::Invalid {
+                key: format!("overrides.{key}"),
                 reason,
             })?;
         self.distributor

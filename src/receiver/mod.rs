@@ -11,6 +11,9 @@ pub mod thrift;
 pub mod translate;
 pub mod zipkin;
 
+#[cfg(test)]
+mod fuzz_props;
+
 use serde::{Deserialize, Serialize};
 
 /// The `distributor.receivers` section: which protocols listen, and where.

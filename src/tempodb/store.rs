@@ -20,8 +20,8 @@ use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use super::backend::{
-    build_object_store, classify_block_key, object_path, tenant_path, BlockMarker, ConfigError,
-    InvalidTenant, StorageConfig, DATA_OBJECT, INDEX_OBJECT, META_OBJECT,
+    block_path, build_object_store, classify_block_key, object_path, tenant_path, BlockMarker,
+    ConfigError, InvalidTenant, StorageConfig, DATA_OBJECT, INDEX_OBJECT, META_OBJECT,
 };
 use super::bloom::{self, BloomShard, ShardedBloom};
 use super::cache::ByteLru;
@@ -41,6 +41,10 @@ const SINGLE_PUT_BYTES: usize = 16 * 1024 * 1024;
 const MULTIPART_CHUNK_BYTES: usize = 8 * 1024 * 1024;
 /// Parts of one upload in flight at once.
 const MULTIPART_CONCURRENCY: usize = 4;
+/// Bucket folder corrupt blocks are moved to at startup (`quarantine/<tenant>/<block>/…`);
+/// never listed as a tenant.
+pub const QUARANTINE_PREFIX: &str = "quarantine";
+
 /// Small objects (bloom shards, meta.json of new blocks) fetched or written at once.
 const SMALL_OBJECT_CONCURRENCY: usize = 8;
 /// Blocks of one lookup examined at once (the store-wide bound is `max_concurrent_block_reads`).
@@ -188,6 +192,8 @@ pub struct StoreStats {
     pub poll_errors: AtomicU64,
     /// Blocks in the bucket that cannot be read (bad meta.json, unsupported format).
     pub unreadable_blocks: AtomicU64,
+    /// Blocks found corrupt at startup and moved under `quarantine/`.
+    pub quarantined_blocks: AtomicU64,
 }
 
 /// A copy of [`StoreStats`] at one moment.
@@ -221,6 +227,8 @@ pub struct StoreStatsSnapshot {
     pub poll_errors: u64,
     /// See [`StoreStats::unreadable_blocks`].
     pub unreadable_blocks: u64,
+    /// See [`StoreStats::quarantined_blocks`].
+    pub quarantined_blocks: u64,
 }
 
 impl StoreStats {
@@ -242,6 +250,7 @@ impl StoreStats {
             polls: read(&self.polls),
             poll_errors: read(&self.poll_errors),
             unreadable_blocks: read(&self.unreadable_blocks),
+            quarantined_blocks: read(&self.quarantined_blocks),
         }
     }
 }
@@ -1003,6 +1012,7 @@ impl Store {
             .common_prefixes
             .iter()
             .filter_map(|prefix| prefix.filename().map(str::to_string))
+            .filter(|tenant| tenant != QUARANTINE_PREFIX)
             .collect();
         let previous = self.blocklist.read().clone();
         let mut next: HashMap<String, TenantBlocks> = HashMap::new();
@@ -1080,6 +1090,140 @@ impl Store {
             }
             None => Ok(()),
         }
+    }
+
+    /// Startup check of every block: meta.json parses, data.parquet has the size meta.json
+    /// gives and ends in the Parquet magic, the bloom shards exist and the index (when present)
+    /// parses. A corrupt block is moved under `quarantine/<tenant>/<block>/` (kept for a
+    /// human to look at, never deleted), logged and counted; the others are served.
+    /// Run by the binary at startup (`app`), after the store opened; returns how many blocks
+    /// were quarantined.
+    pub async fn verify_blocks(&self) -> usize {
+        let mut quarantined = 0;
+        let blocklist = self.blocklist.read().clone();
+        for (tenant, blocks) in &blocklist {
+            let Ok(tenant_key) = tenant_path(tenant) else {
+                continue;
+            };
+            let mut corrupt = Vec::new();
+            for (block_id, meta) in &blocks.live {
+                if let Err(reason) = self.check_block(&tenant_key, *block_id, meta).await {
+                    corrupt.push((*block_id, reason));
+                }
+            }
+            for block_id in &blocks.unreadable {
+                let path = object_path(&tenant_key, block_id, META_OBJECT);
+                let parsed = match self.backend.get(&path).await {
+                    Ok(result) => result
+                        .bytes()
+                        .await
+                        .map(|bytes| BlockMeta::from_json(&bytes).err()),
+                    Err(error) => Err(error),
+                };
+                if let Ok(Some(error)) = parsed {
+                    corrupt.push((*block_id, format!("meta.json is invalid: {error}")));
+                }
+            }
+            for (block_id, reason) in corrupt {
+                match self.quarantine(&tenant_key, block_id).await {
+                    Ok(moved) => {
+                        increment(&self.stats.quarantined_blocks, 1);
+                        quarantined += 1;
+                        warn!(tenant, block = %block_id, reason, moved, "corrupt block moved to quarantine/");
+                        let mut blocklist = self.blocklist.write();
+                        if let Some(blocks) = blocklist.get_mut(tenant) {
+                            blocks.live.remove(&block_id);
+                            blocks.unreadable.remove(&block_id);
+                        }
+                    }
+                    Err(error) => {
+                        warn!(tenant, block = %block_id, reason, %error, "corrupt block could not be quarantined");
+                    }
+                }
+            }
+        }
+        quarantined
+    }
+
+    /// Cheap checks of one block's objects against its meta.json.
+    async fn check_block(
+        &self,
+        tenant_key: &Path,
+        block_id: Uuid,
+        meta: &BlockMeta,
+    ) -> Result<(), String> {
+        let data = object_path(tenant_key, &block_id, DATA_OBJECT);
+        let head = self
+            .backend
+            .head(&data)
+            .await
+            .map_err(|error| format!("{DATA_OBJECT}: {error}"))?;
+        if meta.size > 0 && head.size != meta.size {
+            return Err(format!(
+                "{DATA_OBJECT} is {} bytes, meta.json says {}",
+                head.size, meta.size
+            ));
+        }
+        if head.size < 12 {
+            return Err(format!("{DATA_OBJECT} is only {} bytes", head.size));
+        }
+        let tail = self
+            .backend
+            .get_range(&data, head.size - 4..head.size)
+            .await
+            .map_err(|error| format!("{DATA_OBJECT}: {error}"))?;
+        if tail.as_ref() != b"PAR1" {
+            return Err(format!(
+                "{DATA_OBJECT} does not end in the Parquet magic PAR1"
+            ));
+        }
+        let shards = if meta.bloom_shards == 0 {
+            10
+        } else {
+            meta.bloom_shards
+        };
+        for shard in 0..shards {
+            let name = format!("bloom-{shard}");
+            self.backend
+                .head(&object_path(tenant_key, &block_id, &name))
+                .await
+                .map_err(|error| format!("{name}: {error}"))?;
+        }
+        let index = object_path(tenant_key, &block_id, INDEX_OBJECT);
+        match self.backend.get(&index).await {
+            Ok(result) => {
+                let bytes = result
+                    .bytes()
+                    .await
+                    .map_err(|error| format!("{INDEX_OBJECT}: {error}"))?;
+                RowGroupIndex::from_json(&bytes)
+                    .map_err(|error| format!("{INDEX_OBJECT} is invalid: {error}"))?;
+            }
+            // Tempo's own blocks have no index object.
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(error) => return Err(format!("{INDEX_OBJECT}: {error}")),
+        }
+        Ok(())
+    }
+
+    /// Moves every object of a block under `quarantine/`; returns how many were moved.
+    async fn quarantine(
+        &self,
+        tenant_key: &Path,
+        block_id: Uuid,
+    ) -> Result<usize, object_store::Error> {
+        let prefix = block_path(tenant_key, &block_id);
+        let objects: Vec<Path> = self
+            .backend
+            .list(Some(&prefix))
+            .map_ok(|object| object.location)
+            .try_collect()
+            .await?;
+        for from in &objects {
+            let to = Path::from(format!("{QUARANTINE_PREFIX}/{from}"));
+            self.backend.rename(from, &to).await?;
+        }
+        Ok(objects.len())
     }
 
     /// Lists one tenant and reads the meta.json of blocks not seen before.

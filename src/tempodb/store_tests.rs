@@ -1005,3 +1005,65 @@ async fn retention_tiers_keep_error_and_slow_traces_longer() {
         .unwrap()
         .is_none());
 }
+
+#[tokio::test]
+async fn startup_verification_quarantines_corrupt_blocks_only() {
+    let bucket = bucket_with_golden_block();
+    let store = Store::open(local_config(bucket.path())).await.unwrap();
+    let id = TraceId::parse_hex("5").unwrap();
+    let mut written = Vec::new();
+    for _ in 0..4 {
+        written.push(
+            store
+                .write_block("t", vec![(id, Trace::default())])
+                .await
+                .unwrap()
+                .block_id,
+        );
+    }
+    drop(store);
+    let block = |n: usize, object: &str| {
+        bucket
+            .path()
+            .join("t")
+            .join(written[n].to_string())
+            .join(object)
+    };
+    // 0: truncated data; 1: garbage meta.json; 2: a missing bloom shard; 3: intact.
+    let data = std::fs::read(block(0, "data.parquet")).unwrap();
+    std::fs::write(block(0, "data.parquet"), &data[..data.len() - 10]).unwrap();
+    std::fs::write(block(1, "meta.json"), b"{not json").unwrap();
+    std::fs::remove_file(block(2, "bloom-0")).unwrap();
+
+    let store = Store::open(local_config(bucket.path())).await.unwrap();
+    assert_eq!(store.verify_blocks().await, 3);
+    assert_eq!(store.stats().snapshot().quarantined_blocks, 3);
+    let live: Vec<Uuid> = store.blocks("t").iter().map(|meta| meta.block_id).collect();
+    assert_eq!(live, [written[3]]);
+    assert_eq!(
+        store.blocks(GOLDEN_TENANT).len(),
+        1,
+        "Tempo's own block passes"
+    );
+    for (n, block_id) in written.iter().enumerate().take(3) {
+        let moved = bucket
+            .path()
+            .join(QUARANTINE_PREFIX)
+            .join("t")
+            .join(block_id.to_string());
+        assert!(
+            moved.join("meta.json").is_file(),
+            "block {n} kept in quarantine"
+        );
+        assert!(!block(n, "meta.json").exists());
+    }
+    assert!(store
+        .find_trace_by_id("t", &id, None)
+        .await
+        .unwrap()
+        .is_some());
+    // The quarantine folder is not a tenant, and a second start finds nothing more to move.
+    let store = Store::open(local_config(bucket.path())).await.unwrap();
+    assert_eq!(store.verify_blocks().await, 0);
+    assert!(!store.tenants().contains(&QUARANTINE_PREFIX.to_string()));
+}

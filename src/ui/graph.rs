@@ -262,6 +262,14 @@ pub async fn service_graph(
                 .into_response()
         }
     };
+    if state.multitenancy_enabled {
+        return (
+            StatusCode::NOT_FOUND,
+            "with multitenancy_enabled the in-process service graph would mix tenants: set \
+             prometheus.url to draw the graph from Prometheus\n",
+        )
+            .into_response();
+    }
     let Some(generator) = state.generator.clone() else {
         return (
             StatusCode::NOT_FOUND,

@@ -38,6 +38,9 @@ pub struct UiState {
     pub grafana_datasource_uid: String,
     /// Samples of the service-graph counters, for rates over a window.
     pub graph_history: ServiceGraphHistory,
+    /// With multi-tenancy on, the generator's in-process series mix every tenant, so the
+    /// graph endpoint refuses to serve them (Prometheus, via `prometheus.url`, still works).
+    pub multitenancy_enabled: bool,
     client: reqwest::Client,
 }
 
@@ -56,6 +59,7 @@ impl UiState {
             grafana_url: config.ui.grafana_url.trim_end_matches('/').to_string(),
             grafana_datasource_uid: config.ui.grafana_datasource_uid.clone(),
             graph_history: ServiceGraphHistory::default(),
+            multitenancy_enabled: config.multitenancy_enabled,
             client,
         })
     }
