@@ -62,13 +62,15 @@ pub fn write_config(data: &Path, ports: Ports, extra_yaml: &str) -> PathBuf {
         "server:\n  http_listen_port: {http}\n  grpc_listen_port: {grpc_api}\n  log_level: info\n\
 distributor:\n  receivers:\n    otlp:\n      protocols:\n        grpc:\n          enabled: true\n          endpoint: 127.0.0.1:{grpc}\n        http:\n          enabled: true\n          endpoint: 127.0.0.1:{otlp_http}\n\
 ingester:\n  wal_path: {wal}\n\
-storage:\n  trace:\n    backend: local\n    local:\n      path: {blocks}\n",
+storage:\n  trace:\n    backend: local\n    local:\n      path: {blocks}\n\
+alerts:\n  path: {alerts}\n",
         http = ports.http,
         grpc = ports.otlp_grpc,
         otlp_http = ports.otlp_http,
         grpc_api = ports.grpc,
         wal = data.join("wal").display(),
         blocks = data.join("blocks").display(),
+        alerts = data.join("alerts.json").display(),
     );
     let mut config: serde_yaml::Value = serde_yaml::from_str(&base).expect("base config");
     if !extra_yaml.trim().is_empty() {

@@ -30,14 +30,14 @@ function alertCard(alert, full) {
     full && alert.generatorURL ? h('p', {}, h('a', { href: alert.generatorURL, rel: 'noreferrer' }, 'Rule source')) : null,
     labels.service ? h('p', {}, h('a', { href: `/services/${encodeURIComponent(labels.service)}` }, `${labels.service} service page`)) : null,
     traces.length
-      ? h('table', { class: 'grid' },
+      ? h('div', { class: 'table-wrap' }, h('table', { class: 'grid' },
         h('thead', {}, h('tr', {}, h('th', {}, 'Trace'), h('th', {}, 'Why'), h('th', {}, 'Root'), h('th', {}, 'Start'), h('th', { class: 'num' }, 'Duration'))),
         h('tbody', {}, (full ? traces : traces.slice(0, 5)).map((trace) => h('tr', {},
           h('td', {}, h('a', { href: `/trace/${trace.traceId}` }, h('code', {}, trace.traceId.slice(0, 16)))),
           h('td', {}, trace.reason || ''),
           h('td', {}, `${trace.rootServiceName || ''} ${trace.rootTraceName || ''}`),
           h('td', {}, trace.startTimeUnixNano ? formatTime(trace.startTimeUnixNano) : ''),
-          h('td', { class: 'num' }, formatDuration(trace.durationMs))))))
+          h('td', { class: 'num' }, formatDuration(trace.durationMs)))))))
       : h('p', { class: 'empty' }, 'No traces were found behind this alert.'));
 }
 
