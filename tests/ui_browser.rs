@@ -19,30 +19,57 @@ struct DemoVivace {
 }
 
 impl DemoVivace {
+    /// Ports are picked again (three tries) when another process took one first.
     fn start(extra_yaml: &str) -> DemoVivace {
         let data = tempfile::Builder::new()
             .prefix("vivace-ui-")
             .tempdir()
             .expect("tempdir")
             .keep();
-        let ports = Ports::pick();
         let yaml = format!(
             "ingester:\n  wal_path: {}\nstorage:\n  trace:\n    backend: local\n    local:\n      path: {}\n{extra_yaml}",
             data.join("wal").display(),
             data.join("blocks").display()
         );
-        let config = write_config(&data, ports, &yaml);
-        let log = std::fs::File::create(data.join("vivace.log")).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_vivace"))
-            .args(["serve", "--demo", "--config"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start vivace");
-        let vivace = DemoVivace { child, ports, data };
-        vivace.wait_for("/ready", |_| true);
-        vivace
+        for attempt in 1..=3 {
+            let ports = Ports::pick();
+            let config = write_config(&data, ports, &yaml);
+            let log = std::fs::File::create(data.join("vivace.log")).expect("log file");
+            let child = Command::new(env!("CARGO_BIN_EXE_vivace"))
+                .args(["serve", "--demo", "--config"])
+                .arg(&config)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("start vivace");
+            let mut vivace = DemoVivace {
+                child,
+                ports,
+                data: data.clone(),
+            };
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                if let Ok(Some(status)) = vivace.child.try_wait() {
+                    let log = vivace.log();
+                    if attempt < 3 && common::lost_a_port(&log) {
+                        break;
+                    }
+                    panic!("vivace exited with {status} before it was ready; log:\n{log}");
+                }
+                if let Ok((200, _)) = blocking_get(&vivace.url("/ready")) {
+                    return vivace;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "/ready did not answer within 60 s; log:\n{}",
+                    vivace.log()
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            // Keep the directory for the next try: the process has exited, nothing to drop.
+            std::mem::forget(vivace);
+        }
+        unreachable!("the last try either returns or panics")
     }
 
     fn url(&self, path: &str) -> String {
@@ -62,6 +89,7 @@ impl DemoVivace {
                     return body;
                 }
             }
+
             assert!(
                 Instant::now() < deadline,
                 "{path} did not answer as expected within 60 s; log:\n{}",

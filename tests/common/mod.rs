@@ -18,12 +18,33 @@ pub fn shared(path: &str) -> PathBuf {
     root.join(path)
 }
 
+/// A loopback port nothing listens on, below the kernel's ephemeral range (32768 and up on
+/// Linux) so that no outgoing connection of a client in the same test can take it as its local
+/// port before the server binds it. Each call in a process gets a different port; the start is
+/// spread by process ID so concurrent test binaries rarely meet.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind an ephemeral port")
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        (std::process::id().wrapping_mul(7_919)) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port between {LOW} and {}", LOW + SPAN)
+}
+
+/// True when a log says a listener could not bind because its port was taken.
+pub fn lost_a_port(log: &str) -> bool {
+    log.contains("Address already in use")
 }
 
 /// The ports one vivace instance listens on.
@@ -106,12 +127,33 @@ fn merge(base: &mut serde_yaml::Value, extra: serde_yaml::Value) {
 impl Vivace {
     /// Starts vivace in a fresh temporary directory and waits until `/ready` answers 200.
     /// `extra_yaml` adds sections; `ingester` and `storage` default to paths in the directory.
+    /// Ports are picked again (three tries) when another process took one first.
     pub fn start(extra_yaml: &str) -> Vivace {
         let data = tempfile::Builder::new()
             .prefix("vivace-test-")
             .tempdir()
             .expect("tempdir")
             .keep();
+        for _ in 0..2 {
+            let ports = Ports::pick();
+            let (child, log) = spawn(&data, ports, extra_yaml);
+            let mut vivace = Vivace {
+                child,
+                data: data.clone(),
+                ports,
+                extra_yaml: extra_yaml.to_string(),
+                log,
+            };
+            match vivace.poll_ready() {
+                Ok(()) => return vivace,
+                Err(log) if lost_a_port(&log) => {
+                    // Dropping would delete the directory the next try uses.
+                    let _ = vivace.child.wait();
+                    std::mem::forget(vivace);
+                }
+                Err(log) => panic!("vivace exited before it was ready; log:\n{log}"),
+            }
+        }
         Vivace::start_in(&data, Ports::pick(), extra_yaml)
     }
 
@@ -130,18 +172,22 @@ impl Vivace {
     }
 
     fn wait_ready(&mut self) {
+        if let Err(log) = self.poll_ready() {
+            panic!("vivace exited before it was ready; log:\n{log}");
+        }
+    }
+
+    /// Waits (60 s at most) until `/ready` answers 200; `Err(log)` when the process exited.
+    fn poll_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(60);
         let url = format!("http://127.0.0.1:{}/ready", self.ports.http);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "vivace exited with {status} before it was ready; log:\n{}",
-                    self.log_text()
-                );
+                return Err(format!("(exit {status})\n{}", self.log_text()));
             }
             if let Ok(response) = blocking_get(&url) {
                 if response.0 == 200 {
-                    return;
+                    return Ok(());
                 }
             }
             assert!(
