@@ -1,10 +1,12 @@
-//! The streaming gRPC API `tempopb.StreamingQuerier/Search` against the real binary, with a
+//! The streaming gRPC API `tempopb.StreamingQuerier` against the real binary, with a
 //! real HTTP/2 gRPC client (tonic over the network, messages decoded with vivace's tempopb
 //! prost structs), on both the HTTP port (h2c, where Grafana dials it) and the gRPC port:
 //! the streamed result equals `/api/search`'s for several queries, with data in the head and
 //! in flushed blocks; every message carries `metrics`; partial messages arrive before the
 //! final one; bad queries are `InvalidArgument` with the parse error; tenants come from the
-//! `x-scope-orgid` metadata.
+//! `x-scope-orgid` metadata. The metrics RPCs equal `/api/metrics/*`, and the four tag RPCs
+//! equal `/api/search/tags`, `/api/v2/search/tags` and the two tag-values endpoints for the
+//! head, flushed blocks and a block Tempo wrote.
 
 mod common;
 
@@ -14,7 +16,11 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::{json, Map, Value};
 use tonic::Code;
-use vivace::api::tempopb::{any_value, AnyValue, SearchRequest, SearchResponse};
+use vivace::api::tempopb::{
+    any_value, AnyValue, SearchRequest, SearchResponse, SearchTagValuesRequest,
+    SearchTagValuesResponse, SearchTagValuesV2Response, SearchTagsRequest, SearchTagsResponse,
+    SearchTagsV2Response,
+};
 
 use common::{shared, Vivace};
 
@@ -422,24 +428,289 @@ async fn streamed_search_of_the_head_equals_http_search_on_both_ports() {
     let (status, body) = common::blocking_get(&vivace.url("/api/echo")).unwrap();
     assert_eq!((status, body.as_str()), (200, "echo\n"));
     // And gRPC methods vivace does not serve answer Unimplemented, not a hang or an HTTP error.
-    let channel = tonic::transport::Endpoint::from_shared(vivace.url(""))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await.unwrap();
-    let unknown = grpc
-        .server_streaming(
-            tonic::Request::new(SearchRequest::default()),
-            tonic::codegen::http::uri::PathAndQuery::from_static(
+    let unknown = stream_metrics::<SearchRequest, SearchResponse>(
+        vivace.ports.http,
+        "/tempopb.StreamingQuerier/SpanMetricsSummary",
+        SearchRequest::default(),
+        None,
+    )
+    .await
+    .expect_err("SpanMetricsSummary is not served");
+    assert_eq!(unknown.code(), Code::Unimplemented);
+
+    compare_tags(&vivace, None, None).await;
+}
+
+/// A JSON answer of the HTTP API (status 200 asserted).
+async fn http_json(
+    vivace: &Vivace,
+    path: &str,
+    params: &[(&str, String)],
+    tenant: Option<&str>,
+) -> Value {
+    let url = reqwest::Url::parse_with_params(&vivace.url(path), params).unwrap();
+    let mut request = reqwest::Client::new().get(url);
+    if let Some(tenant) = tenant {
+        request = request.header("X-Scope-OrgID", tenant);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200, "{path} {params:?}");
+    response.json().await.unwrap()
+}
+
+fn json_strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|item| item.as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every tag RPC on both ports answers what the matching HTTP endpoint answers, in the same
+/// order, with `metrics` on the message; `window` is `(start, end)` in Unix seconds.
+async fn compare_tags(vivace: &Vivace, window: Option<(u32, u32)>, tenant: Option<&str>) {
+    let (start, end) = window.unwrap_or((0, 0));
+    let mut window_params: Vec<(&str, String)> = Vec::new();
+    if window.is_some() {
+        window_params.push(("start", start.to_string()));
+        window_params.push(("end", end.to_string()));
+    }
+    let with = |extra: &[(&'static str, &str)]| {
+        let mut params = window_params.clone();
+        params.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+        params
+    };
+    let mut checked = 0;
+    for port in [vivace.ports.http, vivace.ports.grpc] {
+        // SearchTags = /api/search/tags.
+        for scope in ["", "span", "resource", "intrinsic"] {
+            let http = http_json(
+                vivace,
+                "/api/search/tags",
+                &with(&[("scope", scope)]),
+                tenant,
+            )
+            .await;
+            let request = SearchTagsRequest {
+                scope: scope.into(),
+                start,
+                end,
+                ..Default::default()
+            };
+            let messages: Vec<SearchTagsResponse> = stream_metrics(
+                port,
                 "/tempopb.StreamingQuerier/SearchTags",
-            ),
-            tonic_prost::ProstCodec::<SearchRequest, SearchResponse>::default(),
+                request,
+                tenant,
+            )
+            .await
+            .unwrap();
+            assert_eq!(messages.len(), 1);
+            assert!(messages[0].metrics.is_some());
+            assert_eq!(
+                messages[0].tag_names,
+                json_strings(&http["tagNames"]),
+                "SearchTags scope={scope}"
+            );
+            checked += 1;
+        }
+        // SearchTagsV2 = /api/v2/search/tags.
+        for scope in ["", "span", "resource", "intrinsic", "event"] {
+            let http = http_json(
+                vivace,
+                "/api/v2/search/tags",
+                &with(&[("scope", scope)]),
+                tenant,
+            )
+            .await;
+            let expected: Vec<(String, Vec<String>)> = http["scopes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| {
+                    (
+                        s["name"].as_str().unwrap().to_string(),
+                        json_strings(&s["tags"]),
+                    )
+                })
+                .collect();
+            let request = SearchTagsRequest {
+                scope: scope.into(),
+                start,
+                end,
+                ..Default::default()
+            };
+            let messages: Vec<SearchTagsV2Response> = stream_metrics(
+                port,
+                "/tempopb.StreamingQuerier/SearchTagsV2",
+                request,
+                tenant,
+            )
+            .await
+            .unwrap();
+            assert_eq!(messages.len(), 1);
+            let got: Vec<(String, Vec<String>)> = messages[0]
+                .scopes
+                .iter()
+                .map(|s| (s.name.clone(), s.tags.clone()))
+                .collect();
+            assert_eq!(got, expected, "SearchTagsV2 scope={scope}");
+            if scope.is_empty() {
+                assert!(got.len() >= 2, "attribute scopes and intrinsics: {got:?}");
+            }
+            checked += 1;
+        }
+        // SearchTagValues = /api/search/tag/{tag}/values.
+        for tag in ["service.name", "http.method", "no.such.tag"] {
+            let http = http_json(
+                vivace,
+                &format!("/api/search/tag/{tag}/values"),
+                &with(&[]),
+                tenant,
+            )
+            .await;
+            let request = SearchTagValuesRequest {
+                tag_name: tag.into(),
+                start,
+                end,
+                ..Default::default()
+            };
+            let messages: Vec<SearchTagValuesResponse> = stream_metrics(
+                port,
+                "/tempopb.StreamingQuerier/SearchTagValues",
+                request,
+                tenant,
+            )
+            .await
+            .unwrap();
+            assert_eq!(messages.len(), 1);
+            // Values come in scan order, which parallel reads do not fix: compared as sets.
+            let mut got = messages[0].tag_values.clone();
+            let mut expected = json_strings(&http["tagValues"]);
+            got.sort();
+            expected.sort();
+            assert_eq!(got, expected, "SearchTagValues {tag}");
+            if tag == "service.name" {
+                assert!(
+                    !messages[0].tag_values.is_empty(),
+                    "service names are found"
+                );
+            }
+            checked += 1;
+        }
+        // SearchTagValuesV2 = /api/v2/search/tag/{tag}/values, with and without a filter.
+        for (tag, query) in [
+            ("resource.service.name", ""),
+            ("resource.service.name", "{ status = error }"),
+            ("span.http.status_code", ""),
+            ("name", r#"{ resource.service.name = "frontend" }"#),
+            ("status", ""),
+            ("span.http.method", "{ span.http.method = "),
+        ] {
+            let http = http_json(
+                vivace,
+                &format!("/api/v2/search/tag/{tag}/values"),
+                &with(&[("q", query)]),
+                tenant,
+            )
+            .await;
+            let mut expected: Vec<(String, String)> = http["tagValues"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| {
+                    (
+                        v["type"].as_str().unwrap().to_string(),
+                        v["value"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect();
+            let request = SearchTagValuesRequest {
+                tag_name: tag.into(),
+                query: query.into(),
+                start,
+                end,
+                ..Default::default()
+            };
+            let messages: Vec<SearchTagValuesV2Response> = stream_metrics(
+                port,
+                "/tempopb.StreamingQuerier/SearchTagValuesV2",
+                request,
+                tenant,
+            )
+            .await
+            .unwrap();
+            assert_eq!(messages.len(), 1);
+            let mut got: Vec<(String, String)> = messages[0]
+                .tag_values
+                .iter()
+                .map(|v| (v.r#type.clone(), v.value.clone()))
+                .collect();
+            got.sort();
+            expected.sort();
+            assert_eq!(got, expected, "SearchTagValuesV2 {tag} q={query}");
+            if tag == "resource.service.name" && query.is_empty() {
+                assert!(!got.is_empty(), "service names are found");
+            }
+            checked += 1;
+        }
+        // A bad tag name: InvalidArgument with the HTTP 400's text.
+        let mut http =
+            reqwest::Client::new().get(vivace.url("/api/v2/search/tag/app.user.id/values"));
+        if let Some(tenant) = tenant {
+            http = http.header("X-Scope-OrgID", tenant);
+        }
+        let http = http.send().await.unwrap();
+        assert_eq!(http.status(), 400);
+        let text = http.text().await.unwrap();
+        let status = stream_metrics::<SearchTagValuesRequest, SearchTagValuesV2Response>(
+            port,
+            "/tempopb.StreamingQuerier/SearchTagValuesV2",
+            SearchTagValuesRequest {
+                tag_name: "app.user.id".into(),
+                ..Default::default()
+            },
+            tenant,
         )
         .await
-        .expect_err("SearchTags is not served");
-    assert_eq!(unknown.code(), Code::Unimplemented);
+        .expect_err("a bad tag name fails");
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(status.message(), text.trim_end());
+        let status = stream_metrics::<SearchTagsRequest, SearchTagsV2Response>(
+            port,
+            "/tempopb.StreamingQuerier/SearchTagsV2",
+            SearchTagsRequest {
+                scope: "nonsense".into(),
+                ..Default::default()
+            },
+            tenant,
+        )
+        .await
+        .expect_err("a bad scope fails");
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(status.message(), "invalid scope: nonsense");
+    }
+    assert_eq!(checked, 36);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streamed_tags_read_a_block_tempo_wrote() {
+    let data = tempfile::Builder::new()
+        .prefix("vivace-grpc-tags-")
+        .tempdir()
+        .unwrap()
+        .keep();
+    common::copy_tree(
+        &shared("golden/tempo-blocks/generated-by-tempo-v3.0.3/vParquet4"),
+        &data.join("blocks"),
+    );
+    let vivace = Vivace::start_in(&data, common::Ports::pick(), "");
+    // The block covers 2022-07-04T11:11:09Z..11:11:35Z.
+    compare_tags(&vivace, Some((1_656_933_000, 1_656_933_600)), None).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -476,6 +747,7 @@ async fn streamed_search_of_flushed_blocks_reports_progress_per_block() {
     let total_blocks = body["metrics"]["totalBlocks"].as_u64().unwrap_or(0);
     assert!(total_blocks >= 1, "{body}");
     compare_all(&vivace, true, None).await;
+    compare_tags(&vivace, Some((START, END)), None).await;
 
     let messages = stream_search(vivace.ports.grpc, grafana_request("{}", &[], true), None)
         .await
@@ -559,6 +831,21 @@ async fn streamed_search_reads_the_tenants_of_the_metadata() {
         assert_eq!(both, own, "cross-tenant read");
     }
     compare_all(&vivace, false, Some("team-a")).await;
+    compare_tags(&vivace, None, Some("team-a")).await;
+    // Another tenant's tag values are not listed.
+    let request = SearchTagValuesRequest {
+        tag_name: "resource.service.name".into(),
+        ..Default::default()
+    };
+    let other: Vec<SearchTagValuesV2Response> = stream_metrics(
+        vivace.ports.grpc,
+        "/tempopb.StreamingQuerier/SearchTagValuesV2",
+        request,
+        Some("team-b"),
+    )
+    .await
+    .unwrap();
+    assert!(other[0].tag_values.is_empty(), "{other:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

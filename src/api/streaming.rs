@@ -10,7 +10,9 @@
 //! `MetricsQueryRange` / `MetricsQueryInstant` run the same code as `/api/metrics/query_range`
 //! and `/api/metrics/query` and send the complete answer (range: split by whole series under
 //! [`MAX_MESSAGE_BYTES`]; instant: one message), which Grafana's merging reads unambiguously.
-//! The tag RPCs, which Grafana never calls, answer `Unimplemented`.
+//! The tag RPCs (`SearchTags`, `SearchTagsV2`, `SearchTagValues`, `SearchTagValuesV2`), which
+//! Grafana never calls but other Tempo clients do, run the code of the matching `/api/…tags`
+//! endpoint and send the whole answer in one message.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -30,11 +32,13 @@ use tonic::{Code, Status};
 
 use super::search::{prepare, run_error};
 use super::tempopb::{
-    query_instant_response, query_range_response, trace_search_metadata, QueryInstantRequest,
-    QueryInstantResponse, QueryRangeRequest, QueryRangeResponse, SearchMetrics, SearchRequest,
-    SearchResponse,
+    query_instant_response, query_range_response, trace_search_metadata, MetadataMetrics,
+    QueryInstantRequest, QueryInstantResponse, QueryRangeRequest, QueryRangeResponse,
+    SearchMetrics, SearchRequest, SearchResponse, SearchTagValuesRequest, SearchTagValuesResponse,
+    SearchTagValuesV2Response, SearchTagsRequest, SearchTagsResponse, SearchTagsV2Response,
+    SearchTagsV2Scope, TagValue,
 };
-use super::{metrics, read_tenants, ApiError, ApiState};
+use super::{metrics, read_tenants, tags, ApiError, ApiState};
 use crate::querier::SearchProgress;
 
 /// The gRPC service name Grafana dials.
@@ -97,6 +101,34 @@ where
                 Ok(grpc
                     .server_streaming(MetricsInstantMethod(state), request)
                     .await)
+            }),
+            "/tempopb.StreamingQuerier/SearchTags" => Box::pin(async move {
+                let codec =
+                    tonic_prost::ProstCodec::<SearchTagsResponse, SearchTagsRequest>::default();
+                let mut grpc = tonic::server::Grpc::new(codec);
+                Ok(grpc.server_streaming(TagsMethod::new(state), request).await)
+            }),
+            "/tempopb.StreamingQuerier/SearchTagsV2" => Box::pin(async move {
+                let codec =
+                    tonic_prost::ProstCodec::<SearchTagsV2Response, SearchTagsRequest>::default();
+                let mut grpc = tonic::server::Grpc::new(codec);
+                Ok(grpc.server_streaming(TagsMethod::new(state), request).await)
+            }),
+            "/tempopb.StreamingQuerier/SearchTagValues" => Box::pin(async move {
+                let codec = tonic_prost::ProstCodec::<
+                    SearchTagValuesResponse,
+                    SearchTagValuesRequest,
+                >::default();
+                let mut grpc = tonic::server::Grpc::new(codec);
+                Ok(grpc.server_streaming(TagsMethod::new(state), request).await)
+            }),
+            "/tempopb.StreamingQuerier/SearchTagValuesV2" => Box::pin(async move {
+                let codec = tonic_prost::ProstCodec::<
+                    SearchTagValuesV2Response,
+                    SearchTagValuesRequest,
+                >::default();
+                let mut grpc = tonic::server::Grpc::new(codec);
+                Ok(grpc.server_streaming(TagsMethod::new(state), request).await)
             }),
             _ => Box::pin(async move { Ok(Status::unimplemented("").into_http()) }),
         }
@@ -171,6 +203,159 @@ impl tonic::server::ServerStreamingService<QueryInstantRequest> for MetricsInsta
             Ok(tonic::Response::new(tokio_stream::iter(vec![Ok(
                 query_instant_response(&answer),
             )])))
+        })
+    }
+}
+
+/// One of the four tag RPCs, picked by its response type (see [`TagRpc`]).
+struct TagsMethod<Response>(Arc<ApiState>, std::marker::PhantomData<fn() -> Response>);
+
+impl<Response> TagsMethod<Response> {
+    fn new(state: Arc<ApiState>) -> TagsMethod<Response> {
+        TagsMethod(state, std::marker::PhantomData)
+    }
+}
+
+/// A tag RPC: its request as `/api/…` parameters, and the endpoint's answer as its message.
+trait TagRpc<Request>: Sized + Send + 'static {
+    fn answer(
+        state: Arc<ApiState>,
+        headers: axum::http::HeaderMap,
+        request: Request,
+    ) -> impl std::future::Future<Output = Result<Self, ApiError>> + Send;
+}
+
+impl<Request, Response> tonic::server::ServerStreamingService<Request> for TagsMethod<Response>
+where
+    Request: Send + 'static,
+    Response: TagRpc<Request>,
+{
+    type Response = Response;
+    type ResponseStream = Messages<Response>;
+    type Future = BoxFuture<tonic::Response<Self::ResponseStream>, Status>;
+
+    fn call(&mut self, request: tonic::Request<Request>) -> Self::Future {
+        let state = Arc::clone(&self.0);
+        Box::pin(async move {
+            let headers = request.metadata().clone().into_headers();
+            let answer = Response::answer(state, headers, request.into_inner())
+                .await
+                .map_err(status_of)?;
+            Ok(tonic::Response::new(tokio_stream::iter(vec![Ok(answer)])))
+        })
+    }
+}
+
+fn tags_params(request: &SearchTagsRequest) -> HashMap<String, String> {
+    let mut params = HashMap::new();
+    params.insert("scope".to_string(), request.scope.clone());
+    for (name, value) in [
+        ("start", request.start),
+        ("end", request.end),
+        ("limit", request.max_tags_per_scope),
+    ] {
+        if value != 0 {
+            params.insert(name.to_string(), value.to_string());
+        }
+    }
+    params
+}
+
+fn tag_values_params(request: &SearchTagValuesRequest) -> HashMap<String, String> {
+    let mut params = HashMap::new();
+    if !request.query.is_empty() {
+        params.insert("q".to_string(), request.query.clone());
+    }
+    for (name, value) in [
+        ("start", request.start),
+        ("end", request.end),
+        ("limit", request.max_tag_values),
+    ] {
+        if value != 0 {
+            params.insert(name.to_string(), value.to_string());
+        }
+    }
+    params
+}
+
+fn metadata_metrics(inspected_bytes: u64) -> Option<MetadataMetrics> {
+    Some(MetadataMetrics {
+        inspected_bytes,
+        ..MetadataMetrics::default()
+    })
+}
+
+fn tag_name(request: &SearchTagValuesRequest) -> Result<&str, ApiError> {
+    match request.tag_name.as_str() {
+        "" => Err(ApiError::bad_request("please provide a non-empty tagName")),
+        tag => Ok(tag),
+    }
+}
+
+impl TagRpc<SearchTagsRequest> for SearchTagsResponse {
+    async fn answer(
+        state: Arc<ApiState>,
+        headers: axum::http::HeaderMap,
+        request: SearchTagsRequest,
+    ) -> Result<Self, ApiError> {
+        let (tag_names, inspected_bytes) =
+            tags::tags_v1_answer(&state, &headers, &tags_params(&request)).await?;
+        Ok(SearchTagsResponse {
+            tag_names,
+            metrics: metadata_metrics(inspected_bytes),
+        })
+    }
+}
+
+impl TagRpc<SearchTagsRequest> for SearchTagsV2Response {
+    async fn answer(
+        state: Arc<ApiState>,
+        headers: axum::http::HeaderMap,
+        request: SearchTagsRequest,
+    ) -> Result<Self, ApiError> {
+        let (scopes, inspected_bytes) =
+            tags::tags_v2_answer(&state, &headers, &tags_params(&request)).await?;
+        Ok(SearchTagsV2Response {
+            scopes: scopes
+                .into_iter()
+                .map(|(name, tags)| SearchTagsV2Scope { name, tags })
+                .collect(),
+            metrics: metadata_metrics(inspected_bytes),
+        })
+    }
+}
+
+impl TagRpc<SearchTagValuesRequest> for SearchTagValuesResponse {
+    async fn answer(
+        state: Arc<ApiState>,
+        headers: axum::http::HeaderMap,
+        request: SearchTagValuesRequest,
+    ) -> Result<Self, ApiError> {
+        let tag = tag_name(&request)?;
+        let (tag_values, inspected_bytes) =
+            tags::tag_values_v1_answer(&state, &headers, tag, &tag_values_params(&request)).await?;
+        Ok(SearchTagValuesResponse {
+            tag_values,
+            metrics: metadata_metrics(inspected_bytes),
+        })
+    }
+}
+
+impl TagRpc<SearchTagValuesRequest> for SearchTagValuesV2Response {
+    async fn answer(
+        state: Arc<ApiState>,
+        headers: axum::http::HeaderMap,
+        request: SearchTagValuesRequest,
+    ) -> Result<Self, ApiError> {
+        let tag = tag_name(&request)?;
+        let (values, inspected_bytes) =
+            tags::tag_values_v2_answer(&state, &headers, tag, &tag_values_params(&request)).await?;
+        Ok(SearchTagValuesV2Response {
+            tag_values: values
+                .into_iter()
+                .map(|(r#type, value)| TagValue { r#type, value })
+                .collect(),
+            metrics: metadata_metrics(inspected_bytes),
         })
     }
 }

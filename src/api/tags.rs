@@ -108,47 +108,75 @@ async fn tag_names(
     })
 }
 
-/// `GET /api/search/tags`: names of every scope merged (`tagNames`, at most `limit`);
-/// intrinsics only for `scope=intrinsic`.
+/// Tag names of every scope merged (at most `limit`), intrinsics only for `scope=intrinsic`,
+/// and the bytes read: the answer of `GET /api/search/tags` and of the `SearchTags` RPC.
+pub async fn tags_v1_answer(
+    state: &ApiState,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+) -> Result<(Vec<String>, u64), ApiError> {
+    let found = tag_names(state, headers, params, false).await?;
+    let mut merged: BTreeSet<String> = found.names.into_iter().flat_map(|(_, n)| n).collect();
+    if params.get("scope").map(String::as_str) == Some("intrinsic") {
+        merged.extend(INTRINSIC_TAGS.iter().map(|t| t.to_string()));
+    }
+    let limit = parse_limit(params)?;
+    Ok((
+        merged.into_iter().take(limit).collect(),
+        found.inspected_bytes,
+    ))
+}
+
+/// `GET /api/search/tags`: `tagNames`.
 pub async fn tags_v1(
     State(state): State<Arc<ApiState>>,
     headers: HeaderMap,
     UrlQuery(params): UrlQuery<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let found = tag_names(&state, &headers, &params, false).await?;
-    let mut merged: BTreeSet<String> = found.names.into_iter().flat_map(|(_, n)| n).collect();
-    if params.get("scope").map(String::as_str) == Some("intrinsic") {
-        merged.extend(INTRINSIC_TAGS.iter().map(|t| t.to_string()));
-    }
-    let limit = parse_limit(&params)?;
+    let (names, inspected_bytes) = tags_v1_answer(&state, &headers, &params).await?;
     Ok(json_response(json!({
-        "tagNames": merged.into_iter().take(limit).collect::<Vec<_>>(),
-        "metrics": metrics(found.inspected_bytes),
+        "tagNames": names,
+        "metrics": metrics(inspected_bytes),
     })))
 }
 
-/// `GET /api/v2/search/tags`: `scopes: [{name, tags}]`, with the `intrinsic` scope when
-/// `scope` is empty, `none` or `intrinsic`. Scopes without names are left out.
+/// Tag names per scope (`(scope, names)`, scopes without names left out), with the
+/// `intrinsic` scope when `scope` is empty, `none` or `intrinsic`, and the bytes read: the
+/// answer of `GET /api/v2/search/tags` and of the `SearchTagsV2` RPC.
+pub async fn tags_v2_answer(
+    state: &ApiState,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+) -> Result<(Vec<(String, Vec<String>)>, u64), ApiError> {
+    let found = tag_names(state, headers, params, true).await?;
+    let mut scopes: Vec<(String, Vec<String>)> = found
+        .names
+        .into_iter()
+        .filter(|(_, names)| !names.is_empty())
+        .map(|(scope, names)| (scope.as_str().to_string(), names.into_iter().collect()))
+        .collect();
+    if found.intrinsics {
+        let mut intrinsics: Vec<String> = INTRINSIC_TAGS.iter().map(|t| t.to_string()).collect();
+        intrinsics.sort_unstable();
+        scopes.push(("intrinsic".to_string(), intrinsics));
+    }
+    Ok((scopes, found.inspected_bytes))
+}
+
+/// `GET /api/v2/search/tags`: `scopes: [{name, tags}]`.
 pub async fn tags_v2(
     State(state): State<Arc<ApiState>>,
     headers: HeaderMap,
     UrlQuery(params): UrlQuery<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let found = tag_names(&state, &headers, &params, true).await?;
-    let mut scopes: Vec<Value> = found
-        .names
+    let (scopes, inspected_bytes) = tags_v2_answer(&state, &headers, &params).await?;
+    let scopes: Vec<Value> = scopes
         .into_iter()
-        .filter(|(_, names)| !names.is_empty())
-        .map(|(scope, names)| json!({"name": scope.as_str(), "tags": names}))
+        .map(|(name, tags)| json!({"name": name, "tags": tags}))
         .collect();
-    if found.intrinsics {
-        let mut intrinsics: Vec<&str> = INTRINSIC_TAGS.to_vec();
-        intrinsics.sort_unstable();
-        scopes.push(json!({"name": "intrinsic", "tags": intrinsics}));
-    }
     Ok(json_response(json!({
         "scopes": scopes,
-        "metrics": metrics(found.inspected_bytes),
+        "metrics": metrics(inspected_bytes),
     })))
 }
 
@@ -182,19 +210,17 @@ fn identifier_error(tag: &str, mut error: ParseError) -> ParseError {
     error
 }
 
-/// `GET /api/search/tag/{tag}/values`: the values of an unscoped attribute, as strings.
-pub async fn tag_values_v1(
-    State(state): State<Arc<ApiState>>,
-    headers: HeaderMap,
-    Path(rest): Path<String>,
-    UrlQuery(params): UrlQuery<HashMap<String, String>>,
-) -> Result<Response, ApiError> {
-    let Some(tag) = tag_of(&rest) else {
-        return Ok(not_found());
-    };
-    let tenants = read_tenants(&state, &headers)?;
-    let window = parse_window(&params, max_search_seconds(&state, &tenants))?;
-    let limit = parse_limit(&params)?;
+/// The values of an unscoped attribute as strings, and the bytes read: the answer of
+/// `GET /api/search/tag/{tag}/values` and of the `SearchTagValues` RPC.
+pub async fn tag_values_v1_answer(
+    state: &ApiState,
+    headers: &HeaderMap,
+    tag: &str,
+    params: &HashMap<String, String>,
+) -> Result<(Vec<String>, u64), ApiError> {
+    let tenants = read_tenants(state, headers)?;
+    let window = parse_window(params, max_search_seconds(state, &tenants))?;
+    let limit = parse_limit(params)?;
     let attribute = Attribute::new(AttributeScope::None, false, tag);
     let outcome = state
         .querier
@@ -208,14 +234,66 @@ pub async fn tag_values_v1(
         .map(|v| v.value)
         .filter(|v| seen.insert(v.clone()))
         .collect();
+    Ok((values, outcome.inspected_bytes))
+}
+
+/// `GET /api/search/tag/{tag}/values`: `tagValues` as strings.
+pub async fn tag_values_v1(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Path(rest): Path<String>,
+    UrlQuery(params): UrlQuery<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let Some(tag) = tag_of(&rest) else {
+        return Ok(not_found());
+    };
+    let (values, inspected_bytes) = tag_values_v1_answer(&state, &headers, tag, &params).await?;
     Ok(json_response(json!({
         "tagValues": values,
-        "metrics": metrics(outcome.inspected_bytes),
+        "metrics": metrics(inspected_bytes),
     })))
 }
 
-/// `GET /api/v2/search/tag/{tag}/values`: typed values of a TraceQL identifier, optionally
-/// only on spans matching `q`; status and kind answer their keywords without reading data.
+/// Typed values (`(type, value)`) of a TraceQL identifier, optionally only on spans matching
+/// `q`, and the bytes read; status and kind answer their keywords without reading data. The
+/// answer of `GET /api/v2/search/tag/{tag}/values` and of the `SearchTagValuesV2` RPC.
+pub async fn tag_values_v2_answer(
+    state: &ApiState,
+    headers: &HeaderMap,
+    tag: &str,
+    params: &HashMap<String, String>,
+) -> Result<(Vec<(String, String)>, u64), ApiError> {
+    let tenants = read_tenants(state, headers)?;
+    let attribute = parse_identifier(tag).map_err(|error| {
+        ApiError::bad_request(format!(
+            "please provide a valid tagName: failed to parse identifier {tag}: {}",
+            identifier_error(tag, error)
+        ))
+    })?;
+    let window = parse_window(params, max_search_seconds(state, &tenants))?;
+    let limit = parse_limit(params)?;
+    if let Some(values) = virtual_values(&attribute) {
+        let values = values
+            .into_iter()
+            .map(|v| (v.kind.to_string(), v.value))
+            .collect();
+        return Ok((values, 0));
+    }
+    let filter = TagFilter::new(param(params, "q"));
+    let outcome = state
+        .querier
+        .tag_values(&tenants, attribute, filter, window, limit)
+        .await
+        .map_err(|error| ApiError::internal(error.to_string()))?;
+    let values = outcome
+        .values
+        .into_iter()
+        .map(|v| (v.kind.to_string(), v.value))
+        .collect();
+    Ok((values, outcome.inspected_bytes))
+}
+
+/// `GET /api/v2/search/tag/{tag}/values`: `tagValues: [{type, value}]`.
 pub async fn tag_values_v2(
     State(state): State<Arc<ApiState>>,
     headers: HeaderMap,
@@ -225,35 +303,13 @@ pub async fn tag_values_v2(
     let Some(tag) = tag_of(&rest) else {
         return Ok(not_found());
     };
-    let tenants = read_tenants(&state, &headers)?;
-    let attribute = parse_identifier(tag).map_err(|error| {
-        ApiError::bad_request(format!(
-            "please provide a valid tagName: failed to parse identifier {tag}: {}",
-            identifier_error(tag, error)
-        ))
-    })?;
-    let window = parse_window(&params, max_search_seconds(&state, &tenants))?;
-    let limit = parse_limit(&params)?;
-    let render = |values: Vec<Value>, inspected_bytes: u64| {
-        json_response(json!({"tagValues": values, "metrics": metrics(inspected_bytes)}))
-    };
-    if let Some(values) = virtual_values(&attribute) {
-        let values = values
-            .into_iter()
-            .map(|v| json!({"type": v.kind, "value": v.value}))
-            .collect();
-        return Ok(render(values, 0));
-    }
-    let filter = TagFilter::new(param(&params, "q"));
-    let outcome = state
-        .querier
-        .tag_values(&tenants, attribute, filter, window, limit)
-        .await
-        .map_err(|error| ApiError::internal(error.to_string()))?;
-    let values = outcome
-        .values
+    let (values, inspected_bytes) = tag_values_v2_answer(&state, &headers, tag, &params).await?;
+    let values: Vec<Value> = values
         .into_iter()
-        .map(|v| json!({"type": v.kind, "value": v.value}))
+        .map(|(kind, value)| json!({"type": kind, "value": value}))
         .collect();
-    Ok(render(values, outcome.inspected_bytes))
+    Ok(json_response(json!({
+        "tagValues": values,
+        "metrics": metrics(inspected_bytes),
+    })))
 }

@@ -141,6 +141,111 @@ pub struct SearchMetrics {
     pub inspected_spans: u64,
 }
 
+/// `tempopb.SearchTagsRequest` (`SearchTags`, `SearchTagsV2`): `start`/`end` are Unix
+/// seconds; `maxTagsPerScope` 0 means the default limit.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SearchTagsRequest {
+    #[prost(string, tag = "1")]
+    pub scope: String,
+    #[prost(uint32, tag = "2")]
+    pub start: u32,
+    #[prost(uint32, tag = "3")]
+    pub end: u32,
+    #[prost(uint32, tag = "4")]
+    pub max_tags_per_scope: u32,
+    /// Accepted and ignored.
+    #[prost(uint32, tag = "5")]
+    pub stale_value_threshold: u32,
+}
+
+/// `tempopb.SearchTagValuesRequest` (`SearchTagValues`, `SearchTagValuesV2`): `query` is the
+/// TraceQL filter of the v2 form.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SearchTagValuesRequest {
+    #[prost(string, tag = "1")]
+    pub tag_name: String,
+    #[prost(string, tag = "2")]
+    pub query: String,
+    #[prost(uint32, tag = "3")]
+    pub start: u32,
+    #[prost(uint32, tag = "4")]
+    pub end: u32,
+    #[prost(uint32, tag = "5")]
+    pub max_tag_values: u32,
+    /// Accepted and ignored.
+    #[prost(uint32, tag = "6")]
+    pub stale_value_threshold: u32,
+}
+
+/// `tempopb.MetadataMetrics`, the `metrics` of the tag answers.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MetadataMetrics {
+    #[prost(uint64, tag = "1")]
+    pub inspected_bytes: u64,
+    #[prost(uint32, tag = "2")]
+    pub total_jobs: u32,
+    #[prost(uint32, tag = "3")]
+    pub completed_jobs: u32,
+    #[prost(uint32, tag = "4")]
+    pub total_blocks: u32,
+    #[prost(uint64, tag = "5")]
+    pub total_block_bytes: u64,
+}
+
+/// `tempopb.SearchTagsResponse`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SearchTagsResponse {
+    #[prost(string, repeated, tag = "1")]
+    pub tag_names: Vec<String>,
+    #[prost(message, optional, tag = "2")]
+    pub metrics: Option<MetadataMetrics>,
+}
+
+/// `tempopb.SearchTagsV2Scope`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SearchTagsV2Scope {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(string, repeated, tag = "2")]
+    pub tags: Vec<String>,
+}
+
+/// `tempopb.SearchTagsV2Response`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SearchTagsV2Response {
+    #[prost(message, repeated, tag = "1")]
+    pub scopes: Vec<SearchTagsV2Scope>,
+    #[prost(message, optional, tag = "2")]
+    pub metrics: Option<MetadataMetrics>,
+}
+
+/// `tempopb.SearchTagValuesResponse`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SearchTagValuesResponse {
+    #[prost(string, repeated, tag = "1")]
+    pub tag_values: Vec<String>,
+    #[prost(message, optional, tag = "2")]
+    pub metrics: Option<MetadataMetrics>,
+}
+
+/// `tempopb.TagValue`: `type` is `string`, `int`, `float`, `bool`, `duration`, `keyword`….
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TagValue {
+    #[prost(string, tag = "1")]
+    pub r#type: String,
+    #[prost(string, tag = "2")]
+    pub value: String,
+}
+
+/// `tempopb.SearchTagValuesV2Response`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SearchTagValuesV2Response {
+    #[prost(message, repeated, tag = "1")]
+    pub tag_values: Vec<TagValue>,
+    #[prost(message, optional, tag = "2")]
+    pub metrics: Option<MetadataMetrics>,
+}
+
 /// `tempopb.PartialStatus`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
 #[repr(i32)]
