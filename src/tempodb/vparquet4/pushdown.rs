@@ -419,7 +419,10 @@ fn read_filtered_unguarded<R: ChunkReader + 'static>(
             for row in batch {
                 batch_rows[*row] = true;
             }
-            let runs = runs_of(&batch_rows);
+            // Short gaps are read and thrown away: skipping a few rows costs about as much as
+            // reading them (repeated columns decode their levels either way), and every run
+            // costs a call per column.
+            let runs = bridge_gaps(&runs_of(&batch_rows), MAX_GAP_ROWS);
             let mut columns = Vec::with_capacity(readers.len());
             let mut next_position = position;
             for (leaf, column_reader) in readers.iter_mut().enumerate() {
@@ -429,9 +432,11 @@ fn read_filtered_unguarded<R: ChunkReader + 'static>(
             }
             position = next_position;
             let mut assembler = Assembler::new(&root, &columns);
-            for _ in batch {
+            for row_number in runs.iter().flat_map(|(start, count)| *start..start + count) {
                 let row = assembler.next_record()?;
-                traces.push(row::row_to_trace(&row, &mapping)?);
+                if batch_rows[row_number] {
+                    traces.push(row::row_to_trace(&row, &mapping)?);
+                }
             }
             if !assembler.is_done() {
                 return Err(VParquetError::Malformed(format!(
@@ -456,6 +461,23 @@ fn runs_of(rows: &[bool]) -> Vec<(usize, usize)> {
         }
     }
     runs
+}
+
+/// Unselected rows between two runs that are read anyway rather than skipped.
+const MAX_GAP_ROWS: usize = 64;
+
+/// Joins runs separated by at most `max_gap` rows.
+fn bridge_gaps(runs: &[(usize, usize)], max_gap: usize) -> Vec<(usize, usize)> {
+    let mut bridged: Vec<(usize, usize)> = Vec::with_capacity(runs.len());
+    for &(start, count) in runs {
+        match bridged.last_mut() {
+            Some((first, length)) if start - (*first + *length) <= max_gap => {
+                *length = start + count - *first;
+            }
+            _ => bridged.push((start, count)),
+        }
+    }
+    bridged
 }
 
 /// Reads the rows of `runs` (ascending) from a reader positioned at row `position`.

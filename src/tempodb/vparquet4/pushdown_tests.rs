@@ -417,3 +417,14 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn short_gaps_between_runs_are_read_through() {
+    let runs = [(0, 2), (5, 1), (200, 3), (264, 1), (330, 1)];
+    assert_eq!(
+        super::bridge_gaps(&runs, 64),
+        vec![(0, 6), (200, 65), (330, 1)]
+    );
+    assert_eq!(super::bridge_gaps(&runs, 0), runs.to_vec());
+    assert!(super::bridge_gaps(&[], 64).is_empty());
+}
