@@ -129,9 +129,33 @@ impl Vivace {
         vivace
     }
 
+    /// Starts vivace without waiting for a plain-HTTP `/ready` (with TLS on, say); follow with
+    /// [`Vivace::wait_until`].
+    pub fn start_unready(extra_yaml: &str) -> Vivace {
+        let data = tempfile::Builder::new()
+            .prefix("vivace-test-")
+            .tempdir()
+            .expect("tempdir")
+            .keep();
+        let ports = Ports::pick();
+        let (child, log) = spawn(&data, ports, extra_yaml);
+        Vivace {
+            child,
+            data,
+            ports,
+            extra_yaml: extra_yaml.to_string(),
+            log,
+        }
+    }
+
     fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
         let url = format!("http://127.0.0.1:{}/ready", self.ports.http);
+        self.wait_until(|| matches!(blocking_get(&url), Ok((200, _))));
+    }
+
+    /// Polls `ready` until it holds, failing with the log if vivace exits or 60s pass.
+    pub fn wait_until(&mut self, mut ready: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!(
@@ -139,10 +163,8 @@ impl Vivace {
                     self.log_text()
                 );
             }
-            if let Ok(response) = blocking_get(&url) {
-                if response.0 == 200 {
-                    return;
-                }
+            if ready() {
+                return;
             }
             assert!(
                 Instant::now() < deadline,
