@@ -395,7 +395,7 @@ async fn spawn_zipkin_and_jaeger(
 ) -> anyhow::Result<()> {
     let receivers = &config.distributor.receivers;
     if receivers.zipkin.enabled {
-        let listener = bind("Zipkin", &receivers.zipkin.endpoint, &security).await?;
+        let listener = bind("Zipkin", &receivers.zipkin.endpoint, security).await?;
         tracing::info!(endpoint = %receivers.zipkin.endpoint, "zipkin receiver listening");
         let stop = stop.clone();
         tasks.spawn(zipkin::serve(
@@ -406,12 +406,7 @@ async fn spawn_zipkin_and_jaeger(
     }
     let jaeger = &receivers.jaeger.protocols;
     if jaeger.thrift_http.enabled {
-        let listener = bind(
-            "Jaeger thrift_http",
-            &jaeger.thrift_http.endpoint,
-            &security,
-        )
-        .await?;
+        let listener = bind("Jaeger thrift_http", &jaeger.thrift_http.endpoint, security).await?;
         tracing::info!(endpoint = %jaeger.thrift_http.endpoint, "jaeger thrift_http receiver listening");
         let stop = stop.clone();
         tasks.spawn(jaeger::serve_thrift_http(
@@ -421,7 +416,7 @@ async fn spawn_zipkin_and_jaeger(
         ));
     }
     if jaeger.grpc.enabled {
-        let listener = bind("Jaeger gRPC", &jaeger.grpc.endpoint, &security).await?;
+        let listener = bind("Jaeger gRPC", &jaeger.grpc.endpoint, security).await?;
         tracing::info!(endpoint = %jaeger.grpc.endpoint, "jaeger grpc receiver listening");
         let stop = stop.clone();
         tasks.spawn(jaeger::serve_grpc(
