@@ -46,15 +46,24 @@ impl BlockSink for StoreSink {
     }
 }
 
-async fn bind(what: &str, address: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(address)
+async fn bind(
+    what: &str,
+    address: &str,
+    security: &crate::server::Security,
+) -> anyhow::Result<crate::server::Listener> {
+    let tcp = TcpListener::bind(address)
         .await
-        .with_context(|| format!("cannot listen for {what} on {address}"))
+        .with_context(|| format!("cannot listen for {what} on {address}"))?;
+    Ok(crate::server::Listener::new(tcp, security.clone()))
 }
 
 /// Runs every role until SIGINT or SIGTERM, then shuts down in order: stop accepting, flush the
 /// ingester, stop the API.
 pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
+    // Before anything is opened: a bad certificate or credential file stops startup at once.
+    let security = crate::server::Security::load(&config.server)
+        .context("loading server.auth and server.tls")?;
+    log_security(&config, &security);
     let telemetry = Arc::new(Telemetry::default());
     let store = Arc::new(
         Store::open(config.storage.trace.clone())
@@ -191,17 +200,17 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
         "{}:{}",
         config.server.http_listen_address, config.server.http_listen_port
     );
-    let api_listener = bind("the API and UI", &http_address).await?;
+    let api_listener = bind("the API and UI", &http_address, &security).await?;
     let grpc_address = format!(
         "{}:{}",
         config.server.http_listen_address, config.server.grpc_listen_port
     );
-    let grpc_listener = bind("the gRPC streaming API", &grpc_address).await?;
+    let grpc_listener = bind("the gRPC streaming API", &grpc_address, &security).await?;
     let receivers = &config.distributor.receivers.otlp.protocols;
     let mut tasks = tokio::task::JoinSet::new();
     let receivers_stop = CancellationToken::new();
     if receivers.grpc.enabled {
-        let listener = bind("OTLP/gRPC", &receivers.grpc.endpoint).await?;
+        let listener = bind("OTLP/gRPC", &receivers.grpc.endpoint, &security).await?;
         tracing::info!(endpoint = %receivers.grpc.endpoint, "otlp grpc receiver listening");
         let stop = receivers_stop.clone();
         tasks.spawn(otlp::serve_grpc(
@@ -212,7 +221,7 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
         ));
     }
     if receivers.http.enabled {
-        let listener = bind("OTLP/HTTP", &receivers.http.endpoint).await?;
+        let listener = bind("OTLP/HTTP", &receivers.http.endpoint, &security).await?;
         tracing::info!(endpoint = %receivers.http.endpoint, "otlp http receiver listening");
         let stop = receivers_stop.clone();
         tasks.spawn(otlp::serve_http(
@@ -224,6 +233,7 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     }
     spawn_zipkin_and_jaeger(
         &config,
+        &security,
         &distributor,
         &jaeger_udp_stats,
         &receivers_stop,
@@ -241,15 +251,14 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     if let (Some(logs_api), port) = (&logs_api, config.logs.loki_listen_port) {
         if port != 0 {
             let address = format!("{}:{port}", config.server.http_listen_address);
-            let listener = bind("the Loki API", &address).await?;
+            let listener = bind("the Loki API", &address, &security).await?;
             tracing::info!(endpoint = %address, "loki api listening");
             let stop = api_stop.clone();
             let router = crate::logs::api::loki_port_router(Arc::clone(logs_api));
             tasks.spawn(async move {
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(async move { stop.cancelled().await })
-                    .await?;
-                Ok(())
+                listener
+                    .serve(router, async move { stop.cancelled().await })
+                    .await
             });
         }
     }
@@ -271,10 +280,9 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
         }
         let router = api::streaming::with_grpc(router, Arc::clone(&api_state));
         tasks.spawn(async move {
-            axum::serve(api_listener, router)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await?;
-            Ok(())
+            api_listener
+                .serve(router, async move { stop.cancelled().await })
+                .await
         });
     }
     {
@@ -289,12 +297,12 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     if demo {
         tasks.spawn(crate::demo::run(
             Arc::clone(&distributor),
-            format!("http://{http_address}"),
+            format!("{}://{http_address}", security.scheme()),
             receivers_stop.clone(),
         ));
     }
     api_state.ready.store(true, Ordering::Release);
-    tracing::info!(address = %format!("http://{http_address}"), "vivace is ready");
+    tracing::info!(address = %format!("{}://{http_address}", security.scheme()), "vivace is ready");
 
     tokio::select! {
         _ = wait_for_signal() => tracing::info!("shutting down"),
@@ -336,6 +344,25 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Says at startup whether listeners are authenticated and encrypted.
+fn log_security(config: &Config, security: &crate::server::Security) {
+    match &security.auth {
+        Some(authenticator) => {
+            let (tokens, users) = authenticator.counts();
+            tracing::info!(
+                bearer_tokens = tokens,
+                basic_users = users,
+                exempt_paths = ?config.server.auth.exempt_paths,
+                "authentication required on every listener"
+            );
+        }
+        None => tracing::info!("authentication is off (server.auth has no credential)"),
+    }
+    if security.tls.is_some() {
+        tracing::info!(cert_file = %config.server.tls.cert_file, "tls on every tcp listener");
+    }
+}
+
 /// `GET <path>` on the API port: the converted OTLP metrics alone, for scraping.
 fn otlp_metrics_scrape_route(path: &str, metrics: Arc<OtlpMetrics>) -> axum::Router {
     axum::Router::new().route(
@@ -360,6 +387,7 @@ fn otlp_metrics_scrape_route(path: &str, metrics: Arc<OtlpMetrics>) -> axum::Rou
 /// Binds and spawns the Zipkin and Jaeger receivers that are enabled.
 async fn spawn_zipkin_and_jaeger(
     config: &Config,
+    security: &crate::server::Security,
     distributor: &Arc<Distributor>,
     udp_stats: &Arc<jaeger::UdpStats>,
     stop: &CancellationToken,
@@ -367,7 +395,7 @@ async fn spawn_zipkin_and_jaeger(
 ) -> anyhow::Result<()> {
     let receivers = &config.distributor.receivers;
     if receivers.zipkin.enabled {
-        let listener = bind("Zipkin", &receivers.zipkin.endpoint).await?;
+        let listener = bind("Zipkin", &receivers.zipkin.endpoint, security).await?;
         tracing::info!(endpoint = %receivers.zipkin.endpoint, "zipkin receiver listening");
         let stop = stop.clone();
         tasks.spawn(zipkin::serve(
@@ -378,7 +406,7 @@ async fn spawn_zipkin_and_jaeger(
     }
     let jaeger = &receivers.jaeger.protocols;
     if jaeger.thrift_http.enabled {
-        let listener = bind("Jaeger thrift_http", &jaeger.thrift_http.endpoint).await?;
+        let listener = bind("Jaeger thrift_http", &jaeger.thrift_http.endpoint, security).await?;
         tracing::info!(endpoint = %jaeger.thrift_http.endpoint, "jaeger thrift_http receiver listening");
         let stop = stop.clone();
         tasks.spawn(jaeger::serve_thrift_http(
@@ -388,7 +416,7 @@ async fn spawn_zipkin_and_jaeger(
         ));
     }
     if jaeger.grpc.enabled {
-        let listener = bind("Jaeger gRPC", &jaeger.grpc.endpoint).await?;
+        let listener = bind("Jaeger gRPC", &jaeger.grpc.endpoint, security).await?;
         tracing::info!(endpoint = %jaeger.grpc.endpoint, "jaeger grpc receiver listening");
         let stop = stop.clone();
         tasks.spawn(jaeger::serve_grpc(

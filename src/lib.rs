@@ -17,6 +17,7 @@ pub mod model;
 pub mod overrides;
 pub mod querier;
 pub mod receiver;
+pub mod server;
 pub mod telemetry;
 pub mod tempodb;
 pub mod traceql;

@@ -663,16 +663,12 @@ pub fn with_grpc(router: axum::Router, state: Arc<ApiState>) -> axum::Router {
 
 /// Serves the streaming querier on the gRPC port until `shutdown`.
 pub async fn serve_grpc(
-    listener: tokio::net::TcpListener,
+    listener: crate::server::Listener,
     state: Arc<ApiState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    tonic::transport::Server::builder()
-        .add_service(StreamingQuerierServer::new(state))
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await?;
-    Ok(())
+    let routes = tonic::service::Routes::new(StreamingQuerierServer::new(state));
+    listener.serve(routes.into_axum_router(), shutdown).await
 }
 
 #[cfg(test)]

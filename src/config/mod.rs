@@ -99,6 +99,11 @@ pub struct ServerConfig {
     pub grpc_listen_port: u16,
     /// Log filter in `tracing` syntax, e.g. `info` or `vivace=debug,info`. `RUST_LOG` wins.
     pub log_level: String,
+    /// Bearer-token and basic authentication on every listener; off while no credential is
+    /// configured. `GET`/`HEAD` on `exempt_paths` (default `/ready`, `/metrics`) stay open.
+    pub auth: crate::server::AuthConfig,
+    /// TLS (PEM certificate and key) on every TCP listener; off while `cert_file` is empty.
+    pub tls: crate::server::TlsConfig,
 }
 
 impl Default for ServerConfig {
@@ -108,6 +113,8 @@ impl Default for ServerConfig {
             http_listen_port: 3200,
             grpc_listen_port: 9095,
             log_level: "info".to_string(),
+            auth: Default::default(),
+            tls: Default::default(),
         }
     }
 }
@@ -203,6 +210,36 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "server.http_listen_address".into(),
                 reason: format!("{:?} is not an IP address", self.server.http_listen_address),
+            });
+        }
+        self.server
+            .auth
+            .validate()
+            .map_err(|(key, reason)| ConfigError::Invalid {
+                key: format!("server.auth.{key}"),
+                reason,
+            })?;
+        self.server
+            .tls
+            .validate()
+            .map_err(|(key, reason)| ConfigError::Invalid {
+                key: format!("server.tls.{key}"),
+                reason,
+            })?;
+        if self.server.auth.enabled()
+            && self
+                .distributor
+                .receivers
+                .jaeger
+                .protocols
+                .thrift_compact
+                .enabled
+        {
+            return Err(ConfigError::Invalid {
+                key: "distributor.receivers.jaeger.protocols.thrift_compact".into(),
+                reason: "the Jaeger UDP agent protocol cannot carry credentials, so it cannot \
+                         listen while server.auth is on; send to thrift_http or grpc with a token"
+                    .into(),
             });
         }
         self.compactor

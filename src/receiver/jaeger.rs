@@ -14,7 +14,6 @@
 //! the Collector's thrift path does neither, and neither do we.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -1037,17 +1036,13 @@ async fn post_traces_body(
 
 /// Serves thrift over HTTP on `listener` until `shutdown` resolves.
 pub async fn serve_thrift_http(
-    listener: tokio::net::TcpListener,
+    listener: crate::server::Listener,
     distributor: Arc<Distributor>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    axum::serve(
-        listener,
-        thrift_http_router(distributor).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
-    Ok(())
+    listener
+        .serve(thrift_http_router(distributor), shutdown)
+        .await
 }
 
 fn grpc_status(error: &DistributorError) -> tonic::Status {
@@ -1146,16 +1141,12 @@ impl tonic::server::NamedService for JaegerGrpcService {
 
 /// Serves Jaeger gRPC on `listener` until `shutdown` resolves.
 pub async fn serve_grpc(
-    listener: tokio::net::TcpListener,
+    listener: crate::server::Listener,
     distributor: Arc<Distributor>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    tonic::transport::Server::builder()
-        .add_service(JaegerGrpcService::new(distributor))
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await?;
-    Ok(())
+    let routes = tonic::service::Routes::new(JaegerGrpcService::new(distributor));
+    listener.serve(routes.into_axum_router(), shutdown).await
 }
 
 /// Counters of the UDP agent port, shown on `/metrics`.

@@ -6,7 +6,6 @@
 
 use std::convert::Infallible;
 use std::io::Read;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -312,19 +311,17 @@ impl tonic::server::NamedService for OtlpGrpcService {
 /// Serves OTLP/gRPC on `listener` until `shutdown` resolves.
 /// With `metrics`, the OTLP metrics service is served on the same port.
 pub async fn serve_grpc(
-    listener: tokio::net::TcpListener,
+    listener: crate::server::Listener,
     distributor: Arc<Distributor>,
     metrics: Option<super::otlp_metrics::MetricsReceiver>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    tonic::transport::Server::builder()
-        .add_service(OtlpGrpcService::new(Arc::clone(&distributor)))
-        .add_service(crate::logs::receiver::LogsGrpcService(distributor))
-        .add_optional_service(metrics.map(super::otlp_metrics::MetricsGrpcService::new))
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await?;
-    Ok(())
+    let mut routes = tonic::service::Routes::new(OtlpGrpcService::new(Arc::clone(&distributor)))
+        .add_service(crate::logs::receiver::LogsGrpcService(distributor));
+    if let Some(metrics) = metrics {
+        routes = routes.add_service(super::otlp_metrics::MetricsGrpcService::new(metrics));
+    }
+    listener.serve(routes.into_axum_router(), shutdown).await
 }
 
 // ---------------------------------------------------------------- HTTP
@@ -509,7 +506,7 @@ pub fn gunzip_bounded(compressed: &[u8], limit: usize) -> Result<Vec<u8>, Distri
 
 /// Serves OTLP/HTTP on `listener` until `shutdown` resolves; with `metrics`, `/v1/metrics` too.
 pub async fn serve_http(
-    listener: tokio::net::TcpListener,
+    listener: crate::server::Listener,
     distributor: Arc<Distributor>,
     metrics: Option<super::otlp_metrics::MetricsReceiver>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -518,13 +515,7 @@ pub async fn serve_http(
     if let Some(metrics) = metrics {
         router = router.merge(super::otlp_metrics::http_router(metrics));
     }
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
-    Ok(())
+    listener.serve(router, shutdown).await
 }
 
 #[cfg(test)]

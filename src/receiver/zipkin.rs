@@ -15,7 +15,7 @@
 //! understood as well as the Collector's `STATUS_CODE_*`/`Ok`/`Error`.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -895,17 +895,11 @@ async fn post_spans_body(
 
 /// Serves Zipkin on `listener` until `shutdown` resolves.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: crate::server::Listener,
     distributor: Arc<Distributor>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    axum::serve(
-        listener,
-        router(distributor).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
-    Ok(())
+    listener.serve(router(distributor), shutdown).await
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 """Sends traces to vivace with the real OpenTelemetry Python SDK and records what was sent.
 
 Usage: otel_send.py --protocol grpc|http --endpoint URL --traces N --out expected.json
+       [--header key=value ...] [--ca-file cert.pem]   (auth headers; https with that root)
 
 Each trace has a server root span, a client child with a link to the previous trace, an
 internal grandchild with events, and every attribute type the SDK supports. The output file
@@ -9,6 +10,7 @@ lists every span as the SDK exported it, for the test to compare with vivace's a
 """
 import argparse
 import json
+import os
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -48,18 +50,35 @@ def main():
     parser.add_argument("--traces", type=int, default=5)
     parser.add_argument("--out", required=True)
     parser.add_argument("--service", default="sdk-test")
+    parser.add_argument("--header", action="append", default=[], help="key=value sent with every export")
+    parser.add_argument("--ca-file", help="PEM root certificate of an https endpoint")
     args = parser.parse_args()
+    headers = dict(header.split("=", 1) for header in args.header) or None
+    if args.ca_file:
+        # requests prefers REQUESTS_CA_BUNDLE from the environment over the exporter's own
+        # certificate_file, so point it at the same root.
+        os.environ["REQUESTS_CA_BUNDLE"] = args.ca_file
 
     if args.protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
         from grpc import Compression
 
-        exporter = OTLPSpanExporter(endpoint=args.endpoint, insecure=True, compression=Compression.Gzip)
+        if args.ca_file:
+            import grpc
+
+            with open(args.ca_file, "rb") as ca:
+                credentials = grpc.ssl_channel_credentials(root_certificates=ca.read())
+            exporter = OTLPSpanExporter(endpoint=args.endpoint, insecure=False, credentials=credentials,
+                                        headers=headers, compression=Compression.Gzip)
+        else:
+            exporter = OTLPSpanExporter(endpoint=args.endpoint, insecure=True, headers=headers,
+                                        compression=Compression.Gzip)
     else:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.exporter.otlp.proto.http import Compression
 
-        exporter = OTLPSpanExporter(endpoint=args.endpoint + "/v1/traces", compression=Compression.Gzip)
+        exporter = OTLPSpanExporter(endpoint=args.endpoint + "/v1/traces", compression=Compression.Gzip,
+                                    headers=headers, certificate_file=args.ca_file)
 
     resource = Resource.create(
         {

@@ -171,6 +171,25 @@ impl Vivace {
         vivace
     }
 
+    /// Starts vivace without waiting for a plain-HTTP `/ready` (with TLS on, say); follow with
+    /// [`Vivace::wait_until`].
+    pub fn start_unready(extra_yaml: &str) -> Vivace {
+        let data = tempfile::Builder::new()
+            .prefix("vivace-test-")
+            .tempdir()
+            .expect("tempdir")
+            .keep();
+        let ports = Ports::pick();
+        let (child, log) = spawn(&data, ports, extra_yaml);
+        Vivace {
+            child,
+            data,
+            ports,
+            extra_yaml: extra_yaml.to_string(),
+            log,
+        }
+    }
+
     fn wait_ready(&mut self) {
         if let Err(log) = self.poll_ready() {
             panic!("vivace exited before it was ready; log:\n{log}");
@@ -179,16 +198,26 @@ impl Vivace {
 
     /// Waits (60 s at most) until `/ready` answers 200; `Err(log)` when the process exited.
     fn poll_ready(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + Duration::from_secs(60);
         let url = format!("http://127.0.0.1:{}/ready", self.ports.http);
+        self.poll_until(|| matches!(blocking_get(&url), Ok((200, _))))
+    }
+
+    /// Polls `ready` until it holds, failing with the log if vivace exits or 60s pass.
+    pub fn wait_until(&mut self, ready: impl FnMut() -> bool) {
+        if let Err(log) = self.poll_until(ready) {
+            panic!("vivace exited before it was ready; log:\n{log}");
+        }
+    }
+
+    /// Polls `ready` until it holds (60 s at most); `Err(log)` when the process exited.
+    fn poll_until(&mut self, mut ready: impl FnMut() -> bool) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(format!("(exit {status})\n{}", self.log_text()));
             }
-            if let Ok(response) = blocking_get(&url) {
-                if response.0 == 200 {
-                    return Ok(());
-                }
+            if ready() {
+                return Ok(());
             }
             assert!(
                 Instant::now() < deadline,
