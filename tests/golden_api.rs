@@ -187,16 +187,7 @@ async fn trace_by_id_matches_tempo() {
 /// wrote answers every one of its 133 traces, in JSON and protobuf.
 #[tokio::test(flavor = "multi_thread")]
 async fn serves_blocks_tempo_wrote() {
-    let data = tempfile::Builder::new()
-        .prefix("vivace-tempo-bucket-")
-        .tempdir()
-        .unwrap()
-        .keep();
-    common::copy_tree(
-        &shared("golden/tempo-blocks/generated-by-tempo-v3.0.3/vParquet4"),
-        &data.join("blocks"),
-    );
-    let vivace = Vivace::start_in(&data, common::Ports::pick(), "");
+    let vivace = common::start_over_tempo_block();
     let ids = std::fs::read_to_string(shared(
         "golden/tempo-blocks/generated-by-tempo-v3.0.3/trace_ids.txt",
     ))

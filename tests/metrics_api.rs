@@ -420,21 +420,7 @@ async fn metrics_after_flush_and_restart_read_blocks() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_over_blocks_tempo_wrote() {
-    let data = tempfile::Builder::new()
-        .prefix("vivace-metrics-bucket-")
-        .tempdir()
-        .unwrap()
-        .keep();
-    common::copy_tree(
-        &shared("golden/tempo-blocks/generated-by-tempo-v3.0.3/vParquet4"),
-        &data.join("blocks"),
-    );
-    // The block is from 2022: keep retention from expiring it during the test.
-    let vivace = Vivace::start_in(
-        &data,
-        common::Ports::pick(),
-        "compactor:\n  enabled: false\n",
-    );
+    let vivace = common::start_over_tempo_block();
     let ids = std::fs::read_to_string(shared(
         "golden/tempo-blocks/generated-by-tempo-v3.0.3/trace_ids.txt",
     ))
@@ -454,7 +440,8 @@ async fn metrics_over_blocks_tempo_wrote() {
     }
     assert!(!spans.is_empty());
     // The block covers 2022-07-04T11:11:09Z..11:11:35Z.
-    let (start, end) = (1_656_933_000u64, 1_656_933_600u64);
+    let (start, end) = common::TEMPO_BLOCK_WINDOW;
+    let (start, end) = (u64::from(start), u64::from(end));
     let mut expected: BTreeMap<String, f64> = BTreeMap::new();
     for span in &spans {
         if span.start > start * S && span.start <= end * S {

@@ -324,16 +324,7 @@ async fn search_parameter_errors() {
 /// all 133 of its traces for `{}` over the block's time range, and honours `limit`.
 #[tokio::test(flavor = "multi_thread")]
 async fn search_reads_blocks_tempo_wrote() {
-    let data = tempfile::Builder::new()
-        .prefix("vivace-search-bucket-")
-        .tempdir()
-        .unwrap()
-        .keep();
-    common::copy_tree(
-        &shared("golden/tempo-blocks/generated-by-tempo-v3.0.3/vParquet4"),
-        &data.join("blocks"),
-    );
-    let vivace = Vivace::start_in(&data, common::Ports::pick(), "");
+    let vivace = common::start_over_tempo_block();
     let expected: BTreeSet<String> = std::fs::read_to_string(shared(
         "golden/tempo-blocks/generated-by-tempo-v3.0.3/trace_ids.txt",
     ))

@@ -699,19 +699,11 @@ async fn compare_tags(vivace: &Vivace, window: Option<(u32, u32)>, tenant: Optio
 
 #[tokio::test(flavor = "multi_thread")]
 async fn streamed_tags_and_metrics_read_a_block_tempo_wrote() {
-    let data = tempfile::Builder::new()
-        .prefix("vivace-grpc-tags-")
-        .tempdir()
-        .unwrap()
-        .keep();
-    common::copy_tree(
-        &shared("golden/tempo-blocks/generated-by-tempo-v3.0.3/vParquet4"),
-        &data.join("blocks"),
-    );
-    let vivace = Vivace::start_in(&data, common::Ports::pick(), "");
+    let vivace = common::start_over_tempo_block();
     // The block covers 2022-07-04T11:11:09Z..11:11:35Z.
-    compare_tags(&vivace, Some((1_656_933_000, 1_656_933_600)), None).await;
-    compare_metrics(&vivace, 1_656_933_000, 1_656_933_600).await;
+    let (start, end) = common::TEMPO_BLOCK_WINDOW;
+    compare_tags(&vivace, Some((start, end)), None).await;
+    compare_metrics(&vivace, start, end).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

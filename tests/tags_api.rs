@@ -250,16 +250,7 @@ async fn tags_errors_and_tolerance() {
 /// Tempo): vivace pointed at a bucket holding a block Tempo v3.0.3 wrote.
 #[tokio::test(flavor = "multi_thread")]
 async fn tags_read_blocks_in_window() {
-    let data = tempfile::Builder::new()
-        .prefix("vivace-tags-bucket-")
-        .tempdir()
-        .unwrap()
-        .keep();
-    common::copy_tree(
-        &shared("golden/tempo-blocks/generated-by-tempo-v3.0.3/vParquet4"),
-        &data.join("blocks"),
-    );
-    let vivace = Vivace::start_in(&data, common::Ports::pick(), "");
+    let vivace = common::start_over_tempo_block();
     // The block covers 2022-07-04T11:11:09Z..11:11:35Z.
     let window: Vec<(String, String)> = vec![
         ("start".into(), "1656933000".into()),

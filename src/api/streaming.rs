@@ -246,18 +246,26 @@ where
     }
 }
 
-fn tags_params(request: &SearchTagsRequest) -> HashMap<String, String> {
-    let mut params = HashMap::new();
-    params.insert("scope".to_string(), request.scope.clone());
-    for (name, value) in [
-        ("start", request.start),
-        ("end", request.end),
-        ("limit", request.max_tags_per_scope),
-    ] {
-        if value != 0 {
+/// Adds the numeric fields that are set: zero means absent in proto3.
+fn insert_nonzero(params: &mut HashMap<String, String>, fields: &[(&str, u32)]) {
+    for (name, value) in fields {
+        if *value != 0 {
             params.insert(name.to_string(), value.to_string());
         }
     }
+}
+
+fn tags_params(request: &SearchTagsRequest) -> HashMap<String, String> {
+    let mut params = HashMap::new();
+    params.insert("scope".to_string(), request.scope.clone());
+    insert_nonzero(
+        &mut params,
+        &[
+            ("start", request.start),
+            ("end", request.end),
+            ("limit", request.max_tags_per_scope),
+        ],
+    );
     params
 }
 
@@ -266,15 +274,14 @@ fn tag_values_params(request: &SearchTagValuesRequest) -> HashMap<String, String
     if !request.query.is_empty() {
         params.insert("q".to_string(), request.query.clone());
     }
-    for (name, value) in [
-        ("start", request.start),
-        ("end", request.end),
-        ("limit", request.max_tag_values),
-    ] {
-        if value != 0 {
-            params.insert(name.to_string(), value.to_string());
-        }
-    }
+    insert_nonzero(
+        &mut params,
+        &[
+            ("start", request.start),
+            ("end", request.end),
+            ("limit", request.max_tag_values),
+        ],
+    );
     params
 }
 
@@ -443,16 +450,15 @@ fn search_params(request: &SearchRequest) -> HashMap<String, String> {
             .collect();
         params.insert("tags".to_string(), logfmt.join(" "));
     }
-    for (name, value) in [
-        ("limit", request.limit),
-        ("spss", request.spans_per_span_set),
-        ("start", request.start),
-        ("end", request.end),
-    ] {
-        if value != 0 {
-            params.insert(name.to_string(), value.to_string());
-        }
-    }
+    insert_nonzero(
+        &mut params,
+        &[
+            ("limit", request.limit),
+            ("spss", request.spans_per_span_set),
+            ("start", request.start),
+            ("end", request.end),
+        ],
+    );
     if request.min_duration_ms != 0 {
         params.insert(
             "minDuration".into(),

@@ -320,6 +320,25 @@ fn spawn(data: &Path, ports: Ports, extra_yaml: &str) -> (Child, PathBuf) {
     (child, log)
 }
 
+/// The block Tempo v3.0.3 wrote, its time range as Unix seconds around it (the block covers
+/// 2022-07-04T11:11:09Z..11:11:35Z).
+pub const TEMPO_BLOCK_WINDOW: (u32, u32) = (1_656_933_000, 1_656_933_600);
+
+/// Starts vivace over a bucket holding only the block Tempo v3.0.3 wrote
+/// (`golden/tempo-blocks`). The compactor is off: retention would expire a 2022 block.
+pub fn start_over_tempo_block() -> Vivace {
+    let data = tempfile::Builder::new()
+        .prefix("vivace-tempo-bucket-")
+        .tempdir()
+        .expect("tempdir")
+        .keep();
+    copy_tree(
+        &shared("golden/tempo-blocks/generated-by-tempo-v3.0.3/vParquet4"),
+        &data.join("blocks"),
+    );
+    Vivace::start_in(&data, Ports::pick(), "compactor:\n  enabled: false\n")
+}
+
 /// A minimal blocking HTTP GET (status, body) for readiness polls, without an async runtime.
 pub fn blocking_get(url: &str) -> std::io::Result<(u16, String)> {
     use std::io::{Read, Write};
