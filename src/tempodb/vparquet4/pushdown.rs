@@ -367,38 +367,58 @@ fn read_filtered_unguarded<R: ChunkReader + 'static>(
             if candidates.is_empty() {
                 continue;
             }
-            // 3. Row by row on the filter columns of the candidate rows.
-            let tested: usize = candidates.iter().map(|(_, count)| count).sum();
-            stats.rows_tested += tested as u64;
-            let mut columns: HashMap<usize, LeafColumn> = HashMap::new();
+            // 3. Row by row on the filter columns of the candidate rows: a sample first. When
+            // most sampled rows pass, reading the filter columns of the rest would cost more
+            // than it saves (the evaluator checks every decoded trace anyway).
+            let (sample, rest) = split_runs(&candidates, ROW_TEST_SAMPLE_ROWS);
+            let mut filter_readers: HashMap<usize, (ColumnReader, usize)> = HashMap::new();
             for condition in &leaves {
                 if let std::collections::hash_map::Entry::Vacant(entry) =
-                    columns.entry(condition.leaf)
+                    filter_readers.entry(condition.leaf)
                 {
-                    let mut column_reader = row_group.get_column_reader(condition.leaf)?;
-                    entry.insert(read_runs(
-                        &mut column_reader,
-                        condition.leaf,
-                        &candidates,
-                        &mut 0,
-                    )?);
+                    entry.insert((row_group.get_column_reader(condition.leaf)?, 0));
                 }
             }
-            let row_numbers: Vec<usize> = candidates
+            let mut test_runs = |runs: &[(usize, usize)]| -> Result<Vec<bool>, VParquetError> {
+                let mut columns: HashMap<usize, LeafColumn> = HashMap::new();
+                for (leaf, (reader, position)) in filter_readers.iter_mut() {
+                    columns.insert(*leaf, read_runs(reader, *leaf, runs, position)?);
+                }
+                let row_numbers: Vec<usize> = runs
+                    .iter()
+                    .flat_map(|(start, count)| *start..start + count)
+                    .collect();
+                let row_bits: Vec<Vec<bool>> = leaves
+                    .iter()
+                    .map(|condition| {
+                        let max_def = descriptor.column(condition.leaf).max_def_level();
+                        let column = &columns[&condition.leaf];
+                        row_matches(column, max_def, condition, &row_numbers, row_count)
+                    })
+                    .collect::<Result<_, _>>()?;
+                Ok(eval_bits(&bound, &row_bits, row_count))
+            };
+            let sample_rows: usize = sample.iter().map(|(_, count)| count).sum();
+            let sample_bits = test_runs(&sample)?;
+            stats.rows_tested += sample_rows as u64;
+            let sample_passed = sample
                 .iter()
                 .flat_map(|(start, count)| *start..start + count)
-                .collect();
-            let row_bits: Vec<Vec<bool>> = leaves
-                .iter()
-                .map(|condition| {
-                    let max_def = descriptor.column(condition.leaf).max_def_level();
-                    let column = &columns[&condition.leaf];
-                    row_matches(column, max_def, condition, &row_numbers, row_count)
-                })
-                .collect::<Result<_, _>>()?;
-            let by_rows = eval_bits(&bound, &row_bits, row_count);
-            for (kept, row_kept) in rows.iter_mut().zip(by_rows) {
-                *kept &= row_kept;
+                .filter(|row| sample_bits[*row])
+                .count();
+            let rest_bits = if rest.is_empty() || sample_passed * 2 > sample_rows {
+                None
+            } else {
+                stats.rows_tested += rest.iter().map(|(_, count)| *count as u64).sum::<u64>();
+                Some(test_runs(&rest)?)
+            };
+            let boundary = rest.first().map_or(row_count, |(start, _)| *start);
+            for (row, kept) in rows.iter_mut().enumerate() {
+                *kept &= if row < boundary {
+                    sample_bits[row]
+                } else {
+                    rest_bits.as_ref().is_none_or(|bits| bits[row])
+                };
             }
         } else {
             stats.rows_tested += row_count as u64;
@@ -461,6 +481,30 @@ fn runs_of(rows: &[bool]) -> Vec<(usize, usize)> {
         }
     }
     runs
+}
+
+/// Candidate rows whose filter columns are tested before deciding whether testing the rest
+/// of the row group pays.
+const ROW_TEST_SAMPLE_ROWS: usize = if cfg!(test) { 5 } else { 2048 };
+
+/// Splits ascending runs after `rows` rows: (the first `rows` rows, the rest).
+fn split_runs(runs: &[(usize, usize)], rows: usize) -> (Vec<(usize, usize)>, Vec<(usize, usize)>) {
+    let mut first = Vec::new();
+    let mut rest = Vec::new();
+    let mut left = rows;
+    for &(start, count) in runs {
+        if left >= count {
+            first.push((start, count));
+            left -= count;
+        } else if left > 0 {
+            first.push((start, left));
+            rest.push((start + left, count - left));
+            left = 0;
+        } else {
+            rest.push((start, count));
+        }
+    }
+    (first, rest)
 }
 
 /// Unselected rows between two runs that are read anyway rather than skipped.

@@ -428,3 +428,17 @@ fn short_gaps_between_runs_are_read_through() {
     assert_eq!(super::bridge_gaps(&runs, 0), runs.to_vec());
     assert!(super::bridge_gaps(&[], 64).is_empty());
 }
+
+#[test]
+fn runs_split_after_a_row_count() {
+    let runs = [(0, 3), (10, 4), (20, 2)];
+    assert_eq!(
+        super::split_runs(&runs, 5),
+        (vec![(0, 3), (10, 2)], vec![(12, 2), (20, 2)])
+    );
+    assert_eq!(
+        super::split_runs(&runs, 3),
+        (vec![(0, 3)], vec![(10, 4), (20, 2)])
+    );
+    assert_eq!(super::split_runs(&runs, 100), (runs.to_vec(), vec![]));
+}
