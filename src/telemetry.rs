@@ -338,6 +338,39 @@ pub fn render_ingester(stats: &crate::ingester::IngesterStats, out: &mut String)
     for (name, kind, help, value) in samples {
         write_sample(out, name, kind, help, value as f64);
     }
+    render_sampling(&stats.sampling, out);
+}
+
+/// Tail-sampling decisions per `decision` (kept, dropped) and `reason` (rule, error, latency,
+/// baseline), for traces and for their spans.
+fn render_sampling(stats: &crate::ingester::SamplingStats, out: &mut String) {
+    use crate::ingester::sampling::SampleReason;
+    let families = [
+        (
+            "vivace_sampling_traces_total",
+            "Trace pieces decided by tail sampling when cut, per decision and reason.",
+            &stats.traces,
+        ),
+        (
+            "vivace_sampling_spans_total",
+            "Spans of the trace pieces decided by tail sampling, per decision and reason.",
+            &stats.spans,
+        ),
+    ];
+    for (name, help, counts) in families {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for (row, decision) in ["kept", "dropped"].iter().enumerate() {
+            for (column, reason) in SampleReason::ALL.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "{name}{{decision=\"{decision}\",reason=\"{}\"}} {}",
+                    reason.label(),
+                    counts[row][column]
+                );
+            }
+        }
+    }
 }
 
 /// The block store's figures as metrics (read at scrape time).

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::sampling::SamplingConfig;
+
 const MIB: u64 = 1024 * 1024;
 
 /// How the write-ahead log makes a push durable before the push is acknowledged.
@@ -64,6 +66,10 @@ pub struct IngesterConfig {
     /// This memory is given back first when the head is full.
     #[serde(with = "humantime_serde")]
     pub complete_block_timeout: Duration,
+    /// Tail sampling: which complete traces are written to blocks when they are cut (errors,
+    /// slow traces, TraceQL rules, a baseline ratio). Off by default; span metrics always see
+    /// every span.
+    pub sampling: SamplingConfig,
 }
 
 impl Default for IngesterConfig {
@@ -80,6 +86,7 @@ impl Default for IngesterConfig {
             max_head_bytes: 1024 * MIB,
             flush_check_period: Duration::from_secs(1),
             complete_block_timeout: Duration::from_secs(15),
+            sampling: SamplingConfig::default(),
         }
     }
 }
@@ -114,7 +121,9 @@ impl IngesterConfig {
                 return Err(format!("ingester.{key} must be greater than 0"));
             }
         }
-        Ok(())
+        self.sampling
+            .validate()
+            .map_err(|reason| format!("ingester.{reason}"))
     }
 }
 

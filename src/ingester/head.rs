@@ -381,8 +381,14 @@ impl Head {
     }
 
     /// The batch is in a block: keep it readable until `keep_until`, or drop it now when that
-    /// is `None`; returns the bytes freed.
-    pub fn batch_flushed(&mut self, batch: &Arc<FlushBatch>, keep_until: Option<Instant>) -> u64 {
+    /// is `None`; returns the bytes freed. Traces in `dropped` (left out of the block by
+    /// sampling) are not kept readable: they are gone, as they will be after a restart.
+    pub fn batch_flushed(
+        &mut self,
+        batch: &Arc<FlushBatch>,
+        keep_until: Option<Instant>,
+        dropped: &HashSet<TraceId>,
+    ) -> u64 {
         let Some(tenant_head) = self.tenants.get_mut(&batch.tenant) else {
             return 0;
         };
@@ -394,9 +400,31 @@ impl Head {
             return 0;
         }
         match keep_until {
-            Some(deadline) => {
+            Some(deadline) if dropped.is_empty() => {
                 tenant_head.flushed.push_back((deadline, batch.clone()));
                 0
+            }
+            Some(deadline) => {
+                // Handles to the kept pieces, no copies of the data.
+                let mut kept = FlushBatch {
+                    tenant: batch.tenant.clone(),
+                    traces: HashMap::new(),
+                    bytes: 0,
+                };
+                for (trace_id, pieces) in &batch.traces {
+                    if dropped.contains(trace_id) {
+                        continue;
+                    }
+                    kept.bytes += pieces.iter().map(piece_cost).sum::<u64>();
+                    kept.traces.insert(*trace_id, pieces.clone());
+                }
+                let freed = batch.bytes.saturating_sub(kept.bytes);
+                if !kept.traces.is_empty() {
+                    tenant_head.flushed.push_back((deadline, Arc::new(kept)));
+                } else if tenant_head.is_empty() {
+                    self.tenants.remove(&batch.tenant);
+                }
+                freed
             }
             None => {
                 if tenant_head.is_empty() {
@@ -616,10 +644,37 @@ mod tests {
         assert_eq!(head.pieces_of("t", &TraceId([2; 16])).len(), 2);
         assert_eq!(head.pieces_of("t", &TraceId([1; 16])).len(), 1);
         assert_eq!(
-            head.batch_flushed(&batches[0], None),
+            head.batch_flushed(&batches[0], None, &HashSet::new()),
             100 + PIECE_OVERHEAD_BYTES
         );
         assert!(head.pieces_of("t", &TraceId([1; 16])).is_empty());
+    }
+
+    #[test]
+    fn dropped_traces_are_not_kept_readable_and_their_bytes_are_freed() {
+        let mut head = Head::default();
+        let now = Instant::now();
+        head.append(
+            "t",
+            vec![
+                (TraceId([1; 16]), piece(1, 100)),
+                (TraceId([2; 16]), piece(2, 50)),
+            ],
+            now,
+        );
+        head.complete_all(now);
+        head.cut(1 << 20);
+        let batches = head.flushing_batches();
+        let dropped = HashSet::from([TraceId([2; 16])]);
+        let keep_until = Some(now + Duration::from_secs(15));
+        assert_eq!(
+            head.batch_flushed(&batches[0], keep_until, &dropped),
+            50 + PIECE_OVERHEAD_BYTES
+        );
+        assert_eq!(head.pieces_of("t", &TraceId([1; 16])).len(), 1);
+        assert!(head.pieces_of("t", &TraceId([2; 16])).is_empty());
+        assert_eq!(head.expire_flushed(None), 100 + PIECE_OVERHEAD_BYTES);
+        assert!(head.tenants().is_empty());
     }
 
     #[test]

@@ -24,7 +24,8 @@
 //! 1. rotate the log to a new segment N (every append before it is already in the head);
 //! 2. move every tenant's complete traces into flush batches, and re-append everything else
 //!    the head holds (live traces) into segment N: the *carry-over*, always fsynced;
-//! 3. write each batch through the [`BlockSink`]; a failed batch stays in memory (readable)
+//! 3. write each batch through the [`BlockSink`], leaving out the traces tail sampling drops
+//!    when `sampling.enabled` (see [`sampling`] for where and why there); a failed batch stays in memory (readable)
 //!    and is carried over into segment N too, then retried with exponential backoff;
 //! 4. delete the segments before N. A crash anywhere in between replays duplicates at worst,
 //!    which replay drops when they are byte-identical and [`crate::model::combine`] dedupes
@@ -44,8 +45,10 @@
 pub mod bench;
 mod config;
 mod head;
+pub mod sampling;
 pub(crate) mod wal;
 
+use std::collections::HashSet;
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -62,6 +65,8 @@ use tokio::sync::{oneshot, watch};
 
 pub use config::{IngesterConfig, WalFsync};
 use head::{decode_pieces, piece_cost, FlushBatch, SharedHead};
+use sampling::{BatchSampling, Sampler};
+pub use sampling::{SamplingConfig, SamplingRule, SamplingStats};
 use wal::{Append, WalCommand, WalCounters, WriterOptions};
 
 use crate::model::{Trace, TraceId};
@@ -184,6 +189,8 @@ pub struct IngesterStats {
     pub replayed_records: u64,
     /// Bytes of torn log tail truncated at start.
     pub wal_truncated_bytes: u64,
+    /// Tail-sampling decisions of written batches; all zero when sampling is off.
+    pub sampling: SamplingStats,
 }
 
 /// One trace in memory as its encoded pieces; decoding is left to the reader so that taking
@@ -239,6 +246,8 @@ const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(60);
 pub struct Ingester {
     config: IngesterConfig,
     sink: Arc<dyn BlockSink>,
+    /// `None` when `sampling.enabled` is false: every trace goes into its block.
+    sampler: Option<Arc<Sampler>>,
     shared: Arc<SharedHead>,
     /// `None` once shut down; pushes `try_send` under the read lock.
     wal_sender: RwLock<Option<SyncSender<WalCommand>>>,
@@ -259,6 +268,9 @@ impl Ingester {
         sink: Arc<dyn BlockSink>,
     ) -> Result<Arc<Ingester>, IngesterError> {
         config.validate().map_err(IngesterError::Config)?;
+        let sampler = Sampler::from_config(&config.sampling)
+            .map_err(|reason| IngesterError::Config(format!("ingester.{reason}")))?
+            .map(Arc::new);
         let shared = Arc::new(SharedHead::default());
         let wal_counters = Arc::new(WalCounters::default());
         let started_at = Instant::now();
@@ -301,6 +313,7 @@ impl Ingester {
         Ok(Arc::new(Ingester {
             config,
             sink,
+            sampler,
             shared,
             wal_sender: RwLock::new(Some(sender)),
             writer_thread: Mutex::new(Some(thread)),
@@ -561,9 +574,13 @@ impl Ingester {
         let mut failed: Vec<Arc<FlushBatch>> = Vec::new();
         for batch in batches {
             match self.flush_batch(&batch).await {
-                Ok(()) => {
+                Ok(dropped) => {
                     outcome.blocks_flushed += 1;
-                    let freed = self.shared.head.lock().batch_flushed(&batch, keep_until);
+                    let freed = self
+                        .shared
+                        .head
+                        .lock()
+                        .batch_flushed(&batch, keep_until, &dropped);
                     self.shared.release(freed);
                 }
                 Err(error) => {
@@ -623,19 +640,38 @@ impl Ingester {
         outcome
     }
 
-    async fn flush_batch(&self, batch: &Arc<FlushBatch>) -> Result<(), anyhow::Error> {
+    /// Writes one batch as a block, leaving out the traces sampling drops; answers their IDs.
+    async fn flush_batch(
+        &self,
+        batch: &Arc<FlushBatch>,
+    ) -> Result<HashSet<TraceId>, anyhow::Error> {
         let decoding = batch.clone();
-        // Decoding and combining is CPU work proportional to the block.
-        let traces = tokio::task::spawn_blocking(move || decoding.decode()).await?;
-        if traces.is_empty() {
-            return Ok(());
+        let sampler = self.sampler.clone();
+        // Decoding, combining and sampling are CPU work proportional to the block.
+        let (traces, sampled) = tokio::task::spawn_blocking(move || {
+            let traces = decoding.decode();
+            match sampler {
+                Some(sampler) => sampler.sample_batch(&decoding.tenant, traces),
+                None => (traces, BatchSampling::default()),
+            }
+        })
+        .await?;
+        let dropped_count = sampled.dropped.len();
+        if !traces.is_empty() {
+            let trace_count = traces.len();
+            let meta = self.sink.write_block(&batch.tenant, traces).await?;
+            self.counters.blocks_flushed.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(tenant = %batch.tenant, block_id = %meta.block_id, traces = trace_count,
+                dropped_by_sampling = dropped_count, head_bytes = batch.bytes, "wrote block");
+        } else if dropped_count > 0 {
+            tracing::info!(tenant = %batch.tenant, dropped_by_sampling = dropped_count,
+                "sampling dropped every trace of a cut; no block written");
         }
-        let trace_count = traces.len();
-        let meta = self.sink.write_block(&batch.tenant, traces).await?;
-        self.counters.blocks_flushed.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(tenant = %batch.tenant, block_id = %meta.block_id, traces = trace_count,
-            head_bytes = batch.bytes, "wrote block");
-        Ok(())
+        // Counted once the batch is done, so a retried write does not count twice.
+        if let Some(sampler) = &self.sampler {
+            sampler.record(&sampled.stats);
+        }
+        Ok(sampled.dropped)
     }
 
     /// Stops accepting pushes, writes every trace in memory to blocks (whatever cannot be
@@ -686,6 +722,11 @@ impl Ingester {
             pushes_refused: self.counters.pushes_refused.load(Ordering::Relaxed),
             replayed_records: self.counters.replayed_records.load(Ordering::Relaxed),
             wal_truncated_bytes: self.counters.wal_truncated_bytes.load(Ordering::Relaxed),
+            sampling: self
+                .sampler
+                .as_ref()
+                .map(|sampler| sampler.stats())
+                .unwrap_or_default(),
         }
     }
 }

@@ -1042,3 +1042,72 @@ fn kill_nine_during_ingest_loses_nothing_acknowledged() {
         &missing[..missing.len().min(5)]
     );
 }
+
+#[tokio::test]
+async fn sampling_keeps_dropped_traces_out_of_blocks_across_a_crash_and_late_spans() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = IngesterConfig {
+        sampling: SamplingConfig {
+            enabled: true,
+            baseline_ratio: 0.0,
+            rules: vec![SamplingRule {
+                query: r#"{ name = "span 5" }"#.into(),
+                ratio: 1.0,
+            }],
+            ..SamplingConfig::default()
+        },
+        ..test_config(dir.path())
+    };
+    let sink = Arc::new(RecordingSink::default());
+    sink.failing.store(true, Ordering::SeqCst);
+    {
+        let ingester = Ingester::open(config.clone(), sink.clone())
+            .await
+            .expect("open");
+        ingester
+            .push(
+                "acme",
+                vec![trace_with_spans(1, &[5]), trace_with_spans(2, &[1])],
+            )
+            .await
+            .expect("push");
+        idle_then_cut(&ingester).await;
+        assert_eq!(ingester.stats().flush_failures, 1);
+        // A failed write counts nothing: the retry will.
+        assert_eq!(ingester.stats().sampling, SamplingStats::default());
+        // Crash with the batch, dropped trace included, only in the WAL.
+    }
+    sink.failing.store(false, Ordering::SeqCst);
+    let ingester = Ingester::open(config.clone(), sink.clone())
+        .await
+        .expect("reopen");
+    idle_then_cut(&ingester).await;
+    assert_eq!(
+        sink.spans_by_trace("acme"),
+        BTreeMap::from([(trace_id(1), BTreeSet::from([5]))]),
+        "the replayed trace 2 is dropped again"
+    );
+    assert!(ingester.find_trace_by_id("acme", &trace_id(2)).is_none());
+    assert_eq!(ingester.stats().head_bytes, 0);
+    assert_eq!(segment_count(&config), 1, "the WAL no longer holds trace 2");
+    let stats = ingester.stats().sampling;
+    assert_eq!((stats.traces[0][0], stats.traces[1][3]), (1, 1));
+
+    // Late pieces follow the first decisions: trace 1's plain span is kept with it, and trace
+    // 2 stays dropped although its late span matches the keep rule.
+    ingester
+        .push(
+            "acme",
+            vec![trace_with_spans(1, &[7]), trace_with_spans(2, &[5])],
+        )
+        .await
+        .expect("push");
+    idle_then_cut(&ingester).await;
+    assert_eq!(
+        sink.spans_by_trace("acme"),
+        BTreeMap::from([(trace_id(1), BTreeSet::from([5, 7]))])
+    );
+    let stats = ingester.stats().sampling;
+    assert_eq!((stats.traces[0][0], stats.traces[1][3]), (2, 2));
+    assert_eq!((stats.spans[0][0], stats.spans[1][3]), (2, 2));
+}

@@ -28,6 +28,9 @@ pub mod logql;
 pub mod receiver;
 pub mod store;
 
+#[cfg(test)]
+mod fuzz_props;
+
 use std::path::PathBuf;
 use std::time::Duration;
 

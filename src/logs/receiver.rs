@@ -679,6 +679,22 @@ pub fn loki_json_rows(body: &[u8], now_ns: u64) -> Result<Vec<LogRow>, String> {
     Ok(rows)
 }
 
+/// Decompresses a Loki protobuf push (snappy block format), refusing one that would
+/// decompress to more than `limit` bytes before allocating for it.
+pub fn loki_snappy_decompress(body: &[u8], limit: usize) -> Result<Vec<u8>, DistributorError> {
+    let length = snap::raw::decompress_len(body)
+        .map_err(|error| DistributorError::BadRequest(format!("invalid snappy body: {error}")))?;
+    if length > limit {
+        return Err(DistributorError::TooLarge {
+            size: length,
+            limit,
+        });
+    }
+    snap::raw::Decoder::new()
+        .decompress_vec(body)
+        .map_err(|error| DistributorError::BadRequest(format!("invalid snappy body: {error}")))
+}
+
 /// Decodes a Loki push body by content type: JSON (optionally gzip) or snappy protobuf.
 pub fn loki_rows(
     distributor: &Distributor,
@@ -693,16 +709,7 @@ pub fn loki_rows(
             loki_json_rows(&body, now).map_err(DistributorError::BadRequest)
         }
         "" | "application/x-protobuf" | "application/protobuf" => {
-            let limit = distributor.max_request_bytes();
-            let length = snap::raw::decompress_len(&body).map_err(|error| {
-                DistributorError::BadRequest(format!("invalid snappy body: {error}"))
-            })?;
-            if length > limit {
-                return Err(DistributorError::TooLarge { size: length, limit });
-            }
-            let raw = snap::raw::Decoder::new()
-                .decompress_vec(&body)
-                .map_err(|error| DistributorError::BadRequest(format!("invalid snappy body: {error}")))?;
+            let raw = loki_snappy_decompress(&body, distributor.max_request_bytes())?;
             loki_proto_rows(&raw, now).map_err(DistributorError::BadRequest)
         }
         other => Err(DistributorError::BadRequest(format!(

@@ -107,6 +107,24 @@ impl CompiledSearch {
         self
     }
 
+    /// Whether the query matches any span of a trace already turned into spans, without
+    /// rendering an answer: the ingester's sampling rules test many traces against one query.
+    pub fn matches_spans(
+        &self,
+        evaluator: &Evaluator,
+        spans: &[SpanData],
+    ) -> Result<bool, EvalError> {
+        if spans.is_empty() {
+            return Ok(false);
+        }
+        let all = Spanset {
+            spans: (0..spans.len()).collect(),
+            ..Spanset::default()
+        };
+        let result = evaluator.eval_pipeline(&self.pipeline, vec![all], spans)?;
+        Ok(result.iter().any(|set| !set.spans.is_empty()))
+    }
+
     /// Runs the query on one trace; `Some` when it matches (and passes the trace-level
     /// conditions of `options`).
     pub fn run(
