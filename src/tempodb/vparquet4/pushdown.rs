@@ -487,8 +487,11 @@ fn runs_of(rows: &[bool]) -> Vec<(usize, usize)> {
 /// of the row group pays.
 const ROW_TEST_SAMPLE_ROWS: usize = if cfg!(test) { 5 } else { 2048 };
 
+/// Runs of rows: `(first row, row count)`, ascending.
+type Runs = Vec<(usize, usize)>;
+
 /// Splits ascending runs after `rows` rows: (the first `rows` rows, the rest).
-fn split_runs(runs: &[(usize, usize)], rows: usize) -> (Vec<(usize, usize)>, Vec<(usize, usize)>) {
+fn split_runs(runs: &[(usize, usize)], rows: usize) -> (Runs, Runs) {
     let mut first = Vec::new();
     let mut rest = Vec::new();
     let mut left = rows;
