@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 
 use crate::generator::Generator;
 use crate::ingester::{Ingester, PushError};
-use crate::model::split_by_trace;
+use crate::model::{split_by_trace, TraceId};
 use crate::overrides::{truncate_utf8, OverridesConfig, RateLimiters};
 use crate::receiver::ReceiversConfig;
 use crate::telemetry::Telemetry;
@@ -264,10 +264,17 @@ impl Distributor {
                 .spans_refused("invalid_trace_id", split.rejected_spans);
         }
         if limits.max_bytes_per_trace > 0 {
+            // The limit holds for a trace as it gathers over several pushes, as in Tempo.
+            let trace_ids: Vec<TraceId> = split.traces.iter().map(|(id, _)| *id).collect();
+            let mut gathered = self
+                .ingester
+                .gathering_bytes(tenant, &trace_ids)
+                .into_iter();
             let mut too_large = 0;
             split.traces.retain(|(trace_id, trace)| {
                 let size = prost::Message::encoded_len(trace) as u64;
-                if size <= limits.max_bytes_per_trace {
+                let already = gathered.next().unwrap_or(0);
+                if already + size <= limits.max_bytes_per_trace {
                     return true;
                 }
                 too_large += count_spans(&trace.resource_spans);

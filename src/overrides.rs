@@ -39,7 +39,8 @@ pub struct IngestionLimits {
     /// Bytes a tenant may send at once above the rate (bucket size); a single request larger
     /// than this is always refused.
     pub burst_size_bytes: u64,
-    /// Largest trace, in bytes, one push may carry; its spans are refused (partial success,
+    /// Largest trace, in bytes, counted over every push while it gathers in the ingester
+    /// (until cut); a push passing it has that trace's spans refused (partial success,
     /// `TRACE_TOO_LARGE`) while the other traces of the request are stored. 0 means unlimited.
     pub max_bytes_per_trace: u64,
     /// Attribute keys and string values longer than this many bytes are truncated (at a

@@ -495,6 +495,47 @@ overrides:
     );
     assert!(!body.contains(&"v".repeat(17)), "{body}");
 
+    // The size limit holds across pushes: pieces of ten spans each fit alone, but the trace
+    // they gather into is refused once it would pass 3000 bytes; what was stored stays.
+    let mut refused_at = None;
+    for piece in 0..10u32 {
+        let end = now_nanos();
+        let spans: Vec<String> = (1..=10u32)
+            .map(|span| {
+                format!(
+                    r#"{{"traceId":"{}","spanId":"{:016x}","name":"span-{span}","startTimeUnixNano":"{}","endTimeUnixNano":"{end}"}}"#,
+                    trace_id(2000),
+                    piece * 100 + span,
+                    end - 1000
+                )
+            })
+            .collect();
+        let body = format!(
+            r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"svc"}}}}]}},"scopeSpans":[{{"spans":[{}]}}]}}]}}"#,
+            spans.join(",")
+        );
+        let (status, text) = push(&client, &vivace, Some("big"), body).await;
+        assert_eq!(status, 200, "{text}");
+        if text.contains("TRACE_TOO_LARGE") {
+            refused_at = Some(piece);
+            break;
+        }
+    }
+    let refused_at = refused_at.expect("the gathering trace passes 3000 bytes within 10 pieces");
+    assert!(refused_at >= 1, "one piece alone fits");
+    let (status, body) = get(
+        &client,
+        &vivace.url(&format!("/api/v2/traces/{}", trace_id(2000))),
+        Some("big"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body.matches("\"spanId\"").count(),
+        refused_at as usize * 10,
+        "the pieces before the refusal are stored: {body}"
+    );
+
     // Search range: "small" may search 1h, others the global 168h.
     let now = now_nanos() / 1_000_000_000;
     let url = vivace.url(&format!("/api/search?start={}&end={now}", now - 7200));
@@ -515,7 +556,8 @@ overrides:
     let (_, metrics) = get(&client, &vivace.url("/metrics"), None).await;
     for line in [
         "tempo_discarded_spans_total{reason=\"rate_limited\"} 1",
-        "tempo_discarded_spans_total{reason=\"trace_too_large\"} 60",
+        // The 60-span trace, and the ten-span piece refused across pushes.
+        "tempo_discarded_spans_total{reason=\"trace_too_large\"} 70",
         "tempo_distributor_attributes_truncated_total{tenant=\"big\"} 1",
     ] {
         assert!(metrics.contains(line), "{line} in:\n{metrics}");

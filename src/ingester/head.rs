@@ -479,6 +479,28 @@ impl Head {
         pieces
     }
 
+    /// Encoded bytes of each trace's pieces still gathering in the head (live or complete,
+    /// not yet cut): what a push adds to when `max_bytes_per_trace` is checked.
+    pub fn gathering_bytes(&self, tenant: &str, trace_ids: &[TraceId]) -> Vec<u64> {
+        let Some(tenant_head) = self.tenants.get(tenant) else {
+            return vec![0; trace_ids.len()];
+        };
+        let sum = |pieces: &[Bytes]| pieces.iter().map(|piece| piece.len() as u64).sum::<u64>();
+        trace_ids
+            .iter()
+            .map(|trace_id| {
+                tenant_head
+                    .live
+                    .get(trace_id)
+                    .map_or(0, |live| sum(&live.pieces))
+                    + tenant_head
+                        .completed
+                        .get(trace_id)
+                        .map_or(0, |completed| sum(&completed.pieces))
+            })
+            .collect()
+    }
+
     /// Every trace of a tenant with its pieces (cheap handles, no copies of the data).
     pub fn snapshot(&self, tenant: &str) -> Vec<(TraceId, Vec<Bytes>)> {
         let Some(tenant_head) = self.tenants.get(tenant) else {

@@ -413,6 +413,11 @@ impl Ingester {
         error
     }
 
+    /// Encoded bytes each trace already has in the head and not yet cut into a block.
+    pub fn gathering_bytes(&self, tenant: &str, trace_ids: &[TraceId]) -> Vec<u64> {
+        self.shared.head.lock().gathering_bytes(tenant, trace_ids)
+    }
+
     /// The trace as the ingester holds it: live, complete, being flushed or recently flushed,
     /// all pieces combined.
     pub fn find_trace_by_id(&self, tenant: &str, trace_id: &TraceId) -> Option<Trace> {
