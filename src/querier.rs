@@ -16,7 +16,7 @@ use crate::traceql::eval::{Evaluator, StructuralMode};
 use crate::traceql::metrics::{
     CompiledMetrics, MetricsEvaluation, MetricsRequest, QueryInstantResponse, QueryRangeResponse,
 };
-use crate::traceql::prefilter::{Condition, Field, TraceFilter, ValueTest};
+use crate::traceql::prefilter::{Condition, Field, Needs, TraceFilter, ValueTest};
 use crate::traceql::search::{CompiledSearch, SearchOptions};
 use crate::traceql::tags::{collect_tag_names, collect_tag_values, TagFilter, TagScope, TagValue};
 use futures::StreamExt;
@@ -160,8 +160,9 @@ impl Querier {
             completed_jobs: 0,
         };
         let filter = query.prefilter();
+        let needs = query.needs();
         let (state, pushdown) = self
-            .scan(plan, Some(filter), state, move |state, batch| {
+            .scan(plan, Some(filter), needs, state, move |state, batch| {
                 let mut candidates: Vec<(u64, TraceId, Trace)> = batch
                     .into_iter()
                     .filter(|(id, _)| !state.seen.contains(id))
@@ -273,8 +274,9 @@ impl Querier {
             .map(TraceFilter::from_pipeline)
             .reduce(TraceFilter::or)
             .unwrap_or(TraceFilter::True);
+        let needs = query.needs();
         let (state, _) = self
-            .scan(plan, Some(filter), state, move |state, batch| {
+            .scan(plan, Some(filter), needs, state, move |state, batch| {
                 let evaluator = Evaluator::new(StructuralMode::Real);
                 let (from, to) = state.evaluation.window();
                 for (id, trace) in &batch {
@@ -339,6 +341,7 @@ impl Querier {
         &self,
         plan: ReadPlan,
         filter: Option<TraceFilter>,
+        needs: Needs,
         state: S,
         visit: F,
     ) -> Result<(S, PushdownStats), QuerierError>
@@ -389,7 +392,7 @@ impl Querier {
             let (store, filter) = (Arc::clone(&self.store), Arc::clone(&filter));
             AbortOnDrop(tokio::spawn(async move {
                 store
-                    .read_block_filtered(&meta, filter)
+                    .read_block_filtered(&meta, filter, needs)
                     .await
                     .map_err(|error| QuerierError::Store {
                         tenant: meta.tenant_id.clone(),
@@ -447,6 +450,7 @@ impl Querier {
             .scan(
                 plan,
                 Some(prefilter),
+                Needs::ALL,
                 TagNamesOutcome::default(),
                 move |outcome, batch| {
                     outcome.inspected_bytes += batch
@@ -492,6 +496,7 @@ impl Querier {
             .scan(
                 plan,
                 Some(prefilter),
+                Needs::ALL,
                 (TagValuesOutcome::default(), HashSet::new()),
                 move |(outcome, seen), batch| {
                     outcome.inspected_bytes += batch

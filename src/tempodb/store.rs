@@ -31,7 +31,7 @@ use super::reader::{fetch_footer_tail, FooterTail, ObjectChunkReader, OpenError}
 use super::vparquet4::pushdown::PushdownStats;
 use super::vparquet4::{self, VParquetError, WriterOptions};
 use crate::model::{combine, Trace, TraceId};
-use crate::traceql::prefilter::TraceFilter;
+use crate::traceql::prefilter::{Needs, TraceFilter};
 use parquet::file::metadata::ParquetMetaData;
 
 /// Objects up to this size are written with one PUT; larger ones as multipart uploads, so a
@@ -59,12 +59,14 @@ fn decode_filtered<R: parquet::file::reader::ChunkReader + 'static>(
     cached_metadata: Option<Arc<ParquetMetaData>>,
     dedicated: &[DedicatedColumn],
     filter: &TraceFilter,
+    needs: &Needs,
 ) -> Result<FilteredRead, VParquetError> {
     let metadata = match cached_metadata {
         Some(metadata) => metadata,
         None => vparquet4::read_metadata(&reader)?,
     };
-    let read = vparquet4::pushdown::read_traces_filtered(reader, &metadata, dedicated, filter)?;
+    let read =
+        vparquet4::pushdown::read_traces_filtered(reader, &metadata, dedicated, filter, needs)?;
     Ok((read, metadata))
 }
 
@@ -825,11 +827,13 @@ impl Store {
     /// Reads the traces of a block that may pass `filter` (every trace for
     /// [`TraceFilter::True`]): column statistics, dictionaries and the page index rule out
     /// row groups and pages, and only candidate rows are decoded (`vparquet4::pushdown`).
-    /// Only the byte ranges those passes touch are fetched.
+    /// Only the byte ranges those passes touch are fetched. Of the traces, only what `needs`
+    /// names beyond the well-known columns is decoded (attribute lists, events, links).
     pub async fn read_block_filtered(
         &self,
         meta: &BlockMeta,
         filter: Arc<TraceFilter>,
+        needs: Needs,
     ) -> Result<(Vec<(TraceId, Trace)>, PushdownStats), StoreError> {
         let tenant = meta.tenant_id.as_str();
         let tenant_key = tenant_path(tenant)?;
@@ -861,7 +865,7 @@ impl Store {
                 Err(source) => return Err(object_error(source)),
             };
             let result = tokio::task::spawn_blocking(move || {
-                decode_filtered(bytes, cached_metadata, &dedicated, &filter)
+                decode_filtered(bytes, cached_metadata, &dedicated, &filter, &needs)
             })
             .await
             .map_err(task_error)?;
@@ -872,7 +876,7 @@ impl Store {
         };
         let request_counter = reader.clone();
         let result = tokio::task::spawn_blocking(move || {
-            decode_filtered(reader, cached_metadata, &dedicated, &filter)
+            decode_filtered(reader, cached_metadata, &dedicated, &filter, &needs)
         })
         .await
         .map_err(task_error)?;

@@ -209,6 +209,79 @@ impl ValueTest {
     }
 }
 
+/// Which optional parts of spans a query reads: a block read may leave the others'
+/// columns (generic attribute lists, events, links) undecoded. Well-known columns and
+/// dedicated attribute columns are always read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Needs {
+    /// Span attributes outside the well-known and dedicated columns.
+    pub span_attributes: bool,
+    /// Resource attributes outside the well-known and dedicated columns.
+    pub resource_attributes: bool,
+    /// Instrumentation scope attributes.
+    pub scope_attributes: bool,
+    /// Span events.
+    pub events: bool,
+    /// Span links.
+    pub links: bool,
+}
+
+impl Needs {
+    /// Everything: what a read that returns whole traces needs.
+    pub const ALL: Needs = Needs {
+        span_attributes: true,
+        resource_attributes: true,
+        scope_attributes: true,
+        events: true,
+        links: true,
+    };
+
+    /// Nothing optional: intrinsics and well-known columns only.
+    pub const NONE: Needs = Needs {
+        span_attributes: false,
+        resource_attributes: false,
+        scope_attributes: false,
+        events: false,
+        links: false,
+    };
+
+    /// What reading `attributes` (as a query references them) needs.
+    pub fn of_attributes<'a>(attributes: impl IntoIterator<Item = &'a Attribute>) -> Needs {
+        let mut needs = Needs::NONE;
+        for attribute in attributes {
+            match attribute.intrinsic {
+                Some(Intrinsic::EventName | Intrinsic::EventTimeSinceStart) => needs.events = true,
+                Some(Intrinsic::LinkTraceId | Intrinsic::LinkSpanId) => needs.links = true,
+                Some(_) => {}
+                None => match attribute.scope {
+                    AttributeScope::None => {
+                        needs.span_attributes = true;
+                        needs.resource_attributes = true;
+                    }
+                    AttributeScope::Span => needs.span_attributes = true,
+                    // Even service.name: an empty or non-string one sits in the generic list.
+                    AttributeScope::Resource => needs.resource_attributes = true,
+                    AttributeScope::Event => needs.events = true,
+                    AttributeScope::Link => needs.links = true,
+                    AttributeScope::Instrumentation => needs.scope_attributes = true,
+                },
+            }
+        }
+        needs
+    }
+
+    /// Needs of either.
+    pub fn or(self, other: Needs) -> Needs {
+        Needs {
+            span_attributes: self.span_attributes || other.span_attributes,
+            resource_attributes: self.resource_attributes || other.resource_attributes,
+            scope_attributes: self.scope_attributes || other.scope_attributes,
+            events: self.events || other.events,
+            links: self.links || other.links,
+        }
+    }
+}
+
 impl TraceFilter {
     /// The pre-filter of a search or metrics query (their first spanset stage).
     pub fn from_query(query: &Query) -> TraceFilter {

@@ -100,6 +100,11 @@ impl CompiledSearch {
         super::prefilter::TraceFilter::from_pipeline(&self.pipeline)
     }
 
+    /// The optional parts of spans the query reads; block reads decode nothing else.
+    pub fn needs(&self) -> super::prefilter::Needs {
+        super::prefilter::Needs::of_attributes(&referenced_attributes(&self.pipeline))
+    }
+
     /// Answers with trace metadata only (no `spanSets`, no `serviceStats`), as Tempo does for
     /// legacy `tags` searches.
     pub fn metadata_only(mut self) -> CompiledSearch {

@@ -36,7 +36,7 @@ fn shape_error(message: impl Into<String>) -> ShapeError {
 }
 
 /// A schema node with the levels a value at this node is written with.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct SchemaNode {
     pub name: String,
     pub repetition: Repetition,
@@ -50,13 +50,15 @@ pub struct SchemaNode {
     pub first_leaf: usize,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum NodeKind {
     Group(Vec<SchemaNode>),
     Leaf {
         column: usize,
         physical: PhysicalType,
     },
+    /// A LIST group left out of a projection: assembled as an empty list, its columns unread.
+    Skipped,
 }
 
 impl SchemaNode {
@@ -117,6 +119,81 @@ impl SchemaNode {
         }
     }
 
+    /// The tree with the LIST groups `skip` names (by the path of field names from the root)
+    /// left out, and which leaf columns the projected tree still reads. Each node's
+    /// `first_leaf` becomes its first leaf still read, since an unread column cannot tell
+    /// whether a node is present or repeats. `None` when a skipped group is not a LIST or
+    /// a group would keep no leaf.
+    pub fn project(
+        &self,
+        skip: &dyn Fn(&[&str]) -> bool,
+        leaf_count: usize,
+    ) -> Option<(SchemaNode, Vec<bool>)> {
+        let mut read = vec![false; leaf_count];
+        let mut path = Vec::new();
+        let root = self.project_node(skip, &mut path, &mut read)?;
+        Some((root, read))
+    }
+
+    fn project_node<'n>(
+        &'n self,
+        skip: &dyn Fn(&[&str]) -> bool,
+        path: &mut Vec<&'n str>,
+        read: &mut [bool],
+    ) -> Option<SchemaNode> {
+        path.push(&self.name);
+        let projected = match &self.kind {
+            NodeKind::Leaf { column, .. } => {
+                *read.get_mut(*column)? = true;
+                Some(self.clone())
+            }
+            NodeKind::Skipped => Some(self.clone()),
+            NodeKind::Group(_) if path.len() > 1 && skip(&path[1..]) => {
+                // Only a REQUIRED LIST can be assembled as empty without reading a level.
+                (self.list_parts().is_some() && self.repetition == Repetition::REQUIRED).then(
+                    || SchemaNode {
+                        kind: NodeKind::Skipped,
+                        ..self.clone_shallow()
+                    },
+                )
+            }
+            NodeKind::Group(children) => {
+                let mut kept = Vec::with_capacity(children.len());
+                for child in children {
+                    kept.push(child.project_node(skip, path, read)?);
+                }
+                let first_leaf = kept.iter().find_map(SchemaNode::first_read_leaf)?;
+                Some(SchemaNode {
+                    kind: NodeKind::Group(kept),
+                    first_leaf,
+                    ..self.clone_shallow()
+                })
+            }
+        };
+        path.pop();
+        projected
+    }
+
+    /// The node without its children.
+    fn clone_shallow(&self) -> SchemaNode {
+        SchemaNode {
+            name: self.name.clone(),
+            repetition: self.repetition,
+            def_level: self.def_level,
+            rep_level: self.rep_level,
+            kind: NodeKind::Skipped,
+            first_leaf: self.first_leaf,
+        }
+    }
+
+    /// The first leaf below this node that a projection reads.
+    fn first_read_leaf(&self) -> Option<usize> {
+        match &self.kind {
+            NodeKind::Skipped => None,
+            _ => Some(self.first_leaf),
+        }
+    }
+
     /// For a LIST-shaped group: its repeated child and that child's only field.
     fn list_parts(&self) -> Option<(&SchemaNode, &SchemaNode)> {
         let NodeKind::Group(children) = &self.kind else {
@@ -141,6 +218,7 @@ impl SchemaNode {
             NodeKind::Group(children) => {
                 children.iter().for_each(|child| child.for_each_leaf(visit))
             }
+            NodeKind::Skipped => {}
         }
     }
 }
@@ -206,6 +284,17 @@ pub struct LeafColumn {
     pub rep_levels: Vec<i16>,
 }
 
+impl LeafColumn {
+    /// A column a projection leaves unread: no levels, never consumed.
+    pub fn unread() -> LeafColumn {
+        LeafColumn {
+            values: LeafValues::Bool(Vec::new()),
+            def_levels: Vec::new(),
+            rep_levels: Vec::new(),
+        }
+    }
+}
+
 /// Empty columns for every leaf of a schema.
 pub fn empty_columns(root: &SchemaNode) -> Result<Vec<LeafColumn>, ShapeError> {
     let mut physical_types = Vec::new();
@@ -228,6 +317,8 @@ fn collect_physical_types(node: &SchemaNode, out: &mut Vec<PhysicalType>) {
         NodeKind::Group(children) => children
             .iter()
             .for_each(|child| collect_physical_types(child, out)),
+        // Projections are for reading; a writer always has the whole tree.
+        NodeKind::Skipped => {}
     }
 }
 
@@ -297,6 +388,10 @@ fn shred_present(
             leaf.rep_levels.push(rep);
             Ok(())
         }
+        NodeKind::Skipped => Err(shape_error(format!(
+            "field {} is left out of this schema tree",
+            node.name
+        ))),
         NodeKind::Group(children) => {
             let fields = match value {
                 Value::List(elements) => {
@@ -464,6 +559,7 @@ impl<'a> Assembler<'a> {
                 cursor.value += 1;
                 Ok(value)
             }
+            NodeKind::Skipped => Ok(Value::List(Vec::new())),
             NodeKind::Group(_) if node.list_parts().is_some() => self.assemble_list(node),
             NodeKind::Group(children) => {
                 let mut fields = Vec::with_capacity(children.len());

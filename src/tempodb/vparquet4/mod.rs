@@ -43,6 +43,7 @@ use parquet::schema::types::SchemaDescriptor;
 
 use crate::model::{Trace, TraceId};
 use crate::tempodb::meta::DedicatedColumn;
+use crate::traceql::prefilter::Needs;
 use dremel::{Assembler, LeafColumn, LeafValues, SchemaNode};
 use row::DedicatedMapping;
 
@@ -485,6 +486,34 @@ fn read_traces_unguarded<R: ChunkReader + 'static>(
         }
     }
     Ok(traces)
+}
+
+/// The assembly tree and which leaf columns to read for a query that `needs` only some
+/// optional parts of spans: generic attribute lists, events and links it does not read are
+/// left out (assembled as empty lists).
+pub(crate) fn projected_schema(needs: &Needs) -> Result<(SchemaNode, Vec<bool>), VParquetError> {
+    let root = SchemaNode::from_message(&schema());
+    if *needs == Needs::ALL {
+        return Ok((root, vec![true; schema::LEAF_COUNT]));
+    }
+    let skip = |path: &[&str]| match path {
+        ["rs", "list", "element", "Resource", "Attrs"] => !needs.resource_attributes,
+        ["rs", "list", "element", "ss", "list", "element", "Scope", "Attrs"] => {
+            !needs.scope_attributes
+        }
+        ["rs", "list", "element", "ss", "list", "element", "Spans", "list", "element", field] => {
+            match *field {
+                "Attrs" => !needs.span_attributes,
+                "Events" => !needs.events,
+                "Links" => !needs.links,
+                _ => false,
+            }
+        }
+        _ => false,
+    };
+    root.project(&skip, schema::LEAF_COUNT).ok_or_else(|| {
+        VParquetError::SchemaMismatch("the projection does not fit the vParquet4 schema".into())
+    })
 }
 
 /// Rows decoded together by `read_traces`; tiny in tests so batch boundaries are exercised.

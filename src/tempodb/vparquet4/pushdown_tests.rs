@@ -146,6 +146,7 @@ fn filtered(block: &Bytes, query: &str) -> (Vec<(TraceId, Trace)>, pushdown::Pus
         &metadata,
         &dedicated(),
         &compiled.prefilter(),
+        &compiled.needs(),
     )
     .expect("filtered read")
 }
@@ -281,6 +282,7 @@ fn tempo_written_golden_block_reads_the_same_filtered() {
             &metadata,
             &meta.dedicated_columns,
             &compiled.prefilter(),
+            &compiled.needs(),
         )
         .unwrap();
         assert_eq!(matches(&read, query), matches(&all, query), "{query}");
@@ -441,4 +443,86 @@ fn runs_split_after_a_row_count() {
         (vec![(0, 3)], vec![(10, 4), (20, 2)])
     );
     assert_eq!(super::split_runs(&runs, 100), (runs.to_vec(), vec![]));
+}
+
+#[test]
+fn projected_reads_leave_out_what_the_query_does_not_read() {
+    // `retries` and `sampled` sit in the generic attribute list; http.status_code in its
+    // well-known column, db.system in a dedicated one.
+    let traces: Vec<(TraceId, Trace)> = (0..50u64)
+        .map(|n| {
+            let mut span = plain_span(1 + (n % 2) as u8, 200, 10);
+            span.attributes.extend([
+                (2, AttrValue::Str(1)),
+                (3, AttrValue::Int(n as i64)),
+                (4, AttrValue::Bool(true)),
+            ]);
+            (id(n), build_trace(id(n), &[span.clone(), span]))
+        })
+        .collect();
+    let block = encode_block(&traces, &WriterOptions::default());
+    let metadata = read_metadata(&block).unwrap();
+    let read = |needs: &Needs| {
+        pushdown::read_traces_filtered(
+            block.clone(),
+            &metadata,
+            &dedicated(),
+            &TraceFilter::True,
+            needs,
+        )
+        .unwrap()
+        .0
+    };
+    let whole = read(&Needs::ALL);
+    let projected = read(&Needs::NONE);
+    assert_eq!(projected.len(), whole.len());
+    let spans = |trace: &Trace| -> Vec<(Vec<u8>, String, u64, usize)> {
+        trace
+            .resource_spans
+            .iter()
+            .flat_map(|batch| &batch.scope_spans)
+            .flat_map(|scope| &scope.spans)
+            .map(|span| {
+                (
+                    span.span_id.clone(),
+                    span.name.clone(),
+                    span.end_time_unix_nano - span.start_time_unix_nano,
+                    span.attributes.len(),
+                )
+            })
+            .collect()
+    };
+    let services = |trace: &Trace| -> Vec<String> {
+        trace
+            .resource_spans
+            .iter()
+            .filter_map(|batch| batch.resource.as_ref())
+            .flat_map(|resource| &resource.attributes)
+            .filter(|kv| kv.key == "service.name")
+            .map(|kv| format!("{:?}", kv.value))
+            .collect()
+    };
+    let mut whole_attributes = 0;
+    for ((projected_id, projected_trace), (whole_id, whole_trace)) in projected.iter().zip(&whole) {
+        assert_eq!(projected_id, whole_id);
+        let (got, expected) = (spans(projected_trace), spans(whole_trace));
+        assert_eq!(got.len(), expected.len());
+        for (got, expected) in got.iter().zip(&expected) {
+            assert_eq!(
+                (&got.0, &got.1, got.2),
+                (&expected.0, &expected.1, expected.2)
+            );
+            // Well-known columns (http.status_code here) still come back; the rest does not.
+            assert!(got.3 <= expected.3);
+            whole_attributes += expected.3 - got.3;
+        }
+        assert_eq!(services(projected_trace), services(whole_trace));
+    }
+    // Two generic attributes on each of 100 spans.
+    assert_eq!(whole_attributes, 200);
+    let with_span_attributes = read(&Needs {
+        span_attributes: true,
+        ..Needs::NONE
+    });
+    assert_eq!(with_span_attributes, whole);
 }

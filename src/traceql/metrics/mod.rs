@@ -16,7 +16,8 @@ pub mod types;
 use std::collections::{BTreeMap, HashMap};
 
 use super::ast::*;
-use super::eval::{EvalError, Evaluator, SpanView, Spanset};
+use super::eval::{referenced_attributes, EvalError, Evaluator, SpanView, Spanset};
+use super::prefilter::Needs;
 use super::rewrite::apply_default_rewrites;
 use super::span::{trace_spans, SpanData};
 use super::static_value::{format_go_duration, Static};
@@ -153,11 +154,41 @@ impl CompiledMetrics {
         self.hint_exemplars.unwrap_or(requested).min(MAX_EXEMPLARS)
     }
 
+    /// The optional parts of spans the query reads; block reads decode nothing else.
+    pub fn needs(&self) -> Needs {
+        needs_of(&self.root)
+    }
+
     /// The pipelines whose spans feed the functions (for a storage pre-filter).
     pub fn pipelines(&self) -> Vec<&Pipeline> {
         let mut out = Vec::new();
         collect_pipelines(&self.root, &mut out);
         out
+    }
+}
+
+/// What the pipelines, the functions and their `by()` of a metrics expression read;
+/// `compare()` looks at every attribute.
+fn needs_of(expr: &MetricsExpr) -> Needs {
+    match expr {
+        MetricsExpr::Query {
+            pipeline, function, ..
+        } => {
+            let mut attributes = referenced_attributes(pipeline);
+            attributes.extend(function.by.iter().cloned());
+            match &function.aggregate {
+                MetricsAggregate::Compare { .. } => return Needs::ALL,
+                MetricsAggregate::MinOverTime(a)
+                | MetricsAggregate::MaxOverTime(a)
+                | MetricsAggregate::AvgOverTime(a)
+                | MetricsAggregate::SumOverTime(a)
+                | MetricsAggregate::QuantileOverTime(a, _)
+                | MetricsAggregate::HistogramOverTime(a) => attributes.push(a.clone()),
+                MetricsAggregate::Rate | MetricsAggregate::CountOverTime => {}
+            }
+            Needs::of_attributes(&attributes)
+        }
+        MetricsExpr::Math { lhs, rhs, .. } => needs_of(lhs).or(needs_of(rhs)),
     }
 }
 
