@@ -25,12 +25,12 @@ use parquet::file::reader::{ChunkReader, RowGroupReader};
 use parquet::file::serialized_reader::SerializedRowGroupReader;
 use parquet::file::statistics::Statistics;
 
-use super::dremel::{Assembler, LeafColumn, LeafValues, SchemaNode};
+use super::dremel::{Assembler, LeafColumn, LeafValues};
 use super::row::{self, DedicatedMapping};
 use super::{guard_against_panics, read_from, schema, VParquetError};
 use crate::model::{Trace, TraceId};
 use crate::tempodb::meta::DedicatedColumn;
-use crate::traceql::prefilter::{Field, TraceFilter, ValueTest};
+use crate::traceql::prefilter::{Field, Needs, TraceFilter, ValueTest};
 
 /// What a filtered read skipped and kept, for figures and tests.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -282,8 +282,9 @@ pub fn read_traces_filtered<R: ChunkReader + 'static>(
     metadata: &ParquetMetaData,
     dedicated: &[DedicatedColumn],
     filter: &TraceFilter,
+    needs: &Needs,
 ) -> Result<(Vec<(TraceId, Trace)>, PushdownStats), VParquetError> {
-    guard_against_panics(|| read_filtered_unguarded(reader, metadata, dedicated, filter))
+    guard_against_panics(|| read_filtered_unguarded(reader, metadata, dedicated, filter, needs))
 }
 
 fn read_filtered_unguarded<R: ChunkReader + 'static>(
@@ -291,6 +292,7 @@ fn read_filtered_unguarded<R: ChunkReader + 'static>(
     metadata: &ParquetMetaData,
     dedicated: &[DedicatedColumn],
     filter: &TraceFilter,
+    needs: &Needs,
 ) -> Result<(Vec<(TraceId, Trace)>, PushdownStats), VParquetError> {
     super::check_metadata(metadata)?;
     let mapping = DedicatedMapping::new(dedicated);
@@ -301,7 +303,7 @@ fn read_filtered_unguarded<R: ChunkReader + 'static>(
     let bound = binder.bind(filter);
     let leaves = binder.leaves;
     let descriptor = metadata.file_metadata().schema_descr();
-    let root = SchemaNode::from_message(&schema());
+    let (root, read_leaf) = super::projected_schema(needs)?;
     let chunk_reader = Arc::new(reader);
     let properties = Arc::new(ReaderProperties::builder().build());
     let mut stats = PushdownStats::default();
@@ -430,8 +432,33 @@ fn read_filtered_unguarded<R: ChunkReader + 'static>(
             continue;
         }
         stats.rows_decoded += selected.len() as u64;
+        // When much of the row group is decoded, its column chunks are fetched up front in a
+        // few large reads: page by page, tens of columns read in turn would each miss the
+        // reader's windows (one request per page on object storage).
+        let prefetched;
+        let decode_group: &dyn RowGroupReader =
+            if selected.len() * PREFETCH_FRACTION_DENOMINATOR >= row_count {
+                let ranges: Vec<(u64, u64)> = (0..schema::LEAF_COUNT)
+                    .filter(|leaf| read_leaf[*leaf])
+                    .map(|leaf| row_group_meta.column(leaf).byte_range())
+                    .collect();
+                prefetched = SerializedRowGroupReader::new(
+                    Arc::new(Prefetched::fetch(Arc::clone(&chunk_reader), &ranges)?),
+                    row_group_meta,
+                    metadata.page_index_for_row_group(row_group_index),
+                    Arc::clone(&properties),
+                )?;
+                &prefetched
+            } else {
+                &row_group
+            };
+        // Columns the query does not need stay unread: they assemble as empty lists.
         let mut readers = (0..schema::LEAF_COUNT)
-            .map(|leaf| row_group.get_column_reader(leaf))
+            .map(|leaf| {
+                read_leaf[leaf]
+                    .then(|| decode_group.get_column_reader(leaf))
+                    .transpose()
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let mut position = 0usize;
         for batch in selected.chunks(super::READ_BATCH_ROWS) {
@@ -446,6 +473,10 @@ fn read_filtered_unguarded<R: ChunkReader + 'static>(
             let mut columns = Vec::with_capacity(readers.len());
             let mut next_position = position;
             for (leaf, column_reader) in readers.iter_mut().enumerate() {
+                let Some(column_reader) = column_reader else {
+                    columns.push(LeafColumn::unread());
+                    continue;
+                };
                 let mut leaf_position = position;
                 columns.push(read_runs(column_reader, leaf, &runs, &mut leaf_position)?);
                 next_position = leaf_position;
@@ -481,6 +512,100 @@ fn runs_of(rows: &[bool]) -> Vec<(usize, usize)> {
         }
     }
     runs
+}
+
+/// The decode phase prefetches a row group's column chunks when at least 1/this of its rows
+/// are decoded.
+const PREFETCH_FRACTION_DENOMINATOR: usize = 16;
+
+/// Ranges of a file fetched ahead of reading (coalesced when close), with the file's reader
+/// behind them for anything else.
+struct Prefetched<R: ChunkReader> {
+    inner: Arc<R>,
+    parts: Vec<(u64, bytes::Bytes)>,
+}
+
+/// Gap below which two prefetched ranges are fetched as one.
+const PREFETCH_COALESCE_BYTES: u64 = 1024 * 1024;
+
+impl<R: ChunkReader> Prefetched<R> {
+    /// Fetches `ranges` (start, length), joining those less than a megabyte apart.
+    fn fetch(inner: Arc<R>, ranges: &[(u64, u64)]) -> Result<Prefetched<R>, VParquetError> {
+        let mut sorted: Vec<(u64, u64)> = ranges
+            .iter()
+            .filter(|(_, length)| *length > 0)
+            .map(|(start, length)| (*start, start + length))
+            .collect();
+        sorted.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(sorted.len());
+        for (start, end) in sorted {
+            match merged.last_mut() {
+                Some((_, last_end)) if start <= *last_end + PREFETCH_COALESCE_BYTES => {
+                    *last_end = (*last_end).max(end);
+                }
+                _ => merged.push((start, end)),
+            }
+        }
+        let mut parts = Vec::with_capacity(merged.len());
+        for (start, end) in merged {
+            let length = usize::try_from(end - start)
+                .map_err(|_| VParquetError::Malformed("column chunk too large".into()))?;
+            parts.push((start, inner.get_bytes(start, length)?));
+        }
+        Ok(Prefetched { inner, parts })
+    }
+
+    fn part(&self, start: u64, length: u64) -> Option<bytes::Bytes> {
+        self.parts.iter().find_map(|(part_start, bytes)| {
+            let offset = start.checked_sub(*part_start)?;
+            (offset + length <= bytes.len() as u64)
+                .then(|| bytes.slice(offset as usize..(offset + length) as usize))
+        })
+    }
+}
+
+impl<R: ChunkReader> parquet::file::reader::Length for Prefetched<R> {
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+}
+
+/// A read from a prefetched range or, outside them, from the file.
+enum PrefetchedRead<T> {
+    Bytes(bytes::buf::Reader<bytes::Bytes>),
+    File(T),
+}
+
+impl<T: std::io::Read> std::io::Read for PrefetchedRead<T> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            PrefetchedRead::Bytes(reader) => reader.read(buffer),
+            PrefetchedRead::File(reader) => reader.read(buffer),
+        }
+    }
+}
+
+impl<R: ChunkReader> ChunkReader for Prefetched<R> {
+    type T = PrefetchedRead<R::T>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        use bytes::Buf;
+        let within = self.parts.iter().find_map(|(part_start, bytes)| {
+            let offset = start.checked_sub(*part_start)?;
+            (offset < bytes.len() as u64).then(|| bytes.slice(offset as usize..))
+        });
+        match within {
+            Some(rest) => Ok(PrefetchedRead::Bytes(rest.reader())),
+            None => Ok(PrefetchedRead::File(self.inner.get_read(start)?)),
+        }
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
+        match self.part(start, length as u64) {
+            Some(bytes) => Ok(bytes),
+            None => self.inner.get_bytes(start, length),
+        }
+    }
 }
 
 /// Candidate rows whose filter columns are tested before deciding whether testing the rest
