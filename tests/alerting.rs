@@ -16,13 +16,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::Vivace;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{
     span::SpanKind, status::StatusCode, ResourceSpans, ScopeSpans, Span, Status,
 };
 use prost::Message;
 use serde_json::Value;
+use vivace::model::string_attribute as attribute;
 
 const PROMETHEUS: &str = "/usr/bin/prometheus";
 const PROMTOOL: &str = "/usr/bin/promtool";
@@ -270,16 +270,6 @@ fn alertmanager_config(vivace: &Vivace) -> String {
     let path = url.split_once("3200").unwrap().1;
     config["receivers"][0]["webhook_configs"][0]["url"] = vivace.url(path).into();
     serde_yaml::to_string(&config).unwrap()
-}
-
-fn attribute(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.into())),
-        }),
-        ..Default::default()
-    }
 }
 
 fn resource_spans(service: &str, span: Span) -> ResourceSpans {

@@ -13,20 +13,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use common::prometheus::Prometheus;
 use common::Vivace;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, ResourceSpans, ScopeSpans, Span};
 use prost::Message;
-
-fn attribute(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.into())),
-        }),
-        ..Default::default()
-    }
-}
+use vivace::model::string_attribute as attribute;
 
 fn resource_spans(service: &str, span: Span) -> ResourceSpans {
     ResourceSpans {

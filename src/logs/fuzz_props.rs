@@ -5,6 +5,7 @@
 use proptest::prelude::*;
 
 use super::receiver::{loki_json_rows, loki_proto_rows, loki_snappy_decompress};
+use crate::receiver::fuzz_props::mutate;
 
 /// Valid snappy-compressed `logproto.PushRequest`s and JSON pushes from the fuzz corpus.
 const SEEDS: &[&[u8]] = &[
@@ -25,26 +26,6 @@ fn check_loki(bytes: &[u8]) {
     }
     let _ = loki_proto_rows(bytes, 0);
     let _ = loki_json_rows(bytes, 0);
-}
-
-/// Applies `(position, byte)` edits to `seed`: overwrite, insert or delete by the byte's value.
-fn mutate(seed: &[u8], edits: &[(usize, u8)]) -> Vec<u8> {
-    let mut bytes = seed.to_vec();
-    for &(position, byte) in edits {
-        if bytes.is_empty() {
-            bytes.push(byte);
-            continue;
-        }
-        let at = position % bytes.len();
-        match byte % 3 {
-            0 => bytes[at] = byte,
-            1 => bytes.insert(at, byte),
-            _ => {
-                bytes.remove(at);
-            }
-        }
-    }
-    bytes
 }
 
 proptest! {

@@ -69,7 +69,7 @@ pub fn check_traceql(bytes: &[u8]) {
 }
 
 /// Applies `(position, byte)` edits to `seed`: overwrite, insert or delete by the byte's value.
-fn mutate(seed: &[u8], edits: &[(usize, u8)]) -> Vec<u8> {
+pub(crate) fn mutate(seed: &[u8], edits: &[(usize, u8)]) -> Vec<u8> {
     let mut bytes = seed.to_vec();
     for &(position, byte) in edits {
         if bytes.is_empty() {

@@ -12,7 +12,7 @@ pub mod translate;
 pub mod zipkin;
 
 #[cfg(test)]
-mod fuzz_props;
+pub(crate) mod fuzz_props;
 
 use serde::{Deserialize, Serialize};
 
