@@ -102,34 +102,18 @@ where
                     .server_streaming(MetricsInstantMethod(state), request)
                     .await)
             }),
-            "/tempopb.StreamingQuerier/SearchTags" => Box::pin(async move {
-                let codec =
-                    tonic_prost::ProstCodec::<SearchTagsResponse, SearchTagsRequest>::default();
-                let mut grpc = tonic::server::Grpc::new(codec);
-                Ok(grpc.server_streaming(TagsMethod::new(state), request).await)
-            }),
-            "/tempopb.StreamingQuerier/SearchTagsV2" => Box::pin(async move {
-                let codec =
-                    tonic_prost::ProstCodec::<SearchTagsV2Response, SearchTagsRequest>::default();
-                let mut grpc = tonic::server::Grpc::new(codec);
-                Ok(grpc.server_streaming(TagsMethod::new(state), request).await)
-            }),
-            "/tempopb.StreamingQuerier/SearchTagValues" => Box::pin(async move {
-                let codec = tonic_prost::ProstCodec::<
-                    SearchTagValuesResponse,
-                    SearchTagValuesRequest,
-                >::default();
-                let mut grpc = tonic::server::Grpc::new(codec);
-                Ok(grpc.server_streaming(TagsMethod::new(state), request).await)
-            }),
-            "/tempopb.StreamingQuerier/SearchTagValuesV2" => Box::pin(async move {
-                let codec = tonic_prost::ProstCodec::<
-                    SearchTagValuesV2Response,
-                    SearchTagValuesRequest,
-                >::default();
-                let mut grpc = tonic::server::Grpc::new(codec);
-                Ok(grpc.server_streaming(TagsMethod::new(state), request).await)
-            }),
+            "/tempopb.StreamingQuerier/SearchTags" => {
+                serve_tags::<SearchTagsRequest, SearchTagsResponse, B>(state, request)
+            }
+            "/tempopb.StreamingQuerier/SearchTagsV2" => {
+                serve_tags::<SearchTagsRequest, SearchTagsV2Response, B>(state, request)
+            }
+            "/tempopb.StreamingQuerier/SearchTagValues" => {
+                serve_tags::<SearchTagValuesRequest, SearchTagValuesResponse, B>(state, request)
+            }
+            "/tempopb.StreamingQuerier/SearchTagValuesV2" => {
+                serve_tags::<SearchTagValuesRequest, SearchTagValuesV2Response, B>(state, request)
+            }
             _ => Box::pin(async move { Ok(Status::unimplemented("").into_http()) }),
         }
     }
@@ -205,6 +189,26 @@ impl tonic::server::ServerStreamingService<QueryInstantRequest> for MetricsInsta
             )])))
         })
     }
+}
+
+/// Serves one tag RPC: `Request` in, the one `Response` message out.
+fn serve_tags<Request, Response, B>(
+    state: Arc<ApiState>,
+    request: http::Request<B>,
+) -> BoxFuture<http::Response<tonic::body::Body>, Infallible>
+where
+    Request: prost::Message + Default + Send + 'static,
+    Response: TagRpc<Request> + prost::Message,
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    Box::pin(async move {
+        let codec = tonic_prost::ProstCodec::<Response, Request>::default();
+        let mut grpc = tonic::server::Grpc::new(codec);
+        Ok(grpc
+            .server_streaming(TagsMethod::<Response>::new(state), request)
+            .await)
+    })
 }
 
 /// One of the four tag RPCs, picked by its response type (see [`TagRpc`]).
