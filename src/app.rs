@@ -166,6 +166,12 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
         let alerts = Arc::clone(&alerts);
         metrics_sources.push(Arc::new(move |out: &mut String| alerts.render_metrics(out)));
     }
+    if let Some(authenticator) = &security.auth {
+        let authenticator = Arc::clone(authenticator);
+        metrics_sources.push(Arc::new(move |out: &mut String| {
+            authenticator.render_metrics(out)
+        }));
+    }
     if let Some(store) = &log_store {
         let store = Arc::clone(store);
         metrics_sources.push(Arc::new(move |out: &mut String| store.render_metrics(out)));

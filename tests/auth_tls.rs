@@ -433,6 +433,26 @@ async fn a_bearer_token_guards_every_listener() {
         .await
         .unwrap();
     assert_eq!(accepted.status(), 204);
+
+    // Refusals are counted by reason on /metrics (which stays open to scrapes).
+    let metrics = client
+        .get(vivace.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |reason: &str| -> u64 {
+        let prefix = format!("vivace_auth_refused_total{{reason=\"{reason}\"}} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in:\n{metrics}"))
+    };
+    assert!(count("missing") >= 5, "{metrics}");
+    assert!(count("invalid") >= 1, "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

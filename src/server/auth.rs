@@ -182,6 +182,8 @@ pub struct Authenticator {
     /// `username:password`, as a basic-auth header carries it once decoded.
     basic_credentials: Vec<Vec<u8>>,
     exempt_paths: Vec<String>,
+    /// Requests refused, by [`AuthError::reason`]: missing, invalid, malformed.
+    refused: [std::sync::atomic::AtomicU64; 3],
 }
 
 /// Why a request was refused.
@@ -193,6 +195,19 @@ pub enum AuthError {
     Invalid,
     #[error("malformed Authorization header: {0}")]
     Malformed(String),
+}
+
+impl AuthError {
+    /// The `reason` label values, in [`AuthError::reason_index`] order.
+    const REASONS: [&'static str; 3] = ["missing", "invalid", "malformed"];
+
+    fn reason_index(&self) -> usize {
+        match self {
+            AuthError::Missing { .. } => 0,
+            AuthError::Invalid => 1,
+            AuthError::Malformed(_) => 2,
+        }
+    }
 }
 
 impl Authenticator {
@@ -246,7 +261,26 @@ impl Authenticator {
             bearer_tokens,
             basic_credentials,
             exempt_paths: config.exempt_paths.clone(),
+            refused: Default::default(),
         }))
+    }
+
+    /// `vivace_auth_refused_total{reason}` for `/metrics`.
+    pub fn render_metrics(&self, out: &mut String) {
+        out.push_str(
+            "# HELP vivace_auth_refused_total Requests refused for missing, invalid or malformed credentials.\n\
+# TYPE vivace_auth_refused_total counter\n",
+        );
+        for (reason, count) in AuthError::REASONS.iter().zip(&self.refused) {
+            let count = count.load(std::sync::atomic::Ordering::Relaxed);
+            out.push_str(&format!(
+                "vivace_auth_refused_total{{reason=\"{reason}\"}} {count}\n"
+            ));
+        }
+    }
+
+    fn count_refusal(&self, error: &AuthError) {
+        self.refused[error.reason_index()].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// How many tokens and users are accepted: for the startup log.
@@ -377,6 +411,7 @@ async fn authenticate(
     match authenticator.check(request.method(), request.uri().path(), request.headers()) {
         Ok(()) => next.run(request).await,
         Err(error) => {
+            authenticator.count_refusal(&error);
             tracing::debug!(path = %request.uri().path(), %error, "request refused");
             authenticator.refuse(&error, is_grpc(request.headers()))
         }

@@ -845,8 +845,9 @@ impl Store {
             task: "block search",
             reason: error.to_string(),
         };
-        if filter.is_true() {
-            // Everything is decoded: one GET of the whole object beats a ranged read per page.
+        if filter.is_true() && needs == Needs::ALL {
+            // Everything is decoded: one GET of the whole object beats ranged reads. A
+            // projection reads only its columns' chunks, in a few coalesced ranged reads.
             let path = object_path(&tenant_key, &block_id, DATA_OBJECT);
             let object_error = |source| StoreError::Object {
                 tenant: tenant.to_string(),
