@@ -241,14 +241,11 @@ async fn prometheus_receives_span_metrics_service_graphs_and_exemplars() {
         .await
         .unwrap();
     let counter = |outcome: &str| -> f64 {
-        let prefix = format!(
-            "vivace_generator_remote_write_samples_total{{url=\"{write_url}\",outcome=\"{outcome}\"}} "
+        let series = format!(
+            "vivace_generator_remote_write_samples_total{{url=\"{write_url}\",outcome=\"{outcome}\"}}"
         );
-        metrics
-            .lines()
-            .find_map(|line| line.strip_prefix(&prefix))
-            .and_then(|value| value.parse().ok())
-            .unwrap_or_else(|| panic!("no {prefix} in\n{metrics}"))
+        common::sample_value(&metrics, &series)
+            .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
     };
     assert!(counter("sent") > 0.0, "{metrics}");
     assert_eq!(counter("failed"), 0.0, "{metrics}");
@@ -323,13 +320,10 @@ async fn remote_write_samples(
         .text()
         .await
         .unwrap();
-    let prefix = format!(
-        "vivace_generator_remote_write_samples_total{{url=\"{url}\",outcome=\"{outcome}\"}} "
+    let series = format!(
+        "vivace_generator_remote_write_samples_total{{url=\"{url}\",outcome=\"{outcome}\"}}"
     );
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .and_then(|value| value.parse().ok())
+    common::sample_value(&metrics, &series)
 }
 
 /// Resident set size of a process in kilobytes, from `/proc/<pid>/status`.

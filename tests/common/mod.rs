@@ -339,6 +339,18 @@ pub fn start_over_tempo_block() -> Vivace {
     Vivace::start_in(&data, Ports::pick(), "compactor:\n  enabled: false\n")
 }
 
+/// The value of one series (`name{labels}` exactly as exposed) in a Prometheus text exposition.
+pub fn sample_value(exposition: &str, series: &str) -> Option<f64> {
+    exposition.lines().find_map(|line| {
+        line.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    })
+}
+
 /// A minimal blocking HTTP GET (status, body) for readiness polls, without an async runtime.
 pub fn blocking_get(url: &str) -> std::io::Result<(u16, String)> {
     use std::io::{Read, Write};
