@@ -247,7 +247,8 @@ impl Querier {
             .map_err(|error| QuerierError::Evaluation(error.to_string()))?;
         let compiled = CompiledMetrics::new(parsed)
             .map_err(|error| QuerierError::Evaluation(error.to_string()))?;
-        let request = MetricsRequest::range(start, end, step, 0);
+        let request = MetricsRequest::range(start, end, step, 0)
+            .map_err(|error| QuerierError::Evaluation(error.to_string()))?;
         self.query_range(&[tenant.to_string()], Arc::new(compiled), request)
             .await
     }

@@ -1185,4 +1185,27 @@ async fn compare_metrics(vivace: &Vivace, start: u32, end: u32) {
     assert!(status
         .message()
         .contains("exceeds the maximum allowed duration of 24h0m0s"));
+    // A step giving more points than a series holds is refused before anything is allocated
+    // (a microsecond step over a day once aborted the process).
+    let status = stream_metrics::<_, QueryRangeResponse>(
+        vivace.ports.grpc,
+        "/tempopb.StreamingQuerier/MetricsQueryRange",
+        QueryRangeRequest {
+            query: "{ } | rate()".into(),
+            start: nanos(start),
+            end: nanos(start) + 24 * 3600 * 1_000_000_000,
+            step: 1_000,
+            ..Default::default()
+        },
+        None,
+    )
+    .await
+    .expect_err("a microsecond step over a day fails");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains("maximum resolution of 11000 points"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(reqwest::get(vivace.url("/ready")).await.unwrap().status(), 200);
 }

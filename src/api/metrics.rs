@@ -158,7 +158,8 @@ pub(super) async fn run_range(
     let (start, end) = parse_bounds(params)?;
     let step = parse_step(params)?.unwrap_or(0);
     let exemplars = compiled.exemplars(parse_exemplars(params)?);
-    let request = MetricsRequest::range(start, end, step, exemplars);
+    let request = MetricsRequest::range(start, end, step, exemplars)
+        .map_err(|error| ApiError::bad_request(error.to_string()))?;
     state
         .querier
         .query_range(tenants, Arc::new(compiled), request)

@@ -31,6 +31,9 @@ pub const MAX_EXEMPLARS: usize = 100;
 pub const MAX_SERIES: usize = 1000;
 /// Longest accepted range (Tempo's `query_frontend.metrics.max_duration` default).
 pub const MAX_DURATION_NANOS: u64 = 24 * 3600 * 1_000_000_000;
+/// Points per series at most (Prometheus' limit): a range query whose step would give more
+/// is refused before anything is allocated for its intervals.
+pub const MAX_POINTS_PER_SERIES: u64 = 11_000;
 
 const NANOS_PER_SECOND: f64 = 1e9;
 
@@ -40,6 +43,14 @@ pub enum MetricsError {
     /// A search query sent to the metrics API (Tempo's text).
     #[error("not a metrics query")]
     NotAMetricsQuery,
+    /// The step divides the range into more intervals than a series may hold.
+    #[error(
+        "exceeded maximum resolution of {MAX_POINTS_PER_SERIES} points per timeseries ({points} asked for). Try decreasing the query resolution (?step=XX)"
+    )]
+    TooManyPoints { points: u64 },
+    /// The range's end lies beyond what nanosecond timestamps hold once aligned to the step.
+    #[error("invalid time range: end {end} aligned to step {step} overflows")]
+    RangeOverflow { end: u64, step: u64 },
 }
 
 /// Start of the first interval (exclusive), end (inclusive) and step, Unix ns, as the query
@@ -59,7 +70,13 @@ pub struct MetricsRequest {
 impl MetricsRequest {
     /// A range query over `[start, end]` (ns): aligns start down and end up to the step and
     /// prepends one interval, as Tempo's `AlignRequest`. A zero step takes Tempo's default.
-    pub fn range(start: u64, end: u64, step: u64, exemplars: usize) -> MetricsRequest {
+    /// Refused when the step would give more than [`MAX_POINTS_PER_SERIES`] intervals.
+    pub fn range(
+        start: u64,
+        end: u64,
+        step: u64,
+        exemplars: usize,
+    ) -> Result<MetricsRequest, MetricsError> {
         let step = if step == 0 {
             default_step(start, end)
         } else {
@@ -67,19 +84,24 @@ impl MetricsRequest {
         };
         let mut aligned_start = start - start % step;
         let aligned_end = if end.is_multiple_of(step) {
-            end
+            Some(end)
         } else {
-            end + (step - end % step)
-        };
+            end.checked_add(step - end % step)
+        }
+        .ok_or(MetricsError::RangeOverflow { end, step })?;
         if aligned_start > step {
             aligned_start -= step;
         }
-        MetricsRequest {
+        let points = aligned_end.saturating_sub(aligned_start) / step;
+        if points > MAX_POINTS_PER_SERIES {
+            return Err(MetricsError::TooManyPoints { points });
+        }
+        Ok(MetricsRequest {
             start: aligned_start,
             end: aligned_end,
             step,
             exemplars: exemplars.min(MAX_EXEMPLARS),
-        }
+        })
     }
 
     /// An instant query: one interval `(start, end]`.

@@ -91,7 +91,7 @@ fn fixture() -> Vec<(TraceId, Trace)> {
 }
 
 fn request(exemplars: usize) -> MetricsRequest {
-    MetricsRequest::range(T, T + 60 * S, 10 * S, exemplars)
+    MetricsRequest::range(T, T + 60 * S, 10 * S, exemplars).unwrap()
 }
 
 fn run_with(query: &str, request: MetricsRequest) -> QueryRangeResponse {
@@ -143,7 +143,7 @@ fn zeros_except(values: &[(i64, f64)]) -> Vec<(i64, f64)> {
 
 #[test]
 fn alignment_prepends_one_step_and_rounds_the_end_up() {
-    let r = MetricsRequest::range(T + 3 * S, T + 57 * S, 10 * S, 0);
+    let r = MetricsRequest::range(T + 3 * S, T + 57 * S, 10 * S, 0).unwrap();
     assert_eq!((r.start, r.end, r.step), (T - 10 * S, T + 60 * S, 10 * S));
     assert_eq!(r.intervals(), 7);
     // Right-closed intervals: T+10s belongs to (T, T+10s], stamped T+10s.
@@ -157,6 +157,22 @@ fn alignment_prepends_one_step_and_rounds_the_end_up() {
     assert_eq!(default_step(0, 300 * S), S);
     assert_eq!(default_step(0, 86_400 * S), 360 * S);
     assert_eq!(default_step(0, 10 * S), S);
+}
+
+#[test]
+fn steps_giving_more_points_than_a_series_holds_are_refused() {
+    // A day at one microsecond would be 8.64e10 intervals: refused, nothing allocated.
+    let refused = MetricsRequest::range(T, T + 86_400 * S, 1_000, 0);
+    assert!(matches!(refused, Err(MetricsError::TooManyPoints { points }) if points > 86_400_000_000));
+    // The largest accepted: 11,000 points including the prepended one.
+    let largest = MetricsRequest::range(T, T + 10_999 * S, S, 0).unwrap();
+    assert_eq!(largest.intervals(), 11_000);
+    assert!(MetricsRequest::range(T, T + 11_000 * S, S, 0).is_err());
+    // An end near the top of the clock cannot overflow when aligned up.
+    assert!(matches!(
+        MetricsRequest::range(u64::MAX - 10, u64::MAX - 5, 7 * S, 0),
+        Err(MetricsError::RangeOverflow { .. })
+    ));
 }
 
 #[test]
