@@ -53,6 +53,16 @@ pub struct BenchArgs {
     /// Runs per query and mode with `--search`.
     #[arg(long, default_value_t = 5)]
     pub search_runs: usize,
+    /// What `--search` reads: `blocks` (`--spans` in blocks of 500k spans, pushdown against
+    /// whole-block decoding), `tempo-block` (the block Tempo wrote, `--search-block`),
+    /// `large-block` (`--spans` in one block of vivace's own) or `head` (`--spans` pushed into
+    /// the ingester's memory, no blocks).
+    #[arg(long, default_value = "blocks")]
+    pub search_shape: String,
+    /// With `--search-shape tempo-block`: a folder holding `<tenant>/<block id>/` as Tempo
+    /// wrote it (the one-row-group block of the team library by default).
+    #[arg(long, default_value = "../shared/golden/tempo-blocks/large")]
+    pub search_block: std::path::PathBuf,
     /// Only compare the receivers: the same spans sent over every protocol vivace takes
     /// (OTLP protobuf/JSON/gRPC, Zipkin JSON/protobuf, Jaeger thrift/gRPC), `--spans` each.
     #[arg(long)]
@@ -764,7 +774,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     if args.search {
-        return crate::bench_search::run(args.spans, args.search_runs.max(1)).await;
+        let shape = crate::bench_search::Shape::parse(&args.search_shape, &args.search_block)?;
+        return crate::bench_search::run(shape, args.spans, args.search_runs.max(1)).await;
     }
     wal_figures().await?;
     if args.wal_only {

@@ -5,6 +5,7 @@
 //! and with whole-block decoding. It prints p50/p99 latency and spans/s and bytes/s per
 //! CPU-second of this process. It never fails on a time; it reports.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -250,49 +251,145 @@ fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
     sorted[index]
 }
 
-/// Runs the search bench over `spans` spans, `runs` times per query and mode.
-pub async fn run(spans: u64, runs: usize) -> anyhow::Result<()> {
-    let scratch = tempfile::Builder::new()
-        .prefix("vivace-bench-search-")
-        .tempdir()?;
-    let config = StorageConfig {
-        backend: BackendKind::Local,
-        local: LocalConfig {
-            path: scratch.path().join("blocks"),
-        },
-        ..StorageConfig::default()
-    };
-    let store = Arc::new(Store::open(config).await.context("opening the store")?);
-    let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
-    println!("vivace bench --search: {spans} spans in blocks of {SPANS_PER_BLOCK}, {runs} runs per query, {cores} cores");
+/// What the search bench reads.
+#[derive(Debug, Clone)]
+pub enum Shape {
+    /// Generated spans in blocks of [`SPANS_PER_BLOCK`]; pushdown against whole-block decoding.
+    Blocks,
+    /// A bucket folder (`<tenant>/<block id>/`) another writer made, e.g. Tempo's one-row-group
+    /// block.
+    TempoBlock(PathBuf),
+    /// Generated spans in one block (as compaction makes them).
+    LargeBlock,
+    /// Generated spans pushed into the ingester's memory; no blocks.
+    Head,
+}
 
-    // Generate and write blocks, two at a time (generation on one, encoding on the other).
-    let started = Instant::now();
-    let cpu_before = cpu_seconds();
+impl Shape {
+    /// `blocks`, `tempo-block` (read from `block_dir`), `large-block` or `head`.
+    pub fn parse(name: &str, block_dir: &std::path::Path) -> anyhow::Result<Shape> {
+        Ok(match name {
+            "blocks" => Shape::Blocks,
+            "tempo-block" => Shape::TempoBlock(block_dir.to_path_buf()),
+            "large-block" => Shape::LargeBlock,
+            "head" => Shape::Head,
+            other => anyhow::bail!(
+                "unknown --search-shape {other:?}: expected blocks, tempo-block, large-block or head"
+            ),
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Shape::Blocks => "blocks",
+            Shape::TempoBlock(_) => "tempo-block",
+            Shape::LargeBlock => "large-block",
+            Shape::Head => "head",
+        }
+    }
+}
+
+/// The queries of the issue's side-by-side table with Tempo, over its block
+/// (frontend → cart → pricing, redis and postgresql): (label, TraceQL, limit).
+pub const TEMPO_BLOCK_QUERIES: &[(&str, &str, usize)] = &[
+    (
+        "service && redis",
+        r#"{ resource.service.name = "pricing" && span.db.system = "redis" }"#,
+        20,
+    ),
+    (
+        "structural",
+        r#"{ resource.service.name = "frontend" } >> { span.db.system = "redis" }"#,
+        20,
+    ),
+    ("route, limit 2000", r#"{ span.http.route = "/prices" }"#, 2000),
+    (
+        "no match: status 503",
+        "{ span.http.response.status_code = 503 }",
+        20,
+    ),
+    ("no match: regex", r#"{ name =~ "refund.*" }"#, 20),
+    ("no match: duration", "{ duration > 10s }", 20),
+    ("everything", "{ }", 20),
+];
+
+/// The metrics queries of the same table.
+pub const TEMPO_BLOCK_METRICS: &[(&str, &str)] = &[
+    ("metrics: rate by service", "{ } | rate() by (resource.service.name)"),
+    (
+        "metrics: p99 by name",
+        "{ kind = server } | quantile_over_time(duration, .99) by (name)",
+    ),
+    (
+        "metrics: redis count",
+        r#"{ span.db.system = "redis" } | count_over_time()"#,
+    ),
+];
+
+/// What a shape holds once prepared: spans, bytes, the time window of its spans.
+struct DataSet {
+    spans: u64,
+    bytes: u64,
+    start_ns: u64,
+    end_ns: u64,
+}
+
+/// Peak resident memory of this process since the last [`reset_peak_rss`], bytes.
+fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// Starts a new peak-RSS measurement (Linux: writing 5 to clear_refs resets VmHWM).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Generates traces `range` of the bench's mix on the blocking pool.
+async fn generate(range: std::ops::Range<u64>, base_ns: u64) -> anyhow::Result<Vec<(TraceId, Trace)>> {
+    Ok(tokio::task::spawn_blocking(move || {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(range.start);
+        range
+            .map(|index| make_trace(&mut rng, index, base_ns))
+            .collect::<Vec<_>>()
+    })
+    .await?)
+}
+
+fn span_count(traces: &[(TraceId, Trace)]) -> u64 {
+    traces
+        .iter()
+        .flat_map(|(_, trace)| &trace.resource_spans)
+        .flat_map(|batch| &batch.scope_spans)
+        .map(|scope| scope.spans.len() as u64)
+        .sum()
+}
+
+/// Base timestamp of the generated traces (trace `i` starts `i` ms later).
+const BASE_NS: u64 = 1_763_780_000_000_000_000;
+
+/// Writes `spans` generated spans as blocks of `spans_per_block`, two at a time (generation
+/// on one core, encoding on the other).
+async fn write_generated_blocks(
+    store: &Arc<Store>,
+    spans: u64,
+    spans_per_block: u64,
+) -> anyhow::Result<DataSet> {
     let traces_total = spans.div_ceil(10);
-    let traces_per_block = SPANS_PER_BLOCK / 10;
-    let base_ns = 1_763_780_000_000_000_000u64;
+    let traces_per_block = spans_per_block.div_ceil(10);
     let mut pending = Vec::new();
     let mut written_spans = 0u64;
     let mut block_bytes = 0u64;
     let mut first = 0u64;
     while first < traces_total {
         let last = (first + traces_per_block).min(traces_total);
-        let range = first..last;
-        let traces = tokio::task::spawn_blocking(move || {
-            let mut rng = rand::rngs::StdRng::seed_from_u64(range.start);
-            range
-                .map(|index| make_trace(&mut rng, index, base_ns))
-                .collect::<Vec<_>>()
-        })
-        .await?;
-        written_spans += traces
-            .iter()
-            .flat_map(|(_, trace)| &trace.resource_spans)
-            .flat_map(|batch| &batch.scope_spans)
-            .map(|scope| scope.spans.len() as u64)
-            .sum::<u64>();
-        let store = Arc::clone(&store);
+        let traces = generate(first..last, BASE_NS).await?;
+        written_spans += span_count(&traces);
+        let store = Arc::clone(store);
         pending.push(tokio::spawn(async move {
             store.write_block(TENANT, traces).await
         }));
@@ -305,32 +402,153 @@ pub async fn run(spans: u64, runs: usize) -> anyhow::Result<()> {
     for task in pending {
         block_bytes += task.await??.size;
     }
-    let blocks = store.blocks(TENANT);
-    println!(
-        "wrote {} blocks, {written_spans} spans, {:.1} MB ({:.1} B/span) in {:.1} s ({:.1} CPU s)",
-        blocks.len(),
-        block_bytes as f64 / 1e6,
-        block_bytes as f64 / written_spans.max(1) as f64,
-        started.elapsed().as_secs_f64(),
-        cpu_seconds() - cpu_before
-    );
+    Ok(DataSet {
+        spans: written_spans,
+        bytes: block_bytes,
+        start_ns: BASE_NS,
+        end_ns: BASE_NS + traces_total * 1_000_000 + 60_000_000_000,
+    })
+}
 
+/// Copies a bucket folder into the store's directory and lists its blocks.
+async fn copy_bucket(store: &Arc<Store>, from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<DataSet> {
+    fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(to)?;
+        for entry in std::fs::read_dir(from)? {
+            let entry = entry?;
+            let target = to.join(entry.file_name());
+            if entry.file_type()?.is_dir() {
+                copy_tree(&entry.path(), &target)?;
+            } else {
+                std::fs::copy(entry.path(), &target)?;
+            }
+        }
+        Ok(())
+    }
+    copy_tree(from, to).with_context(|| format!("copying the bucket {}", from.display()))?;
+    store.poll().await.context("listing the copied blocks")?;
+    let blocks = store.blocks(TENANT);
+    anyhow::ensure!(!blocks.is_empty(), "no block of tenant {TENANT} under {}", from.display());
+    let nanos = |time: &chrono::DateTime<chrono::Utc>| time.timestamp_nanos_opt().unwrap_or(0).max(0) as u64;
+    Ok(DataSet {
+        spans: 0,
+        bytes: blocks.iter().map(|meta| meta.size).sum(),
+        start_ns: blocks.iter().map(|meta| nanos(&meta.start_time)).min().unwrap_or(0),
+        end_ns: blocks.iter().map(|meta| nanos(&meta.end_time)).max().unwrap_or(0) + 1_000_000_000,
+    })
+}
+
+/// Pushes `spans` generated spans into the ingester, 100 traces a push.
+async fn fill_head(ingester: &Arc<Ingester>, spans: u64) -> anyhow::Result<DataSet> {
+    let traces_total = spans.div_ceil(10);
+    let mut pushed = 0u64;
+    let mut bytes = 0u64;
+    let mut first = 0u64;
+    while first < traces_total {
+        let last = (first + 10_000).min(traces_total);
+        let traces = generate(first..last, BASE_NS).await?;
+        pushed += span_count(&traces);
+        for chunk in traces.chunks(100) {
+            bytes += chunk
+                .iter()
+                .map(|(_, trace)| prost::Message::encoded_len(trace) as u64)
+                .sum::<u64>();
+            ingester
+                .push(TENANT, chunk.to_vec())
+                .await
+                .map_err(|error| anyhow::anyhow!("pushing into the head: {error}"))?;
+        }
+        first = last;
+    }
+    Ok(DataSet {
+        spans: pushed,
+        bytes,
+        start_ns: BASE_NS,
+        end_ns: BASE_NS + traces_total * 1_000_000 + 60_000_000_000,
+    })
+}
+
+/// Runs the search bench over a shape, `runs` times per query (and mode, for `blocks`).
+pub async fn run(shape: Shape, spans: u64, runs: usize) -> anyhow::Result<()> {
+    let scratch = tempfile::Builder::new()
+        .prefix("vivace-bench-search-")
+        .tempdir()?;
+    let blocks_dir = scratch.path().join("blocks");
+    let config = StorageConfig {
+        backend: BackendKind::Local,
+        local: LocalConfig {
+            path: blocks_dir.clone(),
+        },
+        ..StorageConfig::default()
+    };
+    let store = Arc::new(Store::open(config).await.context("opening the store")?);
+    let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
     let ingester_config = IngesterConfig {
         wal_path: scratch.path().join("wal"),
+        wal_fsync: crate::ingester::WalFsync::Never,
+        max_head_bytes: 64 << 30,
         ..IngesterConfig::default()
     };
     let ingester = Ingester::open(ingester_config, Arc::new(NoSink))
         .await
         .context("opening an empty ingester")?;
+
+    let started = Instant::now();
+    let cpu_before = cpu_seconds();
+    let mut data = match &shape {
+        Shape::Blocks => write_generated_blocks(&store, spans, SPANS_PER_BLOCK).await?,
+        Shape::LargeBlock => write_generated_blocks(&store, spans, spans).await?,
+        Shape::TempoBlock(from) => copy_bucket(&store, from, &blocks_dir).await?,
+        Shape::Head => fill_head(&ingester, spans).await?,
+    };
+    let blocks = store.blocks(TENANT);
+    if data.spans == 0 {
+        // A bucket made elsewhere: count its spans with one metrics query.
+        let querier = Querier::new(Arc::clone(&ingester), Arc::clone(&store));
+        let response = querier
+            .metrics_query_range(TENANT, "{ } | count_over_time()", data.start_ns, data.end_ns, 0)
+            .await?;
+        data.spans = response
+            .series
+            .iter()
+            .flat_map(|series| &series.samples)
+            .map(|sample| sample.value as u64)
+            .sum();
+    }
+    println!(
+        "vivace bench --search --search-shape {}: {} spans, {} blocks, {:.1} MB ({:.1} B/span), prepared in {:.1} s ({:.1} CPU s); {runs} runs per query, {cores} cores",
+        shape.name(),
+        data.spans,
+        blocks.len(),
+        data.bytes as f64 / 1e6,
+        data.bytes as f64 / data.spans.max(1) as f64,
+        started.elapsed().as_secs_f64(),
+        cpu_seconds() - cpu_before
+    );
+
     let querier = Querier::new(Arc::clone(&ingester), Arc::clone(&store));
     let options = SearchOptions {
         window: Some((0, u64::MAX)),
         ..SearchOptions::default()
     };
     let tenants = vec![TENANT.to_string()];
+    let (searches, metrics): (Vec<(&str, &str, usize)>, &[(&str, &str)]) = match shape {
+        Shape::TempoBlock(_) => (TEMPO_BLOCK_QUERIES.to_vec(), TEMPO_BLOCK_METRICS),
+        _ => (
+            QUERIES
+                .iter()
+                .map(|(label, text)| (*label, *text, SEARCH_LIMIT))
+                .collect(),
+            METRICS_QUERIES,
+        ),
+    };
+    let modes: &[bool] = match shape {
+        Shape::Blocks => &[false, true],
+        _ => &[true],
+    };
 
     println!(
-        "{:<36} {:<9} {:>9} {:>9} {:>7} {:>8} {:>14} {:>12} {:>10}",
+        "{:<36} {:<9} {:>9} {:>9} {:>7} {:>8} {:>14} {:>10} {:>10} {:>9}",
         "query",
         "mode",
         "p50 ms",
@@ -338,89 +556,105 @@ pub async fn run(spans: u64, runs: usize) -> anyhow::Result<()> {
         "found",
         "decoded",
         "spans/s/core",
-        "MB/s/core",
-        "rg skipped"
+        "rg skipped",
+        "peak RSS",
+        "rss+ MB"
     );
-    for (label, text) in QUERIES {
+    for (label, text, limit) in &searches {
         let compiled = Arc::new(CompiledSearch::new(parse_and_validate(text)?)?);
-        for pushdown in [false, true] {
-            querier.set_pushdown(pushdown);
+        for pushdown in modes {
+            querier.set_pushdown(*pushdown);
             let mut latencies = Vec::with_capacity(runs);
             let mut cpu = 0.0;
             let mut last = None;
+            let rss_before = current_rss();
+            reset_peak_rss();
             for _ in 0..runs {
                 let cpu_start = cpu_seconds();
                 let started = Instant::now();
                 let outcome = querier
-                    .search(&tenants, Arc::clone(&compiled), SEARCH_LIMIT, options)
+                    .search(&tenants, Arc::clone(&compiled), *limit, options)
                     .await?;
                 latencies.push(started.elapsed());
                 cpu += cpu_seconds() - cpu_start;
                 last = Some(outcome);
             }
+            let peak = peak_rss();
             latencies.sort();
             let outcome = last.unwrap_or_default();
-            // Throughput over the spans and bytes the query covered (the whole data set,
-            // unless it stopped early at the limit), per CPU-second of this process.
-            let covered = if outcome.traces.len() >= SEARCH_LIMIT {
-                outcome.pushdown.rows as f64 / traces_total as f64
+            // Spans covered: the whole data set, unless the search stopped at its limit, when
+            // only the spans it inspected count.
+            let covered = if outcome.traces.len() >= *limit {
+                outcome.inspected_spans as f64
             } else {
-                1.0
+                data.spans as f64
             };
-            let per_cpu = |amount: f64| amount * covered * runs as f64 / cpu.max(0.01);
             println!(
-                "{:<36} {:<9} {:>9.1} {:>9.1} {:>7} {:>8} {:>14.0} {:>12.1} {:>10}",
+                "{:<36} {:<9} {:>9.1} {:>9.1} {:>7} {:>8} {:>14.0} {:>10} {:>8.0}MB {:>9.0}",
                 label,
-                if pushdown { "pushdown" } else { "whole" },
+                if *pushdown { "pushdown" } else { "whole" },
                 percentile(&latencies, 0.5).as_secs_f64() * 1e3,
                 percentile(&latencies, 0.99).as_secs_f64() * 1e3,
                 outcome.traces.len(),
                 outcome.pushdown.rows_decoded,
-                per_cpu(written_spans as f64),
-                per_cpu(block_bytes as f64) / 1e6,
+                covered * runs as f64 / cpu.max(0.001),
                 format!(
                     "{}/{}",
                     outcome.pushdown.row_groups_skipped_by_statistics
                         + outcome.pushdown.row_groups_skipped_by_dictionary,
                     outcome.pushdown.row_groups
                 ),
+                peak as f64 / 1e6,
+                peak.saturating_sub(rss_before) as f64 / 1e6,
             );
         }
     }
-    let (start, end) = (base_ns, base_ns + traces_total * 1_000_000 + 60_000_000_000);
-    for (label, text) in METRICS_QUERIES {
-        for pushdown in [false, true] {
-            querier.set_pushdown(pushdown);
+    for (label, text) in metrics {
+        for pushdown in modes {
+            querier.set_pushdown(*pushdown);
             let mut latencies = Vec::with_capacity(runs);
             let mut cpu = 0.0;
             let mut last = None;
+            let rss_before = current_rss();
+            reset_peak_rss();
             for _ in 0..runs {
                 let cpu_start = cpu_seconds();
                 let started = Instant::now();
                 let response = querier
-                    .metrics_query_range(TENANT, text, start, end, 60_000_000_000)
+                    .metrics_query_range(TENANT, text, data.start_ns, data.end_ns, 60_000_000_000)
                     .await?;
                 latencies.push(started.elapsed());
                 cpu += cpu_seconds() - cpu_start;
                 last = Some(response);
             }
+            let peak = peak_rss();
             latencies.sort();
             let response = last.unwrap_or_default();
-            let per_cpu = |amount: f64| amount * runs as f64 / cpu.max(0.01);
             println!(
-                "{:<36} {:<9} {:>9.1} {:>9.1} {:>7} {:>8} {:>14.0} {:>12.1} {:>10}",
+                "{:<36} {:<9} {:>9.1} {:>9.1} {:>7} {:>8} {:>14.0} {:>10} {:>8.0}MB {:>9.0}",
                 label,
-                if pushdown { "pushdown" } else { "whole" },
+                if *pushdown { "pushdown" } else { "whole" },
                 percentile(&latencies, 0.5).as_secs_f64() * 1e3,
                 percentile(&latencies, 0.99).as_secs_f64() * 1e3,
                 response.series.len(),
                 response.metrics.inspected_traces,
-                per_cpu(written_spans as f64),
-                per_cpu(block_bytes as f64) / 1e6,
+                data.spans as f64 * runs as f64 / cpu.max(0.001),
                 "-",
+                peak as f64 / 1e6,
+                peak.saturating_sub(rss_before) as f64 / 1e6,
             );
         }
     }
     querier.set_pushdown(true);
     Ok(())
+}
+
+/// Resident memory of this process now, bytes.
+fn current_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
 }
