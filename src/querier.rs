@@ -4,22 +4,24 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use crate::ingester::{HeadTrace, Ingester};
 use crate::model::{combine, trace_time_range, Trace, TraceId};
 use crate::tempodb::meta::BlockMeta;
 use crate::tempodb::vparquet4::pushdown::PushdownStats;
+use crate::tempodb::store::BlockDecode;
+use crate::tempodb::vparquet4::pushdown::Decoded;
 use crate::tempodb::Store;
+use crate::traceql::columns::SpanColumns;
 use crate::traceql::ast::Attribute;
 use crate::traceql::eval::{Evaluator, StructuralMode};
 use crate::traceql::metrics::{
     CompiledMetrics, MetricsEvaluation, MetricsRequest, QueryInstantResponse, QueryRangeResponse,
 };
-use crate::traceql::prefilter::{Condition, Field, Needs, TraceFilter, ValueTest};
+use crate::traceql::prefilter::{Needs, TraceFilter};
 use crate::traceql::search::{CompiledSearch, SearchOptions};
 use crate::traceql::tags::{collect_tag_names, collect_tag_values, TagFilter, TagScope, TagValue};
-use futures::StreamExt;
 
 /// A read that failed for a reason other than the caller's input.
 #[derive(Debug, thiserror::Error)]
@@ -160,10 +162,12 @@ impl Querier {
             completed_jobs: 0,
         };
         let filter = query.prefilter();
-        let needs = query.needs();
+        let decode = BlockDecode::Traces(query.needs());
         let (state, pushdown) = self
-            .scan(plan, Some(filter), needs, state, move |state, batch| {
+            .scan(plan, Some(filter), decode, state, move |state, batch| {
+                let job_done = batch.job_done;
                 let mut candidates: Vec<(u64, TraceId, Trace)> = batch
+                    .traces
                     .into_iter()
                     .filter(|(id, _)| !state.seen.contains(id))
                     .map(|(id, trace)| {
@@ -197,7 +201,7 @@ impl Querier {
                 // Report even the batch that reached the limit, so a reader sees it early.
                 let reader_present = progress
                     .as_ref()
-                    .is_none_or(|progress| state.report(progress));
+                    .is_none_or(|progress| state.report(progress, job_done));
                 Ok(keep_going && reader_present)
             })
             .await?;
@@ -207,9 +211,8 @@ impl Querier {
     }
 
     /// Runs a TraceQL metrics query over the head and every block overlapping the request's
-    /// window, in every given tenant. Each trace is evaluated once (the first copy seen:
-    /// the head's, or the newest block's combined with the head's pieces); spans count in the
-    /// interval holding their start. CPU work runs on the blocking pool through `scan`.
+    /// window, in every given tenant. Each trace is evaluated once (the first copy seen: the
+    /// head's, or the newest block's); spans count in the interval holding their start. CPU work runs on the blocking pool through `scan`.
     pub async fn query_range(
         &self,
         tenants: &[String],
@@ -275,12 +278,33 @@ impl Querier {
             .map(TraceFilter::from_pipeline)
             .reduce(TraceFilter::or)
             .unwrap_or(TraceFilter::True);
+        // Queries that read only span fields with columns of their own (and relate no spans)
+        // aggregate straight from those columns; the others from decoded traces.
         let needs = query.needs();
+        let columnar = self.pushdown.load(std::sync::atomic::Ordering::Relaxed);
+        let decode = match query.span_fields().filter(|_| columnar) {
+            Some(fields) => BlockDecode::Columns { fields, needs },
+            None => BlockDecode::Traces(needs),
+        };
         let (state, _) = self
-            .scan(plan, Some(filter), needs, state, move |state, batch| {
+            .scan(plan, Some(filter), decode, state, move |state, batch| {
                 let evaluator = Evaluator::new(StructuralMode::Real);
                 let (from, to) = state.evaluation.window();
-                for (id, trace) in &batch {
+                if let Some(columns) = &batch.columns {
+                    let mut spans = Vec::new();
+                    for trace in 0..columns.trace_count() {
+                        if !state.seen.insert(columns.trace_ids[trace]) {
+                            continue;
+                        }
+                        spans.clear();
+                        spans.extend(columns.trace_spans(trace));
+                        state
+                            .evaluation
+                            .observe_spans(&evaluator, &spans)
+                            .map_err(|error| QuerierError::Evaluation(error.to_string()))?;
+                    }
+                }
+                for (id, trace) in &batch.traces {
                     if !state.seen.insert(*id) {
                         continue;
                     }
@@ -328,45 +352,58 @@ impl Querier {
         ReadPlan { head, blocks }
     }
 
-    /// Feeds `visit` batches of whole traces on the blocking pool: first the head, then the
-    /// blocks, newest first (a block's trace that also has pieces in the head comes combined
-    /// with them). Stops early when `visit` returns `false`.
+    /// Feeds `visit` batches of whole traces on the blocking pool: first the head, most
+    /// recently received traces first, then the blocks, newest first, each block's traces in
+    /// row order. Stops as soon as `visit` returns `false`: no further head trace is decoded
+    /// and block reads stop at their next batch, in the middle of a row group if need be.
     ///
-    /// Blocks are read `read_parallelism()` at a time, each skipping the traces `filter`
-    /// rules out (`None`: every trace), while `visit` consumes them one block at a time in
-    /// plan order, so results and early stop are those of a sequential scan. Memory: the head
-    /// plus the candidate traces of at most `read_parallelism() + 1` blocks. Traces with
-    /// pieces in the head are always read, since combined they may pass where the block's
-    /// piece alone does not.
+    /// A trace split between the head and a block is visited piece by piece (as Tempo judges
+    /// the ingesters' and the blocks' parts apart); callers that must count a trace once keep
+    /// the IDs they saw. Blocks are read `read_parallelism()` at a time, each skipping the
+    /// traces `filter` rules out (`None`: every trace), while `visit` consumes them in plan
+    /// order, so results and early stop are those of a sequential scan. Memory: one batch
+    /// being visited plus, per block read at once, [`BATCHES_AHEAD`] decoded batches and the
+    /// column chunks of one row group.
     pub(crate) async fn scan<S, F>(
         &self,
         plan: ReadPlan,
         filter: Option<TraceFilter>,
-        needs: Needs,
+        decode: BlockDecode,
         state: S,
         visit: F,
     ) -> Result<(S, PushdownStats), QuerierError>
     where
         S: Send + 'static,
-        F: Fn(&mut S, Vec<(TraceId, Trace)>) -> Result<bool, QuerierError> + Send + Sync + 'static,
+        F: Fn(&mut S, Batch) -> Result<bool, QuerierError> + Send + Sync + 'static,
     {
         let visit = Arc::new(visit);
         let head = plan.head;
         let head_visit = Arc::clone(&visit);
-        let (head_pieces, mut state, mut keep_going) = tokio::task::spawn_blocking(move || {
+        let (mut state, mut keep_going) = tokio::task::spawn_blocking(move || {
             let mut state = state;
-            let mut pieces: HashMap<TraceId, Vec<Trace>> = HashMap::new();
-            for head_trace in head {
-                if let Some(trace) = head_trace.trace() {
-                    pieces.entry(head_trace.trace_id).or_default().push(trace);
+            let chunks = head.len().div_ceil(HEAD_BATCH_TRACES).max(1);
+            for (index, chunk) in head.chunks(HEAD_BATCH_TRACES).enumerate() {
+                let traces = chunk
+                    .iter()
+                    .filter_map(|head_trace| Some((head_trace.trace_id, head_trace.trace()?)))
+                    .collect();
+                let batch = Batch {
+                    traces,
+                    columns: None,
+                    job_done: index + 1 == chunks,
+                };
+                if !head_visit(&mut state, batch)? {
+                    return Ok::<_, QuerierError>((state, false));
                 }
             }
-            let batch = pieces
-                .iter()
-                .map(|(id, parts)| (*id, combine(parts.clone())))
-                .collect();
-            let keep_going = head_visit(&mut state, batch)?;
-            Ok::<_, QuerierError>((pieces, state, keep_going))
+            if head.is_empty() {
+                let keep_going = head_visit(
+                    &mut state,
+                    Batch::done(),
+                )?;
+                return Ok((state, keep_going));
+            }
+            Ok((state, true))
         })
         .await
         .map_err(|error| QuerierError::Task(error.to_string()))??;
@@ -374,62 +411,68 @@ impl Querier {
         if !keep_going || plan.blocks.is_empty() {
             return Ok((state, stats));
         }
-        let mut filter = filter
-            .filter(|_| self.pushdown.load(std::sync::atomic::Ordering::Relaxed))
-            .unwrap_or(TraceFilter::True);
-        if !filter.is_true() && !head_pieces.is_empty() {
-            let ids = head_pieces
-                .keys()
-                .map(|id| id.as_bytes().to_vec())
-                .collect::<HashSet<_>>();
-            filter = filter.or(TraceFilter::Cond(Condition {
-                field: Field::TraceId,
-                test: ValueTest::BytesIn(Arc::new(ids)),
-            }));
-        }
-        let filter = Arc::new(filter);
-        let head_pieces = Arc::new(head_pieces);
-        let mut reads = futures::stream::iter(plan.blocks.into_iter().map(|meta| {
+        let filter = Arc::new(
+            filter
+                .filter(|_| self.pushdown.load(std::sync::atomic::Ordering::Relaxed))
+                .unwrap_or(TraceFilter::True),
+        );
+        let mut pending = plan.blocks.into_iter();
+        let mut reads: std::collections::VecDeque<BlockRead> = std::collections::VecDeque::new();
+        let start_read = |meta: BlockMeta| {
             let (store, filter) = (Arc::clone(&self.store), Arc::clone(&filter));
-            AbortOnDrop(tokio::spawn(async move {
+            let decode = decode.clone();
+            let (sender, batches) = tokio::sync::mpsc::channel(BATCHES_AHEAD);
+            let task = AbortOnDrop(tokio::spawn(async move {
                 store
-                    .read_block_filtered(&meta, filter, needs)
+                    .read_block_filtered(&meta, filter, decode, sender)
                     .await
                     .map_err(|error| QuerierError::Store {
                         tenant: meta.tenant_id.clone(),
                         reason: error.to_string(),
                     })
-            }))
-        }))
-        .buffered(read_parallelism());
+            }));
+            BlockRead { batches, task }
+        };
         while keep_going {
-            let Some(read) = reads.next().await else {
+            while reads.len() < read_parallelism() {
+                let Some(meta) = pending.next() else {
+                    break;
+                };
+                reads.push_back(start_read(meta));
+            }
+            let Some(mut read) = reads.pop_front() else {
                 break;
             };
-            let (traces, block_stats) =
-                read.map_err(|error| QuerierError::Task(error.to_string()))??;
+            while keep_going {
+                let Some(decoded) = read.batches.recv().await else {
+                    break;
+                };
+                let batch = match decoded {
+                    Decoded::Traces(traces) => Batch {
+                        traces,
+                        columns: None,
+                        job_done: false,
+                    },
+                    Decoded::Columns(columns) => Batch {
+                        traces: Vec::new(),
+                        columns: Some(columns),
+                        job_done: false,
+                    },
+                };
+                (state, keep_going) = visit_on_pool(&visit, state, batch).await?;
+            }
+            if !keep_going {
+                // Dropping the receiver stops the read at its next batch.
+                drop(read.batches);
+            }
+            let block_stats = read
+                .task
+                .await
+                .map_err(|error| QuerierError::Task(error.to_string()))??;
             stats.add(&block_stats);
-            let (block_visit, head_pieces) = (Arc::clone(&visit), Arc::clone(&head_pieces));
-            let (next_state, next) = tokio::task::spawn_blocking(move || {
-                let mut state = state;
-                let batch = traces
-                    .into_iter()
-                    .map(|(id, trace)| match head_pieces.get(&id) {
-                        Some(parts) => {
-                            let mut all = parts.clone();
-                            all.push(trace);
-                            (id, combine(all))
-                        }
-                        None => (id, trace),
-                    })
-                    .collect();
-                let keep_going = block_visit(&mut state, batch)?;
-                Ok::<_, QuerierError>((state, keep_going))
-            })
-            .await
-            .map_err(|error| QuerierError::Task(error.to_string()))??;
-            state = next_state;
-            keep_going = next;
+            if keep_going {
+                (state, keep_going) = visit_on_pool(&visit, state, Batch::done()).await?;
+            }
         }
         Ok((state, stats))
     }
@@ -451,9 +494,10 @@ impl Querier {
             .scan(
                 plan,
                 Some(prefilter),
-                Needs::ALL,
+                BlockDecode::Traces(Needs::ALL),
                 TagNamesOutcome::default(),
                 move |outcome, batch| {
+                    let batch = batch.traces;
                     outcome.inspected_bytes += batch
                         .iter()
                         .map(|(_, trace)| prost::Message::encoded_len(trace) as u64)
@@ -497,9 +541,10 @@ impl Querier {
             .scan(
                 plan,
                 Some(prefilter),
-                Needs::ALL,
+                BlockDecode::Traces(Needs::ALL),
                 (TagValuesOutcome::default(), HashSet::new()),
                 move |(outcome, seen), batch| {
+                    let batch = batch.traces;
                     outcome.inspected_bytes += batch
                         .iter()
                         .map(|(_, trace)| prost::Message::encoded_len(trace) as u64)
@@ -525,6 +570,56 @@ impl Querier {
             .await?;
         Ok(outcome.0)
     }
+}
+
+/// Head traces decoded and visited at a time: a search that finds enough in the first
+/// batches never decodes the rest of the head.
+const HEAD_BATCH_TRACES: usize = 1024;
+
+/// Decoded batches a block read may hold ready before the scan takes them.
+const BATCHES_AHEAD: usize = 2;
+
+/// Traces handed to a scan's visitor at once, in scan order.
+pub(crate) struct Batch {
+    pub traces: Vec<(TraceId, Trace)>,
+    /// Spans read as columns, when the scan asked blocks for [`BlockDecode::Columns`] (and
+    /// the row group's columns sufficed).
+    pub columns: Option<SpanColumns>,
+    /// The last batch of a job (the head, or one block): progress reports count jobs.
+    pub job_done: bool,
+}
+
+impl Batch {
+    /// The empty batch that ends a job.
+    fn done() -> Batch {
+        Batch {
+            traces: Vec::new(),
+            columns: None,
+            job_done: true,
+        }
+    }
+}
+
+/// Runs `visit` on one batch on the blocking pool, moving the state there and back.
+async fn visit_on_pool<S, F>(visit: &Arc<F>, state: S, batch: Batch) -> Result<(S, bool), QuerierError>
+where
+    S: Send + 'static,
+    F: Fn(&mut S, Batch) -> Result<bool, QuerierError> + Send + Sync + 'static,
+{
+    let visit = Arc::clone(visit);
+    tokio::task::spawn_blocking(move || {
+        let mut state = state;
+        let keep_going = visit(&mut state, batch)?;
+        Ok((state, keep_going))
+    })
+    .await
+    .map_err(|error| QuerierError::Task(error.to_string()))?
+}
+
+/// A block read under way: its batches as they are decoded, and its figures at the end.
+struct BlockRead {
+    batches: tokio::sync::mpsc::Receiver<Decoded>,
+    task: AbortOnDrop<Result<PushdownStats, QuerierError>>,
 }
 
 /// Blocks read at once by a scan: one per core, so decoding keeps every core busy while
@@ -573,10 +668,15 @@ struct SearchState {
 }
 
 impl SearchState {
-    /// Sends what the last batch added; `false` when the reader has gone (stop scanning).
-    fn report(&mut self, progress: &tokio::sync::mpsc::Sender<SearchProgress>) -> bool {
+    /// Sends what the last batch added (when it added something or ended a job); `false`
+    /// when the reader has gone (stop scanning).
+    fn report(&mut self, progress: &tokio::sync::mpsc::Sender<SearchProgress>, job_done: bool) -> bool {
         use tokio::sync::mpsc::error::TrySendError;
-        self.completed_jobs += 1;
+        if job_done {
+            self.completed_jobs += 1;
+        } else if self.delivered == self.outcome.traces.len() {
+            return !progress.is_closed();
+        }
         let report = SearchProgress {
             traces: self.outcome.traces[self.delivered..].to_vec(),
             inspected_traces: self.outcome.inspected_traces,

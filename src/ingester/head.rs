@@ -34,6 +34,21 @@ struct LiveTrace {
     last_append: Instant,
 }
 
+/// How recently a trace in memory received data; greater is more recent. Live traces by
+/// their last append, then traces waiting for a cut, then those being written (later cuts
+/// first), then those already in a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Recency {
+    /// In a block already; the index counts cuts from the oldest kept.
+    Flushed(usize),
+    /// Cut, being written; the index counts cuts from the oldest.
+    Flushing(usize),
+    /// Idle, waiting for the next cut.
+    Completed,
+    /// Still receiving spans; the time of the last one.
+    Live(Instant),
+}
+
 /// A trace that went idle and waits for the next cut.
 struct CompletedTrace {
     pieces: Vec<Bytes>,
@@ -501,38 +516,45 @@ impl Head {
             .collect()
     }
 
-    /// Every trace of a tenant with its pieces (cheap handles, no copies of the data).
-    pub fn snapshot(&self, tenant: &str) -> Vec<(TraceId, Vec<Bytes>)> {
+    /// Every trace of a tenant with its pieces (cheap handles, no copies of the data), in no
+    /// particular order, each with how recently it received data (see [`Recency`]).
+    pub fn snapshot(&self, tenant: &str) -> Vec<(TraceId, Vec<Bytes>, Recency)> {
         let Some(tenant_head) = self.tenants.get(tenant) else {
             return Vec::new();
         };
-        let mut by_id: HashMap<TraceId, Vec<Bytes>> = HashMap::new();
-        let batches = tenant_head
-            .flushed
-            .iter()
-            .map(|(_, batch)| batch)
-            .chain(tenant_head.flushing.iter());
-        for batch in batches {
+        let mut traces: Vec<(TraceId, Vec<Bytes>, Recency)> = Vec::new();
+        let mut index: HashMap<TraceId, usize> = HashMap::new();
+        let mut add = |trace_id: &TraceId, pieces: &[Bytes], recency: Recency| match index
+            .get(trace_id)
+        {
+            Some(at) => {
+                let entry = &mut traces[*at];
+                entry.1.extend(pieces.iter().cloned());
+                entry.2 = entry.2.max(recency);
+            }
+            None => {
+                index.insert(*trace_id, traces.len());
+                traces.push((*trace_id, pieces.to_vec(), recency));
+            }
+        };
+        // Oldest first, so that a trace's pieces stay in the order they arrived.
+        for (age, (_, batch)) in tenant_head.flushed.iter().enumerate() {
             for (trace_id, pieces) in &batch.traces {
-                by_id
-                    .entry(*trace_id)
-                    .or_default()
-                    .extend(pieces.iter().cloned());
+                add(trace_id, pieces, Recency::Flushed(age));
+            }
+        }
+        for (age, batch) in tenant_head.flushing.iter().enumerate() {
+            for (trace_id, pieces) in &batch.traces {
+                add(trace_id, pieces, Recency::Flushing(age));
             }
         }
         for (trace_id, completed) in &tenant_head.completed {
-            by_id
-                .entry(*trace_id)
-                .or_default()
-                .extend(completed.pieces.iter().cloned());
+            add(trace_id, &completed.pieces, Recency::Completed);
         }
         for (trace_id, live) in &tenant_head.live {
-            by_id
-                .entry(*trace_id)
-                .or_default()
-                .extend(live.pieces.iter().cloned());
+            add(trace_id, &live.pieces, Recency::Live(live.last_append));
         }
-        by_id.into_iter().collect()
+        traces
     }
 
     /// Tenants with anything in memory.

@@ -429,12 +429,14 @@ impl Ingester {
         decode_pieces(trace_id, &pieces)
     }
 
-    /// Every trace of `tenant` in memory (for search over the head), in no particular order.
+    /// Every trace of `tenant` in memory (for search over the head), most recently received first.
     pub fn snapshot(&self, tenant: &str) -> Vec<HeadTrace> {
-        let traces = self.shared.head.lock().snapshot(tenant);
+        let mut traces = self.shared.head.lock().snapshot(tenant);
+        // Sorted outside the lock: pushes wait for it.
+        traces.sort_by(|a, b| b.2.cmp(&a.2));
         traces
             .into_iter()
-            .map(|(trace_id, pieces)| HeadTrace { trace_id, pieces })
+            .map(|(trace_id, pieces, _)| HeadTrace { trace_id, pieces })
             .collect()
     }
 

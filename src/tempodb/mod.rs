@@ -8,7 +8,7 @@ pub mod compactor;
 pub mod index;
 pub mod meta;
 pub mod reader;
-mod store;
+pub mod store;
 pub mod vparquet4;
 
 pub use backend::StorageConfig;

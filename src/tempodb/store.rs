@@ -28,9 +28,10 @@ use super::cache::ByteLru;
 use super::index::RowGroupIndex;
 use super::meta::{time_from_unix_nano, BlockMeta, DedicatedColumn, FORMAT_VPARQUET4};
 use super::reader::{fetch_footer_tail, FooterTail, ObjectChunkReader, OpenError};
-use super::vparquet4::pushdown::PushdownStats;
+use super::vparquet4::pushdown::{Decode, Decoded, PushdownStats};
 use super::vparquet4::{self, VParquetError, WriterOptions};
 use crate::model::{combine, Trace, TraceId};
+use crate::traceql::columns::SpanFields;
 use crate::traceql::prefilter::{Needs, TraceFilter};
 use parquet::file::metadata::ParquetMetaData;
 
@@ -50,24 +51,55 @@ const SMALL_OBJECT_CONCURRENCY: usize = 8;
 /// Blocks of one lookup examined at once (the store-wide bound is `max_concurrent_block_reads`).
 const BLOCKS_PER_LOOKUP: usize = 8;
 
-/// Traces read by a filtered block read, its figures, and the parsed footer to cache.
-type FilteredRead = ((Vec<(TraceId, Trace)>, PushdownStats), Arc<ParquetMetaData>);
+/// A filtered block read's figures and the parsed footer to cache.
+type FilteredRead = (PushdownStats, Arc<ParquetMetaData>);
 
-/// Parses (or reuses) the footer and reads the rows of a block that may pass `filter`.
+/// Where a filtered block read hands what it decodes, a batch at a time; the read stops when
+/// the receiving side is dropped.
+pub type DecodedBatches = tokio::sync::mpsc::Sender<Decoded>;
+
+/// What a filtered block read decodes of the rows that pass (an owned [`Decode`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlockDecode {
+    /// Whole traces; of the optional parts, only what the `Needs` names.
+    Traces(Needs),
+    /// Only these span fields, as columns (whole traces, with `needs`, where a row group's
+    /// columns do not suffice).
+    Columns { fields: SpanFields, needs: Needs },
+}
+
+impl BlockDecode {
+    fn borrowed(&self) -> Decode<'_> {
+        match self {
+            BlockDecode::Traces(needs) => Decode::Traces(needs),
+            BlockDecode::Columns { fields, needs } => Decode::Columns { fields, needs },
+        }
+    }
+}
+
+/// Parses (or reuses) the footer and streams the rows of a block that may pass `filter` into
+/// `batches` (blocking the calling thread while the channel is full).
 fn decode_filtered<R: parquet::file::reader::ChunkReader + 'static>(
     reader: R,
     cached_metadata: Option<Arc<ParquetMetaData>>,
     dedicated: &[DedicatedColumn],
     filter: &TraceFilter,
-    needs: &Needs,
+    decode: &BlockDecode,
+    batches: &DecodedBatches,
 ) -> Result<FilteredRead, VParquetError> {
     let metadata = match cached_metadata {
         Some(metadata) => metadata,
         None => vparquet4::read_metadata(&reader)?,
     };
-    let read =
-        vparquet4::pushdown::read_traces_filtered(reader, &metadata, dedicated, filter, needs)?;
-    Ok((read, metadata))
+    let stats = vparquet4::pushdown::stream_filtered(
+        reader,
+        &metadata,
+        dedicated,
+        filter,
+        decode.borrowed(),
+        &mut |batch| batches.blocking_send(batch).is_ok(),
+    )?;
+    Ok((stats, metadata))
 }
 
 /// What went wrong in the store; messages name the tenant and block involved.
@@ -824,17 +856,20 @@ impl Store {
         Ok(Some(reader))
     }
 
-    /// Reads the traces of a block that may pass `filter` (every trace for
-    /// [`TraceFilter::True`]): column statistics, dictionaries and the page index rule out
-    /// row groups and pages, and only candidate rows are decoded (`vparquet4::pushdown`).
-    /// Only the byte ranges those passes touch are fetched. Of the traces, only what `needs`
-    /// names beyond the well-known columns is decoded (attribute lists, events, links).
+    /// Streams the traces of a block that may pass `filter` (every trace for
+    /// [`TraceFilter::True`]) into `batches` as they are decoded: column statistics,
+    /// dictionaries and the page index rule out row groups and pages, and only candidate rows
+    /// are decoded (`vparquet4::pushdown`). Only the byte ranges those passes touch are
+    /// fetched. Of the traces, only what `needs` names beyond the well-known columns is
+    /// decoded (attribute lists, events, links). Dropping the receiver stops the read at the
+    /// next batch, in the middle of a row group if need be.
     pub async fn read_block_filtered(
         &self,
         meta: &BlockMeta,
         filter: Arc<TraceFilter>,
-        needs: Needs,
-    ) -> Result<(Vec<(TraceId, Trace)>, PushdownStats), StoreError> {
+        decode: BlockDecode,
+        batches: DecodedBatches,
+    ) -> Result<PushdownStats, StoreError> {
         let tenant = meta.tenant_id.as_str();
         let tenant_key = tenant_path(tenant)?;
         let block_id = meta.block_id;
@@ -845,7 +880,7 @@ impl Store {
             task: "block search",
             reason: error.to_string(),
         };
-        if filter.is_true() && needs == Needs::ALL {
+        if filter.is_true() && decode == BlockDecode::Traces(Needs::ALL) {
             // Everything is decoded: one GET of the whole object beats ranged reads. A
             // projection reads only its columns' chunks, in a few coalesced ranged reads.
             let path = object_path(&tenant_key, &block_id, DATA_OBJECT);
@@ -861,30 +896,30 @@ impl Store {
                 Err(object_store::Error::NotFound { .. })
                     if self.forget_if_gone(tenant, &tenant_key, block_id).await =>
                 {
-                    return Ok((Vec::new(), PushdownStats::default()));
+                    return Ok(PushdownStats::default());
                 }
                 Err(source) => return Err(object_error(source)),
             };
             let result = tokio::task::spawn_blocking(move || {
-                decode_filtered(bytes, cached_metadata, &dedicated, &filter, &needs)
+                decode_filtered(bytes, cached_metadata, &dedicated, &filter, &decode, &batches)
             })
             .await
             .map_err(task_error)?;
             return self.finish_filtered_read(tenant, block_id, result).await;
         }
         let Some(reader) = self.data_reader(tenant, &tenant_key, meta).await? else {
-            return Ok((Vec::new(), PushdownStats::default()));
+            return Ok(PushdownStats::default());
         };
         let request_counter = reader.clone();
         let result = tokio::task::spawn_blocking(move || {
-            decode_filtered(reader, cached_metadata, &dedicated, &filter, &needs)
+            decode_filtered(reader, cached_metadata, &dedicated, &filter, &decode, &batches)
         })
         .await
         .map_err(task_error)?;
         increment(&self.stats.data_requests, request_counter.request_count());
         if result.is_err() && request_counter.object_missing() {
             if self.forget_if_gone(tenant, &tenant_key, block_id).await {
-                return Ok((Vec::new(), PushdownStats::default()));
+                return Ok(PushdownStats::default());
             }
             return Err(StoreError::CorruptBlock {
                 tenant: tenant.to_string(),
@@ -902,12 +937,12 @@ impl Store {
         tenant: &str,
         block_id: Uuid,
         result: Result<FilteredRead, VParquetError>,
-    ) -> Result<(Vec<(TraceId, Trace)>, PushdownStats), StoreError> {
+    ) -> Result<PushdownStats, StoreError> {
         match result {
-            Ok((read, metadata)) => {
+            Ok((stats, metadata)) => {
                 let weight = metadata.memory_size();
                 self.metadata_cache.insert(block_id, metadata, weight);
-                Ok(read)
+                Ok(stats)
             }
             Err(source) => Err(StoreError::Read {
                 tenant: tenant.to_string(),

@@ -7,6 +7,7 @@
 //! ```
 
 pub mod ast;
+pub mod columns;
 pub mod eval;
 pub mod lexer;
 pub mod metrics;

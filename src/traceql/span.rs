@@ -170,7 +170,7 @@ fn lookup(attributes: &[(String, Static)], name: &str) -> Static {
         .unwrap_or(Static::Nil)
 }
 
-fn kind_of(code: i32) -> Kind {
+pub(crate) fn kind_of(code: i32) -> Kind {
     match span::SpanKind::try_from(code) {
         Ok(span::SpanKind::Internal) => Kind::Internal,
         Ok(span::SpanKind::Server) => Kind::Server,
@@ -181,7 +181,7 @@ fn kind_of(code: i32) -> Kind {
     }
 }
 
-fn status_of(code: i32) -> Status {
+pub(crate) fn status_of(code: i32) -> Status {
     match status::StatusCode::try_from(code) {
         Ok(status::StatusCode::Ok) => Status::Ok,
         Ok(status::StatusCode::Error) => Status::Error,

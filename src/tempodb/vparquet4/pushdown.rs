@@ -25,11 +25,13 @@ use parquet::file::reader::{ChunkReader, RowGroupReader};
 use parquet::file::serialized_reader::SerializedRowGroupReader;
 use parquet::file::statistics::Statistics;
 
+use super::columns;
 use super::dremel::{Assembler, LeafColumn, LeafValues};
 use super::row::{self, DedicatedMapping};
 use super::{guard_against_panics, read_from, schema, VParquetError};
 use crate::model::{Trace, TraceId};
 use crate::tempodb::meta::DedicatedColumn;
+use crate::traceql::columns::{SpanColumns, SpanFields};
 use crate::traceql::prefilter::{Field, Needs, TraceFilter, ValueTest};
 
 /// What a filtered read skipped and kept, for figures and tests.
@@ -49,6 +51,10 @@ pub struct PushdownStats {
     pub rows_tested: u64,
     /// Rows decoded whole (passed the filter).
     pub rows_decoded: u64,
+    /// Batches of decoded traces handed on (at most `READ_BATCH_ROWS` traces each).
+    pub batches: u64,
+    /// Reads that stopped before their block's end because the reader had enough.
+    pub stopped_early: u64,
 }
 
 impl PushdownStats {
@@ -61,6 +67,8 @@ impl PushdownStats {
         self.rows += other.rows;
         self.rows_tested += other.rows_tested;
         self.rows_decoded += other.rows_decoded;
+        self.batches += other.batches;
+        self.stopped_early += other.stopped_early;
     }
 }
 
@@ -284,7 +292,58 @@ pub fn read_traces_filtered<R: ChunkReader + 'static>(
     filter: &TraceFilter,
     needs: &Needs,
 ) -> Result<(Vec<(TraceId, Trace)>, PushdownStats), VParquetError> {
-    guard_against_panics(|| read_filtered_unguarded(reader, metadata, dedicated, filter, needs))
+    let mut traces = Vec::new();
+    let stats = stream_filtered(
+        reader,
+        metadata,
+        dedicated,
+        filter,
+        Decode::Traces(needs),
+        &mut |batch| {
+            if let Decoded::Traces(batch) = batch {
+                traces.extend(batch);
+            }
+            true
+        },
+    )?;
+    Ok((traces, stats))
+}
+
+/// What a filtered read decodes of the rows that pass.
+#[derive(Debug, Clone, Copy)]
+pub enum Decode<'a> {
+    /// Whole traces; of the optional parts, only what `needs` names.
+    Traces(&'a Needs),
+    /// Only these span fields, as columns. A row group whose columns do not hold those
+    /// fields on their own (see [`columns::columns_suffice`]) decodes traces with `needs`.
+    Columns {
+        fields: &'a SpanFields,
+        needs: &'a Needs,
+    },
+}
+
+/// One batch of what a filtered read decoded, in row order.
+#[derive(Debug)]
+pub enum Decoded {
+    Traces(Vec<(TraceId, Trace)>),
+    Columns(SpanColumns),
+}
+
+/// [`read_traces_filtered`] that hands what it decodes to `sink` a batch at a time (at most
+/// `READ_BATCH_ROWS` traces, in row order) and stops reading — in the middle of a row group
+/// if need be — as soon as `sink` returns `false`. Only one decoded batch exists at a time
+/// here.
+pub fn stream_filtered<R: ChunkReader + 'static>(
+    reader: R,
+    metadata: &ParquetMetaData,
+    dedicated: &[DedicatedColumn],
+    filter: &TraceFilter,
+    decode: Decode<'_>,
+    sink: &mut dyn FnMut(Decoded) -> bool,
+) -> Result<PushdownStats, VParquetError> {
+    guard_against_panics(|| {
+        read_filtered_unguarded(reader, metadata, dedicated, filter, decode, sink)
+    })
 }
 
 fn read_filtered_unguarded<R: ChunkReader + 'static>(
@@ -292,8 +351,12 @@ fn read_filtered_unguarded<R: ChunkReader + 'static>(
     metadata: &ParquetMetaData,
     dedicated: &[DedicatedColumn],
     filter: &TraceFilter,
-    needs: &Needs,
-) -> Result<(Vec<(TraceId, Trace)>, PushdownStats), VParquetError> {
+    decode: Decode<'_>,
+    sink: &mut dyn FnMut(Decoded) -> bool,
+) -> Result<PushdownStats, VParquetError> {
+    let needs = match decode {
+        Decode::Traces(needs) | Decode::Columns { needs, .. } => needs,
+    };
     super::check_metadata(metadata)?;
     let mapping = DedicatedMapping::new(dedicated);
     let mut binder = Binder {
@@ -307,7 +370,6 @@ fn read_filtered_unguarded<R: ChunkReader + 'static>(
     let chunk_reader = Arc::new(reader);
     let properties = Arc::new(ReaderProperties::builder().build());
     let mut stats = PushdownStats::default();
-    let mut traces = Vec::new();
     for row_group_index in 0..metadata.num_row_groups() {
         let row_group_meta = metadata.row_group(row_group_index);
         let row_count = usize::try_from(row_group_meta.num_rows())
@@ -431,7 +493,23 @@ fn read_filtered_unguarded<R: ChunkReader + 'static>(
         if selected.is_empty() {
             continue;
         }
-        stats.rows_decoded += selected.len() as u64;
+        // Span fields straight from their columns where they suffice, else whole traces.
+        let column_fields = match decode {
+            Decode::Columns { fields, .. } if columns::columns_suffice(row_group_meta, fields) => {
+                Some(fields)
+            }
+            _ => None,
+        };
+        let wanted: Vec<bool> = match column_fields {
+            Some(fields) => {
+                let mut wanted = vec![false; schema::LEAF_COUNT];
+                for leaf in columns::leaves_read(fields) {
+                    wanted[leaf] = true;
+                }
+                wanted
+            }
+            None => read_leaf.clone(),
+        };
         // When much of the row group is decoded, its column chunks are fetched up front in a
         // few large reads: page by page, tens of columns read in turn would each miss the
         // reader's windows (one request per page on object storage).
@@ -439,7 +517,7 @@ fn read_filtered_unguarded<R: ChunkReader + 'static>(
         let decode_group: &dyn RowGroupReader =
             if selected.len() * PREFETCH_FRACTION_DENOMINATOR >= row_count {
                 let ranges: Vec<(u64, u64)> = (0..schema::LEAF_COUNT)
-                    .filter(|leaf| read_leaf[*leaf])
+                    .filter(|leaf| wanted[*leaf])
                     .map(|leaf| row_group_meta.column(leaf).byte_range())
                     .collect();
                 prefetched = SerializedRowGroupReader::new(
@@ -455,7 +533,7 @@ fn read_filtered_unguarded<R: ChunkReader + 'static>(
         // Columns the query does not need stay unread: they assemble as empty lists.
         let mut readers = (0..schema::LEAF_COUNT)
             .map(|leaf| {
-                read_leaf[leaf]
+                wanted[leaf]
                     .then(|| decode_group.get_column_reader(leaf))
                     .transpose()
             })
@@ -482,21 +560,40 @@ fn read_filtered_unguarded<R: ChunkReader + 'static>(
                 next_position = leaf_position;
             }
             position = next_position;
-            let mut assembler = Assembler::new(&root, &columns);
-            for row_number in runs.iter().flat_map(|(start, count)| *start..start + count) {
-                let row = assembler.next_record()?;
-                if batch_rows[row_number] {
-                    traces.push(row::row_to_trace(&row, &mapping)?);
+            let row_numbers: Vec<usize> = runs
+                .iter()
+                .flat_map(|(start, count)| *start..start + count)
+                .collect();
+            let decoded = match column_fields {
+                Some(fields) => {
+                    Decoded::Columns(columns::span_columns(fields, &columns, &row_numbers, &batch_rows)?)
                 }
-            }
-            if !assembler.is_done() {
-                return Err(VParquetError::Malformed(format!(
-                    "row group {row_group_index} has column data beyond its rows"
-                )));
+                None => {
+                    let mut assembler = Assembler::new(&root, &columns);
+                    let mut traces = Vec::with_capacity(batch.len());
+                    for row_number in &row_numbers {
+                        let row = assembler.next_record()?;
+                        if batch_rows[*row_number] {
+                            traces.push(row::row_to_trace(&row, &mapping)?);
+                        }
+                    }
+                    if !assembler.is_done() {
+                        return Err(VParquetError::Malformed(format!(
+                            "row group {row_group_index} has column data beyond its rows"
+                        )));
+                    }
+                    Decoded::Traces(traces)
+                }
+            };
+            stats.rows_decoded += batch.len() as u64;
+            stats.batches += 1;
+            if !sink(decoded) {
+                stats.stopped_early += 1;
+                return Ok(stats);
             }
         }
     }
-    Ok((traces, stats))
+    Ok(stats)
 }
 
 /// Runs `(first row, row count)` of the set entries.

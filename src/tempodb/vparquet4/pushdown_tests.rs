@@ -526,3 +526,207 @@ fn projected_reads_leave_out_what_the_query_does_not_read() {
     });
     assert_eq!(with_span_attributes, whole);
 }
+
+/// One condition a metrics query can read from span columns alone.
+fn column_condition() -> impl Strategy<Value = String> {
+    prop_oneof![
+        (0usize..4).prop_map(|s| format!("resource.service.name = \"{}\"", SERVICES[s])),
+        (0usize..4).prop_map(|s| format!("resource.service.name != \"{}\"", SERVICES[s])),
+        (0usize..3).prop_map(|n| format!("name = \"{}\"", NAMES[n])),
+        Just("name =~ \"(GET|POST).*\"".to_string()),
+        prop_oneof![Just("> 1s"), Just("< 10ms"), Just("= 50ms"), Just(">= 3s")]
+            .prop_map(|d| format!("duration {d}")),
+        prop_oneof![Just("error"), Just("ok"), Just("unset")].prop_map(|s| format!("status = {s}")),
+        prop_oneof![Just("server"), Just("client"), Just("internal")]
+            .prop_map(|k| format!("kind = {k}")),
+        Just("statusMessage = \"\"".to_string()),
+    ]
+}
+
+/// A metrics query every part of which reads span columns.
+fn column_metrics_query() -> impl Strategy<Value = String> {
+    let filter = prop_oneof![
+        Just("{ }".to_string()),
+        prop::collection::vec((column_condition(), prop_oneof![Just("&&"), Just("||")]), 1..3)
+            .prop_map(|parts| {
+                let mut text = String::from("{ ");
+                for (index, (condition, op)) in parts.iter().enumerate() {
+                    if index > 0 {
+                        text.push_str(&format!(" {op} "));
+                    }
+                    text.push_str(condition);
+                }
+                text + " }"
+            }),
+    ];
+    let function = prop_oneof![
+        Just("rate()"),
+        Just("count_over_time()"),
+        Just("min_over_time(duration)"),
+        Just("max_over_time(duration)"),
+        Just("avg_over_time(duration)"),
+        Just("sum_over_time(duration)"),
+        Just("quantile_over_time(duration, .5, .99)"),
+        Just("histogram_over_time(duration)"),
+    ];
+    let by = prop_oneof![
+        Just(""),
+        Just(" by (resource.service.name)"),
+        Just(" by (name)"),
+        Just(" by (kind, status)"),
+        Just(" by (resource.service.name, name)"),
+    ];
+    (filter, function, by).prop_map(|(filter, function, by)| format!("{filter} | {function}{by}"))
+}
+
+/// Runs `query` over `block` once from decoded traces, once from span columns (traces where a
+/// row group's columns do not suffice), and returns both answers.
+fn metrics_both_ways(
+    block: &Bytes,
+    query: &str,
+) -> (
+    crate::traceql::metrics::QueryRangeResponse,
+    crate::traceql::metrics::QueryRangeResponse,
+    u64,
+) {
+    use crate::traceql::metrics::{CompiledMetrics, MetricsEvaluation, MetricsRequest};
+    let compiled = CompiledMetrics::new(parse_and_validate(query).expect("query is valid"))
+        .expect("metrics query");
+    let fields = compiled
+        .span_fields()
+        .unwrap_or_else(|| panic!("{query} reads only span columns"));
+    let base = 1_700_000_000_000_000_000u64;
+    let request = MetricsRequest::range(base - 2_000, base + 6_000, 1_000, 100).unwrap();
+    let metadata = read_metadata(block).unwrap();
+    let evaluator = Evaluator::new(StructuralMode::Real);
+
+    let mut by_traces = MetricsEvaluation::new(&compiled, request);
+    let (traces, _) = pushdown::read_traces_filtered(
+        block.clone(),
+        &metadata,
+        &dedicated(),
+        &TraceFilter::True,
+        &Needs::ALL,
+    )
+    .unwrap();
+    for (id, trace) in &traces {
+        by_traces.observe_trace(&evaluator, id, trace).unwrap();
+    }
+
+    let mut by_columns = MetricsEvaluation::new(&compiled, request);
+    let needs = compiled.needs();
+    let mut column_batches = 0u64;
+    let mut failure = None;
+    pushdown::stream_filtered(
+        block.clone(),
+        &metadata,
+        &dedicated(),
+        &TraceFilter::True,
+        pushdown::Decode::Columns {
+            fields: &fields,
+            needs: &needs,
+        },
+        &mut |batch| {
+            let outcome = match batch {
+                pushdown::Decoded::Columns(columns) => {
+                    column_batches += 1;
+                    (0..columns.trace_count()).try_for_each(|trace| {
+                        let spans: Vec<_> = columns.trace_spans(trace).collect();
+                        by_columns.observe_spans(&evaluator, &spans)
+                    })
+                }
+                pushdown::Decoded::Traces(traces) => traces
+                    .iter()
+                    .try_for_each(|(id, trace)| by_columns.observe_trace(&evaluator, id, trace)),
+            };
+            if let Err(error) = outcome {
+                failure = Some(error);
+                return false;
+            }
+            true
+        },
+    )
+    .unwrap();
+    assert!(failure.is_none(), "{query}: {failure:?}");
+    (by_traces.finish(), by_columns.finish(), column_batches)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// TraceQL metrics aggregated straight from span columns equal the row evaluator's
+    /// answer over the decoded traces, for random column-only queries over random blocks
+    /// (some resources without a service name, whose row groups decode as traces).
+    #[test]
+    fn metrics_from_columns_equal_metrics_from_traces(
+        specs in prop::collection::vec(prop::collection::vec(span_spec(), 1..5), 1..40),
+        nameless in prop::collection::vec(any::<bool>(), 40),
+        queries in prop::collection::vec(column_metrics_query(), 1..6),
+    ) {
+        let traces: Vec<(TraceId, Trace)> = specs
+            .iter()
+            .enumerate()
+            .map(|(n, spans)| {
+                let mut trace = build_trace(id(n as u64), spans);
+                if nameless[n] && n % 7 == 3 {
+                    for batch in &mut trace.resource_spans {
+                        if let Some(resource) = batch.resource.as_mut() {
+                            resource.attributes.retain(|kv| kv.key != "service.name");
+                        }
+                    }
+                }
+                (id(n as u64), trace)
+            })
+            .collect();
+        let options = WriterOptions {
+            row_group_size_bytes: 600,
+            page_size_bytes: 256,
+            page_row_count_limit: 3,
+        };
+        let block = encode_block(&traces, &options);
+        for query in &queries {
+            let (by_traces, by_columns, _) = metrics_both_ways(&block, query);
+            prop_assert_eq!(&by_columns.series, &by_traces.series, "{}", query);
+            prop_assert_eq!(&by_columns.partial, &by_traces.partial, "{}", query);
+        }
+    }
+}
+
+#[test]
+fn metrics_read_columns_and_match_on_a_fixed_set_of_queries() {
+    let (traces, block) = small_block();
+    assert!(!traces.is_empty());
+    let queries = [
+        "{ } | rate() by (resource.service.name)",
+        "{ kind = server } | quantile_over_time(duration, .99) by (name)",
+        "{ status = unset } | count_over_time() by (resource.service.name, name)",
+        "{ duration > 10ms } | avg_over_time(duration) by (kind)",
+        "{ } | histogram_over_time(duration)",
+    ];
+    let mut compared = 0;
+    for query in queries {
+        let (by_traces, by_columns, column_batches) = metrics_both_ways(&block, query);
+        assert!(column_batches > 0, "{query} read no columns");
+        assert!(!by_traces.series.is_empty(), "{query} found no series");
+        assert_eq!(by_columns.series, by_traces.series, "{query}");
+        compared += 1;
+    }
+    assert_eq!(compared, 5);
+}
+
+#[test]
+fn queries_that_relate_spans_are_not_read_from_columns() {
+    use crate::traceql::metrics::CompiledMetrics;
+    let fields = |query: &str| {
+        CompiledMetrics::new(parse_and_validate(query).unwrap())
+            .unwrap()
+            .span_fields()
+    };
+    assert!(fields("{ } | rate() by (resource.service.name)").is_some());
+    assert!(fields("{ span.db.system = \"redis\" } | rate()").is_none());
+    assert!(fields("{ .service.name = \"a\" } | rate()").is_none());
+    assert!(fields("{ } >> { kind = server } | rate()").is_none());
+    assert!(fields("{ rootServiceName = \"a\" } | rate()").is_none());
+    assert!(fields("{ } | compare({ status = error })").is_none());
+    assert!(fields("{ } | rate() by (span.http.route)").is_none());
+}

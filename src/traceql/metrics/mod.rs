@@ -16,6 +16,7 @@ pub mod types;
 use std::collections::{BTreeMap, HashMap};
 
 use super::ast::*;
+use super::columns::{SpanField, SpanFields};
 use super::eval::{referenced_attributes, EvalError, Evaluator, SpanView, Spanset};
 use super::prefilter::Needs;
 use super::rewrite::apply_default_rewrites;
@@ -181,6 +182,42 @@ impl CompiledMetrics {
         needs_of(&self.root)
     }
 
+    /// The span fields the query reads, when every one of them has a column of its own
+    /// and the query relates no spans to each other (no structural operator, no trace-level
+    /// intrinsic, no `compare()`): then blocks can feed it columns ([`SpanColumns`]) instead
+    /// of traces. Always includes the span ID, which exemplars carry.
+    ///
+    /// [`SpanColumns`]: super::columns::SpanColumns
+    pub fn span_fields(&self) -> Option<SpanFields> {
+        let mut fields = SpanFields::from([SpanField::SpanId]);
+        let mut leaves = Vec::new();
+        collect_functions(&self.root, &mut leaves);
+        for (pipeline, function) in leaves {
+            if !pipeline.stages.iter().all(stage_reads_one_span) {
+                return None;
+            }
+            let mut attributes = referenced_attributes(pipeline);
+            attributes.extend(function.by.iter().cloned());
+            match &function.aggregate {
+                MetricsAggregate::Rate | MetricsAggregate::CountOverTime => {}
+                MetricsAggregate::MinOverTime(a)
+                | MetricsAggregate::MaxOverTime(a)
+                | MetricsAggregate::AvgOverTime(a)
+                | MetricsAggregate::SumOverTime(a)
+                | MetricsAggregate::QuantileOverTime(a, _)
+                | MetricsAggregate::HistogramOverTime(a) => attributes.push(a.clone()),
+                MetricsAggregate::Compare { .. } => return None,
+            }
+            for attribute in &attributes {
+                if attribute.intrinsic == Some(Intrinsic::TraceId) && !attribute.parent {
+                    continue;
+                }
+                fields.insert(SpanField::of(attribute)?);
+            }
+        }
+        Some(fields)
+    }
+
     /// The pipelines whose spans feed the functions (for a storage pre-filter).
     pub fn pipelines(&self) -> Vec<&Pipeline> {
         let mut out = Vec::new();
@@ -211,6 +248,40 @@ fn needs_of(expr: &MetricsExpr) -> Needs {
             Needs::of_attributes(&attributes)
         }
         MetricsExpr::Math { lhs, rhs, .. } => needs_of(lhs).or(needs_of(rhs)),
+    }
+}
+
+fn collect_functions<'a>(
+    expr: &'a MetricsExpr,
+    out: &mut Vec<(&'a Pipeline, &'a MetricsFunction)>,
+) {
+    match expr {
+        MetricsExpr::Query {
+            pipeline, function, ..
+        } => out.push((pipeline, function)),
+        MetricsExpr::Math { lhs, rhs, .. } => {
+            collect_functions(lhs, out);
+            collect_functions(rhs, out);
+        }
+    }
+}
+
+/// A stage that judges spans one by one or spansets of one trace, never relating two spans
+/// by their place in the tree.
+fn stage_reads_one_span(stage: &Stage) -> bool {
+    fn spanset(expr: &SpansetExpr) -> bool {
+        match expr {
+            SpansetExpr::Filter(_) => true,
+            SpansetExpr::Op { op, lhs, rhs } => {
+                matches!(op, SpansetOp::And | SpansetOp::Or) && spanset(lhs) && spanset(rhs)
+            }
+            SpansetExpr::Pipeline(pipeline) => pipeline.stages.iter().all(stage_reads_one_span),
+        }
+    }
+    match stage {
+        Stage::Spanset(expr) => spanset(expr),
+        Stage::ScalarFilter(_) | Stage::GroupBy(_) | Stage::Coalesce | Stage::Aggregate(_) => true,
+        Stage::Select(_) => false,
     }
 }
 
@@ -477,11 +548,12 @@ impl MetricsEvaluation {
         self.observe_spans(evaluator, &spans)
     }
 
-    /// [`observe_trace`](Self::observe_trace) over spans already built.
-    pub fn observe_spans(
+    /// [`observe_trace`](Self::observe_trace) over the spans of one trace, already built
+    /// (whole, or read from a block's columns).
+    pub fn observe_spans<S: MetricsSpan>(
         &mut self,
         evaluator: &Evaluator,
-        spans: &[SpanData],
+        spans: &[S],
     ) -> Result<(), EvalError> {
         if spans.is_empty() {
             return Ok(());
@@ -509,7 +581,7 @@ impl MetricsEvaluation {
                 if !matched[index] {
                     continue;
                 }
-                let Some(interval) = request.interval_of(span.start) else {
+                let Some(interval) = request.interval_of(span.start_ns()) else {
                     continue;
                 };
                 let leaf = &mut self.leaves[leaf_index];
@@ -622,10 +694,10 @@ fn to_time_series(key: String, series: Series, request: &MetricsRequest) -> Opti
 
 impl Leaf {
     /// Adds one span; returns whether it was taken as an exemplar.
-    fn observe(
+    fn observe<S: MetricsSpan>(
         &mut self,
         evaluator: &Evaluator,
-        span: &SpanData,
+        span: &S,
         interval: usize,
         want_exemplar: bool,
         request: &MetricsRequest,
@@ -636,6 +708,10 @@ impl Leaf {
             filter, start, end, ..
         } = &self.function.aggregate
         {
+            // compare() reads every attribute: never asked of spans read from columns.
+            let Some(span) = span.whole() else {
+                return false;
+            };
             return observe_compare(
                 &mut self.compare,
                 evaluator,
@@ -744,7 +820,7 @@ impl Leaf {
         if !(want_exemplar && counted) {
             return false;
         }
-        let mut labels = exemplar_base_labels(span);
+        let mut labels = span.exemplar_labels();
         for (attribute, value) in self.function.by.iter().zip(&by_values) {
             if *value != Static::Nil {
                 labels.push((attribute_label(attribute), value.clone()));
@@ -759,7 +835,7 @@ impl Leaf {
         group.exemplars.push(RawExemplar {
             labels,
             value: exemplar_value,
-            start_ns: span.start,
+            start_ns: span.start_ns(),
         });
         true
     }
@@ -951,6 +1027,32 @@ impl Leaf {
             );
         }
         out
+    }
+}
+
+/// A span as metrics read it: what pipelines and `by()` read (through [`SpanView`]), its
+/// start, and the IDs an exemplar carries.
+pub trait MetricsSpan: SpanView {
+    /// Start, Unix ns.
+    fn start_ns(&self) -> u64;
+    /// `trace:id` and `span:id` labels of an exemplar taken from this span.
+    fn exemplar_labels(&self) -> Vec<(String, Static)>;
+    /// The whole span, for `compare()` (which reads every attribute); `None` for spans read
+    /// from a block's columns, which such queries never use.
+    fn whole(&self) -> Option<&SpanData>;
+}
+
+impl MetricsSpan for SpanData {
+    fn start_ns(&self) -> u64 {
+        self.start
+    }
+
+    fn exemplar_labels(&self) -> Vec<(String, Static)> {
+        exemplar_base_labels(self)
+    }
+
+    fn whole(&self) -> Option<&SpanData> {
+        Some(self)
     }
 }
 
