@@ -302,7 +302,11 @@ pub const TEMPO_BLOCK_QUERIES: &[(&str, &str, usize)] = &[
         r#"{ resource.service.name = "frontend" } >> { span.db.system = "redis" }"#,
         20,
     ),
-    ("route, limit 2000", r#"{ span.http.route = "/prices" }"#, 2000),
+    (
+        "route, limit 2000",
+        r#"{ span.http.route = "/prices" }"#,
+        2000,
+    ),
     (
         "no match: status 503",
         "{ span.http.response.status_code = 503 }",
@@ -315,7 +319,10 @@ pub const TEMPO_BLOCK_QUERIES: &[(&str, &str, usize)] = &[
 
 /// The metrics queries of the same table.
 pub const TEMPO_BLOCK_METRICS: &[(&str, &str)] = &[
-    ("metrics: rate by service", "{ } | rate() by (resource.service.name)"),
+    (
+        "metrics: rate by service",
+        "{ } | rate() by (resource.service.name)",
+    ),
     (
         "metrics: p99 by name",
         "{ kind = server } | quantile_over_time(duration, .99) by (name)",
@@ -340,7 +347,13 @@ fn peak_rss() -> u64 {
     status
         .lines()
         .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
         .map_or(0, |kib| kib * 1024)
 }
 
@@ -350,7 +363,10 @@ fn reset_peak_rss() {
 }
 
 /// Generates traces `range` of the bench's mix on the blocking pool.
-async fn generate(range: std::ops::Range<u64>, base_ns: u64) -> anyhow::Result<Vec<(TraceId, Trace)>> {
+async fn generate(
+    range: std::ops::Range<u64>,
+    base_ns: u64,
+) -> anyhow::Result<Vec<(TraceId, Trace)>> {
     Ok(tokio::task::spawn_blocking(move || {
         let mut rng = rand::rngs::StdRng::seed_from_u64(range.start);
         range
@@ -411,7 +427,11 @@ async fn write_generated_blocks(
 }
 
 /// Copies a bucket folder into the store's directory and lists its blocks.
-async fn copy_bucket(store: &Arc<Store>, from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<DataSet> {
+async fn copy_bucket(
+    store: &Arc<Store>,
+    from: &std::path::Path,
+    to: &std::path::Path,
+) -> anyhow::Result<DataSet> {
     fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
         std::fs::create_dir_all(to)?;
         for entry in std::fs::read_dir(from)? {
@@ -428,13 +448,28 @@ async fn copy_bucket(store: &Arc<Store>, from: &std::path::Path, to: &std::path:
     copy_tree(from, to).with_context(|| format!("copying the bucket {}", from.display()))?;
     store.poll().await.context("listing the copied blocks")?;
     let blocks = store.blocks(TENANT);
-    anyhow::ensure!(!blocks.is_empty(), "no block of tenant {TENANT} under {}", from.display());
-    let nanos = |time: &chrono::DateTime<chrono::Utc>| time.timestamp_nanos_opt().unwrap_or(0).max(0) as u64;
+    anyhow::ensure!(
+        !blocks.is_empty(),
+        "no block of tenant {TENANT} under {}",
+        from.display()
+    );
+    let nanos = |time: &chrono::DateTime<chrono::Utc>| {
+        time.timestamp_nanos_opt().unwrap_or(0).max(0) as u64
+    };
     Ok(DataSet {
         spans: 0,
         bytes: blocks.iter().map(|meta| meta.size).sum(),
-        start_ns: blocks.iter().map(|meta| nanos(&meta.start_time)).min().unwrap_or(0),
-        end_ns: blocks.iter().map(|meta| nanos(&meta.end_time)).max().unwrap_or(0) + 1_000_000_000,
+        start_ns: blocks
+            .iter()
+            .map(|meta| nanos(&meta.start_time))
+            .min()
+            .unwrap_or(0),
+        end_ns: blocks
+            .iter()
+            .map(|meta| nanos(&meta.end_time))
+            .max()
+            .unwrap_or(0)
+            + 1_000_000_000,
     })
 }
 
@@ -506,7 +541,13 @@ pub async fn run(shape: Shape, spans: u64, runs: usize) -> anyhow::Result<()> {
         // A bucket made elsewhere: count its spans with one metrics query.
         let querier = Querier::new(Arc::clone(&ingester), Arc::clone(&store));
         let response = querier
-            .metrics_query_range(TENANT, "{ } | count_over_time()", data.start_ns, data.end_ns, 0)
+            .metrics_query_range(
+                TENANT,
+                "{ } | count_over_time()",
+                data.start_ns,
+                data.end_ns,
+                0,
+            )
             .await?;
         data.spans = response
             .series
@@ -655,6 +696,12 @@ fn current_rss() -> u64 {
     status
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
         .map_or(0, |kib| kib * 1024)
 }

@@ -9,12 +9,12 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use crate::ingester::{HeadTrace, Ingester};
 use crate::model::{combine, trace_time_range, Trace, TraceId};
 use crate::tempodb::meta::BlockMeta;
-use crate::tempodb::vparquet4::pushdown::PushdownStats;
 use crate::tempodb::store::BlockDecode;
 use crate::tempodb::vparquet4::pushdown::Decoded;
+use crate::tempodb::vparquet4::pushdown::PushdownStats;
 use crate::tempodb::Store;
-use crate::traceql::columns::SpanColumns;
 use crate::traceql::ast::Attribute;
+use crate::traceql::columns::SpanColumns;
 use crate::traceql::eval::{Evaluator, StructuralMode};
 use crate::traceql::metrics::{
     CompiledMetrics, MetricsEvaluation, MetricsRequest, QueryInstantResponse, QueryRangeResponse,
@@ -397,10 +397,7 @@ impl Querier {
                 }
             }
             if head.is_empty() {
-                let keep_going = head_visit(
-                    &mut state,
-                    Batch::done(),
-                )?;
+                let keep_going = head_visit(&mut state, Batch::done())?;
                 return Ok((state, keep_going));
             }
             Ok((state, true))
@@ -601,7 +598,11 @@ impl Batch {
 }
 
 /// Runs `visit` on one batch on the blocking pool, moving the state there and back.
-async fn visit_on_pool<S, F>(visit: &Arc<F>, state: S, batch: Batch) -> Result<(S, bool), QuerierError>
+async fn visit_on_pool<S, F>(
+    visit: &Arc<F>,
+    state: S,
+    batch: Batch,
+) -> Result<(S, bool), QuerierError>
 where
     S: Send + 'static,
     F: Fn(&mut S, Batch) -> Result<bool, QuerierError> + Send + Sync + 'static,
@@ -670,7 +671,11 @@ struct SearchState {
 impl SearchState {
     /// Sends what the last batch added (when it added something or ended a job); `false`
     /// when the reader has gone (stop scanning).
-    fn report(&mut self, progress: &tokio::sync::mpsc::Sender<SearchProgress>, job_done: bool) -> bool {
+    fn report(
+        &mut self,
+        progress: &tokio::sync::mpsc::Sender<SearchProgress>,
+        job_done: bool,
+    ) -> bool {
         use tokio::sync::mpsc::error::TrySendError;
         if job_done {
             self.completed_jobs += 1;

@@ -55,8 +55,29 @@ async fn replay(vivace: &Vivace, case: &Value) -> (u16, String, Value, String) {
     (status, content_type, json, text)
 }
 
-/// Per trace: its spansets as (matched, listed span IDs).
+/// Recorded error answers of `/api/search` in `golden/tempo-api/errors`.
+const SEARCH_ERROR_CASES: usize = 3;
+
+/// Per trace: its spansets as (matched, listed spans). A listed span is its ID, its `name`
+/// when the answer shows one, and its attribute list (sorted by key), so that every matched
+/// span's attributes are compared exactly.
 type Spansets = BTreeMap<String, Vec<(u64, BTreeSet<String>)>>;
+
+fn span_key(span: &Value) -> String {
+    let mut attributes: Vec<String> = span["attributes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|attribute| format!("{}={}", attribute["key"], attribute["value"]))
+        .collect();
+    attributes.sort();
+    format!(
+        "{} name={} attributes=[{}]",
+        span["spanID"].as_str().unwrap_or_default(),
+        span.get("name").map_or("-".to_string(), Value::to_string),
+        attributes.join(", ")
+    )
+}
 
 fn spansets(body: &Value) -> Spansets {
     let mut out = Spansets::new();
@@ -71,7 +92,7 @@ fn spansets(body: &Value) -> Spansets {
                     .as_array()
                     .into_iter()
                     .flatten()
-                    .map(|s| s["spanID"].as_str().unwrap_or_default().to_string())
+                    .map(span_key)
                     .collect();
                 (set["matched"].as_u64().unwrap_or(0), spans)
             })
@@ -280,6 +301,9 @@ async fn search_matches_tempo() {
         compared - failures.len()
     );
     assert!(failures.is_empty(), "failed: {failures:?}");
+    // 31 recorded searches and the recorded search errors: a renamed folder or key must not
+    // pass on fewer.
+    assert_eq!(compared, 31 + SEARCH_ERROR_CASES, "recorded cases compared");
 }
 
 /// Query parameters, expected status, expected body.

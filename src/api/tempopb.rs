@@ -421,7 +421,7 @@ pub fn query_range_response(answer: &metrics::QueryRangeResponse) -> QueryRangeR
                         timestamp_ms: sample.timestamp_ms,
                     })
                     .collect(),
-                prom_labels: series.prom_labels.clone(),
+                prom_labels: String::new(),
                 exemplars: series
                     .exemplars
                     .iter()
@@ -449,7 +449,7 @@ pub fn query_instant_response(answer: &metrics::QueryInstantResponse) -> QueryIn
             .map(|series| InstantSeries {
                 labels: labels(&series.labels),
                 value: series.value,
-                prom_labels: series.prom_labels.clone(),
+                prom_labels: String::new(),
             })
             .collect(),
         metrics: Some(query_stats(&answer.metrics)),

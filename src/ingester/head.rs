@@ -524,19 +524,18 @@ impl Head {
         };
         let mut traces: Vec<(TraceId, Vec<Bytes>, Recency)> = Vec::new();
         let mut index: HashMap<TraceId, usize> = HashMap::new();
-        let mut add = |trace_id: &TraceId, pieces: &[Bytes], recency: Recency| match index
-            .get(trace_id)
-        {
-            Some(at) => {
-                let entry = &mut traces[*at];
-                entry.1.extend(pieces.iter().cloned());
-                entry.2 = entry.2.max(recency);
-            }
-            None => {
-                index.insert(*trace_id, traces.len());
-                traces.push((*trace_id, pieces.to_vec(), recency));
-            }
-        };
+        let mut add =
+            |trace_id: &TraceId, pieces: &[Bytes], recency: Recency| match index.get(trace_id) {
+                Some(at) => {
+                    let entry = &mut traces[*at];
+                    entry.1.extend(pieces.iter().cloned());
+                    entry.2 = entry.2.max(recency);
+                }
+                None => {
+                    index.insert(*trace_id, traces.len());
+                    traces.push((*trace_id, pieces.to_vec(), recency));
+                }
+            };
         // Oldest first, so that a trace's pieces stay in the order they arrived.
         for (age, (_, batch)) in tenant_head.flushed.iter().enumerate() {
             for (trace_id, pieces) in &batch.traces {

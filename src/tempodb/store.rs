@@ -901,7 +901,14 @@ impl Store {
                 Err(source) => return Err(object_error(source)),
             };
             let result = tokio::task::spawn_blocking(move || {
-                decode_filtered(bytes, cached_metadata, &dedicated, &filter, &decode, &batches)
+                decode_filtered(
+                    bytes,
+                    cached_metadata,
+                    &dedicated,
+                    &filter,
+                    &decode,
+                    &batches,
+                )
             })
             .await
             .map_err(task_error)?;
@@ -912,7 +919,14 @@ impl Store {
         };
         let request_counter = reader.clone();
         let result = tokio::task::spawn_blocking(move || {
-            decode_filtered(reader, cached_metadata, &dedicated, &filter, &decode, &batches)
+            decode_filtered(
+                reader,
+                cached_metadata,
+                &dedicated,
+                &filter,
+                &decode,
+                &batches,
+            )
         })
         .await
         .map_err(task_error)?;

@@ -20,8 +20,14 @@ pub const ROOT_SPAN_NOT_YET_RECEIVED: &str = "<root span not yet received>";
 #[derive(Debug, Clone)]
 pub struct CompiledSearch {
     pipeline: Pipeline,
-    returned: Vec<Attribute>,
-    returns_name: bool,
+    /// The conditions of the query's filters, each with the attributes it reads. A listed
+    /// span shows the attributes of the conditions it satisfies, as Tempo's column
+    /// iterators fetch them; a satisfied condition on `name` shows the span's name.
+    conditions: Vec<(FieldExpr, Vec<Attribute>)>,
+    /// `select()` attributes: always listed, `nil` when the span lacks them.
+    selected: Vec<Attribute>,
+    /// `by()` attributes: listed when the span has them.
+    grouped: Vec<Attribute>,
     metadata_only: bool,
 }
 
@@ -69,28 +75,15 @@ impl CompiledSearch {
             ));
         };
         normalise_pipeline(&mut pipeline);
-        let mut returned = referenced_attributes(&pipeline);
-        let returns_name = returned
-            .iter()
-            .any(|a| a.intrinsic == Some(Intrinsic::Name));
-        // Trace-level values and `name` are not span attributes in Tempo's answers.
-        returned.retain(|a| {
-            !matches!(
-                a.intrinsic,
-                Some(
-                    Intrinsic::Name
-                        | Intrinsic::RootName
-                        | Intrinsic::RootServiceName
-                        | Intrinsic::TraceDuration
-                        | Intrinsic::TraceId
-                        | Intrinsic::Parent
-                )
-            ) && !a.parent
-        });
+        let mut conditions = Vec::new();
+        let mut selected = Vec::new();
+        let mut grouped = Vec::new();
+        collect_listed(&pipeline, &mut conditions, &mut selected, &mut grouped);
         Ok(CompiledSearch {
             pipeline,
-            returned,
-            returns_name,
+            conditions,
+            selected,
+            grouped,
             metadata_only: false,
         })
     }
@@ -195,7 +188,7 @@ impl CompiledSearch {
         }
         let sets: Vec<Value> = result
             .iter()
-            .map(|set| self.spanset_json(set, &spans, spss))
+            .map(|set| self.spanset_json(evaluator, set, &spans, spss))
             .collect();
         object.insert("spanSets".into(), Value::Array(sets));
         object.insert("serviceStats".into(), service_stats(&spans));
@@ -205,13 +198,19 @@ impl CompiledSearch {
         }))
     }
 
-    fn spanset_json(&self, set: &Spanset, spans: &[SpanData], spss: usize) -> Value {
+    fn spanset_json(
+        &self,
+        evaluator: &Evaluator,
+        set: &Spanset,
+        spans: &[SpanData],
+        spss: usize,
+    ) -> Value {
         let listed: Vec<Value> = set
             .spans
             .iter()
             .take(spss)
             .filter_map(|&index| spans.get(index))
-            .map(|span| self.span_json(span))
+            .map(|span| self.span_json(evaluator, span))
             .collect();
         let mut object = Map::new();
         if !listed.is_empty() {
@@ -229,11 +228,45 @@ impl CompiledSearch {
         Value::Object(object)
     }
 
-    fn span_json(&self, span: &SpanData) -> Value {
+    fn span_json(&self, evaluator: &Evaluator, span: &SpanData) -> Value {
         use super::eval::SpanView;
+        let mut show_name = false;
+        let mut listed: Vec<(String, Static)> = Vec::new();
+        let mut list = |key: &str, value: Static| {
+            if !listed.iter().any(|(known, _)| known == key) {
+                listed.push((key.to_string(), value));
+            }
+        };
+        for (condition, attributes) in &self.conditions {
+            // A condition that fails to evaluate on this span is not satisfied by it.
+            if !evaluator.matches(condition, span).unwrap_or(false) {
+                continue;
+            }
+            for attribute in attributes {
+                if attribute.intrinsic == Some(Intrinsic::Name) {
+                    show_name = true;
+                } else if is_listed(attribute) {
+                    let value = matched_value(condition, attribute, span.value(attribute, 0, 0));
+                    list(&attribute.name, value);
+                }
+            }
+        }
+        for attribute in &self.selected {
+            if attribute.intrinsic == Some(Intrinsic::Name) {
+                show_name = true;
+            } else if is_listed(attribute) {
+                list(&attribute.name, span.value(attribute, 0, 0));
+            }
+        }
+        for attribute in &self.grouped {
+            let value = span.value(attribute, 0, 0);
+            if is_listed(attribute) && value != Static::Nil {
+                list(&attribute.name, value);
+            }
+        }
         let mut object = Map::new();
         object.insert("spanID".into(), json!(format!("{:0>16}", span.span_id)));
-        if self.returns_name && !span.name.is_empty() {
+        if show_name && !span.name.is_empty() {
             object.insert("name".into(), json!(span.name));
         }
         if span.start != 0 {
@@ -242,15 +275,165 @@ impl CompiledSearch {
         if span.duration != 0 {
             object.insert("durationNanos".into(), json!(span.duration.to_string()));
         }
-        let attributes: Vec<Value> = self
-            .returned
+        let attributes: Vec<Value> = listed
             .iter()
-            .filter_map(|attr| key_value(&attr.name, &span.value(attr, 0, 0)))
+            .filter_map(|(key, value)| listed_key_value(key, value))
             .collect();
         if !attributes.is_empty() {
             object.insert("attributes".into(), Value::Array(attributes));
         }
         Value::Object(object)
+    }
+}
+
+/// Whether a span's answer lists this attribute: span values (attributes, `status`,
+/// `kind`, `statusMessage`, event, link and scope values), never the span's own numbers
+/// (`duration`, IDs, nested-set positions) or trace-level values, which Tempo's answer
+/// carries elsewhere.
+fn is_listed(attribute: &Attribute) -> bool {
+    !attribute.parent
+        && !matches!(
+            attribute.intrinsic,
+            Some(
+                Intrinsic::Name
+                    | Intrinsic::Duration
+                    | Intrinsic::RootName
+                    | Intrinsic::RootServiceName
+                    | Intrinsic::TraceDuration
+                    | Intrinsic::TraceId
+                    | Intrinsic::SpanId
+                    | Intrinsic::SpanParentId
+                    | Intrinsic::SpanChildCount
+                    | Intrinsic::NestedSetLeft
+                    | Intrinsic::NestedSetRight
+                    | Intrinsic::NestedSetParent
+                    | Intrinsic::Parent
+            )
+        )
+}
+
+/// The value a satisfied condition lists: for an array attribute compared with a literal,
+/// the first element that satisfies the comparison (as Tempo, which tests arrays element by
+/// element); otherwise the span's value.
+fn matched_value(condition: &FieldExpr, attribute: &Attribute, value: Static) -> Static {
+    let FieldExpr::Binary { op, lhs, rhs } = condition else {
+        return value;
+    };
+    let literal = match (&**lhs, &**rhs) {
+        (FieldExpr::Attribute(a), FieldExpr::Static(literal)) if a == attribute => literal,
+        (FieldExpr::Static(literal), FieldExpr::Attribute(a)) if a == attribute => literal,
+        _ => return value,
+    };
+    let elements: Vec<Static> = match &value {
+        Static::IntArray(v) => v.iter().map(|x| Static::Int(*x)).collect(),
+        Static::FloatArray(v) => v.iter().map(|x| Static::Float(*x)).collect(),
+        Static::StringArray(v) => v.iter().map(|x| Static::String(x.clone())).collect(),
+        Static::BoolArray(v) => v.iter().map(|x| Static::Bool(*x)).collect(),
+        _ => return value,
+    };
+    let attribute_first = matches!(&**lhs, FieldExpr::Attribute(_));
+    elements
+        .into_iter()
+        .find(|element| {
+            let outcome = if attribute_first {
+                Static::binary_op(*op, element, literal)
+            } else {
+                Static::binary_op(*op, literal, element)
+            };
+            matches!(outcome, Ok(Static::Bool(true)))
+        })
+        .unwrap_or(value)
+}
+
+/// The conditions, `select()` and `by()` attributes of a pipeline, nested ones included.
+fn collect_listed(
+    pipeline: &Pipeline,
+    conditions: &mut Vec<(FieldExpr, Vec<Attribute>)>,
+    selected: &mut Vec<Attribute>,
+    grouped: &mut Vec<Attribute>,
+) {
+    fn spanset(
+        expr: &SpansetExpr,
+        conditions: &mut Vec<(FieldExpr, Vec<Attribute>)>,
+        selected: &mut Vec<Attribute>,
+        grouped: &mut Vec<Attribute>,
+    ) {
+        match expr {
+            SpansetExpr::Filter(field) => split_conditions(field, conditions),
+            SpansetExpr::Op { lhs, rhs, .. } => {
+                spanset(lhs, conditions, selected, grouped);
+                spanset(rhs, conditions, selected, grouped);
+            }
+            SpansetExpr::Pipeline(pipeline) => {
+                collect_listed(pipeline, conditions, selected, grouped)
+            }
+        }
+    }
+    for stage in &pipeline.stages {
+        match stage {
+            Stage::Spanset(expr) => spanset(expr, conditions, selected, grouped),
+            Stage::Select(attributes) => {
+                for attribute in attributes {
+                    if !selected.contains(attribute) {
+                        selected.push(attribute.clone());
+                    }
+                }
+            }
+            Stage::GroupBy(expr) => {
+                let mut attributes = Vec::new();
+                field_attributes(expr, &mut attributes);
+                for attribute in attributes {
+                    if !grouped.contains(&attribute) {
+                        grouped.push(attribute);
+                    }
+                }
+            }
+            Stage::ScalarFilter(_) | Stage::Coalesce | Stage::Aggregate(_) => {}
+        }
+    }
+}
+
+/// Splits a filter at its `&&` and `||` into the conditions a span satisfies one by one.
+fn split_conditions(expr: &FieldExpr, conditions: &mut Vec<(FieldExpr, Vec<Attribute>)>) {
+    if let FieldExpr::Binary {
+        op: BinaryOp::And | BinaryOp::Or,
+        lhs,
+        rhs,
+    } = expr
+    {
+        split_conditions(lhs, conditions);
+        split_conditions(rhs, conditions);
+        return;
+    }
+    let mut attributes = Vec::new();
+    field_attributes(expr, &mut attributes);
+    if !attributes.is_empty() {
+        conditions.push((expr.clone(), attributes));
+    }
+}
+
+fn field_attributes(expr: &FieldExpr, out: &mut Vec<Attribute>) {
+    match expr {
+        FieldExpr::Static(_) => {}
+        FieldExpr::Attribute(attribute) => {
+            if !out.contains(attribute) {
+                out.push(attribute.clone());
+            }
+        }
+        FieldExpr::Binary { lhs, rhs, .. } => {
+            field_attributes(lhs, out);
+            field_attributes(rhs, out);
+        }
+        FieldExpr::Unary { expr, .. } => field_attributes(expr, out),
+    }
+}
+
+/// A listed attribute: a value, or `nil` (Tempo lists a condition's or select's missing
+/// attribute as the string "nil").
+fn listed_key_value(key: &str, value: &Static) -> Option<Value> {
+    match value {
+        Static::Nil => Some(json!({"key": key, "value": {"stringValue": "nil"}})),
+        other => key_value(key, other),
     }
 }
 

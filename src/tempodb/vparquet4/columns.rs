@@ -142,7 +142,9 @@ pub(super) fn span_columns(
         .filter(|level| **level == SPAN_DEFINED)
         .count();
     if spans_defined != starts.len() {
-        return Err(malformed("StartTimeUnixNano levels disagree with its values"));
+        return Err(malformed(
+            "StartTimeUnixNano levels disagree with its values",
+        ));
     }
     let wants = |field| fields.contains(&field);
     // Every other span-level leaf is REQUIRED too: one value per span, in the same order.
@@ -208,11 +210,7 @@ pub(super) fn span_columns(
     let mut resource: Option<usize> = None;
     let mut span = 0usize;
     let mut keeping = false;
-    for (&repetition, &definition) in start_column
-        .rep_levels
-        .iter()
-        .zip(&start_column.def_levels)
-    {
+    for (&repetition, &definition) in start_column.rep_levels.iter().zip(&start_column.def_levels) {
         if repetition == 0 {
             let position = row_position.map_or(0, |p| p + 1);
             row_position = Some(position);
@@ -262,7 +260,9 @@ pub(super) fn span_columns(
         if wants(SpanField::ServiceName) {
             let index = resource.ok_or_else(|| malformed("a span outside any resource"))?;
             if index >= out.service_name.len() {
-                return Err(malformed("more resources in the spans than ServiceName values"));
+                return Err(malformed(
+                    "more resources in the spans than ServiceName values",
+                ));
             }
             out.resource_of_span.push(index);
         }

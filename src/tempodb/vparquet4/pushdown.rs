@@ -565,9 +565,12 @@ fn read_filtered_unguarded<R: ChunkReader + 'static>(
                 .flat_map(|(start, count)| *start..start + count)
                 .collect();
             let decoded = match column_fields {
-                Some(fields) => {
-                    Decoded::Columns(columns::span_columns(fields, &columns, &row_numbers, &batch_rows)?)
-                }
+                Some(fields) => Decoded::Columns(columns::span_columns(
+                    fields,
+                    &columns,
+                    &row_numbers,
+                    &batch_rows,
+                )?),
                 None => {
                     let mut assembler = Assembler::new(&root, &columns);
                     let mut traces = Vec::with_capacity(batch.len());

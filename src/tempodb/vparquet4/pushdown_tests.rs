@@ -547,17 +547,20 @@ fn column_condition() -> impl Strategy<Value = String> {
 fn column_metrics_query() -> impl Strategy<Value = String> {
     let filter = prop_oneof![
         Just("{ }".to_string()),
-        prop::collection::vec((column_condition(), prop_oneof![Just("&&"), Just("||")]), 1..3)
-            .prop_map(|parts| {
-                let mut text = String::from("{ ");
-                for (index, (condition, op)) in parts.iter().enumerate() {
-                    if index > 0 {
-                        text.push_str(&format!(" {op} "));
-                    }
-                    text.push_str(condition);
+        prop::collection::vec(
+            (column_condition(), prop_oneof![Just("&&"), Just("||")]),
+            1..3
+        )
+        .prop_map(|parts| {
+            let mut text = String::from("{ ");
+            for (index, (condition, op)) in parts.iter().enumerate() {
+                if index > 0 {
+                    text.push_str(&format!(" {op} "));
                 }
-                text + " }"
-            }),
+                text.push_str(condition);
+            }
+            text + " }"
+        }),
     ];
     let function = prop_oneof![
         Just("rate()"),

@@ -59,8 +59,8 @@ pub struct TimeSeries {
     pub samples: Vec<Sample>,
     /// exemplars
     pub exemplars: Vec<Exemplar>,
-    /// the labels in Prometheus text form (`{resource.service.name="checkout"}`), Tempo's legacy
-    /// `promLabels`
+    /// The labels in Prometheus text form (`{resource.service.name="checkout"}`): the series'
+    /// key, not sent (Tempo 3.0.3 no longer answers with `promLabels`).
     pub prom_labels: String,
 }
 
@@ -212,9 +212,6 @@ impl QueryRangeResponse {
                             .collect();
                         object.insert("samples".into(), Value::Array(samples));
                     }
-                    if !s.prom_labels.is_empty() {
-                        object.insert("promLabels".into(), json!(s.prom_labels));
-                    }
                     if !s.exemplars.is_empty() {
                         let exemplars = s
                             .exemplars
@@ -262,9 +259,6 @@ impl QueryInstantResponse {
                     }
                     if s.value != 0.0 {
                         object.insert("value".into(), number(s.value));
-                    }
-                    if !s.prom_labels.is_empty() {
-                        object.insert("promLabels".into(), json!(s.prom_labels));
                     }
                     Value::Object(object)
                 })
