@@ -343,21 +343,34 @@ fn thrift_span<P: Protocol>(protocol: &mut P) -> Result<JaegerSpan, ThriftError>
     Ok(span)
 }
 
-/// Reads a Thrift `jaeger.Batch` struct.
+/// Reads a Thrift `jaeger.Batch` struct; both of its fields are `required` in jaeger.thrift,
+/// so a batch without one is refused rather than read as empty.
 pub fn thrift_batch<P: Protocol>(protocol: &mut P) -> Result<JaegerBatch, ThriftError> {
     protocol.struct_begin()?;
-    let mut batch = JaegerBatch::default();
+    let mut process = None;
+    let mut spans = None;
     while let Some((id, ttype)) = protocol.field_begin()? {
         match (id, ttype) {
-            (1, TType::Struct) => batch.process = Some(thrift_process(protocol)?),
+            (1, TType::Struct) => process = Some(thrift_process(protocol)?),
             (2, TType::List) => {
-                batch.spans = read_list(protocol, TType::Struct, "Batch.spans", thrift_span)?
+                spans = Some(read_list(
+                    protocol,
+                    TType::Struct,
+                    "Batch.spans",
+                    thrift_span,
+                )?)
             }
             (_, other) => protocol.skip(other)?,
         }
     }
     protocol.struct_end()?;
-    Ok(batch)
+    let process =
+        process.ok_or_else(|| protocol.error("Batch without its required process".into()))?;
+    let spans = spans.ok_or_else(|| protocol.error("Batch without its required spans".into()))?;
+    Ok(JaegerBatch {
+        process: Some(process),
+        spans,
+    })
 }
 
 /// Decodes the body of `POST /api/traces`: one Thrift-binary `jaeger.Batch`.
