@@ -1266,6 +1266,32 @@ mod tests {
     }
 
     #[test]
+    fn a_thrift_batch_needs_its_required_fields() {
+        // Field 1: Process { 1: serviceName = "shop" }; field 2: an empty list<Span>.
+        let process = [&[12u8, 0, 1, 11, 0, 1, 0, 0, 0, 4][..], b"shop", &[0]].concat();
+        let spans = [15u8, 0, 2, 12, 0, 0, 0, 0];
+        let cases: [(Vec<u8>, Option<&str>); 4] = [
+            ([&process[..], &spans, &[0]].concat(), None),
+            (vec![0], Some("required process")),
+            ([&process[..], &[0]].concat(), Some("required spans")),
+            ([&spans[..], &[0]].concat(), Some("required process")),
+        ];
+        for (body, refusal) in &cases {
+            match (decode_thrift_http(body), refusal) {
+                (Ok(batch), None) => {
+                    assert_eq!(batch.process.unwrap().service_name, "shop");
+                    assert!(batch.spans.is_empty());
+                }
+                (Err(error), Some(needle)) => {
+                    assert!(error.to_string().contains(needle), "{error}")
+                }
+                (outcome, expected) => panic!("{outcome:?}, expected {expected:?}"),
+            }
+        }
+        assert_eq!(cases.len(), 4);
+    }
+
+    #[test]
     fn thrift_translation_follows_the_collector() {
         let batch = JaegerBatch {
             process: Some(Process {
