@@ -76,14 +76,34 @@ fn main() -> ExitCode {
         }
         Command::Serve(args) => {
             let environment = std::env::vars().filter(|(name, _)| name != "VIVACE_CONFIG_FILE");
-            let config = match Config::load(args.config.as_deref(), environment) {
-                Ok(config) => config,
+            let (config, report) = match Config::load_reporting(args.config.as_deref(), environment)
+            {
+                Ok(loaded) => loaded,
                 Err(error) => {
                     eprintln!("vivace: {error}");
                     return ExitCode::from(2);
                 }
             };
             vivace::app::init_logging(&config.server.log_level);
+            match &report.memory_budget {
+                Some(budget) => {
+                    for part in &budget.parts {
+                        tracing::info!(
+                            key = %part.key.name(),
+                            bytes = part.bytes,
+                            from = if part.derived { "memory_limit" } else { "explicit" },
+                            "memory budget"
+                        );
+                    }
+                    tracing::info!(limit = budget.limit, source = %budget.source, "memory limit");
+                }
+                None => tracing::info!(
+                    "no memory limit (server.memory_limit unset and no cgroup limit); budgets are their individual settings"
+                ),
+            }
+            for name in &report.ignored_environment {
+                tracing::debug!(variable = %name, "environment variable names no config key; ignored (config overrides are VIVACE_<SECTION>__<KEY>)");
+            }
             let Some(runtime) = runtime() else {
                 return ExitCode::FAILURE;
             };

@@ -100,35 +100,10 @@ fn deploy_files_pass_promtool_amtool_and_vivace() {
     );
     assert!(alertmanager.contains("SUCCESS"), "{alertmanager}");
 
-    // The vivace config of the image/compose and the one inside the Kubernetes ConfigMap load.
+    // The vivace config of the image and compose loads.
     vivace::config::Config::load(Some(&repo("deploy/vivace.yaml")), Vec::new())
         .expect("deploy/vivace.yaml is a valid vivace config");
-    let manifests = std::fs::read_to_string(repo("deploy/kubernetes/vivace.yaml")).unwrap();
-    let mut kinds = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(&manifests) {
-        let document = <Value as serde::Deserialize>::deserialize(document).unwrap();
-        let kind = document["kind"].as_str().unwrap().to_string();
-        if kind == "ConfigMap" {
-            let directory = tempfile::tempdir().unwrap();
-            let path = directory.path().join("vivace.yaml");
-            std::fs::write(&path, document["data"]["vivace.yaml"].as_str().unwrap()).unwrap();
-            vivace::config::Config::load(Some(&path), Vec::new())
-                .expect("the ConfigMap's vivace.yaml is a valid vivace config");
-        }
-        if kind == "StatefulSet" {
-            let spec = &document["spec"];
-            assert!(spec["volumeClaimTemplates"][0]["metadata"]["name"] == "data");
-            let container = &spec["template"]["spec"]["containers"][0];
-            assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/ready");
-            assert!(container["volumeMounts"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|mount| mount["mountPath"] == "/var/lib/vivace"));
-        }
-        kinds.push(kind);
-    }
-    assert_eq!(kinds, ["ConfigMap", "Service", "Service", "StatefulSet"]);
+    // deploy/kubernetes/vivace.yaml (ConfigMap, probes, security, memory): tests/kubernetes.rs.
 
     // compose.yaml: the four services, and every file it mounts exists.
     let compose: Value =

@@ -457,9 +457,88 @@ async fn bad_input_is_refused_on_every_port_and_servers_keep_serving() {
     let ok = client
         .post(&jaeger)
         .header("content-type", "application/x-thrift")
-        .body(vec![0u8])
+        .body(thrift_batch(true, true))
         .send()
         .await
         .unwrap();
     assert_eq!(ok.status(), 202);
+}
+
+/// A Thrift-binary `jaeger.Batch` with process `shop` and an empty span list, leaving out
+/// either required field on request.
+fn thrift_batch(with_process: bool, with_spans: bool) -> Vec<u8> {
+    let mut body = Vec::new();
+    if with_process {
+        // Field 1, struct Process { 1: string serviceName = "shop" }.
+        body.extend_from_slice(&[12, 0, 1, 11, 0, 1, 0, 0, 0, 4]);
+        body.extend_from_slice(b"shop");
+        body.push(0);
+    }
+    if with_spans {
+        // Field 2, list<Span> of size 0.
+        body.extend_from_slice(&[15, 0, 2, 12, 0, 0, 0, 0]);
+    }
+    body.push(0);
+    body
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_jaeger_batch_without_a_required_field_is_refused_naming_it() {
+    let (_vivace, ports) = start_legacy();
+    let client = reqwest::Client::new();
+    let jaeger = format!("http://127.0.0.1:{}/api/traces", ports.jaeger_http);
+    let cases = [
+        ("an empty struct", vec![0u8], "process"),
+        ("no spans", thrift_batch(true, false), "spans"),
+        ("no process", thrift_batch(false, true), "process"),
+    ];
+    for (what, body, missing) in &cases {
+        let response = client
+            .post(&jaeger)
+            .header("content-type", "application/x-thrift")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{what}");
+        let text = response.text().await.unwrap();
+        assert!(
+            text.contains(&format!("required {missing}")),
+            "{what}: the refusal names the missing field: {text}"
+        );
+    }
+    assert_eq!(cases.len(), 3);
+    let complete = client
+        .post(&jaeger)
+        .header("content-type", "application/x-thrift")
+        .body(thrift_batch(true, true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(complete.status(), 202);
+}
+
+#[test]
+fn the_jaeger_udp_agent_and_multitenancy_together_refuse_to_start() {
+    let data = tempfile::tempdir().unwrap();
+    let config = common::write_config(
+        data.path(),
+        common::Ports::pick(),
+        &format!(
+            "multitenancy_enabled: true\ndistributor:\n  receivers:\n    jaeger:\n      protocols:\n        thrift_compact:\n          endpoint: 127.0.0.1:{}\n",
+            free_port()
+        ),
+    );
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_vivace"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("distributor.receivers.jaeger.protocols.thrift_compact")
+            && stderr.contains("multitenancy_enabled"),
+        "the refusal names both settings: {stderr}"
+    );
 }

@@ -1,7 +1,9 @@
-//! Issue 8, acceptance 4: overload. Several OTLP/HTTP and OTLP/gRPC clients send as fast as
-//! they can for a bounded time against small in-flight and in-memory budgets. vivace answers
-//! some pushes with 429 / RESOURCE_EXHAUSTED, its resident memory stays under a bound, and
-//! every acknowledged trace is readable afterwards, also after a kill -9 and restart.
+//! Issue 8, acceptance 4, and issue 14's one memory budget: overload. Several OTLP/HTTP and
+//! OTLP/gRPC clients send as fast as they can for a bounded time against vivace given only
+//! `server.memory_limit: 512MiB` (as a container's limit would be), from which the head,
+//! in-flight, logs, compaction and cache budgets derive. vivace answers some pushes with 429 /
+//! RESOURCE_EXHAUSTED, its resident memory stays under the limit, and every acknowledged trace
+//! is readable afterwards, also after a kill -9 and restart.
 
 mod common;
 
@@ -23,17 +25,15 @@ const BLAST: Duration = Duration::from_secs(10);
 const HTTP_CLIENTS: u32 = 8;
 const GRPC_CLIENTS: u32 = 4;
 const SPANS_PER_REQUEST: u32 = 40;
-/// The memory bound: a few times the configured budgets (max_head_bytes 8 MiB, in flight
-/// 1 MiB, WAL queue 8) plus the process's own baseline (runtime, caches, parquet buffers).
-const RSS_LIMIT_KIB: u64 = 256 * 1024;
+/// The memory limit given to vivace, which its resident memory must stay under.
+const RSS_LIMIT_KIB: u64 = 512 * 1024;
 
 const CONFIG: &str = r#"
+server:
+  memory_limit: 512MiB
 distributor:
   max_request_bytes: 524288
-  max_inflight_bytes: 1048576
 ingester:
-  max_head_bytes: 8388608
-  wal_queue_capacity: 8
   trace_idle_period: 1s
   max_block_duration: 3s
   flush_check_period: 200ms
@@ -107,6 +107,17 @@ fn rss_kib(pid: u32) -> Option<u64> {
 struct Tally {
     acknowledged: Mutex<Vec<String>>,
     refused: AtomicU64,
+    /// Refusals naming a memory budget (head or in-flight bytes).
+    refused_for_memory: AtomicU64,
+}
+
+impl Tally {
+    fn refused(&self, message: &str) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        if message.contains("max_head_bytes") || message.contains("max_inflight_bytes") {
+            self.refused_for_memory.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 async fn http_client(url: String, client: u32, tally: Arc<Tally>, deadline: Instant) {
@@ -126,9 +137,7 @@ async fn http_client(url: String, client: u32, tally: Arc<Tally>, deadline: Inst
         };
         match response.status().as_u16() {
             200 => tally.acknowledged.lock().unwrap().push(trace_id),
-            429 | 503 => {
-                tally.refused.fetch_add(1, Ordering::Relaxed);
-            }
+            429 | 503 => tally.refused(&response.text().await.unwrap_or_default()),
             other => panic!("unexpected {other}: {:?}", response.text().await),
         }
     }
@@ -148,7 +157,7 @@ async fn grpc_client(url: String, client: u32, tally: Arc<Tally>, deadline: Inst
                     tonic::Code::ResourceExhausted | tonic::Code::Unavailable
                 ) =>
             {
-                tally.refused.fetch_add(1, Ordering::Relaxed);
+                tally.refused(status.message());
             }
             Err(status) => panic!("unexpected gRPC status {status:?}"),
         }
@@ -232,15 +241,25 @@ async fn overload_refuses_with_429_keeps_memory_bounded_and_loses_nothing_acknow
 
     let acknowledged = tally.acknowledged.lock().unwrap().clone();
     let refused = tally.refused.load(Ordering::Relaxed);
+    let refused_for_memory = tally.refused_for_memory.load(Ordering::Relaxed);
     let unique: HashSet<&String> = acknowledged.iter().collect();
     assert_eq!(unique.len(), acknowledged.len());
     eprintln!(
-        "overload: {} acknowledged, {refused} refused in {elapsed:?}; RSS baseline {baseline} KiB, peak {peak} KiB",
+        "overload: {} acknowledged, {refused} refused ({refused_for_memory} naming a memory budget) in {elapsed:?}; RSS baseline {baseline} KiB, peak {peak} KiB",
         acknowledged.len()
+    );
+    let log = vivace.log_text();
+    assert!(
+        log.contains("memory budget") && log.contains("ingester.max_head_bytes"),
+        "the budgets derived from server.memory_limit are logged:\n{log}"
     );
     assert!(
         refused > 0,
         "sending at several times capacity gets 429 / RESOURCE_EXHAUSTED"
+    );
+    assert!(
+        refused_for_memory > 0,
+        "some refusals come from the memory budgets derived from server.memory_limit"
     );
     assert!(
         !acknowledged.is_empty(),

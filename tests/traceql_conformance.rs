@@ -36,6 +36,20 @@ fn read_json(name: &str) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|error| panic!("{name} is not JSON: {error}"))
 }
 
+/// How many cases each file must yield, so that a renamed key in the data (read as an empty
+/// list) fails instead of passing on zero cases.
+const EXPECTED_CASES: &[(&str, usize)] = &[
+    ("binop_cases.json", 20),
+    ("eval_cases.json (parse only)", 144),
+    ("lexer_cases.json", 124),
+    ("parse_cases.json", 660),
+    ("static_value_cases.json", 65),
+    ("test_examples.json[parse_fails]", 87),
+    ("test_examples.json[unsupported]", 22),
+    ("test_examples.json[valid]", 284),
+    ("test_examples.json[validate_fails]", 70),
+];
+
 /// Collects results per file and the failures that are not known deviations.
 #[derive(Default)]
 struct Report {
@@ -67,6 +81,15 @@ impl Report {
         for (file, (passed, total)) in &self.counts {
             eprintln!("{file}: {passed}/{total} passed");
         }
+        let compared: Vec<(&str, usize)> = self
+            .counts
+            .iter()
+            .map(|(file, (_, total))| (file.as_str(), *total))
+            .collect();
+        assert_eq!(
+            compared, EXPECTED_CASES,
+            "cases compared per file differ from the data's (a renamed key reads as no cases)"
+        );
         for deviation in &self.deviations_seen {
             eprintln!("known deviation: {deviation}");
         }

@@ -194,6 +194,9 @@ fn run_case(case: &Value) -> Result<(), String> {
     Ok(())
 }
 
+/// Cases in `eval_cases.json`.
+const EXPECTED_CASES: usize = 144;
+
 #[test]
 fn eval_cases_conform() {
     let path = concat!(
@@ -203,6 +206,8 @@ fn eval_cases_conform() {
     let text = std::fs::read_to_string(path).expect("eval_cases.json beside the worktree");
     let data: Value = serde_json::from_str(&text).expect("JSON");
     let cases = data["cases"].as_array().expect("cases");
+    // A renamed or emptied list must fail, not pass on zero cases.
+    assert_eq!(cases.len(), EXPECTED_CASES, "cases in eval_cases.json");
     let (mut passed, mut failures, mut deviations) = (0, Vec::new(), Vec::new());
     for case in cases {
         let query = case["query"].as_str().unwrap_or_default();
@@ -218,6 +223,11 @@ fn eval_cases_conform() {
         }
     }
     eprintln!("eval_cases.json: {passed}/{} passed", cases.len());
+    assert_eq!(
+        passed + deviations.len() + failures.len(),
+        EXPECTED_CASES,
+        "every case was run"
+    );
     for deviation in &deviations {
         eprintln!("known deviation: {deviation}");
     }

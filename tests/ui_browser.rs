@@ -378,6 +378,9 @@ fn repository() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The checks in tests/ui/run.mjs (three data routes and eighteen page checks).
+const UI_CHECKS: usize = 21;
+
 #[test]
 fn browser_walks_every_page_against_the_demo_load() {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
@@ -419,8 +422,17 @@ fn browser_walks_every_page_against_the_demo_load() {
         output.status,
         vivace.log()
     );
+    // Every check ran and passed: none may be skipped or left out.
     let last = stdout.lines().last().unwrap_or_default();
-    assert!(last.contains(" 0 failed"), "summary line: {last}");
+    assert_eq!(
+        last,
+        format!("{UI_CHECKS} passed, 0 failed"),
+        "summary line of tests/ui/run.mjs"
+    );
+    assert!(
+        !stdout.contains("\nskip "),
+        "a check was skipped:\n{stdout}"
+    );
     assert!(
         stdout.contains("ok   trace: a 10,000-span trace renders"),
         "the 10,000-span trace check did not run:\n{stdout}"
@@ -430,9 +442,13 @@ fn browser_walks_every_page_against_the_demo_load() {
         "trace",
         "trace-flame",
         "trace-logs",
+        "trace-logs-with-data",
         "service",
+        "exemplar-trace",
         "graph",
         "alerts",
+        "alert",
+        "trace-10000-spans",
     ] {
         assert!(
             screenshots.join(format!("{name}.png")).is_file(),

@@ -3,11 +3,18 @@
 //! Keys follow Tempo's names where Tempo has one, so a Tempo user recognises them. Unknown keys
 //! are an error naming the key. Any key can be overridden from the environment:
 //! `VIVACE_<SECTION>__<KEY>=value` (sections joined by a double underscore, case-insensitive),
-//! e.g. `VIVACE_SERVER__HTTP_LISTEN_PORT=3300` or `VIVACE_STORAGE__TRACE__BACKEND=s3`.
+//! e.g. `VIVACE_SERVER__HTTP_LISTEN_PORT=3300` or `VIVACE_STORAGE__TRACE__BACKEND=s3`; the
+//! top-level scalar keys without a section (`VIVACE_MULTITENANCY_ENABLED`). Other `VIVACE_*`
+//! variables are not vivace's: Kubernetes sets `VIVACE_SERVICE_HOST`, `VIVACE_PORT`, … for a
+//! Service named `vivace`, so they are ignored (and logged at debug level).
+
+pub mod memory;
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+
+use memory::{BudgetKey, MemoryBudget, MemoryLimit};
 
 use crate::alerts::AlertsConfig;
 use crate::distributor::DistributorConfig;
@@ -20,6 +27,19 @@ pub const DEFAULTS_YAML: &str = include_str!("defaults.yaml");
 
 /// Prefix of environment variables that override config keys.
 pub const ENV_PREFIX: &str = "VIVACE_";
+
+/// Top-level keys that are values rather than sections, so `VIVACE_<KEY>` (without a double
+/// underscore) sets them.
+const TOP_LEVEL_ENV_KEYS: &[&str] = &["multitenancy_enabled"];
+
+/// What loading found besides the config, for the log once logging runs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LoadReport {
+    /// `VIVACE_*` variables that name no config key (Kubernetes service links, say), ignored.
+    pub ignored_environment: Vec<String>,
+    /// The memory limit in force and how it was divided; `None` without a limit.
+    pub memory_budget: Option<MemoryBudget>,
+}
 
 /// The whole configuration.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -104,6 +124,12 @@ pub struct ServerConfig {
     pub auth: crate::server::AuthConfig,
     /// TLS (PEM certificate and key) on every TCP listener; off while `cert_file` is empty.
     pub tls: crate::server::TlsConfig,
+    /// The memory vivace may use: bytes or a size (`512MiB`, `2GiB`); `auto` (the default)
+    /// takes the cgroup's (container's) limit when one is set; `none` sets no limit. With a
+    /// limit, the head, in-flight, logs, compaction and cache budgets not set explicitly are
+    /// shares of it ([`memory::SHARES`]); past them pushes get 429 instead of the process
+    /// growing until it is killed.
+    pub memory_limit: MemoryLimit,
 }
 
 impl Default for ServerConfig {
@@ -115,6 +141,7 @@ impl Default for ServerConfig {
             log_level: "info".to_string(),
             auth: Default::default(),
             tls: Default::default(),
+            memory_limit: MemoryLimit::Auto,
         }
     }
 }
@@ -153,6 +180,25 @@ impl Config {
         path: Option<&Path>,
         environment: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
+        Config::load_reporting(path, environment).map(|(config, _)| config)
+    }
+
+    /// [`Config::load`], also answering what was ignored on the way and how memory was divided.
+    pub fn load_reporting(
+        path: Option<&Path>,
+        environment: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(Config, LoadReport), ConfigError> {
+        let cgroup = memory::cgroup_memory_limit(memory::CGROUP_LIMIT_FILES);
+        Config::load_with_cgroup(path, environment, cgroup)
+    }
+
+    /// [`Config::load_reporting`] with the cgroup's memory limit given (bytes, file).
+    pub fn load_with_cgroup(
+        path: Option<&Path>,
+        environment: impl IntoIterator<Item = (String, String)>,
+        cgroup: Option<(u64, String)>,
+    ) -> Result<(Config, LoadReport), ConfigError> {
+        let mut report = LoadReport::default();
         let mut tree = match path {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -176,6 +222,13 @@ impl Config {
             let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
+            let is_top_level_key = TOP_LEVEL_ENV_KEYS
+                .iter()
+                .any(|key| rest.eq_ignore_ascii_case(key));
+            if !rest.contains("__") && !is_top_level_key {
+                report.ignored_environment.push(name);
+                continue;
+            }
             let keys: Vec<String> = rest
                 .split("__")
                 .map(|part| part.to_ascii_lowercase())
@@ -191,13 +244,70 @@ impl Config {
             set_path(&mut tree, &keys, scalar)
                 .map_err(|reason| ConfigError::Environment { name, reason })?;
         }
-        let config: Config =
+        let explicit_budgets: Vec<BudgetKey> = memory::SHARES
+            .iter()
+            .map(|(key, _)| *key)
+            .filter(|key| lookup(&tree, key.path()).is_some())
+            .collect();
+        let explicit_request_bytes = lookup(&tree, &["distributor", "max_request_bytes"]).is_some();
+        let mut config: Config =
             serde_path_to_error::deserialize(tree).map_err(|error| ConfigError::Invalid {
                 key: error.path().to_string(),
                 reason: error.inner().to_string(),
             })?;
+        if let Some((limit, source)) = MemoryBudget::resolve(config.server.memory_limit, cgroup) {
+            if source == memory::LimitSource::Configured && limit < memory::MIN_MEMORY_LIMIT {
+                return Err(ConfigError::Invalid {
+                    key: "server.memory_limit".into(),
+                    reason: format!(
+                        "{limit} bytes is below the smallest limit, {} bytes (128MiB)",
+                        memory::MIN_MEMORY_LIMIT
+                    ),
+                });
+            }
+            let budget = MemoryBudget::divide(
+                limit,
+                source,
+                |key| explicit_budgets.contains(&key),
+                |key| config.budget(key),
+            );
+            for part in &budget.parts {
+                config.set_budget(part.key, part.bytes);
+            }
+            // A request larger than the whole in-flight budget could never be admitted.
+            if !explicit_request_bytes
+                && config.distributor.max_request_bytes > config.distributor.max_inflight_bytes
+            {
+                config.distributor.max_request_bytes = config.distributor.max_inflight_bytes;
+            }
+            report.memory_budget = Some(budget);
+        }
         config.validate()?;
-        Ok(config)
+        Ok((config, report))
+    }
+
+    /// The value of a key the memory budget sets.
+    fn budget(&self, key: BudgetKey) -> u64 {
+        match key {
+            BudgetKey::HeadBytes => self.ingester.max_head_bytes,
+            BudgetKey::InflightBytes => self.distributor.max_inflight_bytes as u64,
+            BudgetKey::LogsHeadBytes => self.logs.max_head_bytes,
+            BudgetKey::CompactionInputBytes => self.compactor.max_input_bytes,
+            BudgetKey::BloomCacheBytes => self.storage.trace.bloom_cache_bytes as u64,
+            BudgetKey::FooterCacheBytes => self.storage.trace.footer_cache_bytes as u64,
+        }
+    }
+
+    fn set_budget(&mut self, key: BudgetKey, bytes: u64) {
+        let as_usize = usize::try_from(bytes).unwrap_or(usize::MAX);
+        match key {
+            BudgetKey::HeadBytes => self.ingester.max_head_bytes = bytes,
+            BudgetKey::InflightBytes => self.distributor.max_inflight_bytes = as_usize,
+            BudgetKey::LogsHeadBytes => self.logs.max_head_bytes = bytes,
+            BudgetKey::CompactionInputBytes => self.compactor.max_input_bytes = bytes,
+            BudgetKey::BloomCacheBytes => self.storage.trace.bloom_cache_bytes = as_usize,
+            BudgetKey::FooterCacheBytes => self.storage.trace.footer_cache_bytes = as_usize,
+        }
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -242,6 +352,23 @@ impl Config {
                     .into(),
             });
         }
+        if self.multitenancy_enabled
+            && self
+                .distributor
+                .receivers
+                .jaeger
+                .protocols
+                .thrift_compact
+                .enabled
+        {
+            return Err(ConfigError::Invalid {
+                key: "distributor.receivers.jaeger.protocols.thrift_compact".into(),
+                reason: "the Jaeger UDP agent protocol cannot carry X-Scope-OrgID, so it cannot \
+                         listen while multitenancy_enabled is true (its spans would belong to no \
+                         tenant); send to thrift_http or grpc with the header"
+                    .into(),
+            });
+        }
         self.compactor
             .validate()
             .map_err(|(key, reason)| ConfigError::Invalid {
@@ -279,6 +406,15 @@ impl Config {
                 reason,
             })
     }
+}
+
+/// The value at `path` in a YAML tree, if every section on the way is a mapping holding it.
+fn lookup<'a>(tree: &'a serde_yaml::Value, path: &[&str]) -> Option<&'a serde_yaml::Value> {
+    let mut node = tree;
+    for key in path {
+        node = node.as_mapping()?.get(*key)?;
+    }
+    Some(node)
 }
 
 fn set_path(
@@ -392,5 +528,137 @@ mod tests {
         )
         .unwrap_err();
         assert!(error.to_string().contains("nope"), "{error}");
+    }
+
+    #[test]
+    fn kubernetes_service_variables_are_ignored() {
+        // What the kubelet sets in every pod of the namespace for a Service named `vivace`.
+        let kubernetes = [
+            ("VIVACE_SERVICE_HOST", "10.0.0.1"),
+            ("VIVACE_SERVICE_PORT", "3200"),
+            ("VIVACE_SERVICE_PORT_HTTP", "3200"),
+            ("VIVACE_PORT", "tcp://10.0.0.1:3200"),
+            ("VIVACE_PORT_3200_TCP", "tcp://10.0.0.1:3200"),
+            ("VIVACE_PORT_3200_TCP_PROTO", "tcp"),
+            ("VIVACE_PORT_3200_TCP_PORT", "3200"),
+            ("VIVACE_PORT_3200_TCP_ADDR", "10.0.0.1"),
+        ];
+        let mut environment: Vec<(String, String)> = kubernetes
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        environment.push((
+            "VIVACE_SERVER__HTTP_LISTEN_PORT".to_string(),
+            "3300".to_string(),
+        ));
+        environment.push((
+            "VIVACE_MULTITENANCY_ENABLED".to_string(),
+            "true".to_string(),
+        ));
+        let (config, report) = Config::load_reporting(None, environment).unwrap();
+        assert_eq!(config.server.http_listen_port, 3300);
+        assert!(config.multitenancy_enabled);
+        let ignored: Vec<&str> = kubernetes.iter().map(|(name, _)| *name).collect();
+        assert_eq!(report.ignored_environment, ignored);
+    }
+
+    #[test]
+    fn memory_limit_divides_into_the_budgets_not_set_explicitly() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("vivace.yaml");
+        std::fs::write(
+            &path,
+            "server:\n  memory_limit: 512MiB\ncompactor:\n  max_input_bytes: 1000000\n",
+        )
+        .unwrap();
+        let environment = vec![(
+            "VIVACE_STORAGE__TRACE__BLOOM_CACHE_BYTES".to_string(),
+            "4096".to_string(),
+        )];
+        let cgroup = Some((64 << 30, "/sys/fs/cgroup/memory.max".to_string()));
+        let (config, report) =
+            Config::load_with_cgroup(Some(&path), environment, cgroup.clone()).unwrap();
+        let limit: u64 = 512 << 20;
+        let share = |key: BudgetKey| {
+            memory::SHARES
+                .iter()
+                .find(|(candidate, _)| *candidate == key)
+                .map(|(_, per_mille)| limit / 1000 * per_mille)
+                .unwrap()
+        };
+        assert_eq!(config.ingester.max_head_bytes, share(BudgetKey::HeadBytes));
+        assert_eq!(
+            config.distributor.max_inflight_bytes as u64,
+            share(BudgetKey::InflightBytes)
+        );
+        assert_eq!(config.logs.max_head_bytes, share(BudgetKey::LogsHeadBytes));
+        assert_eq!(
+            config.storage.trace.footer_cache_bytes as u64,
+            share(BudgetKey::FooterCacheBytes)
+        );
+        // Set in the file and in the environment: kept.
+        assert_eq!(config.compactor.max_input_bytes, 1_000_000);
+        assert_eq!(config.storage.trace.bloom_cache_bytes, 4096);
+        let budget = report.memory_budget.unwrap();
+        assert_eq!(budget.limit, limit);
+        assert_eq!(budget.source, memory::LimitSource::Configured);
+        let derived: Vec<bool> = budget.parts.iter().map(|part| part.derived).collect();
+        assert_eq!(derived, [true, true, true, false, false, true]);
+
+        // auto: the cgroup's limit; none: today's individual defaults.
+        let (config, report) = Config::load_with_cgroup(None, Vec::new(), cgroup.clone()).unwrap();
+        assert_eq!(report.memory_budget.unwrap().limit, 64 << 30);
+        assert_eq!(
+            config.ingester.max_head_bytes,
+            (64u64 << 30) / 1000 * memory::SHARES[0].1
+        );
+        let (config, report) = Config::load_with_cgroup(None, Vec::new(), None).unwrap();
+        assert_eq!(report.memory_budget, None);
+        assert_eq!(config, Config::default());
+        let none = vec![(
+            "VIVACE_SERVER__MEMORY_LIMIT".to_string(),
+            "none".to_string(),
+        )];
+        let (config, report) = Config::load_with_cgroup(None, none, cgroup).unwrap();
+        assert_eq!(report.memory_budget, None);
+        assert_eq!(config.ingester.max_head_bytes, 1024 << 20);
+
+        // A small limit lowers the largest request to what in-flight can admit.
+        let small = vec![(
+            "VIVACE_SERVER__MEMORY_LIMIT".to_string(),
+            "128MiB".to_string(),
+        )];
+        let (config, _) = Config::load_with_cgroup(None, small, None).unwrap();
+        assert!(config.distributor.max_request_bytes <= config.distributor.max_inflight_bytes);
+        let tiny = vec![(
+            "VIVACE_SERVER__MEMORY_LIMIT".to_string(),
+            "64MiB".to_string(),
+        )];
+        let error = Config::load_with_cgroup(None, tiny, None)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("server.memory_limit"), "{error}");
+    }
+
+    #[test]
+    fn the_jaeger_udp_agent_cannot_listen_with_multitenancy() {
+        let environment = vec![
+            (
+                "VIVACE_MULTITENANCY_ENABLED".to_string(),
+                "true".to_string(),
+            ),
+            (
+                "VIVACE_DISTRIBUTOR__RECEIVERS__JAEGER__PROTOCOLS__THRIFT_COMPACT__ENABLED"
+                    .to_string(),
+                "true".to_string(),
+            ),
+        ];
+        let error = Config::load_with_cgroup(None, environment, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("thrift_compact") && error.contains("multitenancy_enabled"),
+            "{error}"
+        );
     }
 }

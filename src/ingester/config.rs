@@ -70,6 +70,11 @@ pub struct IngesterConfig {
     /// slow traces, TraceQL rules, a baseline ratio). Off by default; span metrics always see
     /// every span.
     pub sampling: SamplingConfig,
+    /// Testing aid (fault injection): trace WAL writes fail with ENOSPC, exactly as on a full
+    /// disk, once its segments would hold more than this many bytes; space returns as blocks
+    /// are written and old segments deleted. 0 (the default) is off; leave it off in
+    /// production.
+    pub debug_wal_disk_full_bytes: u64,
 }
 
 impl Default for IngesterConfig {
@@ -87,6 +92,7 @@ impl Default for IngesterConfig {
             flush_check_period: Duration::from_secs(1),
             complete_block_timeout: Duration::from_secs(15),
             sampling: SamplingConfig::default(),
+            debug_wal_disk_full_bytes: 0,
         }
     }
 }

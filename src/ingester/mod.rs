@@ -283,6 +283,7 @@ impl Ingester {
                 fsync_interval: config.wal_fsync_interval,
                 segment_max_bytes: config.wal_segment_max_bytes,
                 queue_capacity: config.wal_queue_capacity,
+                disk_full_after_bytes: config.debug_wal_disk_full_bytes,
             };
             tokio::task::spawn_blocking(move || start_wal(dir, shared, wal_counters, options))
         };

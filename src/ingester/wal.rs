@@ -365,6 +365,9 @@ pub(crate) struct WriterOptions {
     pub fsync_interval: Duration,
     pub segment_max_bytes: u64,
     pub queue_capacity: usize,
+    /// Fault injection: writes fail with ENOSPC once the segments would hold more than this
+    /// many bytes; 0 is off.
+    pub disk_full_after_bytes: u64,
 }
 
 /// Starts the writer on a new segment after `segment_sizes` (the replayed ones) and returns
@@ -480,6 +483,13 @@ impl SegmentWriter {
         if self.broken || (self.offset > 0 && self.offset >= self.options.segment_max_bytes) {
             self.rotate()?;
         }
+        let limit = self.options.disk_full_after_bytes;
+        if limit > 0
+            && self.counters.disk_bytes.load(Ordering::Relaxed) + bytes.len() as u64 > limit
+        {
+            self.counters.write_failures.fetch_add(1, Ordering::Relaxed);
+            return Err(io::Error::from_raw_os_error(ENOSPC));
+        }
         let start = self.offset;
         let result = self.current_file().and_then(|file| file.write_all(bytes));
         if let Err(error) = result {
@@ -553,6 +563,9 @@ impl SegmentWriter {
         Ok(doomed.len())
     }
 }
+
+/// Linux's "No space left on device".
+const ENOSPC: i32 = 28;
 
 /// A copy of an I/O error for each waiter of a failed group commit.
 fn copy_error(error: &io::Error) -> io::Error {
@@ -722,6 +735,7 @@ mod tests {
             fsync_interval: Duration::from_millis(20),
             segment_max_bytes: 1024 * 1024,
             queue_capacity: 64,
+            disk_full_after_bytes: 0,
         }
     }
 

@@ -290,6 +290,8 @@ impl LogStore {
             fsync_interval: ingester.wal_fsync_interval,
             segment_max_bytes: ingester.wal_segment_max_bytes,
             queue_capacity: ingester.wal_queue_capacity,
+            // The fault injection (ingester.debug_wal_disk_full_bytes) is the trace WAL's only.
+            disk_full_after_bytes: 0,
         };
         let dir = config.wal_path.clone();
         let startup = {

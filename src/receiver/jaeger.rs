@@ -343,21 +343,34 @@ fn thrift_span<P: Protocol>(protocol: &mut P) -> Result<JaegerSpan, ThriftError>
     Ok(span)
 }
 
-/// Reads a Thrift `jaeger.Batch` struct.
+/// Reads a Thrift `jaeger.Batch` struct; both of its fields are `required` in jaeger.thrift,
+/// so a batch without one is refused rather than read as empty.
 pub fn thrift_batch<P: Protocol>(protocol: &mut P) -> Result<JaegerBatch, ThriftError> {
     protocol.struct_begin()?;
-    let mut batch = JaegerBatch::default();
+    let mut process = None;
+    let mut spans = None;
     while let Some((id, ttype)) = protocol.field_begin()? {
         match (id, ttype) {
-            (1, TType::Struct) => batch.process = Some(thrift_process(protocol)?),
+            (1, TType::Struct) => process = Some(thrift_process(protocol)?),
             (2, TType::List) => {
-                batch.spans = read_list(protocol, TType::Struct, "Batch.spans", thrift_span)?
+                spans = Some(read_list(
+                    protocol,
+                    TType::Struct,
+                    "Batch.spans",
+                    thrift_span,
+                )?)
             }
             (_, other) => protocol.skip(other)?,
         }
     }
     protocol.struct_end()?;
-    Ok(batch)
+    let process =
+        process.ok_or_else(|| protocol.error("Batch without its required process".into()))?;
+    let spans = spans.ok_or_else(|| protocol.error("Batch without its required spans".into()))?;
+    Ok(JaegerBatch {
+        process: Some(process),
+        spans,
+    })
 }
 
 /// Decodes the body of `POST /api/traces`: one Thrift-binary `jaeger.Batch`.
@@ -1250,6 +1263,32 @@ mod tests {
             .find(|pair| pair.key == key)
             .and_then(|pair| pair.value.as_ref())
             .and_then(|value| value.value.as_ref())
+    }
+
+    #[test]
+    fn a_thrift_batch_needs_its_required_fields() {
+        // Field 1: Process { 1: serviceName = "shop" }; field 2: an empty list<Span>.
+        let process = [&[12u8, 0, 1, 11, 0, 1, 0, 0, 0, 4][..], b"shop", &[0]].concat();
+        let spans = [15u8, 0, 2, 12, 0, 0, 0, 0];
+        let cases: [(Vec<u8>, Option<&str>); 4] = [
+            ([&process[..], &spans, &[0]].concat(), None),
+            (vec![0], Some("required process")),
+            ([&process[..], &[0]].concat(), Some("required spans")),
+            ([&spans[..], &[0]].concat(), Some("required process")),
+        ];
+        for (body, refusal) in &cases {
+            match (decode_thrift_http(body), refusal) {
+                (Ok(batch), None) => {
+                    assert_eq!(batch.process.unwrap().service_name, "shop");
+                    assert!(batch.spans.is_empty());
+                }
+                (Err(error), Some(needle)) => {
+                    assert!(error.to_string().contains(needle), "{error}")
+                }
+                (outcome, expected) => panic!("{outcome:?}, expected {expected:?}"),
+            }
+        }
+        assert_eq!(cases.len(), 4);
     }
 
     #[test]

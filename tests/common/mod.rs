@@ -157,6 +157,27 @@ impl Vivace {
         Vivace::start_in(&data, Ports::pick(), extra_yaml)
     }
 
+    /// Starts vivace with these extra environment variables, in a fresh temporary directory,
+    /// and waits until `/ready` answers 200.
+    pub fn start_with_environment(extra_yaml: &str, environment: &[(&str, &str)]) -> Vivace {
+        let data = tempfile::Builder::new()
+            .prefix("vivace-test-")
+            .tempdir()
+            .expect("tempdir")
+            .keep();
+        let ports = Ports::pick();
+        let (child, log) = spawn_with(&data, ports, extra_yaml, environment);
+        let mut vivace = Vivace {
+            child,
+            data,
+            ports,
+            extra_yaml: extra_yaml.to_string(),
+            log,
+        };
+        vivace.wait_ready();
+        vivace
+    }
+
     /// Starts vivace on an existing data directory (a restart).
     pub fn start_in(data: &Path, ports: Ports, extra_yaml: &str) -> Vivace {
         let (child, log) = spawn(data, ports, extra_yaml);
@@ -290,6 +311,15 @@ impl Drop for Vivace {
 }
 
 fn spawn(data: &Path, ports: Ports, extra_yaml: &str) -> (Child, PathBuf) {
+    spawn_with(data, ports, extra_yaml, &[])
+}
+
+fn spawn_with(
+    data: &Path,
+    ports: Ports,
+    extra_yaml: &str,
+    environment: &[(&str, &str)],
+) -> (Child, PathBuf) {
     let mut yaml = extra_yaml.to_string();
     if !yaml.contains("ingester:") {
         yaml.push_str(&format!(
@@ -313,6 +343,7 @@ fn spawn(data: &Path, ports: Ports, extra_yaml: &str) -> (Child, PathBuf) {
     let child = Command::new(env!("CARGO_BIN_EXE_vivace"))
         .args(["serve", "--config"])
         .arg(&config)
+        .envs(environment.iter().copied())
         .stdout(Stdio::null())
         .stderr(log_file)
         .spawn()
