@@ -163,7 +163,9 @@ fn alignment_prepends_one_step_and_rounds_the_end_up() {
 fn steps_giving_more_points_than_a_series_holds_are_refused() {
     // A day at one microsecond would be 8.64e10 intervals: refused, nothing allocated.
     let refused = MetricsRequest::range(T, T + 86_400 * S, 1_000, 0);
-    assert!(matches!(refused, Err(MetricsError::TooManyPoints { points }) if points > 86_400_000_000));
+    assert!(
+        matches!(refused, Err(MetricsError::TooManyPoints { points }) if points > 86_400_000_000)
+    );
     // The largest accepted: 11,000 points including the prepended one.
     let largest = MetricsRequest::range(T, T + 10_999 * S, S, 0).unwrap();
     assert_eq!(largest.intervals(), 11_000);
@@ -595,4 +597,50 @@ fn search_queries_are_refused() {
     let error =
         CompiledMetrics::new(parse_and_validate("{ status = error }").unwrap()).unwrap_err();
     assert_eq!(error.to_string(), "not a metrics query");
+}
+
+#[test]
+fn functions_past_the_limit_are_refused() {
+    let query = |n: usize| vec!["({} | rate())"; n].join(" + ");
+    assert!(
+        CompiledMetrics::new(parse_and_validate(&query(MAX_FUNCTIONS_PER_QUERY)).unwrap()).is_ok()
+    );
+    let error =
+        CompiledMetrics::new(parse_and_validate(&query(MAX_FUNCTIONS_PER_QUERY + 1)).unwrap())
+            .unwrap_err();
+    assert_eq!(error, MetricsError::TooManyFunctions { functions: 101 });
+}
+
+/// 1,100 distinct status codes, each at the window's last interval: two functions grouping by
+/// it at 11,000 points per series want 2 × 1,000 × 11,000 points, twice the query's budget.
+#[test]
+fn groups_past_the_point_budget_make_a_partial_answer() {
+    let step = S;
+    let intervals = MAX_POINTS_PER_SERIES - 1;
+    let start = T;
+    let end = T + intervals * step;
+    let request = MetricsRequest::range(start, end, step, 0).unwrap();
+    assert_eq!(request.intervals() as u64, MAX_POINTS_PER_SERIES);
+    let specs: Vec<SpanSpec> = (0..1_100)
+        .map(|code| spec("a", end - S / 2, 1_000, Some(code)))
+        .collect();
+    let compiled = CompiledMetrics::new(
+        parse_and_validate(
+            "({} | count_over_time() by (span.http.status_code)) + ({} | count_over_time() by (span.http.status_code))",
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut evaluation = MetricsEvaluation::new(&compiled, request);
+    for chunk in specs.chunks(200).enumerate() {
+        let (id, trace) = trace(chunk.0 as u8 + 1, chunk.1);
+        evaluation
+            .observe_trace(&Evaluator::default(), &id, &trace)
+            .unwrap();
+    }
+    assert!(evaluation.budget.used <= MAX_POINTS_PER_QUERY);
+    assert!(evaluation.budget.exhausted);
+    let response = evaluation.finish();
+    let partial = response.partial.expect("a partial answer");
+    assert!(partial.contains("points per query"), "{partial}");
 }
