@@ -342,6 +342,12 @@ const ROWS: &[Row] = &[
     get("/api/v2/search/tags?limit=4294967295", 200, "scopes"),
     get("/api/search/tags?limit=4294967296", 400, "invalid limit"),
     get("/api/v2/search/tags?scope=everything", 400, "invalid scope: everything"),
+    // Not read: vivace keeps no stale-value state.
+    get(
+        "/api/v2/search/tag/span.x/values?maxStaleValues=99999999999999999999",
+        200,
+        "tagValues",
+    ),
     get(
         "/api/v2/search/tags?start=1&end=700000",
         400,
@@ -469,10 +475,10 @@ async fn hostile_sizes_get_4xx_and_the_server_keeps_serving() {
         ran += 1;
     }
     assert_eq!(ran, ROWS.len());
-    assert_eq!(ran, 52, "HTTP rows in the limits table");
+    assert_eq!(ran, 53, "HTTP rows in the limits table");
 
     let ran_grpc = grpc_rows(&vivace).await;
-    assert_eq!(ran_grpc, 14, "gRPC rows in the limits table");
+    assert_eq!(ran_grpc, 15, "gRPC rows in the limits table");
 }
 
 /// A GET written by hand on a fresh connection: the status and the body (whatever follows the
@@ -674,6 +680,21 @@ async fn grpc_rows(vivace: &Vivace) -> usize {
         "maximum resolution of 11000 points",
     )
     .await;
+    ran += 1;
+    // `maxSeries` is not read: the server's 1,000 applies whatever the client asks.
+    let answer = stream::<_, QueryRangeResponse>(
+        port,
+        RANGE,
+        QueryRangeRequest {
+            query: "{} | rate()".into(),
+            start: now_ns - hour_ns,
+            end: now_ns,
+            max_series: u32::MAX,
+            ..Default::default()
+        },
+    )
+    .await;
+    expect(vivace, "MetricsQueryRange maxSeries", answer, Code::Ok, "").await;
     ran += 1;
     let answer = range("{} | rate()", u64::MAX).await;
     expect(
