@@ -644,3 +644,30 @@ fn groups_past_the_point_budget_make_a_partial_answer() {
     let partial = response.partial.expect("a partial answer");
     assert!(partial.contains("points per query"), "{partial}");
 }
+
+/// The longest operator chains the parser accepts (`MAX_OPERATORS`) build trees that deep;
+/// evaluating them, and dropping them, recurses once per level. They must fit the 2 MiB stack
+/// of a tokio worker or blocking thread.
+#[test]
+fn the_longest_accepted_chains_evaluate_on_a_two_mib_stack() {
+    let spansets = format!("({}) | rate()", vec!["{}"; 1000].join(" && "));
+    // 500 comparisons, 499 `||` between them and one more before `true`: the chain is walked to
+    // its bottom for every span before `true` matches.
+    let fields = format!(
+        "{{ ({}) || true }} | rate()",
+        vec![".a = 1"; 500].join(" || ")
+    );
+    let handle = std::thread::Builder::new()
+        .stack_size(2 * 1024 * 1024)
+        .spawn(move || {
+            let mut evaluated = 0;
+            for query in [spansets, fields] {
+                let response = run(&query);
+                assert!(!response.series.is_empty(), "{query:.40}");
+                evaluated += 1;
+            }
+            evaluated
+        })
+        .unwrap();
+    assert_eq!(handle.join().unwrap(), 2);
+}
