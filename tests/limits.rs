@@ -424,9 +424,9 @@ const ROWS: &[Row] = &[
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_sizes_get_4xx_and_the_server_keeps_serving() {
-    let (zipkin, jaeger) = (free_port(), free_port());
+    let (zipkin, jaeger, jaeger_grpc) = (free_port(), free_port(), free_port());
     let vivace = Vivace::start(&format!(
-        "distributor:\n  max_request_bytes: {MAX_REQUEST_BYTES}\n  receivers:\n    zipkin:\n      endpoint: 127.0.0.1:{zipkin}\n    jaeger:\n      protocols:\n        thrift_http:\n          endpoint: 127.0.0.1:{jaeger}\n"
+        "distributor:\n  max_request_bytes: {MAX_REQUEST_BYTES}\n  receivers:\n    zipkin:\n      endpoint: 127.0.0.1:{zipkin}\n    jaeger:\n      protocols:\n        thrift_http:\n          endpoint: 127.0.0.1:{jaeger}\n        grpc:\n          endpoint: 127.0.0.1:{jaeger_grpc}\n"
     ));
     let client = reqwest::Client::new();
     let mut ran = 0;
@@ -477,8 +477,8 @@ async fn hostile_sizes_get_4xx_and_the_server_keeps_serving() {
     assert_eq!(ran, ROWS.len());
     assert_eq!(ran, 53, "HTTP rows in the limits table");
 
-    let ran_grpc = grpc_rows(&vivace).await;
-    assert_eq!(ran_grpc, 15, "gRPC rows in the limits table");
+    let ran_grpc = grpc_rows(&vivace, jaeger_grpc).await;
+    assert_eq!(ran_grpc, 16, "gRPC rows in the limits table");
 }
 
 /// A GET written by hand on a fresh connection: the status and the body (whatever follows the
@@ -570,7 +570,7 @@ fn now_seconds() -> u64 {
         .as_secs()
 }
 
-async fn grpc_rows(vivace: &Vivace) -> usize {
+async fn grpc_rows(vivace: &Vivace, jaeger_grpc: u16) -> usize {
     const SEARCH: &str = "/tempopb.StreamingQuerier/Search";
     const RANGE: &str = "/tempopb.StreamingQuerier/MetricsQueryRange";
     const INSTANT: &str = "/tempopb.StreamingQuerier/MetricsQueryInstant";
@@ -794,37 +794,48 @@ async fn grpc_rows(vivace: &Vivace) -> usize {
     .await;
     ran += 1;
 
-    // OTLP/gRPC past the request limit.
-    let channel = tonic::transport::Endpoint::from_shared(vivace.otlp_grpc_url())
-        .unwrap()
-        .connect()
-        .await
-        .expect("connect OTLP gRPC");
-    let mut grpc = tonic::client::Grpc::new(channel).max_encoding_message_size(usize::MAX);
-    grpc.ready().await.unwrap();
-    let request = ExportTraceServiceRequest {
-        resource_spans: vec![opentelemetry_proto::tonic::trace::v1::ResourceSpans {
-            schema_url: "x".repeat(MAX_REQUEST_BYTES + 1),
-            ..Default::default()
-        }],
-    };
-    let answer = grpc
-        .unary::<_, ExportTraceServiceResponse, _>(
-            tonic::Request::new(request),
-            tonic::codegen::http::uri::PathAndQuery::from_static(
-                "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-            ),
-            tonic_prost::ProstCodec::default(),
+    // The span receivers' gRPC services past the request limit: the length prefix is checked
+    // before the message is buffered or decoded, so any message of that size stands in.
+    let receivers = [
+        (
+            vivace.otlp_grpc_url(),
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+        ),
+        (
+            format!("http://127.0.0.1:{jaeger_grpc}"),
+            "/jaeger.api_v2.CollectorService/PostSpans",
+        ),
+    ];
+    for (url, method) in receivers {
+        let channel = tonic::transport::Endpoint::from_shared(url)
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect to a gRPC receiver");
+        let mut grpc = tonic::client::Grpc::new(channel).max_encoding_message_size(usize::MAX);
+        grpc.ready().await.unwrap();
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![opentelemetry_proto::tonic::trace::v1::ResourceSpans {
+                schema_url: "x".repeat(MAX_REQUEST_BYTES + 1),
+                ..Default::default()
+            }],
+        };
+        let answer = grpc
+            .unary::<_, ExportTraceServiceResponse, _>(
+                tonic::Request::new(request),
+                tonic::codegen::http::uri::PathAndQuery::from_static(method),
+                tonic_prost::ProstCodec::default(),
+            )
+            .await;
+        expect(
+            vivace,
+            method,
+            answer,
+            Code::OutOfRange,
+            "message length too large",
         )
         .await;
-    expect(
-        vivace,
-        "OTLP/gRPC message size",
-        answer,
-        Code::OutOfRange,
-        "message length too large",
-    )
-    .await;
-    ran += 1;
+        ran += 1;
+    }
     ran
 }
