@@ -48,6 +48,13 @@ pub struct WebhookAlert {
     pub fingerprint: String,
 }
 
+/// Largest webhook body accepted, bytes; larger ones get 413 before they are buffered.
+/// Alertmanager sends every alert of a group in one notification, each well under 4 KiB.
+pub const MAX_WEBHOOK_BYTES: usize = 4 * 1024 * 1024;
+/// Most alerts one notification may carry (Alertmanager's `max_alerts` is unlimited by
+/// default): each is stored and looked up in the traces, so the count is bounded here.
+pub const MAX_WEBHOOK_ALERTS: usize = 1000;
+
 /// A payload that cannot be accepted, naming the field at fault.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum WebhookError {
@@ -59,6 +66,8 @@ pub enum WebhookError {
     Version(String),
     #[error("invalid `{field}`: {reason}")]
     Field { field: String, reason: String },
+    #[error("invalid `alerts`: {0} alerts in one notification, at most {MAX_WEBHOOK_ALERTS}; set max_alerts in Alertmanager's webhook_configs")]
+    TooManyAlerts(usize),
 }
 
 /// Alertmanager's "zero" time, sent as `endsAt` of a firing alert.
@@ -81,6 +90,9 @@ pub fn decode_webhook(body: &[u8]) -> Result<WebhookPayload, WebhookError> {
         }
     }
     check_status("status", &payload.status)?;
+    if payload.alerts.len() > MAX_WEBHOOK_ALERTS {
+        return Err(WebhookError::TooManyAlerts(payload.alerts.len()));
+    }
     for (index, alert) in payload.alerts.iter_mut().enumerate() {
         check_status(&format!("alerts[{index}].status"), &alert.status)?;
         if alert.labels.is_empty() {

@@ -9,7 +9,7 @@ use axum::extract::{Query as UrlQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::{read_tenants, ApiError, ApiState};
+use super::{check_query_size, read_tenants, ApiError, ApiState};
 use crate::querier::QuerierError;
 use crate::traceql::metrics::{
     CompiledMetrics, MetricsRequest, QueryInstantResponse, QueryRangeResponse, MAX_DURATION_NANOS,
@@ -46,7 +46,8 @@ pub fn parse_timestamp(text: &str) -> Option<u64> {
     u64::try_from(parsed.timestamp_nanos_opt()?).ok()
 }
 
-/// A step: float seconds (`15`, `0.5`) or a duration (`15s`, `1m`). `None` when absent.
+/// A step: float seconds (`15`, `0.5`) or a duration (`15s`, `1m`), at most the longest range
+/// (a longer one would stretch the aligned window far past it). `None` when absent.
 fn parse_step(params: &HashMap<String, String>) -> Result<Option<u64>, ApiError> {
     let Some(text) = param(params, "step") else {
         return Ok(None);
@@ -63,11 +64,24 @@ fn parse_step(params: &HashMap<String, String>) -> Result<Option<u64>, ApiError>
             "invalid step: {text:?}: must be positive"
         )));
     }
+    if nanos > MAX_DURATION_NANOS as f64 {
+        return Err(ApiError::bad_request(format!(
+            "invalid step: {text:?}: longer than the longest range, 24h0m0s"
+        )));
+    }
     Ok(Some(nanos.round() as u64).filter(|n| *n > 0))
 }
 
-/// `start`/`end` in ns: defaults end = now, start = end − `since` (default 1h).
-fn parse_bounds(params: &HashMap<String, String>) -> Result<(u64, u64), ApiError> {
+/// Now, Unix ns (0 before 1970).
+fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// `start`/`end` in ns: defaults end = `now`, start = end − `since` (default 1h).
+fn parse_bounds(params: &HashMap<String, String>, now: u64) -> Result<(u64, u64), ApiError> {
     let timestamp = |name: &str| -> Result<Option<u64>, ApiError> {
         param(params, name)
             .map(|text| {
@@ -76,10 +90,6 @@ fn parse_bounds(params: &HashMap<String, String>) -> Result<(u64, u64), ApiError
             })
             .transpose()
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
     let end = timestamp("end")?.unwrap_or(now);
     let start = match timestamp("start")? {
         Some(start) => start,
@@ -121,9 +131,11 @@ fn parse_exemplars(params: &HashMap<String, String>) -> Result<usize, ApiError> 
 
 /// Parses `q` (or `query`) into a runnable metrics query, with Tempo's error texts.
 fn compile(params: &HashMap<String, String>) -> Result<CompiledMetrics, ApiError> {
-    let text = param(params, "q")
-        .or_else(|| param(params, "query"))
+    let (name, text) = param(params, "q")
+        .map(|text| ("q", text))
+        .or_else(|| param(params, "query").map(|text| ("query", text)))
         .ok_or_else(|| ApiError::bad_request("invalid TraceQL query: query is empty"))?;
+    check_query_size(name, text)?;
     let query = parse_and_validate(text).map_err(|error| match error {
         QueryError::Parse(e) => ApiError::bad_request(e.to_string()),
         QueryError::Validate(e) => ApiError::bad_request(format!("invalid TraceQL query: {e}")),
@@ -147,6 +159,38 @@ fn json_response(body: serde_json::Value) -> Response {
         .into_response()
 }
 
+/// A metrics query checked against every limit and ready to run: what the querier is given.
+#[derive(Debug, Clone)]
+pub struct PlannedMetrics {
+    pub compiled: CompiledMetrics,
+    pub request: MetricsRequest,
+}
+
+/// Parses and checks `/api/metrics/query_range` parameters (`q`, `start`, `end`, `since`,
+/// `step`, `exemplars`) with `now` (Unix ns) as the default end: every limit of the README's
+/// "Limits" table that a range query's parameters meet is applied here, before the querier
+/// allocates anything. Pure, so the fuzz target and property tests drive it directly.
+pub fn plan_range(params: &HashMap<String, String>, now: u64) -> Result<PlannedMetrics, ApiError> {
+    let compiled = compile(params)?;
+    let (start, end) = parse_bounds(params, now)?;
+    let step = parse_step(params)?.unwrap_or(0);
+    let exemplars = compiled.exemplars(parse_exemplars(params)?);
+    let request = MetricsRequest::range(start, end, step, exemplars)
+        .map_err(|error| ApiError::bad_request(error.to_string()))?;
+    Ok(PlannedMetrics { compiled, request })
+}
+
+/// [`plan_range`] for `/api/metrics/query` (no step: one interval).
+pub fn plan_instant(
+    params: &HashMap<String, String>,
+    now: u64,
+) -> Result<PlannedMetrics, ApiError> {
+    let compiled = compile(params)?;
+    let (start, end) = parse_bounds(params, now)?;
+    let request = MetricsRequest::instant(start, end, 0);
+    Ok(PlannedMetrics { compiled, request })
+}
+
 /// Validates and runs a range query from `/api/metrics/query_range` parameters (also what the
 /// streaming `MetricsQueryRange` RPC runs).
 pub(super) async fn run_range(
@@ -154,15 +198,10 @@ pub(super) async fn run_range(
     tenants: &[String],
     params: &HashMap<String, String>,
 ) -> Result<QueryRangeResponse, ApiError> {
-    let compiled = compile(params)?;
-    let (start, end) = parse_bounds(params)?;
-    let step = parse_step(params)?.unwrap_or(0);
-    let exemplars = compiled.exemplars(parse_exemplars(params)?);
-    let request = MetricsRequest::range(start, end, step, exemplars)
-        .map_err(|error| ApiError::bad_request(error.to_string()))?;
+    let planned = plan_range(params, now_nanos())?;
     state
         .querier
-        .query_range(tenants, Arc::new(compiled), request)
+        .query_range(tenants, Arc::new(planned.compiled), planned.request)
         .await
         .map_err(querier_error)
 }
@@ -174,12 +213,10 @@ pub(super) async fn run_instant(
     tenants: &[String],
     params: &HashMap<String, String>,
 ) -> Result<QueryInstantResponse, ApiError> {
-    let compiled = compile(params)?;
-    let (start, end) = parse_bounds(params)?;
-    let request = MetricsRequest::instant(start, end, 0);
+    let planned = plan_instant(params, now_nanos())?;
     state
         .querier
-        .query_instant(tenants, Arc::new(compiled), request)
+        .query_instant(tenants, Arc::new(planned.compiled), planned.request)
         .await
         .map_err(querier_error)
 }

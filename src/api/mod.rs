@@ -3,8 +3,9 @@
 //! lives in the querier.
 
 mod alerts;
-mod metrics;
-mod search;
+pub mod fuzz_props;
+pub mod metrics;
+pub mod search;
 pub mod streaming;
 mod tags;
 pub mod tempopb;
@@ -15,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -28,6 +29,21 @@ use crate::telemetry::Telemetry;
 
 /// The Tempo release whose API vivace answers like. Grafana gates features on this version.
 pub const TEMPO_COMPATIBLE_VERSION: &str = "3.0.3";
+
+/// Longest TraceQL text (`q`) any endpoint accepts, bytes. Parsing is linear, but the tree a
+/// query builds and the regexes it compiles grow with it; Grafana's queries are far shorter.
+pub const MAX_QUERY_BYTES: usize = 128 * 1024;
+
+/// Refuses a TraceQL text longer than [`MAX_QUERY_BYTES`], naming the parameter.
+pub fn check_query_size(name: &str, text: &str) -> Result<(), ApiError> {
+    if text.len() > MAX_QUERY_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "invalid TraceQL query: {name} is {} bytes, at most {MAX_QUERY_BYTES}",
+            text.len()
+        )));
+    }
+    Ok(())
+}
 
 /// Appends gauges read at scrape time (ingester, store) to the `/metrics` text.
 pub type MetricsSource = Arc<dyn Fn(&mut String) + Send + Sync>;
@@ -124,7 +140,12 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v2/search/tags", get(tags::tags_v2))
         .route("/api/search/tag/{*rest}", get(tags::tag_values_v1))
         .route("/api/v2/search/tag/{*rest}", get(tags::tag_values_v2))
-        .route("/api/alerts/webhook", post(alerts::webhook))
+        .route(
+            "/api/alerts/webhook",
+            post(alerts::webhook).layer(DefaultBodyLimit::max(
+                crate::alerts::webhook::MAX_WEBHOOK_BYTES,
+            )),
+        )
         .route("/api/alerts", get(alerts::list))
         .route("/api/alerts/open", get(alerts::open))
         .route("/api/alerts/{fingerprint}", get(alerts::get_one))

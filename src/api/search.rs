@@ -10,7 +10,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
-use super::{read_tenants, ApiError, ApiState};
+use super::{check_query_size, read_tenants, ApiError, ApiState};
 use crate::querier::QuerierError;
 use crate::traceql::ast::*;
 use crate::traceql::search::{CompiledSearch, SearchOptions};
@@ -27,6 +27,9 @@ pub const DEFAULT_SPSS: usize = 3;
 pub const MAX_SPSS: usize = 100;
 /// Longest accepted `start`..`end` range, seconds (168 h).
 pub const MAX_RANGE_SECONDS: u64 = 168 * 3600;
+/// Most tags a legacy tag search (`tags=` logfmt, or `?name=value` parameters) may name: each
+/// becomes one more condition of a chain that is evaluated recursively.
+pub const MAX_SEARCH_TAGS: usize = 100;
 
 fn non_empty<'a>(params: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
     params
@@ -223,10 +226,26 @@ fn legacy_tags(params: &HashMap<String, String>) -> Vec<(String, String)> {
     pairs
 }
 
+fn check_tag_count(count: usize) -> Result<(), ApiError> {
+    if count > MAX_SEARCH_TAGS {
+        return Err(ApiError::bad_request(format!(
+            "invalid tags: {count} tags, at most {MAX_SEARCH_TAGS}"
+        )));
+    }
+    Ok(())
+}
+
 fn compile(params: &HashMap<String, String>) -> Result<CompiledSearch, ApiError> {
     let q = non_empty(params, "q");
     let tags = non_empty(params, "tags");
+    if let Some(text) = q {
+        check_query_size("q", text)?;
+    }
+    if let Some(text) = tags {
+        check_query_size("tags", text)?;
+    }
     let legacy = legacy_tags(params);
+    check_tag_count(legacy.len())?;
     let query = match (q, tags) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request(
@@ -240,6 +259,7 @@ fn compile(params: &HashMap<String, String>) -> Result<CompiledSearch, ApiError>
         (None, Some(text)) => {
             let pairs = parse_logfmt(text)
                 .map_err(|e| ApiError::bad_request(format!("invalid tags: {e}")))?;
+            check_tag_count(pairs.len())?;
             tags_query(&pairs)
         }
         (None, None) => tags_query(&legacy),
@@ -254,16 +274,18 @@ fn compile(params: &HashMap<String, String>) -> Result<CompiledSearch, ApiError>
 }
 
 /// A validated search: what `/api/search` and the streaming `Search` RPC both run.
-pub(crate) struct PreparedSearch {
+pub struct PreparedSearch {
     pub query: Arc<CompiledSearch>,
     pub limit: usize,
     pub options: SearchOptions,
 }
 
-/// Validates `/api/search` parameters (as Tempo's `ParseSearchRequest`) and compiles the query.
-/// Validates a search's parameters; `max_search_seconds` is the longest `start`…`end` the
-/// tenants may search (their `overrides.read.max_search_duration`).
-pub(crate) fn prepare(
+/// Validates `/api/search` parameters (as Tempo's `ParseSearchRequest`: `q`, `tags`, `limit`,
+/// `spss`, `start`, `end`, `minDuration`, `maxDuration`) against the README's "Limits" and
+/// compiles the query; `max_search_seconds` is the longest `start`…`end` the tenants may
+/// search (their `overrides.read.max_search_duration`). Pure, so the fuzz target and property
+/// tests drive it directly.
+pub fn prepare(
     params: &HashMap<String, String>,
     max_search_seconds: u64,
 ) -> Result<PreparedSearch, ApiError> {

@@ -48,6 +48,10 @@ pub const DIFF_INTERVAL: Duration = Duration::from_millis(500);
 /// Largest result message: Tempo splits at `max_grpc_streaming_packet_size` (1 MiB), well
 /// under Grafana's 4 MiB receive limit.
 pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+/// Largest request message an RPC decodes (tonic's default, made explicit): a request is a
+/// query of at most `MAX_QUERY_BYTES` and a few numbers. Larger ones are refused with
+/// `OutOfRange` before they are buffered whole.
+pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 
 /// `tempopb.StreamingQuerier` over the querier, as a tower service tonic and axum can serve.
 #[derive(Clone)]
@@ -83,13 +87,15 @@ where
         match request.uri().path() {
             "/tempopb.StreamingQuerier/Search" => Box::pin(async move {
                 let codec = tonic_prost::ProstCodec::<SearchResponse, SearchRequest>::default();
-                let mut grpc = tonic::server::Grpc::new(codec);
+                let mut grpc =
+                    tonic::server::Grpc::new(codec).max_decoding_message_size(MAX_REQUEST_BYTES);
                 Ok(grpc.server_streaming(SearchMethod(state), request).await)
             }),
             "/tempopb.StreamingQuerier/MetricsQueryRange" => Box::pin(async move {
                 let codec =
                     tonic_prost::ProstCodec::<QueryRangeResponse, QueryRangeRequest>::default();
-                let mut grpc = tonic::server::Grpc::new(codec);
+                let mut grpc =
+                    tonic::server::Grpc::new(codec).max_decoding_message_size(MAX_REQUEST_BYTES);
                 Ok(grpc
                     .server_streaming(MetricsRangeMethod(state), request)
                     .await)
@@ -97,7 +103,8 @@ where
             "/tempopb.StreamingQuerier/MetricsQueryInstant" => Box::pin(async move {
                 let codec =
                     tonic_prost::ProstCodec::<QueryInstantResponse, QueryInstantRequest>::default();
-                let mut grpc = tonic::server::Grpc::new(codec);
+                let mut grpc =
+                    tonic::server::Grpc::new(codec).max_decoding_message_size(MAX_REQUEST_BYTES);
                 Ok(grpc
                     .server_streaming(MetricsInstantMethod(state), request)
                     .await)
@@ -204,7 +211,7 @@ where
 {
     Box::pin(async move {
         let codec = tonic_prost::ProstCodec::<Response, Request>::default();
-        let mut grpc = tonic::server::Grpc::new(codec);
+        let mut grpc = tonic::server::Grpc::new(codec).max_decoding_message_size(MAX_REQUEST_BYTES);
         Ok(grpc
             .server_streaming(TagsMethod::<Response>::new(state), request)
             .await)

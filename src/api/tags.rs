@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
 use super::search::{max_search_seconds, parse_window};
-use super::{read_tenants, ApiError, ApiState};
+use super::{check_query_size, read_tenants, ApiError, ApiState};
 use crate::traceql::ast::{Attribute, AttributeScope};
 use crate::traceql::tags::{virtual_values, TagFilter, TagScope, INTRINSIC_TAGS};
 use crate::traceql::{parse_identifier, ParseError};
@@ -88,7 +88,11 @@ async fn tag_names(
     let (scopes, intrinsics) = parse_scope(params)?;
     let window = parse_window(params, max_search_seconds(state, &tenants))?;
     let limit = parse_limit(params)?;
-    let filter = TagFilter::new(if use_q { param(params, "q") } else { None });
+    let q = if use_q { param(params, "q") } else { None };
+    if let Some(text) = q {
+        check_query_size("q", text)?;
+    }
+    let filter = TagFilter::new(q);
     if scopes.is_empty() {
         return Ok(TagNames {
             names: Vec::new(),
@@ -279,7 +283,11 @@ pub async fn tag_values_v2_answer(
             .collect();
         return Ok((values, 0));
     }
-    let filter = TagFilter::new(param(params, "q"));
+    let q = param(params, "q");
+    if let Some(text) = q {
+        check_query_size("q", text)?;
+    }
+    let filter = TagFilter::new(q);
     let outcome = state
         .querier
         .tag_values(&tenants, attribute, filter, window, limit)

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -23,9 +23,12 @@ use super::store::{LogSearch, LogStore};
 use super::LogRow;
 use crate::distributor::{validate_tenant, Distributor, SINGLE_TENANT};
 
-/// Default and largest page of `/api/logs` and Loki queries.
+/// Default and largest page of `/api/logs` and Loki queries (Loki's
+/// `max_entries_limit_per_query` default); a larger `limit` is refused, as Loki does.
 const DEFAULT_LIMIT: usize = 100;
-const MAX_LIMIT: usize = 5000;
+pub const MAX_LIMIT: usize = 5000;
+/// Points a Loki range query's `step` may divide its range into (Loki's and Prometheus' limit).
+pub const MAX_POINTS_PER_SERIES: u64 = 11_000;
 /// Loki's default look-back when `start` is missing.
 const DEFAULT_LOOKBACK_NS: u64 = 3600 * 1_000_000_000;
 
@@ -38,9 +41,12 @@ pub struct LogsApiState {
 
 /// The routes; merged into the :3200 router and served alone on the Loki port.
 pub fn router(state: Arc<LogsApiState>) -> Router {
+    // A push may be as large as any receiver's request (`distributor.max_request_bytes`), not
+    // axum's default 2 MiB; larger bodies get 413 before they are buffered.
+    let push_limit = DefaultBodyLimit::max(state.distributor.max_request_bytes());
     Router::new()
         .route("/api/logs", get(api_logs))
-        .route("/loki/api/v1/push", post(push))
+        .route("/loki/api/v1/push", post(push).layer(push_limit))
         .route(
             "/loki/api/v1/query_range",
             get(query_range).post(query_range),
@@ -125,15 +131,43 @@ fn unix_seconds(name: &str, text: &str) -> Result<u64, Response> {
 fn limit_of(text: Option<&String>, default: usize) -> Result<usize, Response> {
     match text {
         None => Ok(default),
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|limit| *limit > 0)
-            .map(|limit| limit.min(MAX_LIMIT))
-            .ok_or_else(|| {
-                bad_request(format!("invalid limit: {text:?} is not a positive integer"))
-            }),
+        Some(text) => match text.trim().parse::<u64>() {
+            Ok(limit) if limit > MAX_LIMIT as u64 => Err(bad_request(format!(
+                "max entries limit per query exceeded, limit > max_entries_limit_per_query ({limit} > {MAX_LIMIT})"
+            ))),
+            Ok(limit) if limit > 0 => Ok(limit as usize),
+            _ => Err(bad_request(format!(
+                "invalid limit: {text:?} is not a positive integer"
+            ))),
+        },
     }
+}
+
+/// Checks a range query's `step` (float seconds or a duration such as `15s`), as Loki does:
+/// positive, and at most [`MAX_POINTS_PER_SERIES`] points over `start`..`end`. Log queries
+/// answer streams, so the step is only checked.
+fn check_step(text: Option<&String>, start: u64, end: u64) -> Result<(), Response> {
+    let Some(text) = text.map(|text| text.trim()).filter(|text| !text.is_empty()) else {
+        return Ok(());
+    };
+    let step_ns = match text.parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() => seconds * 1e9,
+        Ok(_) => return Err(bad_request(format!("invalid step: {text:?}"))),
+        Err(_) => humantime::parse_duration(text)
+            .map(|duration| duration.as_nanos() as f64)
+            .map_err(|error| bad_request(format!("invalid step: {text:?}: {error}")))?,
+    };
+    if step_ns <= 0.0 {
+        return Err(bad_request(
+            "zero or negative query resolution step widths are not accepted. Try a positive integer",
+        ));
+    }
+    if (end.saturating_sub(start) as f64 / step_ns) > MAX_POINTS_PER_SERIES as f64 {
+        return Err(bad_request(format!(
+            "exceeded maximum resolution of {MAX_POINTS_PER_SERIES} points per timeseries. Try increasing the value of the step parameter"
+        )));
+    }
+    Ok(())
 }
 
 fn row_json(row: &LogRow) -> Value {
@@ -380,6 +414,7 @@ async fn query_range(
         if start > end {
             return Err(loki_error("invalid start: start is after end".into()));
         }
+        check_step(params.get("step"), start, end)?;
         Ok((
             start,
             end,

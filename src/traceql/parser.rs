@@ -15,6 +15,10 @@ use super::ParseError;
 
 /// Nesting deeper than this is refused, so hostile input cannot overflow the stack.
 const MAX_DEPTH: usize = 200;
+/// Binary operators per query at most. A chain `a || b || c …` parses in a loop, but the tree
+/// it builds is as deep as the chain is long, and evaluating, rewriting or dropping that tree
+/// recurses once per operator: without this bound a long query overflows the stack.
+pub const MAX_OPERATORS: usize = 1000;
 
 /// Parses a TraceQL query into its syntax tree. Constant sub-expressions are folded, as
 /// Tempo does; no other rewrite is applied (see [`super::rewrite`]).
@@ -25,6 +29,7 @@ pub fn parse(query: &str) -> Result<Query, ParseError> {
         tokens,
         pos: 0,
         depth: 0,
+        operators: 0,
     };
     parser.query()
 }
@@ -87,6 +92,8 @@ struct Parser<'a> {
     tokens: Vec<Token>,
     pos: usize,
     depth: usize,
+    /// binary operators combined so far (see [`MAX_OPERATORS`])
+    operators: usize,
 }
 
 const EOF_TOKEN: Token = Token {
@@ -180,6 +187,18 @@ impl Parser<'_> {
 
     fn leave(&mut self) {
         self.depth = self.depth.saturating_sub(1);
+    }
+
+    /// Counts one binary operator against [`MAX_OPERATORS`].
+    fn count_operator(&mut self, op_token: &Token) -> Result<(), ParseError> {
+        self.operators += 1;
+        if self.operators > MAX_OPERATORS {
+            return Err(self.error_at(
+                op_token.start,
+                format!("syntax error: more than {MAX_OPERATORS} operators in one query"),
+            ));
+        }
+        Ok(())
     }
 
     // ---- root ---------------------------------------------------------------------------
@@ -378,6 +397,7 @@ impl Parser<'_> {
                 return Ok(lhs);
             }
             let op_token = self.advance();
+            self.count_operator(&op_token)?;
             // `^` is right-associative; the rest group left to right.
             let next_level = if symbol == "^" { level } else { level + 1 };
             let rhs = self.binary(next_level)?;
@@ -783,6 +803,7 @@ impl Parser<'_> {
                 return Ok(lhs);
             }
             let op_token = self.advance();
+            self.count_operator(&op_token)?;
             let next_level = if op == BinaryOp::Pow {
                 level
             } else {
@@ -1308,5 +1329,21 @@ mod tests {
         assert!(parse(&field).is_err());
         let minus = format!("{{ {}1 }}", "-".repeat(5000));
         assert!(parse(&minus).is_err());
+    }
+
+    #[test]
+    fn long_operator_chains_are_an_error_not_a_crash() {
+        let within = vec!["{}"; MAX_OPERATORS + 1].join(" && ");
+        assert!(parse(&within).is_ok());
+        let spansets = vec!["{}"; MAX_OPERATORS + 2].join(" && ");
+        let error = parse(&spansets).unwrap_err();
+        assert!(
+            error.message.contains("more than 1000 operators"),
+            "{error}"
+        );
+        let fields = format!("{{ {} }}", vec![".a = 1"; 50_000].join(" || "));
+        assert!(parse(&fields).is_err());
+        let metrics = vec!["({} | rate())"; 50_000].join(" + ");
+        assert!(parse(&metrics).is_err());
     }
 }

@@ -34,6 +34,8 @@ fn invalid(message: impl Into<String>) -> ValidateError {
 /// already add a label of their own (quantile, histogram).
 const MAX_METRICS_BY: usize = 5;
 const MAX_METRICS_BY_BUCKETED: usize = 4;
+/// Most quantiles one `quantile_over_time` computes: each is a series of its own per group.
+pub const MAX_QUANTILES: usize = 20;
 
 /// Validates a parsed query.
 pub fn validate(query: &Query) -> Result<(), ValidateError> {
@@ -342,6 +344,12 @@ fn validate_metrics_function(function: &MetricsFunction) -> Result<(), ValidateE
             check_attribute_supported(attribute)?;
             if quantiles.is_empty() {
                 return Err(invalid("quantile_over_time needs at least one quantile"));
+            }
+            if quantiles.len() > MAX_QUANTILES {
+                return Err(invalid(format!(
+                    "quantile_over_time takes at most {MAX_QUANTILES} quantiles, got {}",
+                    quantiles.len()
+                )));
             }
             for quantile in quantiles {
                 if !(0.0..=1.0).contains(quantile) {

@@ -339,6 +339,28 @@ fn content_type(path: &str) -> &'static str {
     }
 }
 
+/// Largest Prometheus answer the proxy relays, bytes: it is buffered whole, so one is bounded
+/// (Prometheus bounds points per series, not the number of series).
+pub const MAX_PROXY_ANSWER_BYTES: usize = 32 * 1024 * 1024;
+
+/// Reads an answer's body up to [`MAX_PROXY_ANSWER_BYTES`]; `Err` names what failed.
+async fn bounded_body(mut answer: reqwest::Response) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = answer
+        .chunk()
+        .await
+        .map_err(|error| format!("reading Prometheus' answer failed: {error}"))?
+    {
+        if body.len() + chunk.len() > MAX_PROXY_ANSWER_BYTES {
+            return Err(format!(
+                "Prometheus' answer exceeds {MAX_PROXY_ANSWER_BYTES} bytes: narrow the query"
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// `/api/ui/prom/{query_range|query|query_exemplars|series|label}`: forwards the query string
 /// to the configured Prometheus so the browser stays same-origin.
 async fn prometheus_proxy(
@@ -372,15 +394,11 @@ async fn prometheus_proxy(
         Ok(answer) => {
             let status =
                 StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-            match answer.bytes().await {
+            match bounded_body(answer).await {
                 Ok(body) => {
                     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
                 }
-                Err(error) => (
-                    StatusCode::BAD_GATEWAY,
-                    format!("reading Prometheus' answer failed: {error}\n"),
-                )
-                    .into_response(),
+                Err(error) => (StatusCode::BAD_GATEWAY, format!("{error}\n")).into_response(),
             }
         }
         Err(error) => (

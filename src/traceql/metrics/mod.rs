@@ -35,6 +35,13 @@ pub const MAX_DURATION_NANOS: u64 = 24 * 3600 * 1_000_000_000;
 /// Points per series at most (Prometheus' limit): a range query whose step would give more
 /// is refused before anything is allocated for its intervals.
 pub const MAX_POINTS_PER_SERIES: u64 = 11_000;
+/// Points a query holds at once over all its functions and groups (a quantile group counts
+/// once per quantile): 1,000 full series. A group that would pass it is not started and the
+/// answer is partial, as for [`MAX_SERIES`], so data with many distinct values cannot make one
+/// query allocate without bound.
+pub const MAX_POINTS_PER_QUERY: u64 = MAX_SERIES as u64 * MAX_POINTS_PER_SERIES;
+/// Metrics functions (`<pipeline> | rate()` …) one query may combine with arithmetic.
+pub const MAX_FUNCTIONS_PER_QUERY: usize = 100;
 
 const NANOS_PER_SECOND: f64 = 1e9;
 
@@ -52,6 +59,11 @@ pub enum MetricsError {
     /// The range's end lies beyond what nanosecond timestamps hold once aligned to the step.
     #[error("invalid time range: end {end} aligned to step {step} overflows")]
     RangeOverflow { end: u64, step: u64 },
+    /// More metrics functions combined than a query may hold.
+    #[error(
+        "invalid TraceQL query: {functions} metrics functions in one query, at most {MAX_FUNCTIONS_PER_QUERY}"
+    )]
+    TooManyFunctions { functions: usize },
 }
 
 /// Start of the first interval (exclusive), end (inclusive) and step, Unix ns, as the query
@@ -163,10 +175,19 @@ impl CompiledMetrics {
             _ => None,
         });
         match query.root {
-            RootExpr::Metrics(root) => Ok(CompiledMetrics {
-                root,
-                hint_exemplars,
-            }),
+            RootExpr::Metrics(root) => {
+                let mut pipelines = Vec::new();
+                collect_pipelines(&root, &mut pipelines);
+                if pipelines.len() > MAX_FUNCTIONS_PER_QUERY {
+                    return Err(MetricsError::TooManyFunctions {
+                        functions: pipelines.len(),
+                    });
+                }
+                Ok(CompiledMetrics {
+                    root,
+                    hint_exemplars,
+                })
+            }
             RootExpr::Pipeline(_) => Err(MetricsError::NotAMetricsQuery),
         }
     }
@@ -316,6 +337,34 @@ struct RawExemplar {
 /// Series keyed by their Prometheus text labels (Tempo's `SeriesSet`).
 type SeriesSet = BTreeMap<String, Series>;
 
+/// The points a running query holds, against [`MAX_POINTS_PER_QUERY`], and whether a group
+/// was left out by [`MAX_SERIES`].
+#[derive(Debug, Clone, Copy, Default)]
+struct PointBudget {
+    used: u64,
+    /// a group or value was left out because the budget was spent
+    exhausted: bool,
+    /// a group was left out because its function already had [`MAX_SERIES`]
+    series_capped: bool,
+}
+
+impl PointBudget {
+    /// Takes `points` if they fit; otherwise marks the answer partial and refuses.
+    fn take(&mut self, points: usize) -> bool {
+        let points = points as u64;
+        match self.used.checked_add(points) {
+            Some(total) if total <= MAX_POINTS_PER_QUERY => {
+                self.used = total;
+                true
+            }
+            _ => {
+                self.exhausted = true;
+                false
+            }
+        }
+    }
+}
+
 /// Per-interval accumulator of one group.
 #[derive(Debug, Clone)]
 enum Accumulator {
@@ -369,6 +418,7 @@ pub struct MetricsEvaluation {
     leaves: Vec<Leaf>,
     request: MetricsRequest,
     partial: bool,
+    budget: PointBudget,
     /// traces and spans looked at
     pub stats: QueryStats,
 }
@@ -527,6 +577,7 @@ impl MetricsEvaluation {
             leaves,
             request,
             partial: false,
+            budget: PointBudget::default(),
             stats: QueryStats::default(),
         }
     }
@@ -595,7 +646,7 @@ impl MetricsEvaluation {
                     interval,
                     want_exemplar,
                     &request,
-                    &mut self.partial,
+                    &mut self.budget,
                 );
                 if took {
                     exemplar_taken = true;
@@ -620,14 +671,21 @@ impl MetricsEvaluation {
             series.truncate(MAX_SERIES);
             self.partial = true;
         }
-        QueryRangeResponse {
-            series,
-            metrics: self.stats,
-            partial: self.partial.then(|| {
+        let partial = if self.budget.exhausted {
+            Some(format!(
+                "Response exceeds maximum of {MAX_POINTS_PER_QUERY} points per query, a partial response is returned. Warning: the accuracy of each individual value is not guaranteed."
+            ))
+        } else {
+            (self.partial || self.budget.series_capped).then(|| {
                 format!(
                     "Response exceeds maximum series limit of {MAX_SERIES}, a partial response is returned. Warning: the accuracy of each individual value is not guaranteed."
                 )
-            }),
+            })
+        };
+        QueryRangeResponse {
+            series,
+            metrics: self.stats,
+            partial,
         }
     }
 
@@ -701,7 +759,7 @@ impl Leaf {
         interval: usize,
         want_exemplar: bool,
         request: &MetricsRequest,
-        partial: &mut bool,
+        budget: &mut PointBudget,
     ) -> bool {
         let intervals = request.intervals();
         if let MetricsAggregate::Compare {
@@ -716,10 +774,10 @@ impl Leaf {
                 &mut self.compare,
                 evaluator,
                 span,
-                interval,
+                (interval, intervals),
                 (filter, *start, *end),
                 want_exemplar,
-                intervals,
+                budget,
             );
         }
         let by_values: Vec<Static> = self
@@ -752,7 +810,15 @@ impl Leaf {
         }
         if !self.groups.contains_key(&key) {
             if self.groups.len() >= MAX_SERIES {
-                *partial = true;
+                budget.series_capped = true;
+                return false;
+            }
+            // A quantile group becomes one series per quantile when the answer is built.
+            let series_per_group = match &self.function.aggregate {
+                MetricsAggregate::QuantileOverTime(_, quantiles) => quantiles.len().max(1),
+                _ => 1,
+            };
+            if !budget.take(intervals.saturating_mul(series_per_group)) {
                 return false;
             }
             let acc = match &self.function.aggregate {
@@ -847,10 +913,10 @@ fn observe_compare(
     compare: &mut CompareState,
     evaluator: &Evaluator,
     span: &SpanData,
-    interval: usize,
+    (interval, intervals): (usize, usize),
     (filter, start, end): (&FieldExpr, i64, i64),
     want_exemplar: bool,
-    intervals: usize,
+    budget: &mut PointBudget,
 ) -> bool {
     let in_selection_window =
         (start <= 0 && end <= 0) || (span.start >= start as u64 && span.start < end as u64);
@@ -880,14 +946,23 @@ fn observe_compare(
         if matches!(value, Static::Duration(_) | Static::Nil) || value.static_type().is_array() {
             continue;
         }
-        let values = compare.values[side].entry(name.clone()).or_default();
-        let entry = values
-            .entry(format!("{value:?}"))
-            .or_insert_with(|| (value, vec![0.0; intervals]));
-        entry.1[interval] += 1.0;
+        // Every new value and attribute holds one point per interval: counted against the
+        // query's budget, since distinct values come from the data, not the request.
+        if !compare.totals[side].contains_key(&name) && !budget.take(intervals) {
+            continue;
+        }
         compare.totals[side]
             .entry(name.clone())
             .or_insert_with(|| vec![0.0; intervals])[interval] += 1.0;
+        let values = compare.values[side].entry(name.clone()).or_default();
+        let key = format!("{value:?}");
+        if !values.contains_key(&key) && !budget.take(intervals) {
+            continue;
+        }
+        values
+            .entry(key)
+            .or_insert_with(|| (value, vec![0.0; intervals]))
+            .1[interval] += 1.0;
         names.push(name);
     }
     if !want_exemplar {

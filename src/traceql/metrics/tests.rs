@@ -598,3 +598,76 @@ fn search_queries_are_refused() {
         CompiledMetrics::new(parse_and_validate("{ status = error }").unwrap()).unwrap_err();
     assert_eq!(error.to_string(), "not a metrics query");
 }
+
+#[test]
+fn functions_past_the_limit_are_refused() {
+    let query = |n: usize| vec!["({} | rate())"; n].join(" + ");
+    assert!(
+        CompiledMetrics::new(parse_and_validate(&query(MAX_FUNCTIONS_PER_QUERY)).unwrap()).is_ok()
+    );
+    let error =
+        CompiledMetrics::new(parse_and_validate(&query(MAX_FUNCTIONS_PER_QUERY + 1)).unwrap())
+            .unwrap_err();
+    assert_eq!(error, MetricsError::TooManyFunctions { functions: 101 });
+}
+
+/// 1,100 distinct status codes, each at the window's last interval: two functions grouping by
+/// it at 11,000 points per series want 2 × 1,000 × 11,000 points, twice the query's budget.
+#[test]
+fn groups_past_the_point_budget_make_a_partial_answer() {
+    let step = S;
+    let intervals = MAX_POINTS_PER_SERIES - 1;
+    let start = T;
+    let end = T + intervals * step;
+    let request = MetricsRequest::range(start, end, step, 0).unwrap();
+    assert_eq!(request.intervals() as u64, MAX_POINTS_PER_SERIES);
+    let specs: Vec<SpanSpec> = (0..1_100)
+        .map(|code| spec("a", end - S / 2, 1_000, Some(code)))
+        .collect();
+    let compiled = CompiledMetrics::new(
+        parse_and_validate(
+            "({} | count_over_time() by (span.http.status_code)) + ({} | count_over_time() by (span.http.status_code))",
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut evaluation = MetricsEvaluation::new(&compiled, request);
+    for chunk in specs.chunks(200).enumerate() {
+        let (id, trace) = trace(chunk.0 as u8 + 1, chunk.1);
+        evaluation
+            .observe_trace(&Evaluator::default(), &id, &trace)
+            .unwrap();
+    }
+    assert!(evaluation.budget.used <= MAX_POINTS_PER_QUERY);
+    assert!(evaluation.budget.exhausted);
+    let response = evaluation.finish();
+    let partial = response.partial.expect("a partial answer");
+    assert!(partial.contains("points per query"), "{partial}");
+}
+
+/// The longest operator chains the parser accepts (`MAX_OPERATORS`) build trees that deep;
+/// evaluating them, and dropping them, recurses once per level. They must fit the 2 MiB stack
+/// of a tokio worker or blocking thread.
+#[test]
+fn the_longest_accepted_chains_evaluate_on_a_two_mib_stack() {
+    let spansets = format!("({}) | rate()", vec!["{}"; 1000].join(" && "));
+    // 500 comparisons, 499 `||` between them and one more before `true`: the chain is walked to
+    // its bottom for every span before `true` matches.
+    let fields = format!(
+        "{{ ({}) || true }} | rate()",
+        vec![".a = 1"; 500].join(" || ")
+    );
+    let handle = std::thread::Builder::new()
+        .stack_size(2 * 1024 * 1024)
+        .spawn(move || {
+            let mut evaluated = 0;
+            for query in [spansets, fields] {
+                let response = run(&query);
+                assert!(!response.series.is_empty(), "{query:.40}");
+                evaluated += 1;
+            }
+            evaluated
+        })
+        .unwrap();
+    assert_eq!(handle.join().unwrap(), 2);
+}
