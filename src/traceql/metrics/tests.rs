@@ -163,7 +163,9 @@ fn alignment_prepends_one_step_and_rounds_the_end_up() {
 fn steps_giving_more_points_than_a_series_holds_are_refused() {
     // A day at one microsecond would be 8.64e10 intervals: refused, nothing allocated.
     let refused = MetricsRequest::range(T, T + 86_400 * S, 1_000, 0);
-    assert!(matches!(refused, Err(MetricsError::TooManyPoints { points }) if points > 86_400_000_000));
+    assert!(
+        matches!(refused, Err(MetricsError::TooManyPoints { points }) if points > 86_400_000_000)
+    );
     // The largest accepted: 11,000 points including the prepended one.
     let largest = MetricsRequest::range(T, T + 10_999 * S, S, 0).unwrap();
     assert_eq!(largest.intervals(), 11_000);
