@@ -1203,9 +1203,14 @@ async fn compare_metrics(vivace: &Vivace, start: u32, end: u32) {
     .expect_err("a microsecond step over a day fails");
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(
-        status.message().contains("maximum resolution of 11000 points"),
+        status
+            .message()
+            .contains("maximum resolution of 11000 points"),
         "{}",
         status.message()
     );
-    assert_eq!(reqwest::get(vivace.url("/ready")).await.unwrap().status(), 200);
+    assert_eq!(
+        reqwest::get(vivace.url("/ready")).await.unwrap().status(),
+        200
+    );
 }
