@@ -306,7 +306,7 @@ metrics_generator:
                 let query = query.clone();
                 async move {
                     match prometheus.query(&client, &query).await {
-                        Some(value) if value == 1.0 => Ok(()),
+                        Some(1.0) => Ok(()),
                         value => Err(format!("{value:?}\nprometheus:\n{}", prometheus.log())),
                     }
                 }

@@ -244,6 +244,14 @@ impl GeneratorState {
     }
 }
 
+/// A per-tenant family of the generator's own metrics: name, type, help, value.
+type TenantFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&TenantStats) -> u64,
+);
+
 /// One tenant's counters, for the appliance's own metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TenantStats {
@@ -613,7 +621,7 @@ impl Generator {
                 "vivace_generator_service_graph_pending_edges",
                 "gauge",
                 "Service-graph half-edges waiting for their partner.",
-                pending as u64,
+                pending,
             ),
         ];
         for (name, kind, help, value) in samples {
@@ -626,7 +634,7 @@ impl Generator {
             "Tenants with a metrics-generator registry (series or service-graph edges alive).",
             per_tenant.len() as f64,
         );
-        let tenant_families: [(&str, &str, &str, fn(&TenantStats) -> u64); 2] = [
+        let tenant_families: [TenantFamily; 2] = [
             (
                 crate::telemetry::GENERATOR_TENANT_ACTIVE_SERIES,
                 "gauge",
