@@ -99,9 +99,12 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     };
     let logs_loop = log_store.as_ref().map(|store| store.spawn_background());
 
-    let generator = crate::generator::Generator::start(config.metrics_generator.clone())
-        .map_err(|error| anyhow::anyhow!("starting the metrics-generator: {error}"))?;
     let overrides = Arc::new(config.overrides.clone());
+    let generator = crate::generator::Generator::start(
+        config.metrics_generator.clone(),
+        Arc::clone(&overrides),
+    )
+    .map_err(|error| anyhow::anyhow!("starting the metrics-generator: {error}"))?;
     let mut distributor = Distributor::new(
         config.distributor.clone(),
         config.multitenancy_enabled,
@@ -117,6 +120,7 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     let remote_writer = crate::generator::remote_write::RemoteWriter::start(
         &config.metrics_generator,
         Arc::clone(&generator),
+        config.multitenancy_enabled,
     )
     .context("starting the generator's remote write")?;
     let otlp_metrics_config = &config.metrics_generator.otlp_metrics;
@@ -184,11 +188,9 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     }
     if let Some(metrics) = &otlp_metrics {
         let metrics = Arc::clone(metrics);
+        // The converted series themselves are the scrape's tenant's: the handler adds them.
         metrics_sources.push(Arc::new(move |out: &mut String| {
-            metrics.render_own_metrics(out);
-            if metrics.config().on_own_metrics() {
-                metrics.render(out);
-            }
+            metrics.render_own_metrics(out)
         }));
     }
     let api_state = Arc::new(ApiState {
@@ -199,6 +201,7 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
         ready: Default::default(),
         metrics_sources,
         generator: Some(Arc::clone(&generator)),
+        otlp_metrics: otlp_metrics.clone(),
         alerts,
     });
 
@@ -281,7 +284,11 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
         }
         if let Some(metrics) = &otlp_metrics {
             if let Some(path) = metrics.config().separate_scrape_path() {
-                router = router.merge(otlp_metrics_scrape_route(path, Arc::clone(metrics)));
+                router = router.merge(otlp_metrics_scrape_route(
+                    path,
+                    Arc::clone(metrics),
+                    config.multitenancy_enabled,
+                ));
             }
         }
         let router = api::streaming::with_grpc(router, Arc::clone(&api_state));
@@ -369,15 +376,32 @@ fn log_security(config: &Config, security: &crate::server::Security) {
     }
 }
 
-/// `GET <path>` on the API port: the converted OTLP metrics alone, for scraping.
-fn otlp_metrics_scrape_route(path: &str, metrics: Arc<OtlpMetrics>) -> axum::Router {
+/// `GET <path>` on the API port: the converted OTLP metrics alone, for scraping; with
+/// multi-tenancy those of the tenant `X-Scope-OrgID` names (401 without it).
+fn otlp_metrics_scrape_route(
+    path: &str,
+    metrics: Arc<OtlpMetrics>,
+    multitenancy_enabled: bool,
+) -> axum::Router {
+    use axum::response::IntoResponse;
     axum::Router::new().route(
         path,
-        axum::routing::get(move || {
+        axum::routing::get(move |headers: axum::http::HeaderMap| {
             let metrics = Arc::clone(&metrics);
             async move {
+                let tenant = match crate::api::scrape_tenant_of(multitenancy_enabled, &headers) {
+                    Ok(Some(tenant)) => tenant,
+                    Ok(None) => {
+                        return crate::api::ApiError {
+                            status: axum::http::StatusCode::UNAUTHORIZED,
+                            message: "no org id".into(),
+                        }
+                        .into_response()
+                    }
+                    Err(error) => return error.into_response(),
+                };
                 let mut text = String::new();
-                metrics.render(&mut text);
+                metrics.render(&tenant, &mut text);
                 (
                     [(
                         axum::http::header::CONTENT_TYPE,
@@ -385,6 +409,7 @@ fn otlp_metrics_scrape_route(path: &str, metrics: Arc<OtlpMetrics>) -> axum::Rou
                     )],
                     text,
                 )
+                    .into_response()
             }
         }),
     )

@@ -1,7 +1,8 @@
 //! Per-tenant limits (Tempo's `overrides`): ingestion rate and burst, largest trace, longest
 //! attribute, longest search range. One tenant's flood or giant trace cannot starve the others.
 //! `overrides.defaults` applies to every tenant; `overrides.per_tenant.<id>` replaces single
-//! keys for one tenant.
+//! keys for one tenant. `overrides.per_tenant.<id>.metrics_generator.max_active_series` bounds
+//! one tenant's generated series (the default is `metrics_generator.registry.max_active_series`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -77,6 +78,20 @@ pub struct TenantOverrides {
     pub ingestion: IngestionOverrides,
     /// Read-path limits given for this tenant.
     pub read: ReadOverrides,
+    /// Metrics-generator limits given for this tenant.
+    pub metrics_generator: GeneratorOverrides,
+}
+
+/// Metrics-generator limits given for one tenant; absent keys keep
+/// `metrics_generator.registry`'s.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GeneratorOverrides {
+    /// Most generated series this tenant keeps at once (each histogram bucket, `_sum` and
+    /// `_count` counts as one); beyond it its new label sets fold into its own
+    /// `metric_overflow="true"` series. 0 means no limit. Default:
+    /// `metrics_generator.registry.max_active_series`, which applies to each tenant apart.
+    pub max_active_series: Option<usize>,
 }
 
 /// Write-path limits given for one tenant; absent keys keep the default.
@@ -125,6 +140,13 @@ impl OverridesConfig {
             )?;
         }
         Ok(())
+    }
+
+    /// `tenant`'s own generated-series limit, if `per_tenant` gives one.
+    pub fn generator_max_active_series(&self, tenant: &str) -> Option<usize> {
+        self.per_tenant
+            .get(tenant)
+            .and_then(|given| given.metrics_generator.max_active_series)
     }
 
     /// The effective limits of `tenant`.

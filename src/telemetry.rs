@@ -151,6 +151,13 @@ fn label_text(names: &[&str], values: &[String], le: Option<&str>) -> String {
     }
 }
 
+/// Tenants with a metrics-generator registry now (gauge).
+pub const GENERATOR_TENANTS: &str = "vivace_generator_tenants";
+/// Generated series alive per tenant (gauge, label `tenant`).
+pub const GENERATOR_TENANT_ACTIVE_SERIES: &str = "vivace_generator_tenant_active_series";
+/// Updates folded into a tenant's overflow series (counter, label `tenant`).
+pub const GENERATOR_TENANT_SERIES_LIMITED: &str = "vivace_generator_tenant_series_limited_total";
+
 /// Escapes a label value for the Prometheus text format.
 pub fn escape_label(value: &str) -> String {
     value

@@ -57,8 +57,12 @@ pub struct ApiState {
     pub overrides: Arc<crate::overrides::OverridesConfig>,
     pub ready: AtomicBool,
     pub metrics_sources: Vec<MetricsSource>,
-    /// The metrics-generator whose series `/metrics` also serves, if it runs.
+    /// The metrics-generator whose series `/metrics` also serves (the scrape's tenant's), if
+    /// it runs.
     pub generator: Option<Arc<crate::generator::Generator>>,
+    /// Converted OTLP metrics, appended to `/metrics` (the scrape's tenant's) when
+    /// `otlp_metrics.scrape_path` is `/metrics`.
+    pub otlp_metrics: Option<Arc<crate::generator::otlp_metrics::OtlpMetrics>>,
     /// Alerts received from Alertmanager and the traces behind them.
     pub alerts: Arc<crate::alerts::Alerts>,
 }
@@ -122,6 +126,41 @@ pub fn read_tenants(state: &ApiState, headers: &HeaderMap) -> Result<Vec<String>
         }
     }
     Ok(tenants)
+}
+
+/// The tenant whose generated series a `/metrics` scrape shows: `single-tenant` without
+/// multi-tenancy; with it the one tenant `X-Scope-OrgID` names, or none without the header
+/// (the scrape then shows vivace's own metrics only). Several tenants (`a|b`) are refused:
+/// their series would clash in one exposition.
+pub fn scrape_tenant(state: &ApiState, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    scrape_tenant_of(state.multitenancy_enabled, headers)
+}
+
+/// [`scrape_tenant`] for handlers outside the API state (the UI, the OTLP scrape path).
+pub fn scrape_tenant_of(
+    multitenancy_enabled: bool,
+    headers: &HeaderMap,
+) -> Result<Option<String>, ApiError> {
+    if !multitenancy_enabled {
+        return Ok(Some(SINGLE_TENANT.to_string()));
+    }
+    let Some(header) = headers.get("x-scope-orgid") else {
+        return Ok(None);
+    };
+    let header = header
+        .to_str()
+        .map_err(|_| ApiError::bad_request("X-Scope-OrgID is not visible ASCII"))?
+        .trim();
+    if header.is_empty() {
+        return Ok(None);
+    }
+    if header.contains('|') {
+        return Err(ApiError::bad_request(format!(
+            "X-Scope-OrgID {header:?} names several tenants: metrics are served for one tenant at a time"
+        )));
+    }
+    validate_tenant(header).map_err(ApiError::bad_request)?;
+    Ok(Some(header.to_string()))
 }
 
 /// Builds the router of the :3200 API.
@@ -204,12 +243,21 @@ async fn metrics(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Resp
         .get(header::ACCEPT)
         .and_then(|value| value.to_str().ok());
     let format = exposition::negotiate(accept);
+    let tenant = match scrape_tenant(&state, &headers) {
+        Ok(tenant) => tenant,
+        Err(error) => return error.into_response(),
+    };
     // Rendering thousands of generated series is CPU work: keep it off the async workers.
     let rendered = tokio::task::spawn_blocking(move || {
         let mut own = String::new();
         state.telemetry.render(&mut own);
         for source in &state.metrics_sources {
             source(&mut own);
+        }
+        if let (Some(metrics), Some(tenant)) = (&state.otlp_metrics, &tenant) {
+            if metrics.config().on_own_metrics() {
+                metrics.render(tenant, &mut own);
+            }
         }
         let mut text = match format {
             Format::Prometheus => own,
@@ -219,8 +267,8 @@ async fn metrics(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Resp
                 text
             }
         };
-        if let Some(generator) = &state.generator {
-            generator.render(format, &mut text);
+        if let (Some(generator), Some(tenant)) = (&state.generator, &tenant) {
+            generator.render(tenant, format, &mut text);
         }
         if format == Format::OpenMetrics {
             exposition::finish_openmetrics(&mut text);

@@ -27,8 +27,14 @@ pub struct GeneratorConfig {
     pub max_queued_spans: usize,
     /// Label name of the trace ID in exemplars; Grafana's default is Tempo's `traceID`.
     pub trace_id_label_name: String,
-    /// Prometheus remote write 1.0 targets; every collection is sent to each of them.
+    /// Prometheus remote write 1.0 targets; every collection is sent to each of them. Each
+    /// tenant's series go in requests of their own.
     pub remote_write: Vec<RemoteWriteConfig>,
+    /// With `multitenancy_enabled`, every remote-write request carries `X-Scope-OrgID: <tenant>`
+    /// naming the tenant whose series it holds (replacing any `X-Scope-OrgID` in a target's
+    /// `headers`), so Mimir or Cortex stores each tenant apart, as Tempo does. Without
+    /// multi-tenancy (tenant `single-tenant`) no such header is added.
+    pub remote_write_add_org_id_header: bool,
     /// How often the series are collected and remote-written (Tempo's `collection_interval`).
     #[serde(with = "humantime_serde")]
     pub remote_write_interval: Duration,
@@ -70,6 +76,9 @@ pub struct RemoteWriteConfig {
     /// Send the histogram buckets' exemplars (Prometheus stores them only with
     /// `--enable-feature=exemplar-storage`).
     pub send_exemplars: bool,
+    /// Only these tenants' series go to this target (for one Prometheus per tenant); empty:
+    /// every tenant's. Without multi-tenancy the only tenant is `single-tenant`.
+    pub tenants: Vec<String>,
 }
 
 impl Default for RemoteWriteConfig {
@@ -80,6 +89,7 @@ impl Default for RemoteWriteConfig {
             basic_auth: None,
             bearer_token: None,
             send_exemplars: true,
+            tenants: Vec::new(),
         }
     }
 }
@@ -93,6 +103,7 @@ impl Default for GeneratorConfig {
             max_queued_spans: 100_000,
             trace_id_label_name: "traceID".to_string(),
             remote_write: Vec::new(),
+            remote_write_add_org_id_header: true,
             remote_write_interval: Duration::from_secs(15),
             remote_write_queue_size: 100,
             remote_write_max_series_per_request: 500,
@@ -386,6 +397,11 @@ impl GeneratorConfig {
                     &key,
                     "basic_auth and bearer_token cannot both be set".into(),
                 );
+            }
+            for tenant in &target.tenants {
+                if let Err(reason) = crate::distributor::validate_tenant(tenant) {
+                    return invalid(&format!("{key}.tenants"), format!("{tenant:?}: {reason}"));
+                }
             }
         }
         if self.remote_write_interval.is_zero() {

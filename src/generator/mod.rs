@@ -6,6 +6,11 @@
 //! the spans are processed on a dedicated thread, so ingest never waits for the generator. The
 //! queue is bounded by `max_queued_spans`: past it a request's spans are skipped and counted.
 //! `/metrics` renders the series in Prometheus or OpenMetrics text ([`exposition`]).
+//!
+//! Every tenant has its own [`GeneratorState`] (registry, processors, series limit), created on
+//! the tenant's first spans and dropped once all its series went stale, as Tempo keeps one
+//! registry per tenant: a tenant's series are rendered, remote-written and limited apart from
+//! every other tenant's. Without multi-tenancy the only tenant is `single-tenant`.
 
 pub mod config;
 pub mod exposition;
@@ -20,6 +25,7 @@ pub mod spanmetrics;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -29,11 +35,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use parking_lot::Mutex;
 
+use crate::overrides::OverridesConfig;
 pub use config::GeneratorConfig;
 use exposition::Format;
 use labels::{string_attribute, trace_id_text};
-use registry::Registry;
-use servicegraphs::ServiceGraphs;
+use registry::{Registry, RegistryStats};
+use servicegraphs::{ServiceGraphStats, ServiceGraphs};
 use spanmetrics::SpanMetrics;
 
 /// How often pending service-graph edges are checked for expiry (Tempo: about every 2 s, at
@@ -209,6 +216,207 @@ impl GeneratorState {
             out,
         );
     }
+
+    /// Whether the state holds nothing worth keeping: no series, no half-edge waiting.
+    pub fn is_idle(&self) -> bool {
+        self.registry.stats().active_series == 0
+            && self
+                .service_graphs
+                .as_ref()
+                .is_none_or(|processor| processor.pending() == 0)
+    }
+
+    /// The processors' own counters and the half-edges waiting for their partner.
+    fn stats(&self) -> TenantStats {
+        TenantStats {
+            registry: self.registry.stats(),
+            service_graphs: self
+                .service_graphs
+                .as_ref()
+                .map(|processor| processor.stats())
+                .unwrap_or_default(),
+            pending_edges: self
+                .service_graphs
+                .as_ref()
+                .map(|processor| processor.pending())
+                .unwrap_or_default() as u64,
+        }
+    }
+}
+
+/// A per-tenant family of the generator's own metrics: name, type, help, value.
+type TenantFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&TenantStats) -> u64,
+);
+
+/// One tenant's counters, for the appliance's own metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TenantStats {
+    /// The registry's counters.
+    pub registry: RegistryStats,
+    /// The service-graph processor's counters.
+    pub service_graphs: ServiceGraphStats,
+    /// Service-graph half-edges waiting now.
+    pub pending_edges: u64,
+}
+
+impl TenantStats {
+    /// Adds `other`'s counters and gauges to these.
+    fn add(&mut self, other: &TenantStats) {
+        let registry = &mut self.registry;
+        registry.active_series += other.registry.active_series;
+        registry.series_limited += other.registry.series_limited;
+        registry.series_removed_stale += other.registry.series_removed_stale;
+        registry.invalid_labels += other.registry.invalid_labels;
+        let graphs = &mut self.service_graphs;
+        graphs.expired_edges += other.service_graphs.expired_edges;
+        graphs.dropped_spans += other.service_graphs.dropped_spans;
+        graphs.completed_edges += other.service_graphs.completed_edges;
+        self.pending_edges += other.pending_edges;
+    }
+
+    /// The counters only (gauges zeroed): what a dropped tenant leaves behind in the totals.
+    fn counters_only(mut self) -> TenantStats {
+        self.registry.active_series = 0;
+        self.pending_edges = 0;
+        self
+    }
+}
+
+/// One [`GeneratorState`] per tenant, created on the tenant's first spans with the tenant's
+/// series limit (`overrides.per_tenant.<tenant>.metrics_generator.max_active_series`, else
+/// `registry.max_active_series`).
+pub struct Tenants {
+    config: GeneratorConfig,
+    overrides: Arc<OverridesConfig>,
+    states: Mutex<BTreeMap<String, Arc<Mutex<GeneratorState>>>>,
+    /// Counters of tenants dropped after going idle, so the totals never go down.
+    retired: Mutex<TenantStats>,
+}
+
+impl Tenants {
+    /// No tenant yet; fails if the processors cannot be built from `config`.
+    pub fn new(
+        config: GeneratorConfig,
+        overrides: Arc<OverridesConfig>,
+    ) -> Result<Tenants, String> {
+        GeneratorState::new(config.clone())?;
+        Ok(Tenants {
+            config,
+            overrides,
+            states: Mutex::new(BTreeMap::new()),
+            retired: Mutex::new(TenantStats::default()),
+        })
+    }
+
+    /// The most series `tenant` may hold at once.
+    pub fn max_active_series(&self, tenant: &str) -> usize {
+        self.overrides
+            .generator_max_active_series(tenant)
+            .unwrap_or(self.config.registry.max_active_series)
+    }
+
+    /// `tenant`'s state, created if it has none yet.
+    fn state_or_create(&self, tenant: &str) -> Result<Arc<Mutex<GeneratorState>>, String> {
+        let mut states = self.states.lock();
+        if let Some(state) = states.get(tenant) {
+            return Ok(Arc::clone(state));
+        }
+        let mut config = self.config.clone();
+        config.registry.max_active_series = self.max_active_series(tenant);
+        let state = Arc::new(Mutex::new(GeneratorState::new(config)?));
+        states.insert(tenant.to_string(), Arc::clone(&state));
+        tracing::debug!(tenant, "generator: first spans of a tenant");
+        Ok(state)
+    }
+
+    /// `tenant`'s state, if it has one.
+    pub fn state(&self, tenant: &str) -> Option<Arc<Mutex<GeneratorState>>> {
+        self.states.lock().get(tenant).cloned()
+    }
+
+    /// The tenants with a state, sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.states.lock().keys().cloned().collect()
+    }
+
+    /// Every tenant's state, sorted by tenant.
+    fn all(&self) -> Vec<(String, Arc<Mutex<GeneratorState>>)> {
+        self.states
+            .lock()
+            .iter()
+            .map(|(tenant, state)| (tenant.clone(), Arc::clone(state)))
+            .collect()
+    }
+
+    /// Runs a request's spans through `tenant`'s processors.
+    pub fn consume(
+        &self,
+        tenant: &str,
+        resource_spans: &[ResourceSpans],
+        now_ms: i64,
+    ) -> ConsumeOutcome {
+        match self.state_or_create(tenant) {
+            Ok(state) => state.lock().consume(tenant, resource_spans, now_ms),
+            Err(error) => {
+                // Unreachable in practice: the same config built a state in `new`.
+                tracing::error!(tenant, %error, "generator: cannot build a tenant's processors");
+                ConsumeOutcome::default()
+            }
+        }
+    }
+
+    /// Expires every tenant's service-graph edges that waited too long.
+    pub fn expire_edges(&self, now_ms: i64) {
+        for (_, state) in self.all() {
+            state.lock().expire_edges(now_ms);
+        }
+    }
+
+    /// Deletes stale series of every tenant and drops the tenants left idle; returns how many
+    /// label sets went.
+    pub fn remove_stale(&self, now_ms: i64) -> usize {
+        let mut removed = 0;
+        let mut states = self.states.lock();
+        let mut idle = Vec::new();
+        for (tenant, state) in states.iter() {
+            let mut state = state.lock();
+            removed += state.remove_stale(now_ms);
+            if state.is_idle() {
+                idle.push(tenant.clone());
+            }
+        }
+        for tenant in idle {
+            if let Some(state) = states.remove(&tenant) {
+                let stats = state.lock().stats();
+                self.retired.lock().add(&stats.counters_only());
+                tracing::debug!(tenant, "generator: tenant idle, its registry dropped");
+            }
+        }
+        removed
+    }
+
+    /// Appends `tenant`'s generated series in `format` (nothing if it has none).
+    pub fn render(&self, tenant: &str, format: Format, out: &mut String) {
+        if let Some(state) = self.state(tenant) {
+            state.lock().render(format, out);
+        }
+    }
+
+    /// Every tenant's counters, and their sum (with those of dropped tenants).
+    pub fn stats(&self) -> (Vec<(String, TenantStats)>, TenantStats) {
+        let mut total = *self.retired.lock();
+        let mut per_tenant = Vec::new();
+        for (tenant, state) in self.all() {
+            let stats = state.lock().stats();
+            total.add(&stats);
+            per_tenant.push((tenant, stats));
+        }
+        (per_tenant, total)
+    }
 }
 
 struct Batch {
@@ -220,7 +428,7 @@ struct Batch {
 
 /// The running generator: a queue in front of a dedicated thread, and the state it updates.
 pub struct Generator {
-    state: Arc<Mutex<GeneratorState>>,
+    tenants: Arc<Tenants>,
     queue: Mutex<Option<mpsc::Sender<Batch>>>,
     queued_spans: Arc<AtomicUsize>,
     max_queued_spans: usize,
@@ -263,16 +471,20 @@ impl Drop for Reservation<'_> {
 }
 
 impl Generator {
-    /// Builds the processors and starts the generator thread.
-    pub fn start(config: GeneratorConfig) -> Result<Arc<Generator>, String> {
+    /// Checks the processors' config and starts the generator thread; each tenant's series
+    /// limit comes from `overrides` (else `registry.max_active_series`).
+    pub fn start(
+        config: GeneratorConfig,
+        overrides: Arc<OverridesConfig>,
+    ) -> Result<Arc<Generator>, String> {
         let max_queued_spans = config.max_queued_spans;
         let stale_sweep = (config.registry.stale_duration / 2).min(MAX_STALE_SWEEP);
-        let state = Arc::new(Mutex::new(GeneratorState::new(config)?));
+        let tenants = Arc::new(Tenants::new(config, overrides)?);
         let (sender, receiver) = mpsc::channel::<Batch>();
         let queued_spans = Arc::new(AtomicUsize::new(0));
         let counters = Arc::new(GeneratorCounters::default());
         let generator = Arc::new(Generator {
-            state: Arc::clone(&state),
+            tenants: Arc::clone(&tenants),
             queue: Mutex::new(Some(sender)),
             queued_spans: Arc::clone(&queued_spans),
             max_queued_spans,
@@ -280,7 +492,7 @@ impl Generator {
         });
         std::thread::Builder::new()
             .name("generator".into())
-            .spawn(move || run(receiver, state, queued_spans, counters, stale_sweep))
+            .spawn(move || run(receiver, tenants, queued_spans, counters, stale_sweep))
             .map_err(|error| format!("cannot start the generator thread: {error}"))?;
         Ok(generator)
     }
@@ -314,29 +526,23 @@ impl Generator {
         self.queue.lock().take();
     }
 
-    /// Appends the generated series (`traces_*`) in `format`, without `# EOF`.
-    pub fn render(&self, format: Format, out: &mut String) {
-        self.state.lock().render(format, out);
+    /// Appends `tenant`'s generated series (`traces_*`) in `format`, without `# EOF`.
+    pub fn render(&self, tenant: &str, format: Format, out: &mut String) {
+        self.tenants.render(tenant, format, out);
     }
 
-    /// Appends the generator's own metrics (Prometheus text) to `out`.
+    /// The per-tenant states.
+    pub fn tenants(&self) -> &Tenants {
+        &self.tenants
+    }
+
+    /// Appends the generator's own metrics (Prometheus text) to `out`: totals over every
+    /// tenant, and each tenant's active and limited series.
     pub fn render_own_metrics(&self, out: &mut String) {
-        let (registry, service_graphs, pending) = {
-            let state = self.state.lock();
-            (
-                state.registry.stats(),
-                state
-                    .service_graphs
-                    .as_ref()
-                    .map(|processor| processor.stats())
-                    .unwrap_or_default(),
-                state
-                    .service_graphs
-                    .as_ref()
-                    .map(|processor| processor.pending())
-                    .unwrap_or_default(),
-            )
-        };
+        let (per_tenant, total) = self.tenants.stats();
+        let registry = total.registry;
+        let service_graphs = total.service_graphs;
+        let pending = total.pending_edges;
         let counters = &self.counters;
         let _ = writeln!(
             out,
@@ -415,23 +621,63 @@ impl Generator {
                 "vivace_generator_service_graph_pending_edges",
                 "gauge",
                 "Service-graph half-edges waiting for their partner.",
-                pending as u64,
+                pending,
             ),
         ];
         for (name, kind, help, value) in samples {
             crate::telemetry::write_sample(out, name, kind, help, value as f64);
         }
+        crate::telemetry::write_sample(
+            out,
+            crate::telemetry::GENERATOR_TENANTS,
+            "gauge",
+            "Tenants with a metrics-generator registry (series or service-graph edges alive).",
+            per_tenant.len() as f64,
+        );
+        let tenant_families: [TenantFamily; 2] = [
+            (
+                crate::telemetry::GENERATOR_TENANT_ACTIVE_SERIES,
+                "gauge",
+                "Generated series alive per tenant (each tenant has its own max_active_series).",
+                |stats| stats.registry.active_series,
+            ),
+            (
+                crate::telemetry::GENERATOR_TENANT_SERIES_LIMITED,
+                "counter",
+                "Updates folded into the overflow series per tenant since its registry was created.",
+                |stats| stats.registry.series_limited,
+            ),
+        ];
+        for (name, kind, help, value) in tenant_families {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (tenant, stats) in &per_tenant {
+                let _ = writeln!(
+                    out,
+                    "{name}{{tenant=\"{}\"}} {}",
+                    crate::telemetry::escape_label(tenant),
+                    value(stats)
+                );
+            }
+        }
     }
 
-    /// Runs `f` on the state: remote write's collection, tests and benchmarks.
-    pub fn with_state<T>(&self, f: impl FnOnce(&mut GeneratorState) -> T) -> T {
-        f(&mut self.state.lock())
+    /// Runs `f` on `tenant`'s state, if the tenant has one: remote write's collection, the UI,
+    /// tests and benchmarks.
+    pub fn with_tenant_state<T>(
+        &self,
+        tenant: &str,
+        f: impl FnOnce(&mut GeneratorState) -> T,
+    ) -> Option<T> {
+        let state = self.tenants.state(tenant)?;
+        let mut state = state.lock();
+        Some(f(&mut state))
     }
 }
 
 fn run(
     receiver: mpsc::Receiver<Batch>,
-    state: Arc<Mutex<GeneratorState>>,
+    tenants: Arc<Tenants>,
     queued_spans: Arc<AtomicUsize>,
     counters: Arc<GeneratorCounters>,
     stale_sweep: Duration,
@@ -446,9 +692,7 @@ fn run(
         match receiver.recv_timeout(TICK) {
             Ok(batch) => {
                 let outcome =
-                    state
-                        .lock()
-                        .consume(&batch.tenant, &batch.resource_spans, batch.received_ms);
+                    tenants.consume(&batch.tenant, &batch.resource_spans, batch.received_ms);
                 queued_spans.fetch_sub(batch.spans, Ordering::AcqRel);
                 counters
                     .spans_received
@@ -472,11 +716,11 @@ fn run(
         let now = now_ms();
         if now - last_tick >= tick_ms {
             last_tick = now;
-            state.lock().expire_edges(now);
+            tenants.expire_edges(now);
         }
         if now - last_sweep >= sweep_ms {
             last_sweep = now;
-            let removed = state.lock().remove_stale(now);
+            let removed = tenants.remove_stale(now);
             if removed > 0 {
                 tracing::debug!(removed, "generator removed stale series");
             }

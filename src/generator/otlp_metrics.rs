@@ -21,7 +21,8 @@
 //!   gets Prometheus' stale marker and is forgotten.
 //!
 //! The converted series go through the generator's remote-write senders, and optionally to
-//! scrapes.
+//! scrapes. Each tenant has its own conversion state (bounded by `max_series` apart), its own
+//! remote-write requests and its own scrape output.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -616,6 +617,11 @@ impl Converter {
     /// Series remembered now.
     pub fn active_series(&self) -> usize {
         self.active_series
+    }
+
+    /// Whether no series is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.tracked.is_empty()
     }
 
     /// Converts one export received at `now_ms`.
@@ -1374,10 +1380,20 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// The running OTLP metrics path: conversion state, the shared remote writer, staleness.
+/// Counters of the conversion states of tenants that went idle and were dropped.
+#[derive(Clone, Copy, Debug, Default)]
+struct RetiredCounters {
+    points_accepted: u64,
+    points_held_back: u64,
+    series_stale: u64,
+}
+
+/// The running OTLP metrics path: one conversion state per tenant, the shared remote writer,
+/// staleness.
 pub struct OtlpMetrics {
     config: OtlpMetricsConfig,
-    converter: Mutex<Converter>,
+    converters: Mutex<BTreeMap<String, Arc<Mutex<Converter>>>>,
+    retired: Mutex<RetiredCounters>,
     writer: Option<Arc<RemoteWriter>>,
     points_rejected: AtomicU64,
     exports: AtomicU64,
@@ -1387,7 +1403,8 @@ impl OtlpMetrics {
     /// The path with `writer` (the generator's remote writer, if it has targets) as output.
     pub fn new(config: OtlpMetricsConfig, writer: Option<Arc<RemoteWriter>>) -> OtlpMetrics {
         OtlpMetrics {
-            converter: Mutex::new(Converter::new(config.max_series)),
+            converters: Mutex::new(BTreeMap::new()),
+            retired: Mutex::new(RetiredCounters::default()),
             config,
             writer,
             points_rejected: AtomicU64::new(0),
@@ -1400,27 +1417,59 @@ impl OtlpMetrics {
         &self.config
     }
 
-    /// Converts one export and queues its series for remote write. CPU work: call it off the
-    /// async runtime. Returns the points refused and why (OTLP partial success).
-    pub fn export(&self, request: &ExportMetricsServiceRequest) -> (u64, String) {
-        let outcome = self.converter.lock().convert(request, now_ms());
+    fn converter(&self, tenant: &str) -> Arc<Mutex<Converter>> {
+        let mut converters = self.converters.lock();
+        let converter = converters
+            .entry(tenant.to_string())
+            .or_insert_with(|| Arc::new(Mutex::new(Converter::new(self.config.max_series))));
+        Arc::clone(converter)
+    }
+
+    /// Converts one export of `tenant` and queues its series for remote write. CPU work: call
+    /// it off the async runtime. Returns the points refused and why (OTLP partial success).
+    pub fn export(&self, tenant: &str, request: &ExportMetricsServiceRequest) -> (u64, String) {
+        let outcome = self.converter(tenant).lock().convert(request, now_ms());
         self.exports.fetch_add(1, Ordering::Relaxed);
         self.points_rejected
             .fetch_add(outcome.rejected_points, Ordering::Relaxed);
         if let Some(writer) = &self.writer {
-            writer.send(outcome.series);
+            writer.send(tenant, outcome.series);
         }
         (outcome.rejected_points, outcome.message)
     }
 
-    /// Ends series that stopped; their stale markers are remote-written.
+    /// Ends series that stopped; their stale markers are remote-written. A tenant left with
+    /// no series has its state dropped.
     pub fn sweep(&self) {
         let staleness_ms = i64::try_from(self.config.staleness.as_millis()).unwrap_or(i64::MAX);
-        let markers = self.converter.lock().sweep(now_ms(), staleness_ms);
-        if !markers.is_empty() {
-            tracing::debug!(series = markers.len(), "otlp metrics: series went stale");
-            if let Some(writer) = &self.writer {
-                writer.send(markers);
+        let now = now_ms();
+        let mut converters = self.converters.lock();
+        let mut idle = Vec::new();
+        for (tenant, converter) in converters.iter() {
+            let mut converter = converter.lock();
+            let markers = converter.sweep(now, staleness_ms);
+            if converter.is_empty() {
+                idle.push(tenant.clone());
+            }
+            drop(converter);
+            if !markers.is_empty() {
+                tracing::debug!(
+                    tenant,
+                    series = markers.len(),
+                    "otlp metrics: series went stale"
+                );
+                if let Some(writer) = &self.writer {
+                    writer.send(tenant, markers);
+                }
+            }
+        }
+        for tenant in idle {
+            if let Some(converter) = converters.remove(&tenant) {
+                let converter = converter.lock();
+                let mut retired = self.retired.lock();
+                retired.points_accepted += converter.points_accepted;
+                retired.points_held_back += converter.points_held_back;
+                retired.series_stale += converter.series_stale;
             }
         }
     }
@@ -1442,22 +1491,32 @@ impl OtlpMetrics {
         })
     }
 
-    /// Appends the latest value of every converted series (Prometheus text 0.0.4).
-    pub fn render(&self, out: &mut String) {
-        self.converter.lock().render(out);
+    /// Appends the latest value of every series converted for `tenant` (Prometheus text
+    /// 0.0.4); nothing when the tenant sent none.
+    pub fn render(&self, tenant: &str, out: &mut String) {
+        let converter = self.converters.lock().get(tenant).cloned();
+        if let Some(converter) = converter {
+            converter.lock().render(out);
+        }
     }
 
     /// Appends the path's own counters (Prometheus text).
     pub fn render_own_metrics(&self, out: &mut String) {
-        let (active, accepted, held_back, stale) = {
-            let converter = self.converter.lock();
-            (
-                converter.active_series(),
-                converter.points_accepted,
-                converter.points_held_back,
-                converter.series_stale,
-            )
-        };
+        let retired = *self.retired.lock();
+        let (mut active, mut accepted, mut held_back, mut stale) = (
+            0,
+            retired.points_accepted,
+            retired.points_held_back,
+            retired.series_stale,
+        );
+        let converters: Vec<_> = self.converters.lock().values().cloned().collect();
+        for converter in converters {
+            let converter = converter.lock();
+            active += converter.active_series();
+            accepted += converter.points_accepted;
+            held_back += converter.points_held_back;
+            stale += converter.series_stale;
+        }
         let name = "vivace_otlp_metrics_data_points_total";
         let _ = writeln!(
             out,

@@ -3,11 +3,13 @@
 //! The senders are shared: the OTLP metrics receiver queues its converted series through
 //! [`RemoteWriter::send`] as the generator's collection loop does.
 //!
-//! Every `remote_write_interval` the registry's series are collected with one timestamp (the
+//! Every `remote_write_interval` each tenant's registry is collected with one timestamp (the
 //! collection time), as Prometheus series with `__name__` and labels sorted by name, the
-//! histogram buckets carrying their exemplars. A per-series guard never lets a sample go out
-//! that is not newer than the last one sent for that series (Prometheus rolls back a whole
-//! request on an out-of-order sample). The series are cut into requests of at most
+//! histogram buckets carrying their exemplars. A per-series guard (one per tenant) never lets
+//! a sample go out that is not newer than the last one sent for that series (Prometheus rolls
+//! back a whole request on an out-of-order sample). A request holds one tenant's series only;
+//! with multi-tenancy it carries `X-Scope-OrgID: <tenant>` (Tempo's behaviour), and a target
+//! may be limited to some tenants (`tenants`). Each tenant's series are cut into requests of at most
 //! `remote_write_max_series_per_request`, encoded as protobuf, compressed with snappy's
 //! *block* format and queued for every target. Each target has its own sender task and a
 //! bounded queue that drops its oldest request when full; a request is retried with
@@ -335,6 +337,8 @@ pub struct TargetStats {
 struct QueuedRequest {
     body: Bytes,
     samples: u64,
+    /// `X-Scope-OrgID` of the request: the tenant whose series it holds, with multi-tenancy.
+    org_id: Option<String>,
 }
 
 /// A bounded queue that drops its oldest request when full.
@@ -379,6 +383,8 @@ struct Target {
 pub struct RemoteWriter {
     targets: Vec<Arc<Target>>,
     max_series: usize,
+    /// Whether requests carry `X-Scope-OrgID: <tenant>`.
+    add_org_id_header: bool,
     stop: CancellationToken,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -399,10 +405,13 @@ fn http_client() -> reqwest::Result<reqwest::Client> {
 
 impl RemoteWriter {
     /// Starts collecting from `generator` and sending to every configured target; `None` when
-    /// no target is configured. Must run inside a tokio runtime.
+    /// no target is configured. With `multitenancy_enabled` (and
+    /// `remote_write_add_org_id_header`) every request names its tenant in `X-Scope-OrgID`.
+    /// Must run inside a tokio runtime.
     pub fn start(
         config: &GeneratorConfig,
         generator: Arc<Generator>,
+        multitenancy_enabled: bool,
     ) -> anyhow::Result<Option<Arc<RemoteWriter>>> {
         if config.remote_write.is_empty() {
             return Ok(None);
@@ -435,6 +444,7 @@ impl RemoteWriter {
         let writer = Arc::new(RemoteWriter {
             targets,
             max_series: config.remote_write_max_series_per_request,
+            add_org_id_header: multitenancy_enabled && config.remote_write_add_org_id_header,
             stop: stop.clone(),
             tasks: Mutex::new(tasks),
         });
@@ -454,16 +464,23 @@ impl RemoteWriter {
         Ok(Some(writer))
     }
 
-    /// Queues `series` for every target: sorted, cut into requests of at most
-    /// `remote_write_max_series_per_request` series, encoded once per target (without
-    /// exemplars where `send_exemplars` is off). Never blocks: a full queue drops its oldest
-    /// request, counted as dropped. Callers apply their own [`TimestampGuard`] first.
-    pub fn send(&self, series: Vec<TimeSeries>) {
+    /// Queues `tenant`'s `series` for every target that takes that tenant: sorted, cut into
+    /// requests of at most `remote_write_max_series_per_request` series, encoded once per
+    /// target (without exemplars where `send_exemplars` is off). Never blocks: a full queue
+    /// drops its oldest request, counted as dropped. Callers apply their own
+    /// [`TimestampGuard`] (one per tenant) first.
+    pub fn send(&self, tenant: &str, series: Vec<TimeSeries>) {
         if series.is_empty() {
             return;
         }
+        let org_id = self.add_org_id_header.then(|| tenant.to_string());
         let requests = batch(series, self.max_series);
         for target in &self.targets {
+            if !target.config.tenants.is_empty()
+                && !target.config.tenants.iter().any(|name| name == tenant)
+            {
+                continue;
+            }
             for request in &requests {
                 let samples: u64 = request
                     .timeseries
@@ -484,6 +501,7 @@ impl RemoteWriter {
                         let dropped = target.queue.push(QueuedRequest {
                             body: Bytes::from(body),
                             samples,
+                            org_id: org_id.clone(),
                         });
                         if dropped > 0 {
                             target.stats.dropped.fetch_add(dropped, Ordering::Relaxed);
@@ -560,23 +578,36 @@ async fn collect_loop(
 ) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut guard = TimestampGuard::default();
+    // One guard per tenant: two tenants may have series with the same labels.
+    let mut guards: HashMap<String, TimestampGuard> = HashMap::new();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = ticker.tick() => {}
         }
         let now = now_ms();
-        let mut series =
-            generator.with_state(|state| collect(state.registry(), &trace_id_label, now));
-        let held_back = guard.filter(&mut series);
-        if held_back > 0 {
-            tracing::warn!(
-                held_back,
-                "remote write: series not newer than their last sample were held back"
-            );
+        let tenants = generator.tenants().names();
+        // A tenant whose registry was dropped has no series left to guard.
+        guards.retain(|tenant, _| tenants.contains(tenant));
+        for tenant in tenants {
+            let Some(mut series) = generator.with_tenant_state(&tenant, |state| {
+                collect(state.registry(), &trace_id_label, now)
+            }) else {
+                continue;
+            };
+            let held_back = guards
+                .entry(tenant.clone())
+                .or_default()
+                .filter(&mut series);
+            if held_back > 0 {
+                tracing::warn!(
+                    tenant,
+                    held_back,
+                    "remote write: series not newer than their last sample were held back"
+                );
+            }
+            writer.send(&tenant, series);
         }
-        writer.send(series);
     }
 }
 
@@ -584,6 +615,7 @@ fn build_request(
     client: &reqwest::Client,
     config: &RemoteWriteConfig,
     body: Bytes,
+    org_id: Option<&str>,
 ) -> reqwest::RequestBuilder {
     const RESERVED: [&str; 4] = [
         "content-encoding",
@@ -591,11 +623,18 @@ fn build_request(
         "user-agent",
         "x-prometheus-remote-write-version",
     ];
+    const ORG_ID: &str = "x-scope-orgid";
     let mut request = client.post(&config.url);
     for (name, value) in &config.headers {
-        if !RESERVED.contains(&name.to_ascii_lowercase().as_str()) {
+        let name_lower = name.trim().to_ascii_lowercase();
+        // The tenant's own header replaces a configured one, whatever its spelling.
+        let replaced = org_id.is_some() && name_lower == ORG_ID;
+        if !RESERVED.contains(&name_lower.as_str()) && !replaced {
             request = request.header(name.as_str(), value.as_str());
         }
+    }
+    if let Some(org_id) = org_id {
+        request = request.header("X-Scope-OrgID", org_id);
     }
     if let Some(auth) = &config.basic_auth {
         request = request.basic_auth(&auth.username, Some(&auth.password));
@@ -621,9 +660,14 @@ async fn send_loop(target: Arc<Target>, client: reqwest::Client, stop: Cancellat
         };
         let mut retry = 0u32;
         loop {
-            let attempt = build_request(&client, &target.config, request.body.clone())
-                .send()
-                .await;
+            let attempt = build_request(
+                &client,
+                &target.config,
+                request.body.clone(),
+                request.org_id.as_deref(),
+            )
+            .send()
+            .await;
             let (outcome, detail) = match attempt {
                 Ok(response) => {
                     let status = response.status().as_u16();
@@ -854,6 +898,7 @@ mod tests {
             target.queue.push(QueuedRequest {
                 body: Bytes::from(encode(&request).unwrap()),
                 samples: 6,
+                org_id: None,
             });
         }
         let stop = CancellationToken::new();
@@ -916,6 +961,120 @@ mod tests {
         config.remote_write[0].url = "https://prometheus/api/v1/write".into();
         config.remote_write_queue_size = 0;
         assert_eq!(config.validate().unwrap_err().0, "remote_write_queue_size");
+        config.remote_write_queue_size = 1;
+        config.remote_write[0].tenants = vec!["tenant-a".into(), "../x".into()];
+        let (key, reason) = config.validate().unwrap_err();
+        assert_eq!(key, "remote_write[0].tenants");
+        assert!(reason.contains("\"../x\""), "{reason}");
+        config.remote_write[0].tenants = vec!["tenant-a".into()];
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    fn writer_with(targets: Vec<RemoteWriteConfig>, add_org_id_header: bool) -> RemoteWriter {
+        RemoteWriter {
+            targets: targets
+                .into_iter()
+                .map(|config| {
+                    Arc::new(Target {
+                        config,
+                        queue: Queue {
+                            items: Mutex::new(VecDeque::new()),
+                            capacity: 10,
+                            ready: Notify::new(),
+                        },
+                        stats: TargetStats::default(),
+                    })
+                })
+                .collect(),
+            max_series: 4,
+            add_org_id_header,
+            stop: CancellationToken::new(),
+            tasks: Mutex::new(Vec::new()),
+        }
+    }
+
+    #[test]
+    fn each_request_holds_one_tenant_and_goes_only_to_targets_that_take_it() {
+        let writer = writer_with(
+            vec![
+                RemoteWriteConfig {
+                    url: "http://127.0.0.1:1/all".into(),
+                    ..RemoteWriteConfig::default()
+                },
+                RemoteWriteConfig {
+                    url: "http://127.0.0.1:1/only-b".into(),
+                    tenants: vec!["tenant-b".into()],
+                    ..RemoteWriteConfig::default()
+                },
+            ],
+            true,
+        );
+        let series = collect(&registry_with_data(), "traceID", 5_000);
+        writer.send("tenant-a", series.clone());
+        writer.send("tenant-b", series);
+        let org_ids = |target: usize| -> Vec<Option<String>> {
+            writer.targets[target]
+                .queue
+                .items
+                .lock()
+                .iter()
+                .map(|request| request.org_id.clone())
+                .collect()
+        };
+        // 6 series cut into requests of at most 4: two requests per tenant.
+        let a = Some("tenant-a".to_string());
+        let b = Some("tenant-b".to_string());
+        assert_eq!(org_ids(0), vec![a.clone(), a, b.clone(), b.clone()]);
+        assert_eq!(org_ids(1), vec![b.clone(), b]);
+
+        let without = writer_with(vec![RemoteWriteConfig::default()], false);
+        without.send(
+            "single-tenant",
+            collect(&registry_with_data(), "traceID", 5_000),
+        );
+        let queued: Vec<_> = without.targets[0]
+            .queue
+            .items
+            .lock()
+            .iter()
+            .map(|request| request.org_id.clone())
+            .collect();
+        assert_eq!(queued, vec![None, None]);
+    }
+
+    #[test]
+    fn the_tenant_header_replaces_a_configured_org_id() {
+        let client = http_client().unwrap();
+        let config = RemoteWriteConfig {
+            url: "http://127.0.0.1:1/write".into(),
+            headers: [
+                ("x-scope-ORGID".to_string(), "configured".to_string()),
+                ("X-Other".to_string(), "kept".to_string()),
+            ]
+            .into(),
+            ..RemoteWriteConfig::default()
+        };
+        let headers = |org_id: Option<&str>| {
+            let request = build_request(&client, &config, Bytes::new(), org_id)
+                .build()
+                .unwrap();
+            let values: Vec<String> = request
+                .headers()
+                .get_all("x-scope-orgid")
+                .iter()
+                .map(|value| value.to_str().unwrap().to_string())
+                .collect();
+            let other = request.headers()["x-other"].to_str().unwrap().to_string();
+            (values, other)
+        };
+        assert_eq!(
+            headers(Some("tenant-a")),
+            (vec!["tenant-a".to_string()], "kept".to_string())
+        );
+        assert_eq!(
+            headers(None),
+            (vec!["configured".to_string()], "kept".to_string())
+        );
     }
 
     #[test]
@@ -928,6 +1087,7 @@ mod tests {
         let request = |samples| QueuedRequest {
             body: Bytes::new(),
             samples,
+            org_id: None,
         };
         assert_eq!(queue.push(request(1)), 0);
         assert_eq!(queue.push(request(2)), 0);

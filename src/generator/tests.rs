@@ -615,6 +615,87 @@ fn the_series_limit_folds_new_series_into_overflow() {
 }
 
 #[test]
+fn tenants_have_their_own_series_and_limits_and_idle_ones_are_dropped() {
+    use super::Tenants;
+    use crate::overrides::OverridesConfig;
+    let overrides: OverridesConfig =
+        serde_yaml::from_str("per_tenant: {big: {metrics_generator: {max_active_series: 1000}}}")
+            .unwrap();
+    let tenants = Tenants::new(
+        config(
+            "processors: {service_graphs: {enabled: false}}\nregistry: {max_active_series: 38, stale_duration: 1m}\n",
+        ),
+        std::sync::Arc::new(overrides),
+    )
+    .unwrap();
+    assert_eq!(tenants.max_active_series("noisy"), 38);
+    assert_eq!(tenants.max_active_series("big"), 1000);
+    let spans = |count: u8| -> Vec<Span> {
+        (1..=count)
+            .map(|n| {
+                span(simple(
+                    n,
+                    1,
+                    0,
+                    SpanKind::Server,
+                    ["a", "b", "c", "d"][usize::from(n - 1)],
+                    5,
+                ))
+            })
+            .collect()
+    };
+    tenants.consume("noisy", &[batch(service("noisy-svc"), spans(4))], NOW_MS);
+    tenants.consume("quiet", &[batch(service("quiet-svc"), spans(1))], NOW_MS);
+    tenants.consume("big", &[batch(service("big-svc"), spans(4))], NOW_MS);
+    assert_eq!(tenants.names(), vec!["big", "noisy", "quiet"]);
+    let text = |tenant: &str| {
+        let mut out = String::new();
+        tenants.render(tenant, Format::Prometheus, &mut out);
+        out
+    };
+    let noisy = text("noisy");
+    assert_line(
+        &noisy,
+        "traces_spanmetrics_calls_total{metric_overflow=\"true\"} 2",
+    );
+    assert!(
+        !noisy.contains("quiet-svc") && !noisy.contains("big-svc"),
+        "{noisy}"
+    );
+    let quiet = text("quiet");
+    assert!(!quiet.contains("metric_overflow"), "{quiet}");
+    assert!(!quiet.contains("noisy-svc"), "{quiet}");
+    assert_line(&quiet, "traces_spanmetrics_calls_total{service=\"quiet-svc\",span_kind=\"SPAN_KIND_SERVER\",span_name=\"a\",status_code=\"STATUS_CODE_UNSET\"} 1");
+    let big = text("big");
+    assert!(!big.contains("metric_overflow"), "{big}");
+    assert_line(&big, "traces_spanmetrics_calls_total{service=\"big-svc\",span_kind=\"SPAN_KIND_SERVER\",span_name=\"d\",status_code=\"STATUS_CODE_UNSET\"} 1");
+    assert_eq!(text("nobody"), "");
+
+    let (per_tenant, total) = tenants.stats();
+    assert_eq!(per_tenant.len(), 3);
+    let limited_before = total.registry.series_limited;
+    assert!(limited_before >= 2);
+    assert_eq!(
+        total.registry.active_series,
+        per_tenant
+            .iter()
+            .map(|(_, stats)| stats.registry.active_series)
+            .sum::<u64>()
+    );
+    // Everything goes stale: the tenants are dropped, their counters stay in the totals.
+    tenants.remove_stale(NOW_MS + 60_000);
+    assert!(tenants.names().is_empty());
+    let (per_tenant, total) = tenants.stats();
+    assert!(per_tenant.is_empty());
+    assert_eq!(total.registry.active_series, 0);
+    assert_eq!(total.registry.series_limited, limited_before);
+    // A dropped tenant starts afresh on its next spans.
+    tenants.consume("quiet", &[batch(service("quiet-svc"), spans(1))], NOW_MS);
+    assert!(text("quiet").contains("quiet-svc"));
+    assert_eq!(tenants.names(), vec!["quiet"]);
+}
+
+#[test]
 fn stale_series_disappear_from_the_exposition() {
     let mut state = GeneratorState::new(config(
         "processors: {service_graphs: {enabled: false}}\nregistry: {stale_duration: 1m}\n",

@@ -3,7 +3,7 @@
 //! JSON, gzip) beside `/v1/traces`, with the trace receiver's limits, tenant rules and error
 //! codes: a malformed payload is INVALID_ARGUMENT / 400 naming what was wrong; points the
 //! conversion refuses are reported as OTLP partial success. Decoding and conversion run off
-//! the async runtime; the converted series go to [`OtlpMetrics`].
+//! the async runtime; the converted series go to [`OtlpMetrics`], under the request's tenant.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -52,12 +52,12 @@ impl MetricsReceiver {
         body: Bytes,
         decode: fn(&[u8]) -> Result<ExportMetricsServiceRequest, String>,
     ) -> Result<(u64, String), DistributorError> {
-        self.distributor.tenant(tenant_header)?;
+        let tenant = self.distributor.tenant(tenant_header)?;
         let _permit = self.distributor.admit(body.len())?;
         let metrics = Arc::clone(&self.metrics);
         tokio::task::spawn_blocking(move || {
             let request = decode(&body).map_err(DistributorError::BadRequest)?;
-            Ok(metrics.export(&request))
+            Ok(metrics.export(&tenant, &request))
         })
         .await
         .map_err(|error| {

@@ -1,14 +1,15 @@
 //! `GET /api/ui/service-graph?since=<seconds>`: the service graph from the metrics-generator's
 //! own `traces_service_graph_*` series. The series are cumulative counters, so rates come from
 //! the difference between now and a sample taken about `since` ago (samples are kept every ten
-//! seconds for the last hour).
+//! seconds for the last hour). Each tenant has its own series and samples: with multi-tenancy
+//! the graph is the one of the tenant `X-Scope-OrgID` names.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
@@ -71,9 +72,18 @@ fn edge_key(labels: &[(String, String)]) -> EdgeKey {
 }
 
 impl Sample {
-    /// Reads the counters (takes the generator's lock briefly; call off the async workers).
-    pub fn take(generator: &Generator) -> Sample {
-        generator.with_state(|state| Sample::from_families(state.registry().families(), now_ms()))
+    /// Reads `tenant`'s counters (takes its lock briefly; call off the async workers); empty
+    /// when the tenant has no series.
+    pub fn take(generator: &Generator, tenant: &str) -> Sample {
+        let at_ms = now_ms();
+        generator
+            .with_tenant_state(tenant, |state| {
+                Sample::from_families(state.registry().families(), at_ms)
+            })
+            .unwrap_or_else(|| Sample {
+                at_ms,
+                ..Default::default()
+            })
     }
 
     fn from_families(families: &[Family], at_ms: i64) -> Sample {
@@ -121,25 +131,34 @@ impl Sample {
     }
 }
 
-/// Samples of the counters, oldest first, bounded.
+/// Samples of each tenant's counters, oldest first, bounded per tenant.
 #[derive(Default)]
 pub struct ServiceGraphHistory {
-    samples: Mutex<VecDeque<Arc<Sample>>>,
+    samples: Mutex<HashMap<String, VecDeque<Arc<Sample>>>>,
 }
 
 impl ServiceGraphHistory {
-    pub fn push(&self, sample: Sample) {
+    pub fn push(&self, tenant: &str, sample: Sample) {
         let mut samples = self.samples.lock();
-        if samples.len() >= MAX_SAMPLES {
-            samples.pop_front();
+        let tenant_samples = samples.entry(tenant.to_string()).or_default();
+        if tenant_samples.len() >= MAX_SAMPLES {
+            tenant_samples.pop_front();
         }
-        samples.push_back(Arc::new(sample));
+        tenant_samples.push_back(Arc::new(sample));
     }
 
-    /// The oldest sample taken at or after `since_ms`, if it is older than `before_ms`.
-    fn baseline(&self, since_ms: i64, before_ms: i64) -> Option<Arc<Sample>> {
+    /// Forgets the samples of tenants not in `tenants` (their series are gone).
+    pub fn retain(&self, tenants: &[String]) {
         self.samples
             .lock()
+            .retain(|tenant, _| tenants.contains(tenant));
+    }
+
+    /// `tenant`'s oldest sample taken at or after `since_ms`, if it is older than `before_ms`.
+    fn baseline(&self, tenant: &str, since_ms: i64, before_ms: i64) -> Option<Arc<Sample>> {
+        self.samples
+            .lock()
+            .get(tenant)?
             .iter()
             .find(|sample| sample.at_ms >= since_ms)
             .filter(|sample| sample.at_ms < before_ms)
@@ -249,6 +268,7 @@ fn graph_json(now: &Sample, baseline: Option<&Sample>) -> Value {
 
 pub async fn service_graph(
     State(state): State<Arc<UiState>>,
+    headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     let since_seconds = match query.get("since").map(|value| value.parse::<u32>()) {
@@ -262,14 +282,17 @@ pub async fn service_graph(
                 .into_response()
         }
     };
-    if state.multitenancy_enabled {
-        return (
-            StatusCode::NOT_FOUND,
-            "with multitenancy_enabled the in-process service graph would mix tenants: set \
-             prometheus.url to draw the graph from Prometheus\n",
-        )
-            .into_response();
-    }
+    let tenant = match crate::api::scrape_tenant_of(state.multitenancy_enabled, &headers) {
+        Ok(Some(tenant)) => tenant,
+        Ok(None) => {
+            return (
+                StatusCode::UNAUTHORIZED,
+                "no org id: the service graph is per tenant, send X-Scope-OrgID\n",
+            )
+                .into_response()
+        }
+        Err(error) => return error.into_response(),
+    };
     let Some(generator) = state.generator.clone() else {
         return (
             StatusCode::NOT_FOUND,
@@ -277,19 +300,25 @@ pub async fn service_graph(
         )
             .into_response();
     };
-    let now = match tokio::task::spawn_blocking(move || Sample::take(&generator)).await {
-        Ok(sample) => sample,
-        Err(error) => {
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("reading the service graph failed: {error}\n"),
-            )
-                .into_response()
-        }
-    };
-    let baseline = state
-        .graph_history
-        .baseline(now.at_ms - i64::from(since_seconds) * 1000, now.at_ms);
+    let tenant_for_sample = tenant.clone();
+    let now =
+        match tokio::task::spawn_blocking(move || Sample::take(&generator, &tenant_for_sample))
+            .await
+        {
+            Ok(sample) => sample,
+            Err(error) => {
+                return (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("reading the service graph failed: {error}\n"),
+                )
+                    .into_response()
+            }
+        };
+    let baseline = state.graph_history.baseline(
+        &tenant,
+        now.at_ms - i64::from(since_seconds) * 1000,
+        now.at_ms,
+    );
     let body = graph_json(&now, baseline.as_deref());
     (
         [

@@ -38,8 +38,8 @@ pub struct UiState {
     pub grafana_datasource_uid: String,
     /// Samples of the service-graph counters, for rates over a window.
     pub graph_history: ServiceGraphHistory,
-    /// With multi-tenancy on, the generator's in-process series mix every tenant, so the
-    /// graph endpoint refuses to serve them (Prometheus, via `prometheus.url`, still works).
+    /// With multi-tenancy on, the graph endpoint serves the series of the tenant named by
+    /// `X-Scope-OrgID` (401 without it).
     pub multitenancy_enabled: bool,
     client: reqwest::Client,
 }
@@ -102,10 +102,20 @@ pub async fn sample_service_graph(
             _ = ticker.tick() => {}
         }
         let generator = Arc::clone(&generator);
-        if let Ok(sample) =
-            tokio::task::spawn_blocking(move || graph::Sample::take(&generator)).await
-        {
-            state.graph_history.push(sample);
+        let sampled = tokio::task::spawn_blocking(move || {
+            let tenants = generator.tenants().names();
+            let samples: Vec<(String, graph::Sample)> = tenants
+                .iter()
+                .map(|tenant| (tenant.clone(), graph::Sample::take(&generator, tenant)))
+                .collect();
+            (tenants, samples)
+        })
+        .await;
+        if let Ok((tenants, samples)) = sampled {
+            state.graph_history.retain(&tenants);
+            for (tenant, sample) in samples {
+                state.graph_history.push(&tenant, sample);
+            }
         }
     }
 }
