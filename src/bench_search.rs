@@ -317,6 +317,9 @@ pub const TEMPO_BLOCK_QUERIES: &[(&str, &str, usize)] = &[
     ("everything", "{ }", 20),
 ];
 
+/// A search of the bench: (label, TraceQL, limit).
+type SearchQuery = (&'static str, &'static str, usize);
+
 /// The metrics queries of the same table.
 pub const TEMPO_BLOCK_METRICS: &[(&str, &str)] = &[
     (
@@ -573,7 +576,7 @@ pub async fn run(shape: Shape, spans: u64, runs: usize) -> anyhow::Result<()> {
         ..SearchOptions::default()
     };
     let tenants = vec![TENANT.to_string()];
-    let (searches, metrics): (Vec<(&str, &str, usize)>, &[(&str, &str)]) = match shape {
+    let (searches, metrics): (Vec<SearchQuery>, &[(&str, &str)]) = match shape {
         Shape::TempoBlock(_) => (TEMPO_BLOCK_QUERIES.to_vec(), TEMPO_BLOCK_METRICS),
         _ => (
             QUERIES

@@ -452,7 +452,7 @@ impl Querier {
                     },
                     Decoded::Columns(columns) => Batch {
                         traces: Vec::new(),
-                        columns: Some(columns),
+                        columns: Some(*columns),
                         job_done: false,
                     },
                 };

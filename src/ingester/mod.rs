@@ -434,7 +434,7 @@ impl Ingester {
     pub fn snapshot(&self, tenant: &str) -> Vec<HeadTrace> {
         let mut traces = self.shared.head.lock().snapshot(tenant);
         // Sorted outside the lock: pushes wait for it.
-        traces.sort_by(|a, b| b.2.cmp(&a.2));
+        traces.sort_by_key(|trace| std::cmp::Reverse(trace.2));
         traces
             .into_iter()
             .map(|(trace_id, pieces, _)| HeadTrace { trace_id, pieces })

@@ -326,7 +326,7 @@ pub enum Decode<'a> {
 #[derive(Debug)]
 pub enum Decoded {
     Traces(Vec<(TraceId, Trace)>),
-    Columns(SpanColumns),
+    Columns(Box<SpanColumns>),
 }
 
 /// [`read_traces_filtered`] that hands what it decodes to `sink` a batch at a time (at most
@@ -539,7 +539,7 @@ fn read_filtered_unguarded<R: ChunkReader + 'static>(
             })
             .collect::<Result<Vec<_>, _>>()?;
         let mut position = 0usize;
-        for batch in selected.chunks(super::READ_BATCH_ROWS) {
+        for batch in growing_batches(&selected) {
             let mut batch_rows = vec![false; row_count];
             for row in batch {
                 batch_rows[*row] = true;
@@ -565,12 +565,12 @@ fn read_filtered_unguarded<R: ChunkReader + 'static>(
                 .flat_map(|(start, count)| *start..start + count)
                 .collect();
             let decoded = match column_fields {
-                Some(fields) => Decoded::Columns(columns::span_columns(
+                Some(fields) => Decoded::Columns(Box::new(columns::span_columns(
                     fields,
                     &columns,
                     &row_numbers,
                     &batch_rows,
-                )?),
+                )?)),
                 None => {
                     let mut assembler = Assembler::new(&root, &columns);
                     let mut traces = Vec::with_capacity(batch.len());
@@ -597,6 +597,26 @@ fn read_filtered_unguarded<R: ChunkReader + 'static>(
         }
     }
     Ok(stats)
+}
+
+/// Rows decoded in a row group's first batch; each next batch doubles, up to
+/// `READ_BATCH_ROWS`. A search whose limit the first rows satisfy stops after decoding a few
+/// dozen traces, while a full scan soon reads in full-size batches.
+const FIRST_BATCH_ROWS: usize = 64;
+
+/// `selected` cut into batches of `FIRST_BATCH_ROWS`, twice that, … up to `READ_BATCH_ROWS`.
+fn growing_batches(selected: &[usize]) -> impl Iterator<Item = &[usize]> {
+    let mut rest = selected;
+    let mut size = FIRST_BATCH_ROWS.min(super::READ_BATCH_ROWS);
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let (batch, next) = rest.split_at(size.min(rest.len()));
+        rest = next;
+        size = (size * 2).min(super::READ_BATCH_ROWS);
+        Some(batch)
+    })
 }
 
 /// Runs `(first row, row count)` of the set entries.
