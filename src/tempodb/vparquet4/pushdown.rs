@@ -909,8 +909,9 @@ fn int_range_may_match(min: i64, max: i64, test: &ValueTest, condition: &LeafCon
     test.int_range(min, max)
 }
 
-/// For a byte-array chunk whose data pages are all dictionary-encoded: whether some
-/// dictionary entry passes. Other chunks may always match.
+/// For a chunk whose data pages are all dictionary-encoded (strings, or integers and doubles
+/// under a numeric test): whether some dictionary entry passes. Other chunks may always
+/// match.
 fn dictionary_may_match(
     row_group: &dyn RowGroupReader,
     condition: &LeafCondition,
@@ -918,7 +919,10 @@ fn dictionary_may_match(
     let Some(test) = &condition.test else {
         return Ok(true);
     };
-    if !matches!(test, ValueTest::StrIn(_) | ValueTest::StrRegex(_)) {
+    if !matches!(
+        test,
+        ValueTest::StrIn(_) | ValueTest::StrRegex(_) | ValueTest::Num(..)
+    ) {
         return Ok(true);
     }
     let column = row_group.metadata().column(condition.leaf);
@@ -948,6 +952,34 @@ fn dictionary_may_match(
         return Ok(true);
     };
     if !matches!(encoding, Encoding::PLAIN | Encoding::PLAIN_DICTIONARY) {
+        return Ok(true);
+    }
+    // PLAIN numbers: fixed-width little-endian values.
+    let numbers = |width: usize, passes: &dyn Fn(&[u8]) -> bool| {
+        buf.len() % width != 0 || buf.chunks_exact(width).any(passes)
+    };
+    match column.column_type() {
+        parquet::basic::Type::INT64 => {
+            return Ok(numbers(8, &|bytes| {
+                let value = i64::from_le_bytes(bytes.try_into().unwrap_or([0; 8]));
+                (condition.negative_passes && value < 0) || test.int(value)
+            }));
+        }
+        parquet::basic::Type::INT32 => {
+            return Ok(numbers(4, &|bytes| {
+                let value = i32::from_le_bytes(bytes.try_into().unwrap_or([0; 4]));
+                (condition.negative_passes && value < 0) || test.int(i64::from(value))
+            }));
+        }
+        parquet::basic::Type::DOUBLE => {
+            return Ok(numbers(8, &|bytes| {
+                test.float(f64::from_le_bytes(bytes.try_into().unwrap_or([0; 8])))
+            }));
+        }
+        parquet::basic::Type::BYTE_ARRAY => {}
+        _ => return Ok(true),
+    }
+    if matches!(test, ValueTest::Num(..)) {
         return Ok(true);
     }
     // PLAIN byte arrays: a little-endian u32 length, then the bytes.
