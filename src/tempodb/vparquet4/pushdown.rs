@@ -443,24 +443,53 @@ fn read_filtered_unguarded<R: ChunkReader + 'static>(
                     entry.insert((row_group.get_column_reader(condition.leaf)?, 0));
                 }
             }
+            // Filter columns are read cheapest (smallest chunk) first, each only for the rows
+            // the filter may still pass given the columns read so far: a rare value in a
+            // small column spares reading a large one (a numeric value before its key).
+            let mut cheapest_first: Vec<usize> = filter_readers.keys().copied().collect();
+            cheapest_first
+                .sort_by_key(|leaf| (row_group_meta.column(*leaf).compressed_size(), *leaf));
             let mut test_runs = |runs: &[(usize, usize)]| -> Result<Vec<bool>, VParquetError> {
-                let mut columns: HashMap<usize, LeafColumn> = HashMap::new();
-                for (leaf, (reader, position)) in filter_readers.iter_mut() {
-                    columns.insert(*leaf, read_runs(reader, *leaf, runs, position)?);
+                let mut row_bits: Vec<Option<Vec<bool>>> = vec![None; leaves.len()];
+                let mut pending: Vec<(usize, usize)> = runs.to_vec();
+                let mut may_pass = vec![true; row_count];
+                for leaf in &cheapest_first {
+                    if pending.is_empty() {
+                        break;
+                    }
+                    let Some((reader, position)) = filter_readers.get_mut(leaf) else {
+                        continue;
+                    };
+                    let column = read_runs(reader, *leaf, &pending, position)?;
+                    let row_numbers: Vec<usize> = pending
+                        .iter()
+                        .flat_map(|(start, count)| *start..start + count)
+                        .collect();
+                    let max_def = descriptor.column(*leaf).max_def_level();
+                    for (index, condition) in leaves.iter().enumerate() {
+                        if condition.leaf == *leaf {
+                            row_bits[index] = Some(row_matches(
+                                &column,
+                                max_def,
+                                condition,
+                                &row_numbers,
+                                row_count,
+                            )?);
+                        }
+                    }
+                    // Unread columns may still pass: the filter is monotone (AND/OR only).
+                    let assumed: Vec<Vec<bool>> = row_bits
+                        .iter()
+                        .map(|bits| bits.clone().unwrap_or_else(|| vec![true; row_count]))
+                        .collect();
+                    may_pass = eval_bits(&bound, &assumed, row_count);
+                    let mut narrowed = vec![false; row_count];
+                    for row in row_numbers {
+                        narrowed[row] = may_pass[row];
+                    }
+                    pending = runs_of(&narrowed);
                 }
-                let row_numbers: Vec<usize> = runs
-                    .iter()
-                    .flat_map(|(start, count)| *start..start + count)
-                    .collect();
-                let row_bits: Vec<Vec<bool>> = leaves
-                    .iter()
-                    .map(|condition| {
-                        let max_def = descriptor.column(condition.leaf).max_def_level();
-                        let column = &columns[&condition.leaf];
-                        row_matches(column, max_def, condition, &row_numbers, row_count)
-                    })
-                    .collect::<Result<_, _>>()?;
-                Ok(eval_bits(&bound, &row_bits, row_count))
+                Ok(may_pass)
             };
             let sample_rows: usize = sample.iter().map(|(_, count)| count).sum();
             let sample_bits = test_runs(&sample)?;
