@@ -10,8 +10,8 @@ use crate::ingester::{HeadTrace, Ingester};
 use crate::model::{combine, trace_time_range, Trace, TraceId};
 use crate::tempodb::meta::BlockMeta;
 use crate::tempodb::store::BlockDecode;
-use crate::tempodb::vparquet4::pushdown::Decoded;
 use crate::tempodb::vparquet4::pushdown::PushdownStats;
+use crate::tempodb::vparquet4::pushdown::{growing_batches, Decoded};
 use crate::tempodb::Store;
 use crate::traceql::ast::Attribute;
 use crate::traceql::columns::SpanColumns;
@@ -381,8 +381,9 @@ impl Querier {
         let head_visit = Arc::clone(&visit);
         let (mut state, mut keep_going) = tokio::task::spawn_blocking(move || {
             let mut state = state;
-            let chunks = head.len().div_ceil(HEAD_BATCH_TRACES).max(1);
-            for (index, chunk) in head.chunks(HEAD_BATCH_TRACES).enumerate() {
+            let mut chunks =
+                growing_batches(&head, FIRST_HEAD_BATCH_TRACES, HEAD_BATCH_TRACES).peekable();
+            while let Some(chunk) = chunks.next() {
                 let traces = chunk
                     .iter()
                     .filter_map(|head_trace| Some((head_trace.trace_id, head_trace.trace()?)))
@@ -390,7 +391,7 @@ impl Querier {
                 let batch = Batch {
                     traces,
                     columns: None,
-                    job_done: index + 1 == chunks,
+                    job_done: chunks.peek().is_none(),
                 };
                 if !head_visit(&mut state, batch)? {
                     return Ok::<_, QuerierError>((state, false));
@@ -569,9 +570,11 @@ impl Querier {
     }
 }
 
-/// Head traces decoded and visited at a time: a search that finds enough in the first
-/// batches never decodes the rest of the head.
+/// Head traces decoded and visited at a time, at most: a search that finds enough in the
+/// first batches never decodes the rest of the head. The first batch is smaller, and each
+/// next one doubles.
 const HEAD_BATCH_TRACES: usize = 1024;
+const FIRST_HEAD_BATCH_TRACES: usize = 64;
 
 /// Decoded batches a block read may hold ready before the scan takes them.
 const BATCHES_AHEAD: usize = 2;

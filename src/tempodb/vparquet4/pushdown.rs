@@ -568,7 +568,7 @@ fn read_filtered_unguarded<R: ChunkReader + 'static>(
             })
             .collect::<Result<Vec<_>, _>>()?;
         let mut position = 0usize;
-        for batch in growing_batches(&selected) {
+        for batch in growing_batches(&selected, FIRST_BATCH_ROWS, super::READ_BATCH_ROWS) {
             let mut batch_rows = vec![false; row_count];
             for row in batch {
                 batch_rows[*row] = true;
@@ -633,17 +633,22 @@ fn read_filtered_unguarded<R: ChunkReader + 'static>(
 /// dozen traces, while a full scan soon reads in full-size batches.
 const FIRST_BATCH_ROWS: usize = 64;
 
-/// `selected` cut into batches of `FIRST_BATCH_ROWS`, twice that, … up to `READ_BATCH_ROWS`.
-fn growing_batches(selected: &[usize]) -> impl Iterator<Item = &[usize]> {
-    let mut rest = selected;
-    let mut size = FIRST_BATCH_ROWS.min(super::READ_BATCH_ROWS);
+/// `items` cut into batches of `first`, twice that, … up to `largest` items: a reader that
+/// stops early has decoded little, a full scan soon reads in full-size batches.
+pub(crate) fn growing_batches<T>(
+    items: &[T],
+    first: usize,
+    largest: usize,
+) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
+    let mut size = first.clamp(1, largest.max(1));
     std::iter::from_fn(move || {
         if rest.is_empty() {
             return None;
         }
         let (batch, next) = rest.split_at(size.min(rest.len()));
         rest = next;
-        size = (size * 2).min(super::READ_BATCH_ROWS);
+        size = (size * 2).min(largest.max(1));
         Some(batch)
     })
 }

@@ -737,12 +737,16 @@ fn queries_that_relate_spans_are_not_read_from_columns() {
 #[test]
 fn batches_start_small_and_double_up_to_the_batch_size() {
     let rows: Vec<usize> = (0..5000).collect();
-    let sizes: Vec<usize> = growing_batches(&rows).map(<[usize]>::len).collect();
-    let full = crate::tempodb::vparquet4::READ_BATCH_ROWS;
+    let full = 1024;
+    let sizes: Vec<usize> = growing_batches(&rows, FIRST_BATCH_ROWS, full)
+        .map(<[usize]>::len)
+        .collect();
     assert_eq!(sizes.iter().sum::<usize>(), 5000);
-    assert_eq!(sizes[0], FIRST_BATCH_ROWS.min(full));
+    assert_eq!(sizes[0], FIRST_BATCH_ROWS);
     for pair in sizes.windows(2).take(sizes.len().saturating_sub(2)) {
         assert_eq!(pair[1], (pair[0] * 2).min(full), "{sizes:?}");
     }
-    assert!(growing_batches(&[]).next().is_none());
+    assert!(growing_batches::<usize>(&[], FIRST_BATCH_ROWS, full)
+        .next()
+        .is_none());
 }
