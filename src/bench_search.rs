@@ -344,12 +344,12 @@ struct DataSet {
     end_ns: u64,
 }
 
-/// Peak resident memory of this process since the last [`reset_peak_rss`], bytes.
-fn peak_rss() -> u64 {
+/// A memory figure of this process from `/proc/self/status` (`VmHWM`, `VmRSS`), bytes.
+fn status_bytes(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|rest| {
             rest.trim()
                 .trim_end_matches("kB")
@@ -358,6 +358,11 @@ fn peak_rss() -> u64 {
                 .ok()
         })
         .map_or(0, |kib| kib * 1024)
+}
+
+/// Peak resident memory of this process since the last [`reset_peak_rss`], bytes.
+fn peak_rss() -> u64 {
+    status_bytes("VmHWM")
 }
 
 /// Starts a new peak-RSS measurement (Linux: writing 5 to clear_refs resets VmHWM).
@@ -695,16 +700,5 @@ pub async fn run(shape: Shape, spans: u64, runs: usize) -> anyhow::Result<()> {
 
 /// Resident memory of this process now, bytes.
 fn current_rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| {
-            rest.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .map_or(0, |kib| kib * 1024)
+    status_bytes("VmRSS")
 }

@@ -217,18 +217,7 @@ impl CompiledMetrics {
             if !pipeline.stages.iter().all(stage_reads_one_span) {
                 return None;
             }
-            let mut attributes = referenced_attributes(pipeline);
-            attributes.extend(function.by.iter().cloned());
-            match &function.aggregate {
-                MetricsAggregate::Rate | MetricsAggregate::CountOverTime => {}
-                MetricsAggregate::MinOverTime(a)
-                | MetricsAggregate::MaxOverTime(a)
-                | MetricsAggregate::AvgOverTime(a)
-                | MetricsAggregate::SumOverTime(a)
-                | MetricsAggregate::QuantileOverTime(a, _)
-                | MetricsAggregate::HistogramOverTime(a) => attributes.push(a.clone()),
-                MetricsAggregate::Compare { .. } => return None,
-            }
+            let attributes = function_attributes(pipeline, function)?;
             for attribute in &attributes {
                 if attribute.intrinsic == Some(Intrinsic::TraceId) && !attribute.parent {
                     continue;
@@ -253,23 +242,30 @@ fn needs_of(expr: &MetricsExpr) -> Needs {
     match expr {
         MetricsExpr::Query {
             pipeline, function, ..
-        } => {
-            let mut attributes = referenced_attributes(pipeline);
-            attributes.extend(function.by.iter().cloned());
-            match &function.aggregate {
-                MetricsAggregate::Compare { .. } => return Needs::ALL,
-                MetricsAggregate::MinOverTime(a)
-                | MetricsAggregate::MaxOverTime(a)
-                | MetricsAggregate::AvgOverTime(a)
-                | MetricsAggregate::SumOverTime(a)
-                | MetricsAggregate::QuantileOverTime(a, _)
-                | MetricsAggregate::HistogramOverTime(a) => attributes.push(a.clone()),
-                MetricsAggregate::Rate | MetricsAggregate::CountOverTime => {}
-            }
-            Needs::of_attributes(&attributes)
-        }
+        } => match function_attributes(pipeline, function) {
+            Some(attributes) => Needs::of_attributes(&attributes),
+            None => Needs::ALL,
+        },
         MetricsExpr::Math { lhs, rhs, .. } => needs_of(lhs).or(needs_of(rhs)),
     }
+}
+
+/// What a pipeline, its function's argument and its `by()` read; `None` for `compare()`,
+/// which reads every attribute.
+fn function_attributes(pipeline: &Pipeline, function: &MetricsFunction) -> Option<Vec<Attribute>> {
+    let mut attributes = referenced_attributes(pipeline);
+    attributes.extend(function.by.iter().cloned());
+    match &function.aggregate {
+        MetricsAggregate::Compare { .. } => return None,
+        MetricsAggregate::MinOverTime(a)
+        | MetricsAggregate::MaxOverTime(a)
+        | MetricsAggregate::AvgOverTime(a)
+        | MetricsAggregate::SumOverTime(a)
+        | MetricsAggregate::QuantileOverTime(a, _)
+        | MetricsAggregate::HistogramOverTime(a) => attributes.push(a.clone()),
+        MetricsAggregate::Rate | MetricsAggregate::CountOverTime => {}
+    }
+    Some(attributes)
 }
 
 fn collect_functions<'a>(
