@@ -70,6 +70,38 @@ fn body(trace_id: &str) -> String {
     )
 }
 
+/// Pushes new traces (`trace_id` of 10,001 on) until `wanted` are accepted, retrying refusals
+/// every 200 ms; fails if that takes longer than `within`. Accepted IDs join `acknowledged`.
+async fn push_until_accepted(
+    client: &reqwest::Client,
+    vivace: &Vivace,
+    acknowledged: &mut Vec<String>,
+    trace_id: impl Fn(u32) -> String,
+    wanted: usize,
+    within: Duration,
+) {
+    let deadline = Instant::now() + within;
+    let mut accepted = 0;
+    let mut n = 10_000;
+    while accepted < wanted {
+        n += 1;
+        let id = trace_id(n);
+        match push(client, vivace, &id).await {
+            (200, _) => {
+                acknowledged.push(id);
+                accepted += 1;
+            }
+            (status, text) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "writes still refused {within:?} after space should have returned: {status} {text}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
 async fn push(client: &reqwest::Client, vivace: &Vivace, trace_id: &str) -> (u16, String) {
     let response = client
         .post(format!("{}/v1/traces", vivace.otlp_http_url()))
@@ -176,26 +208,15 @@ storage:\n  trace:\n    backend: local\n    local:\n      path: {blocks}\n    bl
 
     // Space returns: writes are accepted again without a restart.
     mount.resize("64m");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut recovered = 0;
-    let mut n = 10_000;
-    while recovered < 20 {
-        n += 1;
-        let id = trace_id(n);
-        match push(&client, &vivace, &id).await {
-            (200, _) => {
-                acknowledged.push(id);
-                recovered += 1;
-            }
-            (status, text) => {
-                assert!(
-                    Instant::now() < deadline,
-                    "writes still refused 30 s after space returned: {status} {text}"
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    }
+    push_until_accepted(
+        &client,
+        &vivace,
+        &mut acknowledged,
+        &trace_id,
+        20,
+        Duration::from_secs(30),
+    )
+    .await;
     let metrics = client
         .get(vivace.url("/metrics"))
         .send()
@@ -257,26 +278,15 @@ async fn wal_fault_injection_refuses_pushes_loses_nothing_and_recovers() {
     assert!(missing.is_empty(), "unreadable while full: {missing:?}");
 
     // Blocks are written, old segments deleted: pushes are accepted again.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut recovered = 0;
-    let mut n = 10_000;
-    while recovered < 5 {
-        n += 1;
-        let id = trace_id(n);
-        match push(&client, &vivace, &id).await {
-            (200, _) => {
-                acknowledged.push(id);
-                recovered += 1;
-            }
-            (status, text) => {
-                assert!(
-                    Instant::now() < deadline,
-                    "writes still refused 60 s after the fill: {status} {text}"
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    }
+    push_until_accepted(
+        &client,
+        &vivace,
+        &mut acknowledged,
+        &trace_id,
+        5,
+        Duration::from_secs(60),
+    )
+    .await;
     let metrics = client
         .get(vivace.url("/metrics"))
         .send()

@@ -506,7 +506,7 @@ fn raw_get(port: u16, path: &str) -> (u16, String) {
     (status, body.to_string())
 }
 
-/// Calls a server-streaming RPC; all messages, or the status.
+/// Calls a server-streaming RPC without a tenant; all messages, or the status.
 async fn stream<Req, Resp>(
     port: u16,
     method: &'static str,
@@ -516,27 +516,7 @@ where
     Req: prost::Message + Send + Sync + 'static,
     Resp: prost::Message + Default + Send + Sync + 'static,
 {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
-        .unwrap()
-        .connect()
-        .await
-        .expect("connect over HTTP/2");
-    let mut grpc = tonic::client::Grpc::new(channel).max_encoding_message_size(usize::MAX);
-    grpc.ready().await.unwrap();
-    let path = tonic::codegen::http::uri::PathAndQuery::from_static(method);
-    let mut stream = grpc
-        .server_streaming(
-            tonic::Request::new(request),
-            path,
-            tonic_prost::ProstCodec::<Req, Resp>::default(),
-        )
-        .await?
-        .into_inner();
-    let mut messages = Vec::new();
-    while let Some(message) = stream.message().await? {
-        messages.push(message);
-    }
-    Ok(messages)
+    common::stream_rpc(port, method, request, None).await
 }
 
 /// Checks one gRPC answer: `Ok` when `code` is `Ok`, else that status with `says` in it; then

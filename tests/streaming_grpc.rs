@@ -22,7 +22,7 @@ use vivace::api::tempopb::{
     SearchTagsV2Response,
 };
 
-use common::{shared, Vivace};
+use common::{shared, stream_rpc as stream_metrics, Vivace};
 
 /// The golden dataset's time window (Unix seconds), as its recorded searches use.
 const START: u32 = 1_795_306_680;
@@ -879,46 +879,6 @@ async fn legacy_search_form_treats_unknown_parameters_as_tags() {
     )
     .await);
     assert_eq!(with_window.len(), everything.len());
-}
-
-/// Calls a server-streaming metrics RPC; all messages, or the status.
-async fn stream_metrics<Req, Resp>(
-    port: u16,
-    method: &'static str,
-    request: Req,
-    tenant: Option<&str>,
-) -> Result<Vec<Resp>, tonic::Status>
-where
-    Req: prost::Message + Send + Sync + 'static,
-    Resp: prost::Message + Default + Send + Sync + 'static,
-{
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
-        .unwrap()
-        .connect()
-        .await
-        .expect("connect over HTTP/2");
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await.unwrap();
-    let mut request = tonic::Request::new(request);
-    if let Some(tenant) = tenant {
-        request
-            .metadata_mut()
-            .insert("x-scope-orgid", tenant.parse().unwrap());
-    }
-    let path = tonic::codegen::http::uri::PathAndQuery::from_static(method);
-    let mut stream = grpc
-        .server_streaming(
-            request,
-            path,
-            tonic_prost::ProstCodec::<Req, Resp>::default(),
-        )
-        .await?
-        .into_inner();
-    let mut messages = Vec::new();
-    while let Some(message) = stream.message().await? {
-        messages.push(message);
-    }
-    Ok(messages)
 }
 
 /// Equal up to float summation order (the engine adds in scan order).

@@ -535,3 +535,45 @@ pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// Calls a server-streaming gRPC method of vivace on `port` (h2c) with a raw prost codec,
+/// naming `tenant` in `x-scope-orgid` if given; all messages, or the status. Requests of any
+/// size are sent, so tests can exceed the server's decoding limit.
+pub async fn stream_rpc<Req, Resp>(
+    port: u16,
+    method: &'static str,
+    request: Req,
+    tenant: Option<&str>,
+) -> Result<Vec<Resp>, tonic::Status>
+where
+    Req: prost::Message + Send + Sync + 'static,
+    Resp: prost::Message + Default + Send + Sync + 'static,
+{
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connect over HTTP/2");
+    let mut grpc = tonic::client::Grpc::new(channel).max_encoding_message_size(usize::MAX);
+    grpc.ready().await.unwrap();
+    let mut request = tonic::Request::new(request);
+    if let Some(tenant) = tenant {
+        request
+            .metadata_mut()
+            .insert("x-scope-orgid", tenant.parse().unwrap());
+    }
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(method);
+    let mut stream = grpc
+        .server_streaming(
+            request,
+            path,
+            tonic_prost::ProstCodec::<Req, Resp>::default(),
+        )
+        .await?
+        .into_inner();
+    let mut messages = Vec::new();
+    while let Some(message) = stream.message().await? {
+        messages.push(message);
+    }
+    Ok(messages)
+}
