@@ -1,4 +1,4 @@
-//! The recorded answers of a real Tempo v3.0.3 (../shared/golden/tempo-api) replayed against
+//! The recorded answers of a real Tempo v3.0.3 (tests/data/tempo-api) replayed against
 //! vivace: the dataset goes in over OTLP/HTTP JSON, then every trace-by-ID request (v1 JSON,
 //! v1 protobuf, v2 JSON, v2 protobuf, short and upper-case IDs, start/end) and the misc and
 //! error requests are asked again and compared by content.
@@ -9,7 +9,7 @@ use base64::Engine;
 use prost::Message;
 use serde_json::Value;
 
-use common::{canonical_spans, shared, Vivace};
+use common::{canonical_spans, test_data, Vivace};
 use vivace::model::Trace;
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -59,7 +59,7 @@ async fn replay(vivace: &Vivace, case: &Value) -> (u16, String, Vec<u8>) {
 }
 
 fn golden_cases(folder: &str) -> Vec<Value> {
-    let mut paths: Vec<_> = std::fs::read_dir(shared(&format!("golden/tempo-api/{folder}")))
+    let mut paths: Vec<_> = std::fs::read_dir(test_data(&format!("tempo-api/{folder}")))
         .unwrap()
         .map(|entry| entry.unwrap().path())
         .collect();
@@ -188,8 +188,8 @@ async fn trace_by_id_matches_tempo() {
 #[tokio::test(flavor = "multi_thread")]
 async fn serves_blocks_tempo_wrote() {
     let vivace = common::start_over_tempo_block();
-    let ids = std::fs::read_to_string(shared(
-        "golden/tempo-blocks/generated-by-tempo-v3.0.3/trace_ids.txt",
+    let ids = std::fs::read_to_string(test_data(
+        "tempo-blocks/generated-by-tempo-v3.0.3/trace_ids.txt",
     ))
     .unwrap();
     let client = reqwest::Client::new();

@@ -25,7 +25,7 @@ use vivace::api::tempopb::{
 };
 use vivace::model::Trace;
 
-use common::{shared, Vivace};
+use common::{test_data, Vivace};
 
 /// The tenant configured as the datasource's custom header (`httpHeaderName1: X-Scope-OrgID`).
 const TENANT: &str = "grafana-replay";
@@ -1343,7 +1343,7 @@ async fn run(vivace: &Vivace, replay: &Replay) -> Result<String, String> {
 async fn grafana_datasource_requests_replayed() {
     let vivace = Vivace::start("multitenancy_enabled: true\n");
     let client = reqwest::Client::new();
-    let mut batches: Vec<_> = std::fs::read_dir(shared("golden/tempo-api/dataset"))
+    let mut batches: Vec<_> = std::fs::read_dir(test_data("tempo-api/dataset"))
         .unwrap()
         .map(|entry| entry.unwrap().path())
         .filter(|path| {

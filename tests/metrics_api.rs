@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use common::{shared, Vivace};
+use common::{test_data, Vivace};
 
 const S: u64 = 1_000_000_000;
 /// The golden requests' window around the dataset (base_ns − 60 s … + 300 s).
@@ -76,7 +76,7 @@ fn span_facts(batches: &Value, trace_id: Option<&str>) -> Vec<SpanFact> {
 
 fn dataset_spans() -> Vec<SpanFact> {
     let mut spans = Vec::new();
-    for entry in std::fs::read_dir(shared("golden/tempo-api/dataset")).unwrap() {
+    for entry in std::fs::read_dir(test_data("tempo-api/dataset")).unwrap() {
         let path = entry.unwrap().path();
         if !path
             .file_name()
@@ -332,7 +332,7 @@ async fn metrics_over_the_head_match_the_dataset() {
     // The golden error answers of Tempo v3.0.3.
     for name in ["metrics-malformed", "metrics-not-a-metrics-query"] {
         let case: Value = serde_json::from_slice(
-            &std::fs::read(shared(&format!("golden/tempo-api/errors/{name}.json"))).unwrap(),
+            &std::fs::read(test_data(&format!("tempo-api/errors/{name}.json"))).unwrap(),
         )
         .unwrap();
         let params: Vec<(&str, String)> = case["request"]["query"]
@@ -418,8 +418,8 @@ async fn metrics_after_flush_and_restart_read_blocks() {
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_over_blocks_tempo_wrote() {
     let vivace = common::start_over_tempo_block();
-    let ids = std::fs::read_to_string(shared(
-        "golden/tempo-blocks/generated-by-tempo-v3.0.3/trace_ids.txt",
+    let ids = std::fs::read_to_string(test_data(
+        "tempo-blocks/generated-by-tempo-v3.0.3/trace_ids.txt",
     ))
     .unwrap();
     let client = reqwest::Client::new();

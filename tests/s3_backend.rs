@@ -265,11 +265,11 @@ async fn s3_backend_writes_finds_and_polls_blocks() {
 
 const GOLDEN_BLOCK: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/golden/tempo-blocks/generated-by-tempo-v3.0.3/vParquet4/single-tenant/b27b0e53-66a0-4505-afd6-434ae3cd4a10"
+    "/tests/data/tempo-blocks/generated-by-tempo-v3.0.3/vParquet4/single-tenant/b27b0e53-66a0-4505-afd6-434ae3cd4a10"
 );
 const GOLDEN_TRACE_IDS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/golden/tempo-blocks/generated-by-tempo-v3.0.3/trace_ids.txt"
+    "/tests/data/tempo-blocks/generated-by-tempo-v3.0.3/trace_ids.txt"
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -287,8 +287,9 @@ async fn s3_backend_reads_a_block_tempo_wrote() {
         "creating the bucket failed: {}",
         created.status()
     );
-    let entries = std::fs::read_dir(GOLDEN_BLOCK)
-        .unwrap_or_else(|error| panic!("golden block {GOLDEN_BLOCK} is missing ({error}); shared/ must sit beside the repository"));
+    let entries = std::fs::read_dir(GOLDEN_BLOCK).unwrap_or_else(|error| {
+        panic!("golden block {GOLDEN_BLOCK} is missing ({error}); see tests/data/README.md")
+    });
     for entry in entries {
         let entry = entry.expect("directory entry");
         let name = entry.file_name().to_string_lossy().to_string();

@@ -1,4 +1,4 @@
-//! The recorded `/api/search` answers of a real Tempo v3.0.3 (../shared/golden/tempo-api)
+//! The recorded `/api/search` answers of a real Tempo v3.0.3 (tests/data/tempo-api)
 //! replayed against vivace with the golden dataset loaded over OTLP/HTTP JSON. Compared by
 //! content as the golden README says: the set of trace IDs (a truncated answer as a subset of
 //! its `__full` companion), the spansets' span IDs and `matched`, never `metrics` values.
@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use common::{shared, Vivace};
+use common::{test_data, Vivace};
 
 /// `(case, expected trace count, why)`: Tempo's recorded answer is wrong; vivace must give
 /// the semantically correct count instead.
@@ -24,7 +24,7 @@ const KNOWN_TEMPO_DEFECTS: &[(&str, usize, &str)] = &[(
 
 fn load_cases(folder: &str) -> BTreeMap<String, Value> {
     let mut cases = BTreeMap::new();
-    for entry in std::fs::read_dir(shared(&format!("golden/tempo-api/{folder}"))).unwrap() {
+    for entry in std::fs::read_dir(test_data(&format!("tempo-api/{folder}"))).unwrap() {
         let path = entry.unwrap().path();
         let case: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         cases.insert(case["name"].as_str().unwrap().to_string(), case);
@@ -55,7 +55,7 @@ async fn replay(vivace: &Vivace, case: &Value) -> (u16, String, Value, String) {
     (status, content_type, json, text)
 }
 
-/// Recorded error answers of `/api/search` in `golden/tempo-api/errors`.
+/// Recorded error answers of `/api/search` in `tests/data/tempo-api/errors`.
 const SEARCH_ERROR_CASES: usize = 3;
 
 /// Per trace: its spansets as (matched, listed spans). A listed span is its ID, its `name`
@@ -349,8 +349,8 @@ async fn search_parameter_errors() {
 #[tokio::test(flavor = "multi_thread")]
 async fn search_reads_blocks_tempo_wrote() {
     let vivace = common::start_over_tempo_block();
-    let expected: BTreeSet<String> = std::fs::read_to_string(shared(
-        "golden/tempo-blocks/generated-by-tempo-v3.0.3/trace_ids.txt",
+    let expected: BTreeSet<String> = std::fs::read_to_string(test_data(
+        "tempo-blocks/generated-by-tempo-v3.0.3/trace_ids.txt",
     ))
     .unwrap()
     .split_whitespace()

@@ -22,7 +22,7 @@ use vivace::api::tempopb::{
     SearchTagsV2Response,
 };
 
-use common::{shared, stream_rpc as stream_metrics, Vivace};
+use common::{stream_rpc as stream_metrics, test_data, Vivace};
 
 /// The golden dataset's time window (Unix seconds), as its recorded searches use.
 const START: u32 = 1_795_306_680;
@@ -764,7 +764,7 @@ async fn streamed_search_of_flushed_blocks_reports_progress_per_block() {
 async fn streamed_search_reads_the_tenants_of_the_metadata() {
     let vivace = Vivace::start("multitenancy_enabled: true\n");
     let client = reqwest::Client::new();
-    let mut batches: Vec<_> = std::fs::read_dir(shared("golden/tempo-api/dataset"))
+    let mut batches: Vec<_> = std::fs::read_dir(test_data("tempo-api/dataset"))
         .unwrap()
         .map(|entry| entry.unwrap().path())
         .filter(|path| {

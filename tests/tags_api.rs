@@ -1,5 +1,5 @@
 //! The recorded tag-name and tag-value answers of a real Tempo v3.0.3
-//! (../shared/golden/tempo-api/tags) replayed against vivace with the golden dataset loaded
+//! (tests/data/tempo-api/tags) replayed against vivace with the golden dataset loaded
 //! over OTLP/HTTP JSON. Compared as sets, as the golden README says: tag names per scope,
 //! v1 values as strings, v2 values as (type, value) pairs; never `metrics` values, but
 //! `metrics` must be an object. Every case's result is printed; all must pass.
@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use common::{shared, Vivace};
+use common::{test_data, Vivace};
 
 /// `(case, names Tempo lists wrongly, why)`: Tempo's recorded answer holds tag names no
 /// matching span carries; vivace must give Tempo's answer without them.
@@ -24,7 +24,7 @@ const KNOWN_TEMPO_DEFECTS: &[(&str, &[&str], &str)] = &[(
 
 fn load_cases() -> BTreeMap<String, Value> {
     let mut cases = BTreeMap::new();
-    for entry in std::fs::read_dir(shared("golden/tempo-api/tags")).unwrap() {
+    for entry in std::fs::read_dir(test_data("tempo-api/tags")).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().and_then(|e| e.to_str()) != Some("json") {
             continue;

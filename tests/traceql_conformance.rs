@@ -672,7 +672,7 @@ fn report_lezer_corpus() {
 }
 
 #[test]
-fn traceql_conformance() {
+fn tempo_suite_traceql_conformance() {
     let mut report = Report::default();
     check_lexer(&mut report);
     check_parse_cases(&mut report);

@@ -198,7 +198,7 @@ fn run_case(case: &Value) -> Result<(), String> {
 const EXPECTED_CASES: usize = 144;
 
 #[test]
-fn eval_cases_conform() {
+fn tempo_suite_eval_cases_conform() {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../shared/conformance/traceql/eval_cases.json"

@@ -772,9 +772,8 @@ fn check_openmetrics(text: &str) -> usize {
 
 #[test]
 fn openmetrics_matches_the_lab_example() {
-    let example_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/lab/om_example.txt");
-    let example = std::fs::read_to_string(example_path)
-        .expect("../shared/lab/om_example.txt (the team library) must sit beside the repository");
+    let example_path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/lab/om_example.txt");
+    let example = std::fs::read_to_string(example_path).expect("tests/data/lab/om_example.txt");
     // The grammar accepts what a real Prometheus 2.42 scraped, exemplars included.
     assert_eq!(check_openmetrics(&example), 2);
 

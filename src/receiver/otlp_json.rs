@@ -629,12 +629,8 @@ mod tests {
 
     #[test]
     fn decodes_every_golden_dataset_batch() {
-        let dataset = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/golden/tempo-api/dataset"
-        );
-        let entries = std::fs::read_dir(dataset)
-            .expect("../shared/golden/tempo-api/dataset must exist beside the repo");
+        let dataset = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/tempo-api/dataset");
+        let entries = std::fs::read_dir(dataset).expect("tests/data/tempo-api/dataset");
         let mut spans = 0;
         for entry in entries {
             let path = entry.unwrap().path();

@@ -365,18 +365,16 @@ mod tests {
     );
     const TEMPO_BLOCK: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/golden/tempo-blocks/generated-by-tempo-v3.0.3/vParquet4/single-tenant/b27b0e53-66a0-4505-afd6-434ae3cd4a10"
+        "/tests/data/tempo-blocks/generated-by-tempo-v3.0.3/vParquet4/single-tenant/b27b0e53-66a0-4505-afd6-434ae3cd4a10"
     );
     const TRACE_IDS: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/golden/tempo-blocks/generated-by-tempo-v3.0.3/trace_ids.txt"
+        "/tests/data/tempo-blocks/generated-by-tempo-v3.0.3/trace_ids.txt"
     );
 
     fn read_golden(path: &str) -> Vec<u8> {
         std::fs::read(path).unwrap_or_else(|error| {
-            panic!(
-                "golden file {path} is missing ({error}); shared/ must sit beside the repository"
-            )
+            panic!("golden file {path} is missing ({error}); see tests/data/README.md")
         })
     }
 
@@ -424,7 +422,7 @@ mod tests {
     }
 
     #[test]
-    fn regenerates_tempo_bloom_goldens_byte_for_byte() {
+    fn tempo_suite_bloom_goldens_regenerate_byte_for_byte() {
         let mut bloom = ShardedBloom::new(0.01, 20, 50);
         for value in 1..=10u8 {
             bloom.add(&small_id(value));

@@ -83,13 +83,14 @@ mod tests {
 
     const TEMPO_INDEX: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/golden/tempo-blocks/generated-by-tempo-v3.0.3/vParquet4/single-tenant/b27b0e53-66a0-4505-afd6-434ae3cd4a10/index"
+        "/tests/data/tempo-blocks/generated-by-tempo-v3.0.3/vParquet4/single-tenant/b27b0e53-66a0-4505-afd6-434ae3cd4a10/index"
     );
 
     #[test]
     fn round_trips_tempos_index() {
-        let golden = std::fs::read(TEMPO_INDEX)
-            .unwrap_or_else(|error| panic!("golden file {TEMPO_INDEX} is missing ({error}); shared/ must sit beside the repository"));
+        let golden = std::fs::read(TEMPO_INDEX).unwrap_or_else(|error| {
+            panic!("golden file {TEMPO_INDEX} is missing ({error}); see tests/data/README.md")
+        });
         let index = RowGroupIndex::from_json(&golden).unwrap();
         assert_eq!(
             index.last_trace_ids,

@@ -339,12 +339,13 @@ mod tests {
 
     const TEMPO_DATA: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/golden/tempo-blocks/generated-by-tempo-v3.0.3/vParquet4/single-tenant/b27b0e53-66a0-4505-afd6-434ae3cd4a10/data.parquet"
+        "/tests/data/tempo-blocks/generated-by-tempo-v3.0.3/vParquet4/single-tenant/b27b0e53-66a0-4505-afd6-434ae3cd4a10/data.parquet"
     );
 
     async fn golden_in_memory() -> (Arc<dyn ObjectStore>, Path, u64) {
-        let data = std::fs::read(TEMPO_DATA)
-            .unwrap_or_else(|error| panic!("golden file {TEMPO_DATA} is missing ({error}); shared/ must sit beside the repository"));
+        let data = std::fs::read(TEMPO_DATA).unwrap_or_else(|error| {
+            panic!("golden file {TEMPO_DATA} is missing ({error}); see tests/data/README.md")
+        });
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         let path = Path::from("single-tenant/b27b0e53-66a0-4505-afd6-434ae3cd4a10/data.parquet");
         let size = data.len() as u64;

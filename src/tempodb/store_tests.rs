@@ -27,7 +27,7 @@ use crate::tempodb::backend::{BackendKind, LocalConfig, COMPACTED_META_OBJECT};
 
 const GOLDEN_ROOT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/golden/tempo-blocks/generated-by-tempo-v3.0.3"
+    "/tests/data/tempo-blocks/generated-by-tempo-v3.0.3"
 );
 const GOLDEN_TENANT: &str = "single-tenant";
 const GOLDEN_BLOCK: &str = "b27b0e53-66a0-4505-afd6-434ae3cd4a10";
@@ -39,7 +39,7 @@ fn golden_block_dir() -> std::path::PathBuf {
         .join(GOLDEN_BLOCK);
     assert!(
         dir.is_dir(),
-        "golden block {} is missing; shared/ must sit beside the repository",
+        "golden block {} is missing; see tests/data/README.md",
         dir.display()
     );
     dir

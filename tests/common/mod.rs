@@ -8,14 +8,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Path of a file under `../shared`, failing clearly when the folder is missing.
-pub fn shared(path: &str) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared");
-    assert!(
-        root.is_dir(),
-        "../shared (the team library with goldens) must exist beside the repository"
-    );
-    root.join(path)
+/// Path of a file under `tests/data` (Tempo's recorded answers and blocks, see its README),
+/// failing clearly when it is missing.
+pub fn test_data(path: &str) -> PathBuf {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(path);
+    assert!(file.exists(), "test data {} is missing", file.display());
+    file
 }
 
 /// A loopback port nothing listens on, below the kernel's ephemeral range (32768 and up on
@@ -356,7 +356,7 @@ fn spawn_with(
 pub const TEMPO_BLOCK_WINDOW: (u32, u32) = (1_656_933_000, 1_656_933_600);
 
 /// Starts vivace over a bucket holding only the block Tempo v3.0.3 wrote
-/// (`golden/tempo-blocks`). The compactor is off: retention would expire a 2022 block.
+/// (`tests/data/tempo-blocks`). The compactor is off: retention would expire a 2022 block.
 pub fn start_over_tempo_block() -> Vivace {
     let data = tempfile::Builder::new()
         .prefix("vivace-tempo-bucket-")
@@ -364,7 +364,7 @@ pub fn start_over_tempo_block() -> Vivace {
         .expect("tempdir")
         .keep();
     copy_tree(
-        &shared("golden/tempo-blocks/generated-by-tempo-v3.0.3/vParquet4"),
+        &test_data("tempo-blocks/generated-by-tempo-v3.0.3/vParquet4"),
         &data.join("blocks"),
     );
     Vivace::start_in(&data, Ports::pick(), "compactor:\n  enabled: false\n")
@@ -496,10 +496,10 @@ pub fn canonical_spans(
     spans
 }
 
-/// Posts the golden dataset (`../shared/golden/tempo-api/dataset`) over OTLP/HTTP JSON.
+/// Posts the golden dataset (`tests/data/tempo-api/dataset`) over OTLP/HTTP JSON.
 pub async fn load_dataset(vivace: &Vivace) {
     let client = reqwest::Client::new();
-    let mut batches: Vec<_> = std::fs::read_dir(shared("golden/tempo-api/dataset"))
+    let mut batches: Vec<_> = std::fs::read_dir(test_data("tempo-api/dataset"))
         .unwrap()
         .map(|entry| entry.unwrap().path())
         .filter(|path| {

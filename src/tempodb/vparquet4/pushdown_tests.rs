@@ -257,8 +257,8 @@ fn selective_queries_skip_row_groups_and_pages() {
 
 #[test]
 fn tempo_written_golden_block_reads_the_same_filtered() {
-    let dir = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared"))
-        .join("golden/tempo-blocks/generated-by-tempo-v3.0.3/vParquet4/single-tenant/b27b0e53-66a0-4505-afd6-434ae3cd4a10");
+    let dir = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data"))
+        .join("tempo-blocks/generated-by-tempo-v3.0.3/vParquet4/single-tenant/b27b0e53-66a0-4505-afd6-434ae3cd4a10");
     let data = Bytes::from(std::fs::read(dir.join("data.parquet")).expect("golden data.parquet"));
     let meta = crate::tempodb::meta::BlockMeta::from_json(
         &std::fs::read(dir.join("meta.json")).expect("golden meta.json"),

@@ -22,28 +22,22 @@ use super::row::{self, DedicatedMapping};
 use super::*;
 use crate::model::rebatch;
 
-const GOLDEN_BLOCK: &str = "golden/tempo-blocks/generated-by-tempo-v3.0.3/vParquet4/single-tenant/b27b0e53-66a0-4505-afd6-434ae3cd4a10";
+const GOLDEN_BLOCK: &str = "tempo-blocks/generated-by-tempo-v3.0.3/vParquet4/single-tenant/b27b0e53-66a0-4505-afd6-434ae3cd4a10";
 
-/// A file under the shared reference folder; a missing folder fails with a clear message.
-fn shared_file(relative: &str) -> PathBuf {
-    let shared = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared"));
-    assert!(
-        shared.is_dir(),
-        "the shared reference folder {} is missing: these tests read Tempo's golden files from it",
-        shared.display()
-    );
-    let path = shared.join(relative);
+/// A file under `tests/data` (Tempo's golden blocks, see its README).
+fn test_data(relative: &str) -> PathBuf {
+    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data")).join(relative);
     assert!(path.exists(), "golden file {} is missing", path.display());
     path
 }
 
-fn read_shared(relative: &str) -> Vec<u8> {
-    let path = shared_file(relative);
+fn read_test_data(relative: &str) -> Vec<u8> {
+    let path = test_data(relative);
     std::fs::read(&path).unwrap_or_else(|error| panic!("reading {}: {error}", path.display()))
 }
 
 fn golden_dedicated() -> Vec<DedicatedColumn> {
-    let meta = read_shared(&format!("{GOLDEN_BLOCK}/meta.json"));
+    let meta = read_test_data(&format!("{GOLDEN_BLOCK}/meta.json"));
     crate::tempodb::meta::BlockMeta::from_json(&meta)
         .expect("golden meta.json parses")
         .dedicated_columns
@@ -251,10 +245,8 @@ fn assert_round_trip(
 
 #[test]
 fn schema_constant_matches_golden_text() {
-    let golden = String::from_utf8(read_shared(
-        "golden/tempo-blocks/schemas/vParquet4.schema.txt",
-    ))
-    .unwrap();
+    let golden =
+        String::from_utf8(read_test_data("tempo-blocks/schemas/vParquet4.schema.txt")).unwrap();
     assert_eq!(
         normalized_lines(schema::SCHEMA_TEXT),
         normalized_lines(&golden)
@@ -276,10 +268,8 @@ fn written_file_schema_and_leaves_match_golden() {
     let file = SerializedFileReader::new(Bytes::from(encoded.bytes)).unwrap();
     let mut printed = Vec::new();
     parquet::schema::printer::print_schema(&mut printed, file.metadata().file_metadata().schema());
-    let golden = String::from_utf8(read_shared(
-        "golden/tempo-blocks/schemas/vParquet4.schema.txt",
-    ))
-    .unwrap();
+    let golden =
+        String::from_utf8(read_test_data("tempo-blocks/schemas/vParquet4.schema.txt")).unwrap();
     let printed_lines = normalized_lines(&String::from_utf8(printed).unwrap());
     let golden_lines = normalized_lines(&golden);
     assert_eq!(printed_lines.len(), golden_lines.len());
@@ -288,8 +278,8 @@ fn written_file_schema_and_leaves_match_golden() {
     }
 
     // Every leaf: path, physical type and max levels as in the golden leaf table.
-    let table = String::from_utf8(read_shared(
-        "golden/tempo-blocks/schemas/vParquet4.leaf-columns.md",
+    let table = String::from_utf8(read_test_data(
+        "tempo-blocks/schemas/vParquet4.leaf-columns.md",
     ))
     .unwrap();
     let rows: Vec<Vec<String>> = table
@@ -339,7 +329,7 @@ fn data_encodings(encodings: &[Encoding]) -> BTreeSet<String> {
 
 #[test]
 fn column_settings_match_tempo_written_golden_chunks() {
-    let golden = Bytes::from(read_shared(&format!("{GOLDEN_BLOCK}/data.parquet")));
+    let golden = Bytes::from(read_test_data(&format!("{GOLDEN_BLOCK}/data.parquet")));
     let file = SerializedFileReader::new(golden).unwrap();
     let row_group = file.metadata().row_group(0);
     for column in row_group.columns() {
@@ -439,8 +429,8 @@ fn written_chunks_follow_tempo_layout_and_the_two_traps() {
 }
 
 fn golden_trace_ids() -> Vec<TraceId> {
-    let text = String::from_utf8(read_shared(
-        "golden/tempo-blocks/generated-by-tempo-v3.0.3/trace_ids.txt",
+    let text = String::from_utf8(read_test_data(
+        "tempo-blocks/generated-by-tempo-v3.0.3/trace_ids.txt",
     ))
     .unwrap();
     text.lines()
@@ -451,7 +441,7 @@ fn golden_trace_ids() -> Vec<TraceId> {
 
 #[test]
 fn reads_every_trace_of_the_tempo_written_golden_block() {
-    let data = Bytes::from(read_shared(&format!("{GOLDEN_BLOCK}/data.parquet")));
+    let data = Bytes::from(read_test_data(&format!("{GOLDEN_BLOCK}/data.parquet")));
     let dedicated = golden_dedicated();
     let traces = read_traces(data.clone(), &dedicated).unwrap();
     let expected: BTreeSet<TraceId> = golden_trace_ids().into_iter().collect();
@@ -573,7 +563,7 @@ fn with_sorted_service_stats(row: &Value) -> Value {
 /// Tempo's row back, including root fields, service stats, nested set, times, and columns.
 #[test]
 fn rows_rebuilt_from_golden_traces_equal_tempo_rows() {
-    let data = Bytes::from(read_shared(&format!("{GOLDEN_BLOCK}/data.parquet")));
+    let data = Bytes::from(read_test_data(&format!("{GOLDEN_BLOCK}/data.parquet")));
     let dedicated = golden_dedicated();
     let mapping = DedicatedMapping::new(&dedicated);
     let golden_rows = raw_rows(data);
