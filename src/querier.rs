@@ -6,12 +6,12 @@ use std::time::Instant;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use crate::ingester::{HeadTrace, Ingester};
+use crate::ingester::{HeadSnapshot, Ingester};
 use crate::model::{combine, trace_time_range, Trace, TraceId};
 use crate::tempodb::meta::BlockMeta;
 use crate::tempodb::store::BlockDecode;
+use crate::tempodb::vparquet4::pushdown::Decoded;
 use crate::tempodb::vparquet4::pushdown::PushdownStats;
-use crate::tempodb::vparquet4::pushdown::{growing_batches, Decoded};
 use crate::tempodb::Store;
 use crate::traceql::ast::Attribute;
 use crate::traceql::columns::SpanColumns;
@@ -335,10 +335,10 @@ impl Querier {
     /// Where a read over `window` looks in every given tenant: the head (always) and, when
     /// `window` is set, the blocks overlapping it (Unix nanoseconds), newest first.
     pub(crate) fn plan(&self, tenants: &[String], window: Option<(u64, u64)>) -> ReadPlan {
-        let mut head = Vec::new();
+        let mut head = HeadSnapshot::default();
         let mut blocks = Vec::new();
         for tenant in tenants {
-            head.extend(self.ingester.snapshot(tenant));
+            self.ingester.snapshot_into(tenant, &mut head);
             if let Some((start, end)) = window {
                 blocks.extend(
                     self.store
@@ -381,9 +381,12 @@ impl Querier {
         let head_visit = Arc::clone(&visit);
         let (mut state, mut keep_going) = tokio::task::spawn_blocking(move || {
             let mut state = state;
-            let mut chunks =
-                growing_batches(&head, FIRST_HEAD_BATCH_TRACES, HEAD_BATCH_TRACES).peekable();
-            while let Some(chunk) = chunks.next() {
+            if head.is_empty() {
+                let keep_going = head_visit(&mut state, Batch::done())?;
+                return Ok::<_, QuerierError>((state, keep_going));
+            }
+            let mut batches = head.into_batches(FIRST_HEAD_BATCH_TRACES, HEAD_BATCH_TRACES);
+            while let Some(chunk) = batches.next() {
                 let traces = chunk
                     .iter()
                     .filter_map(|head_trace| Some((head_trace.trace_id, head_trace.trace()?)))
@@ -391,15 +394,11 @@ impl Querier {
                 let batch = Batch {
                     traces,
                     columns: None,
-                    job_done: chunks.peek().is_none(),
+                    job_done: batches.is_done(),
                 };
                 if !head_visit(&mut state, batch)? {
-                    return Ok::<_, QuerierError>((state, false));
+                    return Ok((state, false));
                 }
-            }
-            if head.is_empty() {
-                let keep_going = head_visit(&mut state, Batch::done())?;
-                return Ok((state, keep_going));
             }
             Ok((state, true))
         })
@@ -656,7 +655,7 @@ impl<T> std::future::Future for AbortOnDrop<T> {
 
 /// Where a read looks: the head and the blocks overlapping its window, newest first.
 pub(crate) struct ReadPlan {
-    head: Vec<HeadTrace>,
+    head: HeadSnapshot,
     blocks: Vec<BlockMeta>,
 }
 

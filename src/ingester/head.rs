@@ -49,6 +49,108 @@ pub enum Recency {
     Live(Instant),
 }
 
+/// The traces of one or more tenants' heads at one moment, handed out most recently received
+/// first. Holds handles on the pieces in one vector, so taking it costs no allocation per
+/// trace, and orders lazily, so a reader that stops after a few batches never sorts the rest.
+#[derive(Default)]
+pub struct HeadSnapshot {
+    pieces: Vec<Bytes>,
+    traces: Vec<SnapshotTrace>,
+}
+
+struct SnapshotTrace {
+    trace_id: TraceId,
+    recency: Recency,
+    pieces: std::ops::Range<usize>,
+}
+
+/// One trace of a [`HeadSnapshot`]: its ID and the pieces it arrived in, decoded only by a
+/// reader that gets to it.
+#[derive(Debug, Clone)]
+pub struct HeadTrace {
+    /// The trace's ID.
+    pub trace_id: TraceId,
+    pub(crate) pieces: Vec<Bytes>,
+}
+
+impl HeadTrace {
+    /// The trace with its pieces combined; `None` if no piece decodes (never expected).
+    pub fn trace(&self) -> Option<Trace> {
+        decode_pieces(&self.trace_id, &self.pieces)
+    }
+
+    /// Protobuf bytes of the pieces, before combining.
+    pub fn encoded_bytes(&self) -> usize {
+        self.pieces.iter().map(Bytes::len).sum()
+    }
+}
+
+impl HeadSnapshot {
+    /// Traces in the snapshot.
+    pub fn len(&self) -> usize {
+        self.traces.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.traces.is_empty()
+    }
+
+    /// The traces most recently received first, in batches of `first` traces, twice that, …
+    /// up to `largest`. Ordering is a heap: handing out `k` traces costs `O(n + k log n)`.
+    pub fn into_batches(self, first: usize, largest: usize) -> HeadBatches {
+        let order: std::collections::BinaryHeap<(Recency, std::cmp::Reverse<usize>)> = self
+            .traces
+            .iter()
+            .enumerate()
+            .map(|(index, trace)| (trace.recency, std::cmp::Reverse(index)))
+            .collect();
+        HeadBatches {
+            snapshot: self,
+            order,
+            size: first.clamp(1, largest.max(1)),
+            largest: largest.max(1),
+        }
+    }
+}
+
+/// Batches of a [`HeadSnapshot`], most recent traces first.
+pub struct HeadBatches {
+    snapshot: HeadSnapshot,
+    order: std::collections::BinaryHeap<(Recency, std::cmp::Reverse<usize>)>,
+    size: usize,
+    largest: usize,
+}
+
+impl HeadBatches {
+    /// Whether every trace has been handed out.
+    pub fn is_done(&self) -> bool {
+        self.order.is_empty()
+    }
+}
+
+impl Iterator for HeadBatches {
+    type Item = Vec<HeadTrace>;
+
+    fn next(&mut self) -> Option<Vec<HeadTrace>> {
+        if self.order.is_empty() {
+            return None;
+        }
+        let mut batch = Vec::with_capacity(self.size.min(self.order.len()));
+        while batch.len() < self.size {
+            let Some((_, std::cmp::Reverse(index))) = self.order.pop() else {
+                break;
+            };
+            let trace = &self.snapshot.traces[index];
+            batch.push(HeadTrace {
+                trace_id: trace.trace_id,
+                pieces: self.snapshot.pieces[trace.pieces.clone()].to_vec(),
+            });
+        }
+        self.size = (self.size * 2).min(self.largest);
+        Some(batch)
+    }
+}
+
 /// A trace that went idle and waits for the next cut.
 struct CompletedTrace {
     pieces: Vec<Bytes>,
@@ -516,44 +618,89 @@ impl Head {
             .collect()
     }
 
-    /// Every trace of a tenant with its pieces (cheap handles, no copies of the data), in no
-    /// particular order, each with how recently it received data (see [`Recency`]).
-    pub fn snapshot(&self, tenant: &str) -> Vec<(TraceId, Vec<Bytes>, Recency)> {
-        let Some(tenant_head) = self.tenants.get(tenant) else {
-            return Vec::new();
+    /// Adds every trace of a tenant to `snapshot`: cheap handles on its pieces (no copies of
+    /// the data, no allocation per trace) and how recently it received data (see
+    /// [`Recency`]). A trace held in several tiers (live again after it completed, or in a
+    /// cut and again in the head) is added once, where it is most recent, with its pieces from
+    /// every tier in the order they arrived. Runs under the head lock, so it only looks up the
+    /// tiers' own maps; ordering is left to [`HeadSnapshot::into_batches`].
+    pub fn snapshot_into(&self, tenant: &str, snapshot: &mut HeadSnapshot) {
+        let Some(head) = self.tenants.get(tenant) else {
+            return;
         };
-        let mut traces: Vec<(TraceId, Vec<Bytes>, Recency)> = Vec::new();
-        let mut index: HashMap<TraceId, usize> = HashMap::new();
-        let mut add =
-            |trace_id: &TraceId, pieces: &[Bytes], recency: Recency| match index.get(trace_id) {
-                Some(at) => {
-                    let entry = &mut traces[*at];
-                    entry.1.extend(pieces.iter().cloned());
-                    entry.2 = entry.2.max(recency);
+        snapshot.traces.reserve(
+            head.live.len()
+                + head.completed.len()
+                + head.flushing.iter().map(|b| b.traces.len()).sum::<usize>()
+                + head
+                    .flushed
+                    .iter()
+                    .map(|(_, b)| b.traces.len())
+                    .sum::<usize>(),
+        );
+        // Oldest tier first, so that a trace's pieces stay in the order they arrived.
+        let gather = |trace_id: &TraceId, pieces: &mut Vec<Bytes>| {
+            for (_, batch) in &head.flushed {
+                if let Some(found) = batch.traces.get(trace_id) {
+                    pieces.extend(found.iter().cloned());
                 }
-                None => {
-                    index.insert(*trace_id, traces.len());
-                    traces.push((*trace_id, pieces.to_vec(), recency));
+            }
+            for batch in &head.flushing {
+                if let Some(found) = batch.traces.get(trace_id) {
+                    pieces.extend(found.iter().cloned());
                 }
-            };
-        // Oldest first, so that a trace's pieces stay in the order they arrived.
-        for (age, (_, batch)) in tenant_head.flushed.iter().enumerate() {
-            for (trace_id, pieces) in &batch.traces {
-                add(trace_id, pieces, Recency::Flushed(age));
+            }
+            if let Some(completed) = head.completed.get(trace_id) {
+                pieces.extend(completed.pieces.iter().cloned());
+            }
+            if let Some(live) = head.live.get(trace_id) {
+                pieces.extend(live.pieces.iter().cloned());
+            }
+        };
+        let mut add = |trace_id: &TraceId, recency: Recency| {
+            let start = snapshot.pieces.len();
+            gather(trace_id, &mut snapshot.pieces);
+            snapshot.traces.push(SnapshotTrace {
+                trace_id: *trace_id,
+                recency,
+                pieces: start..snapshot.pieces.len(),
+            });
+        };
+        for (trace_id, live) in &head.live {
+            add(trace_id, Recency::Live(live.last_append));
+        }
+        for trace_id in head.completed.keys() {
+            if !head.live.contains_key(trace_id) {
+                add(trace_id, Recency::Completed);
             }
         }
-        for (age, batch) in tenant_head.flushing.iter().enumerate() {
-            for (trace_id, pieces) in &batch.traces {
-                add(trace_id, pieces, Recency::Flushing(age));
+        let in_memory = |trace_id: &TraceId| {
+            head.live.contains_key(trace_id) || head.completed.contains_key(trace_id)
+        };
+        for (age, batch) in head.flushing.iter().enumerate().rev() {
+            for trace_id in batch.traces.keys() {
+                let newer = &head.flushing[age + 1..];
+                if !in_memory(trace_id) && !newer.iter().any(|b| b.traces.contains_key(trace_id)) {
+                    add(trace_id, Recency::Flushing(age));
+                }
             }
         }
-        for (trace_id, completed) in &tenant_head.completed {
-            add(trace_id, &completed.pieces, Recency::Completed);
+        for (age, (_, batch)) in head.flushed.iter().enumerate().rev() {
+            for trace_id in batch.traces.keys() {
+                let newer = head.flushed.iter().skip(age + 1);
+                if !in_memory(trace_id)
+                    && !head
+                        .flushing
+                        .iter()
+                        .any(|b| b.traces.contains_key(trace_id))
+                    && !newer
+                        .into_iter()
+                        .any(|(_, b)| b.traces.contains_key(trace_id))
+                {
+                    add(trace_id, Recency::Flushed(age));
+                }
+            }
         }
-        for (trace_id, live) in &tenant_head.live {
-            add(trace_id, &live.pieces, Recency::Live(live.last_append));
-        }
-        traces
     }
 
     /// Tenants with anything in memory.
@@ -641,6 +788,76 @@ mod tests {
 
     fn piece(byte: u8, len: usize) -> Bytes {
         Bytes::from(vec![byte; len])
+    }
+
+    /// The IDs (first byte) and pieces (their bytes' first byte) of a snapshot, in the order
+    /// batches of `first`, doubling, hand them out.
+    fn snapshot_order(head: &Head, first: usize) -> Vec<(u8, Vec<u8>)> {
+        let mut snapshot = HeadSnapshot::default();
+        head.snapshot_into("t", &mut snapshot);
+        let count = snapshot.len();
+        let mut batches = snapshot.into_batches(first, 4);
+        let mut sizes = Vec::new();
+        let mut order = Vec::new();
+        for batch in batches.by_ref() {
+            sizes.push(batch.len());
+            order.extend(batch.into_iter().map(|trace| {
+                (
+                    trace.trace_id.0[0],
+                    trace.pieces.iter().map(|piece| piece[0]).collect(),
+                )
+            }));
+        }
+        assert!(batches.is_done());
+        assert_eq!(order.len(), count, "each trace once");
+        let mut expected_size = first.min(4);
+        for size in &sizes[..sizes.len() - 1] {
+            assert_eq!(*size, expected_size, "batches grow: {sizes:?}");
+            expected_size = (expected_size * 2).min(4);
+        }
+        order
+    }
+
+    #[test]
+    fn snapshot_hands_out_each_trace_once_most_recent_first_with_every_piece() {
+        let mut head = Head::default();
+        let start = Instant::now();
+        let at = |seconds| start + Duration::from_secs(seconds);
+        let (idle, max_live) = (Duration::from_secs(10), Duration::from_secs(300));
+        // Traces 1..=3 go idle and are cut; trace 3 comes back live, trace 2 is cut twice.
+        head.append("t", vec![(TraceId([1; 16]), piece(10, 8))], at(0));
+        head.append("t", vec![(TraceId([2; 16]), piece(20, 8))], at(1));
+        head.append("t", vec![(TraceId([3; 16]), piece(30, 8))], at(2));
+        head.sweep(at(20), idle, max_live);
+        head.cut(1 << 20);
+        head.append("t", vec![(TraceId([2; 16]), piece(21, 8))], at(21));
+        head.sweep(at(40), idle, max_live);
+        head.cut(1 << 20);
+        // Trace 4 completes and waits for a cut; 3 and 5 are live, 5 the most recent.
+        head.append("t", vec![(TraceId([4; 16]), piece(40, 8))], at(41));
+        head.sweep(at(60), idle, max_live);
+        head.append("t", vec![(TraceId([3; 16]), piece(31, 8))], at(61));
+        head.append("t", vec![(TraceId([5; 16]), piece(50, 8))], at(62));
+        assert_eq!(head.flushing_batches().len(), 2);
+        let expected = vec![
+            (5, vec![50]),
+            (3, vec![30, 31]),
+            (4, vec![40]),
+            (2, vec![20, 21]),
+            (1, vec![10]),
+        ];
+        for first in [1, 2, 64] {
+            assert_eq!(
+                snapshot_order(&head, first),
+                expected,
+                "first batch {first}"
+            );
+        }
+        // Once the first cut is in a block, its traces are still handed out, after the rest.
+        let batches = head.flushing_batches();
+        head.batch_flushed(&batches[0], Some(at(1000)), &HashSet::new());
+        assert_eq!(head.counts().flushed_traces, 3);
+        assert_eq!(snapshot_order(&head, 1), expected);
     }
 
     #[test]

@@ -65,6 +65,7 @@ use tokio::sync::{oneshot, watch};
 
 pub use config::{IngesterConfig, WalFsync};
 use head::{decode_pieces, piece_cost, FlushBatch, SharedHead};
+pub use head::{HeadBatches, HeadSnapshot, HeadTrace};
 use sampling::{BatchSampling, Sampler};
 pub use sampling::{SamplingConfig, SamplingRule, SamplingStats};
 use wal::{Append, WalCommand, WalCounters, WriterOptions};
@@ -191,27 +192,6 @@ pub struct IngesterStats {
     pub wal_truncated_bytes: u64,
     /// Tail-sampling decisions of written batches; all zero when sampling is off.
     pub sampling: SamplingStats,
-}
-
-/// One trace in memory as its encoded pieces; decoding is left to the reader so that taking
-/// a snapshot of the whole head is cheap.
-#[derive(Debug, Clone)]
-pub struct HeadTrace {
-    /// The trace's ID.
-    pub trace_id: TraceId,
-    pieces: Vec<Bytes>,
-}
-
-impl HeadTrace {
-    /// The trace with its pieces combined; `None` if no piece decodes (never expected).
-    pub fn trace(&self) -> Option<Trace> {
-        decode_pieces(&self.trace_id, &self.pieces)
-    }
-
-    /// Protobuf bytes of the pieces, before combining.
-    pub fn encoded_bytes(&self) -> usize {
-        self.pieces.iter().map(Bytes::len).sum()
-    }
 }
 
 /// What a cut achieved.
@@ -430,15 +410,18 @@ impl Ingester {
         decode_pieces(trace_id, &pieces)
     }
 
-    /// Every trace of `tenant` in memory (for search over the head), most recently received first.
-    pub fn snapshot(&self, tenant: &str) -> Vec<HeadTrace> {
-        let mut traces = self.shared.head.lock().snapshot(tenant);
-        // Sorted outside the lock: pushes wait for it.
-        traces.sort_by_key(|trace| std::cmp::Reverse(trace.2));
-        traces
-            .into_iter()
-            .map(|(trace_id, pieces, _)| HeadTrace { trace_id, pieces })
-            .collect()
+    /// Adds every trace of `tenant` in memory to `snapshot` (for search over the head, which
+    /// hands them out most recently received first). Cheap: handles, no copies, no sorting
+    /// under the lock that pushes wait for.
+    pub fn snapshot_into(&self, tenant: &str, snapshot: &mut HeadSnapshot) {
+        self.shared.head.lock().snapshot_into(tenant, snapshot);
+    }
+
+    /// Every trace of `tenant` in memory; see [`Ingester::snapshot_into`].
+    pub fn snapshot(&self, tenant: &str) -> HeadSnapshot {
+        let mut snapshot = HeadSnapshot::default();
+        self.snapshot_into(tenant, &mut snapshot);
+        snapshot
     }
 
     /// Tenants with traces in memory.
