@@ -12,9 +12,9 @@ use super::span::{kind_of, status_of, SpanData};
 use super::static_value::Static;
 use crate::model::TraceId;
 
-/// A span field kept in a column of its own, readable without the span's other parts.
-/// The start time and the trace ID are always read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A span field read from columns without the span's other parts. The start time and the
+/// trace ID are always read.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SpanField {
     /// `duration`
     Duration,
@@ -30,6 +30,9 @@ pub enum SpanField {
     SpanId,
     /// `resource.service.name`
     ServiceName,
+    /// `span.<name>`: a span attribute, from the generic attribute list or the column the
+    /// block gives it.
+    SpanAttribute(String),
 }
 
 impl SpanField {
@@ -50,6 +53,9 @@ impl SpanField {
                 && attribute.name == "service.name" =>
             {
                 Some(SpanField::ServiceName)
+            }
+            None if attribute.scope == AttributeScope::Span => {
+                Some(SpanField::SpanAttribute(attribute.name.clone()))
             }
             None => None,
         }
@@ -87,6 +93,8 @@ pub struct SpanColumns {
     /// `service.name` of each resource (never empty: a resource without one is not read from
     /// columns).
     pub service_name: Vec<String>,
+    /// Span attributes asked for: the name and each span's value (nil where it has none).
+    pub span_attributes: Vec<(String, Vec<Static>)>,
 }
 
 impl SpanColumns {
@@ -130,6 +138,15 @@ impl SpanView for ColumnSpan<'_> {
     fn value(&self, attr: &Attribute, _event: usize, _link: usize) -> Static {
         let columns = self.columns;
         let at = self.span;
+        if !attr.parent && attr.intrinsic.is_none() && attr.scope == AttributeScope::Span {
+            return columns
+                .span_attributes
+                .iter()
+                .find(|(name, _)| *name == attr.name)
+                .and_then(|(_, values)| values.get(at))
+                .cloned()
+                .unwrap_or(Static::Nil);
+        }
         match SpanField::of(attr) {
             Some(SpanField::Duration) => columns
                 .duration
@@ -160,6 +177,8 @@ impl SpanView for ColumnSpan<'_> {
                 .get(at)
                 .and_then(|resource| columns.service_name.get(*resource))
                 .map_or(Static::Nil, |name| Static::String(name.clone())),
+            // Looked up by reference below, without building the field's name.
+            Some(SpanField::SpanAttribute(_)) => Static::Nil,
             None if attr.intrinsic == Some(Intrinsic::TraceId) => {
                 Static::String(self.trace_id_hex.clone())
             }

@@ -8,9 +8,11 @@ use std::sync::OnceLock;
 use parquet::file::metadata::RowGroupMetaData;
 
 use super::dremel::{LeafColumn, LeafValues};
+use super::row::DedicatedMapping;
 use super::VParquetError;
 use crate::model::TraceId;
 use crate::traceql::columns::{SpanColumns, SpanField, SpanFields};
+use crate::traceql::static_value::Static;
 
 const SPAN: &str = "rs.list.element.ss.list.element.Spans.list.element.";
 
@@ -18,6 +20,15 @@ const SPAN: &str = "rs.list.element.ss.list.element.Spans.list.element.";
 const SPAN_DEFINED: i16 = 3;
 /// Definition level from which a span-level entry belongs to a present resource.
 const RESOURCE_DEFINED: i16 = 1;
+/// Definition level of a present element of a span's generic attribute list.
+const ATTRIBUTE_DEFINED: i16 = 4;
+/// Definition level of a present value in one of an attribute's value lists.
+const ATTRIBUTE_VALUE_DEFINED: i16 = 5;
+/// Repetition level of a second value in an attribute's value list (an array).
+const ATTRIBUTE_VALUE_REPEATED: i16 = 5;
+/// Definition level of a present value in an optional span-level column (`HttpMethod`,
+/// `DedicatedAttributes.StringNN`, …).
+const SPAN_OPTIONAL_DEFINED: i16 = 4;
 
 /// Leaf positions of the columns [`SpanColumns`] reads.
 #[derive(Debug)]
@@ -31,6 +42,24 @@ struct Leaves {
     status_message: usize,
     span_id: usize,
     service_name: usize,
+    attribute: AttributeLeaves,
+    http_method: usize,
+    http_url: usize,
+    http_status_code: usize,
+    /// `DedicatedAttributes.String01..String10` of spans.
+    dedicated: Vec<usize>,
+}
+
+/// The leaves of a span's generic attribute list.
+#[derive(Debug)]
+struct AttributeLeaves {
+    key: usize,
+    is_array: usize,
+    strings: usize,
+    ints: usize,
+    doubles: usize,
+    bools: usize,
+    unsupported: usize,
 }
 
 fn leaves() -> &'static Leaves {
@@ -54,25 +83,72 @@ fn leaves() -> &'static Leaves {
             status_message: find(&format!("{SPAN}StatusMessage")),
             span_id: find(&format!("{SPAN}SpanID")),
             service_name: find("rs.list.element.Resource.ServiceName"),
+            attribute: AttributeLeaves {
+                key: find(&format!("{SPAN}Attrs.list.element.Key")),
+                is_array: find(&format!("{SPAN}Attrs.list.element.IsArray")),
+                strings: find(&format!("{SPAN}Attrs.list.element.Value.list.element")),
+                ints: find(&format!("{SPAN}Attrs.list.element.ValueInt.list.element")),
+                doubles: find(&format!(
+                    "{SPAN}Attrs.list.element.ValueDouble.list.element"
+                )),
+                bools: find(&format!("{SPAN}Attrs.list.element.ValueBool.list.element")),
+                unsupported: find(&format!("{SPAN}Attrs.list.element.ValueUnsupported")),
+            },
+            http_method: find(&format!("{SPAN}HttpMethod")),
+            http_url: find(&format!("{SPAN}HttpUrl")),
+            http_status_code: find(&format!("{SPAN}HttpStatusCode")),
+            dedicated: (1..=10)
+                .map(|slot| find(&format!("{SPAN}DedicatedAttributes.String{slot:02}")))
+                .collect(),
         }
     })
 }
 
+/// The span-level column of its own that holds attribute `name` in this block, if any (its
+/// values there are strings, or integers for `http.status_code`). Values of other types stay
+/// in the generic list.
+fn own_column(name: &str, mapping: &DedicatedMapping) -> Option<usize> {
+    let leaves = leaves();
+    match name {
+        "http.method" => Some(leaves.http_method),
+        "http.url" => Some(leaves.http_url),
+        "http.status_code" => Some(leaves.http_status_code),
+        _ => mapping
+            .span
+            .iter()
+            .position(|dedicated| dedicated == name)
+            .and_then(|slot| leaves.dedicated.get(slot).copied()),
+    }
+}
+
 /// Which leaves reading `fields` takes (the trace ID and span start always).
-pub(super) fn leaves_read(fields: &SpanFields) -> Vec<usize> {
+pub(super) fn leaves_read(fields: &SpanFields, mapping: &DedicatedMapping) -> Vec<usize> {
     let leaves = leaves();
     let mut read = vec![leaves.trace_id, leaves.start];
     for field in fields {
-        read.push(match field {
-            SpanField::Duration => leaves.duration,
-            SpanField::Name => leaves.name,
-            SpanField::Status => leaves.status,
-            SpanField::StatusMessage => leaves.status_message,
-            SpanField::Kind => leaves.kind,
-            SpanField::SpanId => leaves.span_id,
-            SpanField::ServiceName => leaves.service_name,
-        });
+        match field {
+            SpanField::Duration => read.push(leaves.duration),
+            SpanField::Name => read.push(leaves.name),
+            SpanField::Status => read.push(leaves.status),
+            SpanField::StatusMessage => read.push(leaves.status_message),
+            SpanField::Kind => read.push(leaves.kind),
+            SpanField::SpanId => read.push(leaves.span_id),
+            SpanField::ServiceName => read.push(leaves.service_name),
+            SpanField::SpanAttribute(name) => {
+                let attribute = &leaves.attribute;
+                read.extend([
+                    attribute.key,
+                    attribute.strings,
+                    attribute.ints,
+                    attribute.doubles,
+                    attribute.bools,
+                ]);
+                read.extend(own_column(name, mapping));
+            }
+        }
     }
+    read.sort_unstable();
+    read.dedup();
     read
 }
 
@@ -80,15 +156,45 @@ pub(super) fn leaves_read(fields: &SpanFields) -> Vec<usize> {
 /// service name is the one that can live elsewhere: a resource whose `service.name` is not
 /// a non-empty string keeps it among the generic attributes and its `ServiceName` is "", so a
 /// row group whose minimum `ServiceName` is "" (or unknown) is decoded as traces instead.
+///
+/// Span attributes read from columns are scalars: a row group whose statistics do not show
+/// that no attribute is an array (`IsArray` never true) and none keeps its value as JSON
+/// (`ValueUnsupported` always null) is decoded as traces too.
 pub(super) fn columns_suffice(row_group: &RowGroupMetaData, fields: &SpanFields) -> bool {
-    if !fields.contains(&SpanField::ServiceName) {
-        return true;
+    let leaves = leaves();
+    if fields.contains(&SpanField::ServiceName) {
+        let named = row_group
+            .column(leaves.service_name)
+            .statistics()
+            .and_then(|statistics| statistics.min_bytes_opt())
+            .is_some_and(|min| !min.is_empty());
+        if !named {
+            return false;
+        }
     }
-    let column = row_group.column(leaves().service_name);
-    column
-        .statistics()
-        .and_then(|statistics| statistics.min_bytes_opt())
-        .is_some_and(|min| !min.is_empty())
+    if fields
+        .iter()
+        .any(|field| matches!(field, SpanField::SpanAttribute(_)))
+    {
+        let no_arrays = match row_group.column(leaves.attribute.is_array).statistics() {
+            Some(parquet::file::statistics::Statistics::Boolean(statistics)) => {
+                statistics.max_opt() == Some(&false)
+                    || statistics.null_count_opt().is_some_and(|nulls| {
+                        nulls == row_group.column(leaves.attribute.is_array).num_values() as u64
+                    })
+            }
+            _ => false,
+        };
+        let unsupported = row_group.column(leaves.attribute.unsupported);
+        let no_json = unsupported
+            .statistics()
+            .and_then(|statistics| statistics.null_count_opt())
+            .is_some_and(|nulls| nulls == unsupported.num_values() as u64);
+        if !(no_arrays && no_json) {
+            return false;
+        }
+    }
+    true
 }
 
 fn malformed(what: impl Into<String>) -> VParquetError {
@@ -121,6 +227,7 @@ fn text(value: &parquet::data_type::ByteArray, what: &str) -> Result<String, VPa
 /// empty).
 pub(super) fn span_columns(
     fields: &SpanFields,
+    mapping: &DedicatedMapping,
     columns: &[LeafColumn],
     rows: &[usize],
     keep: &[bool],
@@ -199,7 +306,20 @@ pub(super) fn span_columns(
         &[]
     };
 
+    let attribute_names: Vec<&str> = fields
+        .iter()
+        .filter_map(|field| match field {
+            SpanField::SpanAttribute(name) => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    let attribute_values = span_attributes(&attribute_names, mapping, columns, starts.len())?;
+
     let mut out = SpanColumns::default();
+    out.span_attributes = attribute_names
+        .iter()
+        .map(|name| (name.to_string(), Vec::new()))
+        .collect();
     if wants(SpanField::ServiceName) {
         // One REQUIRED value per resource, in the order the span walk below meets them.
         for value in byte_arrays(&columns[leaves.service_name], "ServiceName")? {
@@ -257,6 +377,9 @@ pub(super) fn span_columns(
         if let Some(id) = span_ids.get(at) {
             out.span_id.push(id.data().to_vec());
         }
+        for ((_, values), read) in out.span_attributes.iter_mut().zip(&attribute_values) {
+            values.push(read[at].clone());
+        }
         if wants(SpanField::ServiceName) {
             let index = resource.ok_or_else(|| malformed("a span outside any resource"))?;
             if index >= out.service_name.len() {
@@ -272,4 +395,174 @@ pub(super) fn span_columns(
     }
     out.trace_starts.push(out.start.len());
     Ok(out)
+}
+
+/// Walks one of an attribute's value lists (`Value`, `ValueInt`, …) in step with the `Key`
+/// column: every present attribute has one entry in each list, holding a value or not.
+struct ValueSlots<'a> {
+    column: &'a LeafColumn,
+    entry: usize,
+    value: usize,
+}
+
+impl<'a> ValueSlots<'a> {
+    fn new(column: &'a LeafColumn) -> ValueSlots<'a> {
+        ValueSlots {
+            column,
+            entry: 0,
+            value: 0,
+        }
+    }
+
+    /// The next attribute's first value (its index among the column's values), if it has one.
+    fn next_attribute(&mut self) -> Result<Option<usize>, VParquetError> {
+        let (rep, def) = (&self.column.rep_levels, &self.column.def_levels);
+        // Entries of spans (or resources, scopes) without attributes hold none.
+        while def.get(self.entry).is_some_and(|d| *d < ATTRIBUTE_DEFINED) {
+            self.entry += 1;
+        }
+        let Some(&level) = def.get(self.entry) else {
+            return Err(malformed("an attribute value list ends before the keys"));
+        };
+        let first = (level == ATTRIBUTE_VALUE_DEFINED).then_some(self.value);
+        if first.is_some() {
+            self.value += 1;
+        }
+        self.entry += 1;
+        // Further values of an array belong to the same attribute.
+        while rep
+            .get(self.entry)
+            .is_some_and(|r| *r == ATTRIBUTE_VALUE_REPEATED)
+        {
+            if def[self.entry] == ATTRIBUTE_VALUE_DEFINED {
+                self.value += 1;
+            }
+            self.entry += 1;
+        }
+        Ok(first)
+    }
+}
+
+/// For each of `names`, every span's value of that span attribute (nil where the span has
+/// none), in the order of the span-level columns' spans. A span's attributes read as the
+/// block's rows do: the generic list first, then the columns of their own (`HttpMethod`,
+/// `HttpUrl`, `HttpStatusCode`, the block's dedicated columns); the first present value of a
+/// name wins.
+fn span_attributes(
+    names: &[&str],
+    mapping: &DedicatedMapping,
+    columns: &[LeafColumn],
+    span_count: usize,
+) -> Result<Vec<Vec<Static>>, VParquetError> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let leaves = &leaves().attribute;
+    let mut values = vec![vec![Static::Nil; span_count]; names.len()];
+
+    let key_column = &columns[leaves.key];
+    let keys = byte_arrays(key_column, "Attrs Key")?;
+    let strings = byte_arrays(&columns[leaves.strings], "Attrs Value")?;
+    let ints = int64s(&columns[leaves.ints], "Attrs ValueInt")?;
+    let doubles = match &columns[leaves.doubles].values {
+        LeafValues::Double(values) => values.as_slice(),
+        _ => return Err(malformed("Attrs ValueDouble is not a DOUBLE column")),
+    };
+    let bools = match &columns[leaves.bools].values {
+        LeafValues::Bool(values) => values.as_slice(),
+        _ => return Err(malformed("Attrs ValueBool is not a BOOLEAN column")),
+    };
+    let mut string_slots = ValueSlots::new(&columns[leaves.strings]);
+    let mut int_slots = ValueSlots::new(&columns[leaves.ints]);
+    let mut double_slots = ValueSlots::new(&columns[leaves.doubles]);
+    let mut bool_slots = ValueSlots::new(&columns[leaves.bools]);
+    let mut span: Option<usize> = None;
+    let mut key_value = 0usize;
+    for (&rep, &def) in key_column.rep_levels.iter().zip(&key_column.def_levels) {
+        if def >= SPAN_DEFINED && rep <= SPAN_DEFINED {
+            span = Some(span.map_or(0, |s| s + 1));
+        }
+        if def < ATTRIBUTE_DEFINED {
+            continue;
+        }
+        let key = keys
+            .get(key_value)
+            .ok_or_else(|| malformed("Attrs Key levels run past its values"))?;
+        key_value += 1;
+        let string = string_slots.next_attribute()?;
+        let int = int_slots.next_attribute()?;
+        let double = double_slots.next_attribute()?;
+        let boolean = bool_slots.next_attribute()?;
+        let Some(wanted) = names.iter().position(|name| name.as_bytes() == key.data()) else {
+            continue;
+        };
+        let at = span.ok_or_else(|| malformed("an attribute outside any span"))?;
+        let slot = values[wanted]
+            .get_mut(at)
+            .ok_or_else(|| malformed("more spans in Attrs than in StartTimeUnixNano"))?;
+        if *slot != Static::Nil {
+            continue;
+        }
+        let value = if let Some(index) = string {
+            let bytes = strings.get(index).ok_or_else(|| malformed("Attrs Value"))?;
+            Static::String(text(bytes, "Attrs Value")?)
+        } else if let Some(index) = int {
+            Static::Int(*ints.get(index).ok_or_else(|| malformed("Attrs ValueInt"))?)
+        } else if let Some(index) = double {
+            Static::Float(
+                *doubles
+                    .get(index)
+                    .ok_or_else(|| malformed("Attrs ValueDouble"))?,
+            )
+        } else if let Some(index) = boolean {
+            Static::Bool(
+                *bools
+                    .get(index)
+                    .ok_or_else(|| malformed("Attrs ValueBool"))?,
+            )
+        } else {
+            Static::Nil
+        };
+        *slot = value;
+    }
+    if span.map_or(0, |s| s + 1) != span_count {
+        return Err(malformed("Attrs levels disagree with the spans"));
+    }
+
+    for (wanted, name) in names.iter().enumerate() {
+        let Some(leaf) = own_column(name, mapping) else {
+            continue;
+        };
+        let column = &columns[leaf];
+        let mut span = 0usize;
+        let mut value = 0usize;
+        for &def in &column.def_levels {
+            if def < SPAN_DEFINED {
+                continue;
+            }
+            if def == SPAN_OPTIONAL_DEFINED {
+                let slot = values[wanted]
+                    .get_mut(span)
+                    .ok_or_else(|| malformed("more spans in a span column than spans"))?;
+                let read = match &column.values {
+                    LeafValues::Bytes(texts) => texts
+                        .get(value)
+                        .map(|bytes| text(bytes, "span column").map(Static::String))
+                        .transpose()?,
+                    LeafValues::Int64(numbers) => numbers.get(value).map(|n| Static::Int(*n)),
+                    _ => return Err(malformed("a span column of an unexpected type")),
+                }
+                .ok_or_else(|| malformed("span column levels run past its values"))?;
+                value += 1;
+                if *slot == Static::Nil {
+                    *slot = read;
+                }
+            }
+            span += 1;
+        }
+        if span != span_count {
+            return Err(malformed("a span column disagrees with the spans"));
+        }
+    }
+    Ok(values)
 }

@@ -532,7 +532,7 @@ fn read_filtered_unguarded<R: ChunkReader + 'static>(
         let wanted: Vec<bool> = match column_fields {
             Some(fields) => {
                 let mut wanted = vec![false; schema::LEAF_COUNT];
-                for leaf in columns::leaves_read(fields) {
+                for leaf in columns::leaves_read(fields, &mapping) {
                     wanted[leaf] = true;
                 }
                 wanted
@@ -596,6 +596,7 @@ fn read_filtered_unguarded<R: ChunkReader + 'static>(
             let decoded = match column_fields {
                 Some(fields) => Decoded::Columns(Box::new(columns::span_columns(
                     fields,
+                    &mapping,
                     &columns,
                     &row_numbers,
                     &batch_rows,

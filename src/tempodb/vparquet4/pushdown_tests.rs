@@ -540,6 +540,14 @@ fn column_condition() -> impl Strategy<Value = String> {
         prop_oneof![Just("server"), Just("client"), Just("internal")]
             .prop_map(|k| format!("kind = {k}")),
         Just("statusMessage = \"\"".to_string()),
+        // Span attributes: generic, well-known columns (http.*) and a dedicated one
+        // (db.system), each of several types.
+        (0usize..5, 0usize..3)
+            .prop_map(|(k, v)| format!("span.{} = \"{}\"", ATTRIBUTE_KEYS[k], VALUES[v])),
+        (0usize..5).prop_map(|k| format!("span.{} = 503", ATTRIBUTE_KEYS[k])),
+        (0usize..5).prop_map(|k| format!("span.{} > 3.0", ATTRIBUTE_KEYS[k])),
+        (0usize..5).prop_map(|k| format!("span.{} = true", ATTRIBUTE_KEYS[k])),
+        (0usize..5).prop_map(|k| format!("span.{} != nil", ATTRIBUTE_KEYS[k])),
     ]
 }
 
@@ -578,6 +586,9 @@ fn column_metrics_query() -> impl Strategy<Value = String> {
         Just(" by (name)"),
         Just(" by (kind, status)"),
         Just(" by (resource.service.name, name)"),
+        Just(" by (span.db.system)"),
+        Just(" by (span.http.status_code, span.sampled)"),
+        Just(" by (span.http.method, span.retries)"),
     ];
     (filter, function, by).prop_map(|(filter, function, by)| format!("{filter} | {function}{by}"))
 }
@@ -705,6 +716,8 @@ fn metrics_read_columns_and_match_on_a_fixed_set_of_queries() {
         "{ status = unset } | count_over_time() by (resource.service.name, name)",
         "{ duration > 10ms } | avg_over_time(duration) by (kind)",
         "{ } | histogram_over_time(duration)",
+        "{ span.http.status_code = 503 } | count_over_time() by (resource.service.name)",
+        "{ span.http.status_code >= 200 } | rate() by (span.http.status_code)",
     ];
     let mut compared = 0;
     for query in queries {
@@ -714,7 +727,7 @@ fn metrics_read_columns_and_match_on_a_fixed_set_of_queries() {
         assert_eq!(by_columns.series, by_traces.series, "{query}");
         compared += 1;
     }
-    assert_eq!(compared, 5);
+    assert_eq!(compared, 7);
 }
 
 #[test]
@@ -726,12 +739,14 @@ fn queries_that_relate_spans_are_not_read_from_columns() {
             .span_fields()
     };
     assert!(fields("{ } | rate() by (resource.service.name)").is_some());
-    assert!(fields("{ span.db.system = \"redis\" } | rate()").is_none());
+    assert!(fields("{ span.db.system = \"redis\" } | rate()").is_some());
+    assert!(fields("{ } | rate() by (span.http.route)").is_some());
     assert!(fields("{ .service.name = \"a\" } | rate()").is_none());
     assert!(fields("{ } >> { kind = server } | rate()").is_none());
     assert!(fields("{ rootServiceName = \"a\" } | rate()").is_none());
     assert!(fields("{ } | compare({ status = error })").is_none());
-    assert!(fields("{ } | rate() by (span.http.route)").is_none());
+    assert!(fields("{ resource.team = \"a\" } | rate()").is_none());
+    assert!(fields("{ span.db.system = \"a\" } | rate() by (.retries)").is_none());
 }
 
 #[test]

@@ -1009,7 +1009,11 @@ impl Leaf {
                 .map(|q| log2_quantile(*q, &sorted))
                 .collect()
         };
-        for group in self.groups.into_values() {
+        // In key order: values of different types can print alike (an integer 3 and a float
+        // 3.0 are both "3") and then share a series, which must not depend on hash order.
+        let mut groups: Vec<(String, Group)> = self.groups.into_iter().collect();
+        groups.sort_by(|a, b| a.0.cmp(&b.0));
+        for (_, group) in groups {
             let mut labels: Vec<(String, Static)> = self
                 .function
                 .by
