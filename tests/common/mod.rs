@@ -415,12 +415,22 @@ pub fn blocking_get(url: &str) -> std::io::Result<(u16, String)> {
 /// Runs a Python script from tests/clients, failing with install instructions when the
 /// OpenTelemetry SDK is missing.
 pub fn run_python(script: &str, args: &[&str]) -> String {
+    run_python_with_environment(script, args, &[])
+}
+
+/// [`run_python`] with extra environment variables (OTEL_RESOURCE_ATTRIBUTES, say).
+pub fn run_python_with_environment(
+    script: &str,
+    args: &[&str],
+    environment: &[(&str, &str)],
+) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/clients")
         .join(script);
     let output = Command::new("python3")
         .arg(&path)
         .args(args)
+        .envs(environment.iter().copied())
         .output()
         .expect("python3 must be installed");
     let stderr = String::from_utf8_lossy(&output.stderr).to_string();
