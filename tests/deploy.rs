@@ -769,3 +769,35 @@ async fn loki_push_and_query_work_on_3100_by_default() {
     let (status, _) = blocking_get(&format!("{loki}/ready")).unwrap();
     assert_eq!(status, 200);
 }
+
+/// The image ships `cargo build --release`: stripped, without debug information (about 190 MB
+/// with it); the symbols live in the `profiling` profile, which inherits release.
+#[test]
+fn the_release_profile_ships_a_stripped_binary_and_profiling_keeps_symbols() {
+    let manifest = std::fs::read_to_string(repo("Cargo.toml")).unwrap();
+    let profile = |name: &str| -> BTreeMap<String, String> {
+        let header = format!("[profile.{name}]");
+        let start = manifest
+            .find(&header)
+            .unwrap_or_else(|| panic!("Cargo.toml has no {header}"));
+        manifest[start + header.len()..]
+            .lines()
+            .skip(1)
+            .take_while(|line| !line.starts_with('['))
+            .filter_map(|line| line.split_once('='))
+            .map(|(key, value)| (key.trim().to_string(), value.trim().to_string()))
+            .collect()
+    };
+    let release = profile("release");
+    assert_eq!(release.get("strip").map(String::as_str), Some("true"));
+    assert_eq!(release.get("debug").map(String::as_str), Some("false"));
+    let profiling = profile("profiling");
+    assert_eq!(
+        profiling.get("inherits").map(String::as_str),
+        Some("\"release\"")
+    );
+    assert_eq!(profiling.get("strip").map(String::as_str), Some("false"));
+    assert_ne!(profiling.get("debug").map(String::as_str), Some("false"));
+    let dockerfile = std::fs::read_to_string(repo("deploy/Dockerfile")).unwrap();
+    assert!(dockerfile.contains("cargo build --release"));
+}
