@@ -205,15 +205,13 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
         alerts,
     });
 
-    let http_address = format!(
-        "{}:{}",
-        config.server.http_listen_address, config.server.http_listen_port
-    );
+    let http_address = config
+        .server
+        .listen_socket_address(config.server.http_listen_port);
     let api_listener = bind("the API and UI", &http_address, &security).await?;
-    let grpc_address = format!(
-        "{}:{}",
-        config.server.http_listen_address, config.server.grpc_listen_port
-    );
+    let grpc_address = config
+        .server
+        .listen_socket_address(config.server.grpc_listen_port);
     let grpc_listener = bind("the gRPC streaming API", &grpc_address, &security).await?;
     let receivers = &config.distributor.receivers.otlp.protocols;
     let mut tasks = tokio::task::JoinSet::new();
@@ -259,7 +257,7 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     });
     if let (Some(logs_api), port) = (&logs_api, config.logs.loki_listen_port) {
         if port != 0 {
-            let address = format!("{}:{port}", config.server.http_listen_address);
+            let address = config.server.listen_socket_address(port);
             let listener = bind("the Loki API", &address, &security).await?;
             tracing::info!(endpoint = %address, "loki api listening");
             let stop = api_stop.clone();
@@ -307,15 +305,20 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
             async move { stop.cancelled().await },
         ));
     }
+    let ui_base_url = browsable_base_url(
+        security.scheme(),
+        &config.server.http_listen_address,
+        config.server.http_listen_port,
+    );
     if demo {
         tasks.spawn(crate::demo::run(
             Arc::clone(&distributor),
-            format!("{}://{http_address}", security.scheme()),
+            ui_base_url.clone(),
             receivers_stop.clone(),
         ));
     }
     api_state.ready.store(true, Ordering::Release);
-    tracing::info!(address = %format!("{}://{http_address}", security.scheme()), "vivace is ready");
+    tracing::info!(address = %ui_base_url, "vivace is ready");
 
     tokio::select! {
         _ = wait_for_signal() => tracing::info!("shutting down"),
@@ -355,6 +358,17 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The URL a person on this machine opens the UI at: a listener on every interface (`0.0.0.0`,
+/// `::`, as in the container image) is reached through `localhost`.
+fn browsable_base_url(scheme: &str, listen_address: &str, port: u16) -> String {
+    let host = match listen_address.parse::<std::net::IpAddr>() {
+        Ok(address) if address.is_unspecified() => "localhost".to_string(),
+        Ok(std::net::IpAddr::V6(address)) => format!("[{address}]"),
+        _ => listen_address.to_string(),
+    };
+    format!("{scheme}://{host}:{port}")
 }
 
 /// Says at startup whether listeners are authenticated and encrypted.

@@ -504,7 +504,7 @@ fn one_trace(now: u64) -> Vec<ResourceSpans> {
 /// seconds so there is a trace to open straight away.
 pub async fn run(
     distributor: Arc<Distributor>,
-    api_base_url: String,
+    ui_base_url: String,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut ticker = tokio::time::interval(Duration::from_millis(1000 / TRACES_PER_SECOND));
@@ -524,7 +524,8 @@ pub async fn run(
         push_trace_logs(&distributor, &trace).await;
         match distributor.push(SINGLE_TENANT, trace).await {
             Ok(_) if sent.is_multiple_of(10 * TRACES_PER_SECOND) => {
-                tracing::info!("demo trace: {api_base_url}/api/v2/traces/{trace_id}");
+                // The UI's trace page: people open this link; the JSON API is for programs.
+                tracing::info!("demo trace: {ui_base_url}/trace/{trace_id}");
             }
             Ok(_) => {}
             Err(error) => tracing::debug!(%error, "demo trace refused"),

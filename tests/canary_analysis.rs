@@ -781,3 +781,105 @@ async fn manifests_are_valid_and_query_only_what_vivace_emits() {
         );
     }
 }
+
+/// `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` of the Rollout's application container,
+/// `$(SERVICE_VERSION)` substituted as Kubernetes does.
+fn rollout_resource_environment() -> Vec<(String, String)> {
+    let rollout = &documents(&rollout_path())[0];
+    let container = &rollout["spec"]["template"]["spec"]["containers"][0];
+    let variables = container["env"].as_sequence().expect("env");
+    let value_of = |name: &str| -> String {
+        variables
+            .iter()
+            .find(|variable| variable["name"] == name)
+            .and_then(|variable| variable["value"].as_str())
+            .unwrap_or_else(|| panic!("the Rollout's container sets no {name}"))
+            .to_string()
+    };
+    let version = value_of("SERVICE_VERSION");
+    vec![
+        ("OTEL_SERVICE_NAME".into(), value_of("OTEL_SERVICE_NAME")),
+        (
+            "OTEL_RESOURCE_ATTRIBUTES".into(),
+            value_of("OTEL_RESOURCE_ATTRIBUTES").replace("$(SERVICE_VERSION)", &version),
+        ),
+    ]
+}
+
+/// Semantic conventions 1.27 on: the OpenTelemetry SDK sends only `deployment.environment.name`
+/// (as the Rollout's application does). The generator's series carry it, the recording rules
+/// record it as the environment, and the gates judge the canary instead of waiting forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gates_judge_a_service_that_sends_only_deployment_environment_name() {
+    let environment = rollout_resource_environment();
+    let attributes = &environment[1].1;
+    assert!(
+        attributes.contains("deployment.environment.name=production")
+            && !attributes.contains("deployment.environment="),
+        "the Rollout's application sends only the current attribute: {attributes}"
+    );
+    let service = environment[0].1.clone();
+    let version = attributes
+        .split(',')
+        .find_map(|pair| pair.strip_prefix("service.version="))
+        .expect("service.version in OTEL_RESOURCE_ATTRIBUTES")
+        .to_string();
+    let vivace = Vivace::start(&deploy_generator_yaml());
+    let prometheus = start_prometheus(&vivace);
+    let client = reqwest::Client::new();
+    wait_for_first_scrape(&client, &prometheus).await;
+
+    let environment_refs: Vec<(&str, &str)> = environment
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    let endpoint = vivace.otlp_http_url();
+    let args = BTreeMap::from([
+        ("service", service.as_str()),
+        ("canary-version", version.as_str()),
+        ("stable-version", version.as_str()),
+        ("environment", ENVIRONMENT),
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let success_rate = loop {
+        // The real SDK, one batch a round, so the counters rise between scrapes.
+        let exported = common::run_python_with_environment(
+            "otel_server_spans.py",
+            &["--endpoint", &endpoint, "--spans", "20"],
+            &environment_refs,
+        );
+        assert!(
+            exported.contains("\"deployment.environment.name\": \"production\"")
+                && !exported.contains("\"deployment.environment\":"),
+            "the SDK exported {exported}"
+        );
+        let gate = gates(&args)
+            .into_iter()
+            .find(|gate| gate.metric == "success-rate")
+            .expect("a success-rate gate");
+        let result = prometheus
+            .query_vector(&client, &gate.query)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", gate.query));
+        if !result.is_empty() {
+            break judge(&gate, &result);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the success-rate gate found no series for {service} {version} in {ENVIRONMENT} \
+             within 90 s (the environment was not recorded):\n{}",
+            prometheus.log()
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    assert_eq!(success_rate, Phase::Successful);
+    let (status, exposition) = common::blocking_get(&vivace.url("/metrics")).expect("scrape");
+    assert_eq!(status, 200);
+    assert!(
+        exposition
+            .lines()
+            .any(|line| line.starts_with("traces_spanmetrics_calls_total{")
+                && line.contains("deployment_environment_name=\"production\"")),
+        "the generator's series carry the environment:\n{exposition}"
+    );
+}

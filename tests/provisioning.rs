@@ -316,3 +316,24 @@ fn dashboard_queries_parse() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// Exemplars ride on the latency histograms' `_bucket` series only (the generator writes none
+/// on counters, and Prometheus 2.42 keeps them only there): a panel asking for them on another
+/// series shows no trace links and costs an exemplar query per refresh.
+#[test]
+fn exemplars_are_asked_for_only_on_histogram_buckets() {
+    let mut with_exemplars = 0;
+    for (path, title, _, target) in dashboard_targets() {
+        if target["exemplar"] != true {
+            continue;
+        }
+        with_exemplars += 1;
+        let expr = target["expr"].as_str().unwrap_or_default();
+        assert!(
+            expr.contains("_bucket"),
+            "{} panel {title:?}: exemplars on for a series that never has any: {expr}",
+            path.display()
+        );
+    }
+    assert!(with_exemplars >= 1, "no latency panel shows exemplars");
+}

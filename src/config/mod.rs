@@ -108,9 +108,15 @@ pub struct PrometheusConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Address the HTTP API and UI listen on. `127.0.0.1` keeps vivace private to this
-    /// machine; the container image sets `0.0.0.0`.
+    /// Address the HTTP API and UI listen on (also the gRPC and Loki ports). `127.0.0.1` keeps
+    /// vivace private to this machine.
     pub http_listen_address: String,
+    /// When set (`0.0.0.0`, `::`), every listener binds this address instead of the one in its
+    /// own setting: `http_listen_address` (API and UI, gRPC, Loki port) and every receiver
+    /// `endpoint` (OTLP, Zipkin, Jaeger), keeping their ports. The container image sets it with
+    /// `VIVACE_SERVER__LISTEN_ADDRESS_OVERRIDE=0.0.0.0`, so it is reachable from outside the
+    /// container whatever config or arguments it runs with. Empty: each listener's own address.
+    pub listen_address_override: String,
     /// Port of the HTTP API (Tempo's API, `/metrics`, `/ready`) and the UI. Tempo's is 3200.
     pub http_listen_port: u16,
     /// Port of the gRPC server (on `http_listen_address`): Tempo's streaming query API
@@ -132,10 +138,21 @@ pub struct ServerConfig {
     pub memory_limit: MemoryLimit,
 }
 
+impl ServerConfig {
+    /// `http_listen_address` with `port`, as a socket address (IPv6 in brackets).
+    pub fn listen_socket_address(&self, port: u16) -> String {
+        match self.http_listen_address.parse::<std::net::IpAddr>() {
+            Ok(address) => std::net::SocketAddr::new(address, port).to_string(),
+            Err(_) => format!("{}:{port}", self.http_listen_address),
+        }
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             http_listen_address: "127.0.0.1".to_string(),
+            listen_address_override: String::new(),
             http_listen_port: 3200,
             grpc_listen_port: 9095,
             log_level: "info".to_string(),
@@ -239,8 +256,19 @@ impl Config {
                     reason: "empty key segment".into(),
                 });
             }
-            let scalar: serde_yaml::Value = serde_yaml::from_str(&value)
+            let parsed: serde_yaml::Value = serde_yaml::from_str(&value)
                 .unwrap_or_else(|_| serde_yaml::Value::String(value.clone()));
+            // Only a value written as a flow collection (`[a, b]`, `{k: v}`) is one: `::` (all
+            // IPv6 interfaces) or `a: b` stay the text they are.
+            let written_as_collection = value.trim_start().starts_with(['[', '{']);
+            let scalar = match parsed {
+                serde_yaml::Value::Mapping(_) | serde_yaml::Value::Sequence(_)
+                    if !written_as_collection =>
+                {
+                    serde_yaml::Value::String(value.clone())
+                }
+                other => other,
+            };
             set_path(&mut tree, &keys, scalar)
                 .map_err(|reason| ConfigError::Environment { name, reason })?;
         }
@@ -282,8 +310,62 @@ impl Config {
             }
             report.memory_budget = Some(budget);
         }
+        config.apply_listen_address_override()?;
         config.validate()?;
         Ok((config, report))
+    }
+
+    /// With `server.listen_address_override` set, rewrites the address of every listener to it
+    /// (ports kept), so the rest of vivace sees only where each listener really binds.
+    fn apply_listen_address_override(&mut self) -> Result<(), ConfigError> {
+        let written = self.server.listen_address_override.trim();
+        if written.is_empty() {
+            return Ok(());
+        }
+        let address: std::net::IpAddr = written.parse().map_err(|_| ConfigError::Invalid {
+            key: "server.listen_address_override".into(),
+            reason: format!("{written:?} is not an IP address"),
+        })?;
+        self.server.http_listen_address = address.to_string();
+        let receivers = &mut self.distributor.receivers;
+        let jaeger = &mut receivers.jaeger.protocols;
+        let endpoints = [
+            (
+                "distributor.receivers.otlp.protocols.grpc.endpoint",
+                &mut receivers.otlp.protocols.grpc.endpoint,
+            ),
+            (
+                "distributor.receivers.otlp.protocols.http.endpoint",
+                &mut receivers.otlp.protocols.http.endpoint,
+            ),
+            (
+                "distributor.receivers.zipkin.endpoint",
+                &mut receivers.zipkin.endpoint,
+            ),
+            (
+                "distributor.receivers.jaeger.protocols.thrift_http.endpoint",
+                &mut jaeger.thrift_http.endpoint,
+            ),
+            (
+                "distributor.receivers.jaeger.protocols.grpc.endpoint",
+                &mut jaeger.grpc.endpoint,
+            ),
+            (
+                "distributor.receivers.jaeger.protocols.thrift_compact.endpoint",
+                &mut jaeger.thrift_compact.endpoint,
+            ),
+        ];
+        for (key, endpoint) in endpoints {
+            let port = endpoint
+                .rsplit_once(':')
+                .and_then(|(_, port)| port.parse::<u16>().ok())
+                .ok_or_else(|| ConfigError::Invalid {
+                    key: key.into(),
+                    reason: format!("{endpoint:?} is not address:port"),
+                })?;
+            *endpoint = std::net::SocketAddr::new(address, port).to_string();
+        }
+        Ok(())
     }
 
     /// The value of a key the memory budget sets.
@@ -638,6 +720,47 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("server.memory_limit"), "{error}");
+    }
+
+    #[test]
+    fn the_listen_address_override_moves_every_listener_and_keeps_ports() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("vivace.yaml");
+        std::fs::write(
+            &path,
+            "server:\n  http_listen_address: 127.0.0.1\ndistributor:\n  receivers:\n    zipkin:\n      endpoint: 127.0.0.1:9412\n    jaeger:\n      protocols:\n        grpc: {}\n",
+        )
+        .unwrap();
+        let environment = vec![(
+            "VIVACE_SERVER__LISTEN_ADDRESS_OVERRIDE".to_string(),
+            "0.0.0.0".to_string(),
+        )];
+        let config = Config::load(Some(&path), environment).unwrap();
+        let receivers = &config.distributor.receivers;
+        assert_eq!(config.server.http_listen_address, "0.0.0.0");
+        assert_eq!(receivers.otlp.protocols.grpc.endpoint, "0.0.0.0:4317");
+        assert_eq!(receivers.otlp.protocols.http.endpoint, "0.0.0.0:4318");
+        assert_eq!(receivers.zipkin.endpoint, "0.0.0.0:9412");
+        assert_eq!(receivers.jaeger.protocols.grpc.endpoint, "0.0.0.0:14250");
+        assert_eq!(config.server.listen_socket_address(3100), "0.0.0.0:3100");
+
+        let ipv6 = vec![(
+            "VIVACE_SERVER__LISTEN_ADDRESS_OVERRIDE".to_string(),
+            "::".to_string(),
+        )];
+        let config = Config::load(None, ipv6).unwrap();
+        assert_eq!(config.server.listen_socket_address(3200), "[::]:3200");
+        assert_eq!(
+            config.distributor.receivers.otlp.protocols.grpc.endpoint,
+            "[::]:4317"
+        );
+
+        let bad = vec![(
+            "VIVACE_SERVER__LISTEN_ADDRESS_OVERRIDE".to_string(),
+            "everywhere".to_string(),
+        )];
+        let error = Config::load(None, bad).unwrap_err().to_string();
+        assert!(error.contains("server.listen_address_override"), "{error}");
     }
 
     #[test]

@@ -79,6 +79,21 @@ pub struct RemoteWriteConfig {
     /// Only these tenants' series go to this target (for one Prometheus per tenant); empty:
     /// every tenant's. Without multi-tenancy the only tenant is `single-tenant`.
     pub tenants: Vec<String>,
+    /// Which series go to this target: `generator` (span metrics and service graphs) and
+    /// `otlp_metrics` (applications' own metrics received over OTLP). A Prometheus that already
+    /// scrapes `/metrics` for the generator's series takes `[otlp_metrics]`, so every series
+    /// reaches it once.
+    pub sources: Vec<RemoteWriteSource>,
+}
+
+/// A producer of series that a remote-write target may take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemoteWriteSource {
+    /// The generator's span metrics and service graphs.
+    Generator,
+    /// Applications' own metrics received over OTLP (`otlp_metrics`).
+    OtlpMetrics,
 }
 
 impl Default for RemoteWriteConfig {
@@ -90,6 +105,7 @@ impl Default for RemoteWriteConfig {
             bearer_token: None,
             send_exemplars: true,
             tenants: Vec::new(),
+            sources: vec![RemoteWriteSource::Generator, RemoteWriteSource::OtlpMetrics],
         }
     }
 }
@@ -390,6 +406,12 @@ impl GeneratorConfig {
                 return invalid(
                     &format!("{key}.url"),
                     format!("{:?} is not an http(s) URL", target.url),
+                );
+            }
+            if target.sources.is_empty() {
+                return invalid(
+                    &format!("{key}.sources"),
+                    "names no source: list generator, otlp_metrics or both".into(),
                 );
             }
             if target.basic_auth.is_some() && target.bearer_token.is_some() {

@@ -41,6 +41,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use super::config::RemoteWriteSource;
 use super::labels::format_float;
 use super::remote_write::{Exemplar, Label, RemoteWriter, Sample, TimeSeries};
 use crate::telemetry::escape_label;
@@ -1433,7 +1434,7 @@ impl OtlpMetrics {
         self.points_rejected
             .fetch_add(outcome.rejected_points, Ordering::Relaxed);
         if let Some(writer) = &self.writer {
-            writer.send(tenant, outcome.series);
+            writer.send(RemoteWriteSource::OtlpMetrics, tenant, outcome.series);
         }
         (outcome.rejected_points, outcome.message)
     }
@@ -1459,7 +1460,7 @@ impl OtlpMetrics {
                     "otlp metrics: series went stale"
                 );
                 if let Some(writer) = &self.writer {
-                    writer.send(tenant, markers);
+                    writer.send(RemoteWriteSource::OtlpMetrics, tenant, markers);
                 }
             }
         }

@@ -27,7 +27,7 @@ use prost::Message;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::config::{GeneratorConfig, RemoteWriteConfig};
+use super::config::{GeneratorConfig, RemoteWriteConfig, RemoteWriteSource};
 use super::labels::format_float;
 use super::registry::{MetricKind, Registry, SeriesValue};
 use super::Generator;
@@ -464,18 +464,22 @@ impl RemoteWriter {
         Ok(Some(writer))
     }
 
-    /// Queues `tenant`'s `series` for every target that takes that tenant: sorted, cut into
+    /// Queues `tenant`'s `series` from `source` for every target that takes that source and
+    /// tenant: sorted, cut into
     /// requests of at most `remote_write_max_series_per_request` series, encoded once per
     /// target (without exemplars where `send_exemplars` is off). Never blocks: a full queue
     /// drops its oldest request, counted as dropped. Callers apply their own
     /// [`TimestampGuard`] (one per tenant) first.
-    pub fn send(&self, tenant: &str, series: Vec<TimeSeries>) {
+    pub fn send(&self, source: RemoteWriteSource, tenant: &str, series: Vec<TimeSeries>) {
         if series.is_empty() {
             return;
         }
         let org_id = self.add_org_id_header.then(|| tenant.to_string());
         let requests = batch(series, self.max_series);
         for target in &self.targets {
+            if !target.config.sources.contains(&source) {
+                continue;
+            }
             if !target.config.tenants.is_empty()
                 && !target.config.tenants.iter().any(|name| name == tenant)
             {
@@ -576,6 +580,15 @@ async fn collect_loop(
     interval: Duration,
     stop: CancellationToken,
 ) {
+    let takes_generator_series = writer.targets.iter().any(|target| {
+        target
+            .config
+            .sources
+            .contains(&RemoteWriteSource::Generator)
+    });
+    if !takes_generator_series {
+        return;
+    }
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // One guard per tenant: two tenants may have series with the same labels.
@@ -606,7 +619,7 @@ async fn collect_loop(
                     "remote write: series not newer than their last sample were held back"
                 );
             }
-            writer.send(&tenant, series);
+            writer.send(RemoteWriteSource::Generator, &tenant, series);
         }
     }
 }
@@ -1006,12 +1019,17 @@ mod tests {
                     tenants: vec!["tenant-b".into()],
                     ..RemoteWriteConfig::default()
                 },
+                RemoteWriteConfig {
+                    url: "http://127.0.0.1:1/only-otlp".into(),
+                    sources: vec![RemoteWriteSource::OtlpMetrics],
+                    ..RemoteWriteConfig::default()
+                },
             ],
             true,
         );
         let series = collect(&registry_with_data(), "traceID", 5_000);
-        writer.send("tenant-a", series.clone());
-        writer.send("tenant-b", series);
+        writer.send(RemoteWriteSource::Generator, "tenant-a", series.clone());
+        writer.send(RemoteWriteSource::Generator, "tenant-b", series);
         let org_ids = |target: usize| -> Vec<Option<String>> {
             writer.targets[target]
                 .queue
@@ -1025,10 +1043,17 @@ mod tests {
         let a = Some("tenant-a".to_string());
         let b = Some("tenant-b".to_string());
         assert_eq!(org_ids(0), vec![a.clone(), a, b.clone(), b.clone()]);
-        assert_eq!(org_ids(1), vec![b.clone(), b]);
+        assert_eq!(org_ids(1), vec![b.clone(), b.clone()]);
+        // A target for OTLP metrics only takes none of the generator's series.
+        assert_eq!(org_ids(2), Vec::<Option<String>>::new());
+        let otlp_series = collect(&registry_with_data(), "traceID", 6_000);
+        writer.send(RemoteWriteSource::OtlpMetrics, "tenant-b", otlp_series);
+        assert_eq!(org_ids(2), vec![b.clone(), b]);
+        assert_eq!(org_ids(0).len(), 6, "the default target takes both sources");
 
         let without = writer_with(vec![RemoteWriteConfig::default()], false);
         without.send(
+            RemoteWriteSource::Generator,
             "single-tenant",
             collect(&registry_with_data(), "traceID", 5_000),
         );

@@ -1,7 +1,7 @@
 //! Logs out: `GET /api/logs` (the UI's shape, see `/work/shared` contracts) and Loki's HTTP API
 //! as Grafana's Loki datasource calls it: `query_range`, `query`, `labels`,
 //! `label/{name}/values`, `status/buildinfo`, plus `POST /loki/api/v1/push`. Served on :3200
-//! beside Tempo's API and, with `logs.loki_listen_port`, on a port of its own.
+//! beside Tempo's API and on `logs.loki_listen_port` (3100, Loki's, by default).
 
 // Parameter checks return the finished 400 response; these are cold paths, so the size of
 // `Response` in the error variant costs nothing worth boxing for.

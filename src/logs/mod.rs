@@ -66,8 +66,9 @@ pub struct LogsConfig {
     /// Records per Parquet row group; each row group has its own trace-ID bloom filter and
     /// time statistics, so smaller groups skip more on lookups and cost more footer bytes.
     pub row_group_rows: usize,
-    /// Also serve the Loki push and query API on this port (Loki's is 3100), on
-    /// `server.http_listen_address`. 0 = only on `server.http_listen_port`.
+    /// Also serve the Loki push and query API on this port, on `server.http_listen_address`;
+    /// 3100 by default, Loki's port, where Promtail, Alloy and Grafana's Loki datasource look
+    /// first. 0 = only on `server.http_listen_port`.
     pub loki_listen_port: u16,
 }
 
@@ -82,7 +83,7 @@ impl Default for LogsConfig {
             flush_check_period: Duration::from_secs(1),
             retention: Duration::from_secs(14 * 24 * 3600),
             row_group_rows: 8192,
-            loki_listen_port: 0,
+            loki_listen_port: 3100,
         }
     }
 }

@@ -55,6 +55,9 @@ pub struct Ports {
     pub otlp_http: u16,
     /// The streaming gRPC API (`server.grpc_listen_port`).
     pub grpc: u16,
+    /// The Loki API's own port (`logs.loki_listen_port`); never the default 3100, which
+    /// several instances running at once would fight over.
+    pub loki: u16,
 }
 
 impl Ports {
@@ -64,6 +67,7 @@ impl Ports {
             otlp_grpc: free_port(),
             otlp_http: free_port(),
             grpc: free_port(),
+            loki: free_port(),
         }
     }
 }
@@ -77,18 +81,21 @@ pub struct Vivace {
     pub log: PathBuf,
 }
 
-/// Writes the config for `ports` and `data`, deep-merged with `extra_yaml` (which wins).
+/// Writes the config for `ports` and `data`, deep-merged with `extra_yaml` (which wins; a key
+/// set to null there is removed, so vivace's own default applies).
 pub fn write_config(data: &Path, ports: Ports, extra_yaml: &str) -> PathBuf {
     let base = format!(
         "server:\n  http_listen_port: {http}\n  grpc_listen_port: {grpc_api}\n  log_level: info\n\
 distributor:\n  receivers:\n    otlp:\n      protocols:\n        grpc:\n          enabled: true\n          endpoint: 127.0.0.1:{grpc}\n        http:\n          enabled: true\n          endpoint: 127.0.0.1:{otlp_http}\n\
 ingester:\n  wal_path: {wal}\n\
 storage:\n  trace:\n    backend: local\n    local:\n      path: {blocks}\n\
-alerts:\n  path: {alerts}\n",
+alerts:\n  path: {alerts}\n\
+logs:\n  loki_listen_port: {loki}\n",
         http = ports.http,
         grpc = ports.otlp_grpc,
         otlp_http = ports.otlp_http,
         grpc_api = ports.grpc,
+        loki = ports.loki,
         wal = data.join("wal").display(),
         blocks = data.join("blocks").display(),
         alerts = data.join("alerts.json").display(),
@@ -112,6 +119,10 @@ fn merge(base: &mut serde_yaml::Value, extra: serde_yaml::Value) {
     match (base, extra) {
         (serde_yaml::Value::Mapping(base), serde_yaml::Value::Mapping(extra)) => {
             for (key, value) in extra {
+                if value.is_null() {
+                    base.remove(&key);
+                    continue;
+                }
                 match base.get_mut(&key) {
                     Some(existing) => merge(existing, value),
                     None => {
@@ -415,12 +426,22 @@ pub fn blocking_get(url: &str) -> std::io::Result<(u16, String)> {
 /// Runs a Python script from tests/clients, failing with install instructions when the
 /// OpenTelemetry SDK is missing.
 pub fn run_python(script: &str, args: &[&str]) -> String {
+    run_python_with_environment(script, args, &[])
+}
+
+/// [`run_python`] with extra environment variables (OTEL_RESOURCE_ATTRIBUTES, say).
+pub fn run_python_with_environment(
+    script: &str,
+    args: &[&str],
+    environment: &[(&str, &str)],
+) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/clients")
         .join(script);
     let output = Command::new("python3")
         .arg(&path)
         .args(args)
+        .envs(environment.iter().copied())
         .output()
         .expect("python3 must be installed");
     let stderr = String::from_utf8_lossy(&output.stderr).to_string();
