@@ -115,23 +115,29 @@ impl SpanColumns {
 
     /// The spans of trace `index`, in order.
     pub fn trace_spans(&self, index: usize) -> impl Iterator<Item = ColumnSpan<'_>> {
-        let trace_id_hex = self.trace_ids[index].to_trimmed_hex();
         let range = self.trace_starts[index]..self.trace_starts[index + 1];
         let columns = self;
         range.map(move |span| ColumnSpan {
             columns,
             span,
-            trace_id_hex: trace_id_hex.clone(),
+            trace: index,
         })
     }
 }
 
 /// One span of [`SpanColumns`], read through the evaluator's [`SpanView`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct ColumnSpan<'a> {
     columns: &'a SpanColumns,
     span: usize,
-    trace_id_hex: String,
+    trace: usize,
+}
+
+impl ColumnSpan<'_> {
+    /// The trace ID as TraceQL shows it, built only when asked for.
+    fn trace_id_hex(&self) -> String {
+        self.columns.trace_ids[self.trace].to_trimmed_hex()
+    }
 }
 
 impl SpanView for ColumnSpan<'_> {
@@ -180,7 +186,7 @@ impl SpanView for ColumnSpan<'_> {
             // Looked up by reference below, without building the field's name.
             Some(SpanField::SpanAttribute(_)) => Static::Nil,
             None if attr.intrinsic == Some(Intrinsic::TraceId) => {
-                Static::String(self.trace_id_hex.clone())
+                Static::String(self.trace_id_hex())
             }
             // Queries read from columns reference nothing else.
             None => Static::Nil,
@@ -205,7 +211,7 @@ impl MetricsSpan for ColumnSpan<'_> {
             .map(hex::encode)
             .unwrap_or_default();
         vec![
-            ("trace:id".into(), Static::String(self.trace_id_hex.clone())),
+            ("trace:id".into(), Static::String(self.trace_id_hex())),
             ("span:id".into(), Static::String(span_id)),
         ]
     }

@@ -402,9 +402,20 @@ struct Leaf {
     pipeline: Pipeline,
     function: MetricsFunction,
     groups: HashMap<String, Group>,
+    /// The group the previous span went to: spans in a row mostly share one (a trace's
+    /// spans, one service), so its key is not formatted again.
+    last_group: Option<LastGroup>,
     compare: CompareState,
     exemplars_taken: usize,
     exemplars_per_interval: Vec<usize>,
+}
+
+/// The `by()` values, histogram bucket and group key of the previous span of a [`Leaf`].
+#[derive(Debug, Clone)]
+struct LastGroup {
+    by_values: Vec<Static>,
+    bucket: Option<f64>,
+    key: String,
 }
 
 /// A metrics query running over traces: feed every trace once, then [`finish`](Self::finish).
@@ -427,6 +438,7 @@ fn collect_leaves(expr: &MetricsExpr, request: &MetricsRequest, out: &mut Vec<Le
             pipeline: pipeline.clone(),
             function: function.clone(),
             groups: HashMap::new(),
+            last_group: None,
             compare: CompareState::default(),
             exemplars_taken: 0,
             exemplars_per_interval: vec![0; request.intervals()],
@@ -800,11 +812,27 @@ impl Leaf {
             self.function.aggregate,
             MetricsAggregate::HistogramOverTime(_)
         );
-        let mut key = format!("{by_values:?}");
-        if histogram {
-            key.push_str(&format!("|{:?}", bucket));
+        let group_bucket = if histogram { bucket } else { None };
+        let same_group = self.last_group.as_ref().is_some_and(|last| {
+            last.bucket.map(f64::to_bits) == group_bucket.map(f64::to_bits)
+                && last.by_values == by_values
+        });
+        if !same_group {
+            let mut key = format!("{by_values:?}");
+            if histogram {
+                key.push_str(&format!("|{:?}", bucket));
+            }
+            self.last_group = Some(LastGroup {
+                by_values: by_values.clone(),
+                bucket: group_bucket,
+                key,
+            });
         }
-        if !self.groups.contains_key(&key) {
+        let Some(last) = &self.last_group else {
+            return false;
+        };
+        let key = &last.key;
+        if !self.groups.contains_key(key) {
             if self.groups.len() >= MAX_SERIES {
                 budget.series_capped = true;
                 return false;
@@ -833,13 +861,13 @@ impl Leaf {
                 key.clone(),
                 Group {
                     by_values: by_values.clone(),
-                    bucket: if histogram { bucket } else { None },
+                    bucket: group_bucket,
                     acc,
                     exemplars: Vec::new(),
                 },
             );
         }
-        let Some(group) = self.groups.get_mut(&key) else {
+        let Some(group) = self.groups.get_mut(key) else {
             return false;
         };
         let counted = match &mut group.acc {
