@@ -158,6 +158,8 @@ await check('search: typing TraceQL with autocompletion finds traces', async () 
   assert((await editor.inputValue()).includes('"frontend"'), `value not completed: ${await editor.inputValue()}`);
   await page.keyboard.type(' && kind = server }');
   await page.keyboard.press('Control+Enter');
+  // The rows of this query, not those of the page's first search ({}), which may still show.
+  await page.waitForFunction(() => /traces in \d+ ms/.test(document.getElementById('status').textContent));
   await page.locator('#results tbody tr').first().waitFor();
   const rows = await page.locator('#results tbody tr').count();
   assert(rows > 0, 'no result rows');
