@@ -378,8 +378,8 @@ fn repository() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The checks in tests/ui/run.mjs (three data routes and eighteen page checks).
-const UI_CHECKS: usize = 21;
+/// The checks in tests/ui/run.mjs (three data routes and twenty-one page checks).
+const UI_CHECKS: usize = 24;
 
 #[test]
 fn browser_walks_every_page_against_the_demo_load() {
@@ -437,6 +437,11 @@ fn browser_walks_every_page_against_the_demo_load() {
         stdout.contains("ok   trace: a 10,000-span trace renders"),
         "the 10,000-span trace check did not run:\n{stdout}"
     );
+    assert!(
+        stdout
+            .contains("ok   services: the list shows the rate, error rate and p99 that were sent"),
+        "the services figures check did not run:\n{stdout}"
+    );
     for name in [
         "search",
         "trace",
@@ -448,6 +453,8 @@ fn browser_walks_every_page_against_the_demo_load() {
         "graph",
         "alerts",
         "alert",
+        "services",
+        "service-probe",
         "trace-10000-spans",
     ] {
         assert!(
