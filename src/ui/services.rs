@@ -240,11 +240,13 @@ struct Windowed {
     seconds: f64,
 }
 
-/// What `pick` counted between the window's first sample holding it and `now`.
+/// What `pick` counted in the window, and over how many seconds of data.
 ///
-/// Starting at the first sample that holds the series (rather than at the window's start)
-/// makes a rate the rate over the time data covers. A series newer than every stored sample
-/// is counted from the latest one (it started after it), or from `started_ms`.
+/// The seconds are those the series' data covers, never the nominal window: from the first
+/// sample holding the series to `now`, plus the part of the interval before that sample in
+/// which its first counts arrived, estimated at the rate seen since (so a steady series counts
+/// from when it began, and a burst that stopped counts over the whole interval it fell in).
+/// `started_ms` is when counting began (this vivace's start); before it nothing was counted.
 fn windowed<'a>(
     now: &'a SpanSample,
     samples: &'a [Arc<SpanSample>],
@@ -252,20 +254,46 @@ fn windowed<'a>(
     pick: impl Fn(&'a SpanSample) -> Option<&'a Red>,
 ) -> Option<Windowed> {
     let current = pick(now)?;
-    let (base, base_ms) = match samples.iter().find_map(|sample| {
-        pick(sample)
-            .filter(|red| red.calls > 0.0)
-            .map(|red| (red, sample.at_ms))
-    }) {
-        Some((red, at_ms)) => (Some(red), at_ms),
-        None => (
-            None,
-            samples.last().map_or(started_ms, |sample| sample.at_ms),
-        ),
+    let first_holding = samples
+        .iter()
+        .position(|sample| pick(sample).is_some_and(|red| red.calls > 0.0));
+    let Some(index) = first_holding else {
+        // Newer than every stored sample: it began after the latest one.
+        let from_ms = samples.last().map_or(started_ms, |sample| sample.at_ms);
+        let seconds = (now.at_ms - from_ms) as f64 / 1000.0;
+        return (seconds > 0.0).then(|| Windowed {
+            counts: current.clone(),
+            seconds,
+        });
     };
-    let seconds = (now.at_ms - base_ms) as f64 / 1000.0;
+    let base_sample = &samples[index];
+    let base = pick(base_sample)?;
+    let observed_seconds = (now.at_ms - base_sample.at_ms) as f64 / 1000.0;
+    let previous = match index {
+        0 if started_ms >= base_sample.at_ms - SAMPLE_PERIOD_MS - 1000 => Some((None, started_ms)),
+        // The window starts after the series began: what came before is outside it.
+        0 => None,
+        _ => Some((pick(&samples[index - 1]), samples[index - 1].at_ms)),
+    };
+    let Some((before, before_ms)) = previous else {
+        return (observed_seconds > 0.0).then(|| Windowed {
+            counts: current.since(Some(base)),
+            seconds: observed_seconds,
+        });
+    };
+    let gap_seconds = ((base_sample.at_ms - before_ms) as f64 / 1000.0).max(0.0);
+    let first_counts = base.since(before).calls;
+    let rate_since = match observed_seconds > 0.0 {
+        true => current.since(Some(base)).calls / observed_seconds,
+        false => 0.0,
+    };
+    let lead_seconds = match rate_since > 0.0 {
+        true => (first_counts / rate_since).min(gap_seconds),
+        false => gap_seconds,
+    };
+    let seconds = observed_seconds + lead_seconds;
     (seconds > 0.0).then(|| Windowed {
-        counts: current.since(base),
+        counts: current.since(before),
         seconds,
     })
 }
@@ -288,10 +316,10 @@ fn red_json(bounds: &[f64], windowed: Option<&Windowed>) -> Value {
     })
 }
 
-/// Seconds the window's data covers: from its oldest sample (or `started_ms`) to `now`.
-fn covered_seconds(now: &SpanSample, samples: &[Arc<SpanSample>], started_ms: i64) -> f64 {
-    let from = samples.first().map_or(started_ms, |sample| sample.at_ms);
-    ((now.at_ms - from) as f64 / 1000.0).max(0.0)
+/// Seconds the window's data covers: the window, or less when this vivace started within it
+/// (counting began then).
+fn covered_seconds(now: &SpanSample, started_ms: i64, since_seconds: u32) -> f64 {
+    ((now.at_ms - started_ms) as f64 / 1000.0).clamp(0.0, f64::from(since_seconds))
 }
 
 /// The services list.
@@ -315,7 +343,7 @@ fn services_json(
     json!({
         "source": "metrics-generator",
         "sinceSeconds": since_seconds,
-        "windowSeconds": covered_seconds(now, samples, started_ms),
+        "windowSeconds": covered_seconds(now, started_ms, since_seconds),
         "services": services,
     })
 }
@@ -385,7 +413,7 @@ fn service_json(
         sample.services.get(service)
     });
     let mut body = red_json(&now.bounds, windowed.as_ref());
-    let covered = covered_seconds(now, samples, started_ms);
+    let covered = covered_seconds(now, started_ms, since_seconds);
     let step = step_ms(covered.min(f64::from(since_seconds)));
     let operations = now.operations_complete.then(|| {
         let mut operations: Vec<Value> = now
@@ -648,13 +676,45 @@ mod tests {
         let body = services_json(&now, &samples, started, 3600);
         let shop = &body["services"][0];
         assert_eq!(shop["name"], "shop");
-        // (325 - 50) calls over the 55 s from the first sample holding the series.
+        // 325 calls over the 65 s since counting began.
         assert_eq!(shop["rate"], 5.0);
         assert_eq!(shop["errorRatio"], 0.1);
-        assert_eq!(body["windowSeconds"], 55.0);
+        assert_eq!(body["windowSeconds"], 65.0);
         // All in the first bucket, (0, 10 ms]: p99 interpolates to 9.9 ms.
         let p99 = shop["p99Ms"].as_f64().unwrap();
         assert!((p99 - 9.9).abs() < 1e-9, "{p99}");
+    }
+
+    #[test]
+    fn a_burst_that_stopped_is_spread_over_the_interval_it_arrived_in() {
+        // 100 calls between the samples at 10 s and 20 s, none since.
+        let burst = red(100.0, 0.0, vec![100.0, 0.0, 0.0]);
+        let samples = vec![
+            Arc::new(sample(10_000, &[])),
+            Arc::new(sample(20_000, &[("burst", burst.clone())])),
+            Arc::new(sample(30_000, &[("burst", burst.clone())])),
+        ];
+        let now = sample(40_000, &[("burst", burst)]);
+        let body = services_json(&now, &samples, 0, 3600);
+        // 100 calls over the 30 s from the sample before it appeared.
+        let rate = body["services"][0]["rate"].as_f64().unwrap();
+        assert!((rate - 100.0 / 30.0).abs() < 1e-9, "{rate}");
+    }
+
+    #[test]
+    fn a_steady_series_counts_from_when_it_began() {
+        // 2 calls/s from 15 s on: 10 by the sample at 20 s, 50 by now at 40 s.
+        let samples = vec![
+            Arc::new(sample(10_000, &[])),
+            Arc::new(sample(
+                20_000,
+                &[("steady", red(10.0, 0.0, vec![10.0, 0.0, 0.0]))],
+            )),
+        ];
+        let now = sample(40_000, &[("steady", red(50.0, 0.0, vec![50.0, 0.0, 0.0]))]);
+        let body = services_json(&now, &samples, 0, 3600);
+        let rate = body["services"][0]["rate"].as_f64().unwrap();
+        assert!((rate - 2.0).abs() < 1e-9, "{rate}");
     }
 
     #[test]

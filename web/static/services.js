@@ -79,23 +79,32 @@ function render(names, rows) {
   }));
 }
 
+/** Service names from the tags API (a search over stored spans: the fallback's list). */
+async function taggedNames() {
+  const answer = await getJSON('/api/v2/search/tag/resource.service.name/values');
+  return (answer.tagValues || []).map((value) => value.value);
+}
+
 async function load() {
-  let names;
+  let names = [];
+  let figures = null;
   try {
-    const answer = await getJSON('/api/v2/search/tag/resource.service.name/values');
-    names = (answer.tagValues || []).map((value) => value.value);
+    // The generator's series name every service that sent a span: no search is needed.
+    figures = !usesPrometheus ? await fromGenerator() : null;
+    if (figures) {
+      names = [...figures.rows.keys()];
+    } else {
+      names = await taggedNames();
+      figures = await fromQueries().catch((error) => {
+        status.textContent = describeError(error, 'RED metrics');
+        return null;
+      });
+    }
   } catch (error) {
     status.textContent = describeError(error, 'services');
     status.className = 'status error';
     return;
   }
-  let figures = null;
-  try {
-    figures = (!usesPrometheus && await fromGenerator()) || await fromQueries();
-  } catch (error) {
-    status.textContent = `${describeError(error, 'RED metrics')}`;
-  }
-  // Services the generator counted but search has not indexed yet are listed too.
   names = [...new Set([...names, ...(figures ? figures.rows.keys() : [])])].sort();
   if (!names.length) {
     status.textContent = 'No services yet: send traces over OTLP, or run vivace with --demo.';
