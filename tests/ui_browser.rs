@@ -726,3 +726,162 @@ async fn browser_pages_export_over_otlp_http_only_from_allowed_origins() {
         "spans from the denied origin were stored"
     );
 }
+
+/// With `server.auth` on, a preflight (which never carries credentials) is still answered for
+/// an allowed origin, and the 401 of an export without a token carries the CORS grant, so the
+/// page's SDK can read why it failed.
+#[tokio::test(flavor = "multi_thread")]
+async fn cors_preflights_are_answered_before_authentication() {
+    let yaml = "server:\n  auth:\n    bearer_tokens: [cors-test-token]\ndistributor:\n  receivers:\n    otlp:\n      protocols:\n        http:\n          cors:\n            allowed_origins: [\"https://*.example.com\"]\n            allowed_headers: [Authorization]\n";
+    let vivace = tokio::task::spawn_blocking(move || {
+        let mut vivace = common::Vivace::start_unready(yaml);
+        let ready = vivace.url("/ready");
+        vivace.wait_until(|| matches!(blocking_get(&ready), Ok((200, _))));
+        vivace
+    })
+    .await
+    .unwrap();
+    let otlp = vivace.otlp_http_url();
+    let http = client();
+    let granted = preflight(
+        &http,
+        &otlp,
+        "https://app.example.com",
+        "authorization,content-type",
+    )
+    .await;
+    assert_eq!(granted.status(), 204);
+    assert_eq!(
+        cors_headers(&granted),
+        (
+            Some("https://app.example.com".to_string()),
+            Some("authorization,content-type".to_string())
+        )
+    );
+    let unauthenticated = http
+        .post(format!("{otlp}/v1/traces"))
+        .header("origin", "https://app.example.com")
+        .header("content-type", "application/json")
+        .body(r#"{"resourceSpans":[]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthenticated.status(), 401);
+    assert_eq!(
+        cors_headers(&unauthenticated).0.as_deref(),
+        Some("https://app.example.com")
+    );
+    let authenticated = http
+        .post(format!("{otlp}/v1/traces"))
+        .header("origin", "https://app.example.com")
+        .header("authorization", "Bearer cors-test-token")
+        .header("content-type", "application/json")
+        .body(r#"{"resourceSpans":[]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(authenticated.status(), 200);
+    // Without an Origin nothing changes: no CORS headers, auth as before.
+    let plain = http
+        .request(reqwest::Method::OPTIONS, format!("{otlp}/v1/traces"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), 401);
+    assert_eq!(cors_headers(&plain), (None, None));
+}
+
+/// The services endpoints read the span metrics of the tenant the UI's requests name.
+#[tokio::test(flavor = "multi_thread")]
+async fn services_figures_are_per_tenant() {
+    let vivace =
+        tokio::task::spawn_blocking(|| common::Vivace::start("multitenancy_enabled: true\n"))
+            .await
+            .unwrap();
+    let http = client();
+    let otlp = vivace.otlp_http_url();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    for (tenant, service, spans) in [("team-a", "shop-a", 30u32), ("team-b", "shop-b", 10)] {
+        let spans: Vec<serde_json::Value> = (0..spans)
+            .map(|index| {
+                serde_json::json!({
+                    "traceId": format!("{:032x}", u128::from(index) + 1),
+                    "spanId": format!("{:016x}", u64::from(index) + 1),
+                    "name": "GET /", "kind": 2,
+                    "startTimeUnixNano": (now - 20_000_000).to_string(),
+                    "endTimeUnixNano": now.to_string(),
+                    "status": if index % 5 == 0 { serde_json::json!({"code": 2}) } else { serde_json::json!({}) },
+                })
+            })
+            .collect();
+        let body = serde_json::json!({"resourceSpans": [{
+            "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
+            "scopeSpans": [{"spans": spans}],
+        }]});
+        let pushed = http
+            .post(format!("{otlp}/v1/traces"))
+            .header("x-scope-orgid", tenant)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(pushed.status(), 200, "{tenant}");
+    }
+    let services_of = |tenant: &'static str| {
+        let request = http
+            .get(vivace.url("/api/ui/services?since=900"))
+            .header("x-scope-orgid", tenant);
+        async move {
+            let answer = request.send().await.unwrap();
+            assert_eq!(answer.status(), 200, "{tenant}");
+            answer.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    // The generator consumes asynchronously: poll until team-a's 30 calls are counted.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let team_a = loop {
+        let body = services_of("team-a").await;
+        if body["services"][0]["requests"] == 30.0 || Instant::now() > deadline {
+            break body;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let names = |body: &serde_json::Value| -> Vec<String> {
+        body["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|one| one["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(&team_a), ["shop-a"], "{team_a}");
+    assert_eq!(team_a["services"][0]["requests"], 30.0);
+    assert_eq!(team_a["services"][0]["errorRatio"], 0.2);
+    let team_b = loop {
+        let body = services_of("team-b").await;
+        if body["services"][0]["requests"] == 10.0 || Instant::now() > deadline {
+            break body;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(names(&team_b), ["shop-b"], "{team_b}");
+    let page = http
+        .get(vivace.url("/api/ui/services/shop-a?since=900"))
+        .header("x-scope-orgid", "team-b")
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert_eq!(page["known"], false, "team-b sees team-a's service: {page}");
+    let anonymous = http
+        .get(vivace.url("/api/ui/services"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+}
