@@ -235,6 +235,7 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
             listener,
             Arc::clone(&distributor),
             metrics_receiver.clone(),
+            crate::receiver::cors::CorsPolicy::new(&receivers.http.cors),
             async move { stop.cancelled().await },
         ));
     }

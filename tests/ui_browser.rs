@@ -378,8 +378,8 @@ fn repository() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The checks in tests/ui/run.mjs (three data routes and eighteen page checks).
-const UI_CHECKS: usize = 21;
+/// The checks in tests/ui/run.mjs (three data routes and twenty-one page checks).
+const UI_CHECKS: usize = 24;
 
 #[test]
 fn browser_walks_every_page_against_the_demo_load() {
@@ -437,6 +437,11 @@ fn browser_walks_every_page_against_the_demo_load() {
         stdout.contains("ok   trace: a 10,000-span trace renders"),
         "the 10,000-span trace check did not run:\n{stdout}"
     );
+    assert!(
+        stdout
+            .contains("ok   services: the list shows the rate, error rate and p99 that were sent"),
+        "the services figures check did not run:\n{stdout}"
+    );
     for name in [
         "search",
         "trace",
@@ -448,6 +453,8 @@ fn browser_walks_every_page_against_the_demo_load() {
         "graph",
         "alerts",
         "alert",
+        "services",
+        "service-probe",
         "trace-10000-spans",
     ] {
         assert!(
@@ -456,4 +463,425 @@ fn browser_walks_every_page_against_the_demo_load() {
             screenshots.display()
         );
     }
+}
+
+/// Serves `files` on a free port of 127.0.0.1: a web page's own origin, other than vivace's.
+async fn page_origin(files: std::sync::Arc<std::collections::HashMap<String, Vec<u8>>>) -> String {
+    let app = axum::Router::new().route(
+        "/{file}",
+        axum::routing::get(
+            move |axum::extract::Path(file): axum::extract::Path<String>| {
+                let files = files.clone();
+                async move {
+                    let content_type = if file.ends_with(".js") {
+                        "text/javascript"
+                    } else {
+                        "text/html; charset=utf-8"
+                    };
+                    match files.get(&file) {
+                        Some(body) => (
+                            axum::http::StatusCode::OK,
+                            [(axum::http::header::CONTENT_TYPE, content_type)],
+                            body.clone(),
+                        ),
+                        None => (
+                            axum::http::StatusCode::NOT_FOUND,
+                            [(axum::http::header::CONTENT_TYPE, "text/plain")],
+                            b"not found".to_vec(),
+                        ),
+                    }
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{address}")
+}
+
+/// The CORS answer headers of `response` as (allow-origin, allow-headers).
+fn cors_headers(response: &reqwest::Response) -> (Option<String>, Option<String>) {
+    let text = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .map(|value| value.to_str().unwrap_or_default().to_string())
+    };
+    (
+        text("access-control-allow-origin"),
+        text("access-control-allow-headers"),
+    )
+}
+
+async fn preflight(
+    http: &reqwest::Client,
+    otlp: &str,
+    origin: &str,
+    headers: &str,
+) -> reqwest::Response {
+    http.request(reqwest::Method::OPTIONS, format!("{otlp}/v1/traces"))
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", headers)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Trace IDs `tenant` finds for spans of `service`.
+async fn traces_of(
+    http: &reqwest::Client,
+    vivace: &common::Vivace,
+    tenant: &str,
+    service: &str,
+) -> Vec<String> {
+    // `{ resource.service.name = "<service>" }`, percent-encoded (service names are plain).
+    let query = format!("%7B%20resource.service.name%20%3D%20%22{service}%22%20%7D");
+    let answer = http
+        .get(vivace.url(&format!("/api/search?q={query}&limit=20")))
+        .header("x-scope-orgid", tenant)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200, "search for {service}");
+    let body: serde_json::Value = answer.json().await.unwrap();
+    body["traces"]
+        .as_array()
+        .map(|traces| {
+            traces
+                .iter()
+                .filter_map(|trace| trace["traceID"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A web page on another origin exports spans with the OpenTelemetry JS web SDK in chromium:
+/// from an allowed origin they arrive (preflight answered, X-Scope-OrgID allowed); from an
+/// origin not listed the browser gets no CORS grant and the export fails without sending.
+#[tokio::test(flavor = "multi_thread")]
+async fn browser_pages_export_over_otlp_http_only_from_allowed_origins() {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).exists(),
+        "{chromium} is missing: tests/run.sh installs Debian's chromium (apt-get install chromium)"
+    );
+    let ui = repository().join("tests/ui");
+    for package in [
+        "playwright-core",
+        "esbuild",
+        "@opentelemetry/sdk-trace-web",
+        "@opentelemetry/exporter-trace-otlp-http",
+    ] {
+        assert!(
+            ui.join("node_modules").join(package).is_dir(),
+            "tests/ui/node_modules/{package} is missing: tests/run.sh runs `npm ci` in tests/ui"
+        );
+    }
+    // The page's script: the SDK bundled as a web application would ship it.
+    let bundle_dir = tempfile::tempdir().unwrap();
+    let bundle = bundle_dir.path().join("otel.js");
+    let built = Command::new(ui.join("node_modules/.bin/esbuild"))
+        .arg(ui.join("otlp_page.js"))
+        .args([
+            "--bundle",
+            "--format=esm",
+            "--platform=browser",
+            "--log-level=warning",
+        ])
+        .arg(format!("--outfile={}", bundle.display()))
+        .output()
+        .expect("run esbuild");
+    assert!(
+        built.status.success(),
+        "esbuild failed: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let files = std::sync::Arc::new(std::collections::HashMap::from([
+        ("otel.js".to_string(), std::fs::read(&bundle).unwrap()),
+        (
+            "index.html".to_string(),
+            b"<!doctype html><title>shop</title><script type=\"module\" src=\"/otel.js\"></script>"
+                .to_vec(),
+        ),
+    ]));
+    let allowed_origin = page_origin(files.clone()).await;
+    let denied_origin = page_origin(files).await;
+
+    let yaml = format!(
+        "multitenancy_enabled: true\ndistributor:\n  receivers:\n    otlp:\n      protocols:\n        http:\n          cors:\n            allowed_origins: [\"{allowed_origin}\", \"https://*.example.com\"]\n            allowed_headers: [X-Scope-OrgID]\n"
+    );
+    let vivace = tokio::task::spawn_blocking(move || common::Vivace::start(&yaml))
+        .await
+        .unwrap();
+    let otlp = vivace.otlp_http_url();
+    let http = client();
+
+    // The headers themselves, as a browser would ask.
+    let granted = preflight(&http, &otlp, &allowed_origin, "content-type,x-scope-orgid").await;
+    assert_eq!(granted.status(), 204);
+    let (origin, headers) = cors_headers(&granted);
+    assert_eq!(origin.as_deref(), Some(allowed_origin.as_str()));
+    assert_eq!(headers.as_deref(), Some("content-type,x-scope-orgid"));
+    assert_eq!(granted.headers()["access-control-allow-methods"], "POST");
+    let wildcard = preflight(&http, &otlp, "https://shop.example.com", "content-type").await;
+    assert_eq!(
+        cors_headers(&wildcard).0.as_deref(),
+        Some("https://shop.example.com")
+    );
+    for (origin, headers) in [
+        (denied_origin.as_str(), "content-type,x-scope-orgid"),
+        ("https://example.com", "content-type"),
+        (allowed_origin.as_str(), "content-type,authorization"),
+    ] {
+        let refused = preflight(&http, &otlp, origin, headers).await;
+        assert_eq!(
+            cors_headers(&refused),
+            (None, None),
+            "preflight from {origin} asking for {headers}"
+        );
+    }
+    let body = r#"{"resourceSpans":[]}"#;
+    for (origin, expected) in [
+        (allowed_origin.as_str(), Some(allowed_origin.clone())),
+        (denied_origin.as_str(), None),
+    ] {
+        let answer = http
+            .post(format!("{otlp}/v1/traces"))
+            .header("origin", origin)
+            .header("content-type", "application/json")
+            .header("x-scope-orgid", "browser-team")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        assert_eq!(cors_headers(&answer).0, expected, "POST from {origin}");
+    }
+
+    // A real browser with the real SDK.
+    let script = ui.join("otlp_browser.mjs");
+    let pages = [
+        format!("{allowed_origin}/index.html=browser-allowed"),
+        format!("{denied_origin}/index.html=browser-denied"),
+    ];
+    let otlp_for_node = otlp.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(script)
+            .arg(otlp_for_node)
+            .arg("browser-team")
+            .args(pages)
+            .env("CHROMIUM", chromium)
+            .output()
+            .expect("run node tests/ui/otlp_browser.mjs")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "otlp_browser.mjs failed:\n{stdout}\n{stderr}\nvivace log:\n{}",
+        vivace.log_text()
+    );
+    assert!(
+        stdout.contains(&format!(
+            "export browser-allowed code=0 origin={allowed_origin}"
+        )),
+        "the allowed page's export did not succeed:\n{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "export browser-denied code=1 origin={denied_origin}"
+        )),
+        "the denied page's export did not fail:\n{stdout}"
+    );
+
+    // The allowed page's span is stored for the tenant it named; the denied page sent nothing.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let found = loop {
+        let found = traces_of(&http, &vivace, "browser-team", "browser-allowed").await;
+        if !found.is_empty() || Instant::now() > deadline {
+            break found;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(found.len(), 1, "the browser's trace was not found");
+    let trace = http
+        .get(vivace.url(&format!("/api/v2/traces/{}", found[0])))
+        .header("x-scope-orgid", "browser-team")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(trace.status(), 200);
+    let trace_text = trace.text().await.unwrap();
+    assert!(trace_text.contains("checkout click"), "{trace_text}");
+    assert!(
+        traces_of(&http, &vivace, "browser-team", "browser-denied")
+            .await
+            .is_empty(),
+        "spans from the denied origin were stored"
+    );
+}
+
+/// With `server.auth` on, a preflight (which never carries credentials) is still answered for
+/// an allowed origin, and the 401 of an export without a token carries the CORS grant, so the
+/// page's SDK can read why it failed.
+#[tokio::test(flavor = "multi_thread")]
+async fn cors_preflights_are_answered_before_authentication() {
+    let yaml = "server:\n  auth:\n    bearer_tokens: [cors-test-token]\ndistributor:\n  receivers:\n    otlp:\n      protocols:\n        http:\n          cors:\n            allowed_origins: [\"https://*.example.com\"]\n            allowed_headers: [Authorization]\n";
+    let vivace = tokio::task::spawn_blocking(move || {
+        let mut vivace = common::Vivace::start_unready(yaml);
+        let ready = vivace.url("/ready");
+        vivace.wait_until(|| matches!(blocking_get(&ready), Ok((200, _))));
+        vivace
+    })
+    .await
+    .unwrap();
+    let otlp = vivace.otlp_http_url();
+    let http = client();
+    let granted = preflight(
+        &http,
+        &otlp,
+        "https://app.example.com",
+        "authorization,content-type",
+    )
+    .await;
+    assert_eq!(granted.status(), 204);
+    assert_eq!(
+        cors_headers(&granted),
+        (
+            Some("https://app.example.com".to_string()),
+            Some("authorization,content-type".to_string())
+        )
+    );
+    let unauthenticated = http
+        .post(format!("{otlp}/v1/traces"))
+        .header("origin", "https://app.example.com")
+        .header("content-type", "application/json")
+        .body(r#"{"resourceSpans":[]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthenticated.status(), 401);
+    assert_eq!(
+        cors_headers(&unauthenticated).0.as_deref(),
+        Some("https://app.example.com")
+    );
+    let authenticated = http
+        .post(format!("{otlp}/v1/traces"))
+        .header("origin", "https://app.example.com")
+        .header("authorization", "Bearer cors-test-token")
+        .header("content-type", "application/json")
+        .body(r#"{"resourceSpans":[]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(authenticated.status(), 200);
+    // Without an Origin nothing changes: no CORS headers, auth as before.
+    let plain = http
+        .request(reqwest::Method::OPTIONS, format!("{otlp}/v1/traces"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), 401);
+    assert_eq!(cors_headers(&plain), (None, None));
+}
+
+/// The services endpoints read the span metrics of the tenant the UI's requests name.
+#[tokio::test(flavor = "multi_thread")]
+async fn services_figures_are_per_tenant() {
+    let vivace =
+        tokio::task::spawn_blocking(|| common::Vivace::start("multitenancy_enabled: true\n"))
+            .await
+            .unwrap();
+    let http = client();
+    let otlp = vivace.otlp_http_url();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    for (tenant, service, spans) in [("team-a", "shop-a", 30u32), ("team-b", "shop-b", 10)] {
+        let spans: Vec<serde_json::Value> = (0..spans)
+            .map(|index| {
+                serde_json::json!({
+                    "traceId": format!("{:032x}", u128::from(index) + 1),
+                    "spanId": format!("{:016x}", u64::from(index) + 1),
+                    "name": "GET /", "kind": 2,
+                    "startTimeUnixNano": (now - 20_000_000).to_string(),
+                    "endTimeUnixNano": now.to_string(),
+                    "status": if index % 5 == 0 { serde_json::json!({"code": 2}) } else { serde_json::json!({}) },
+                })
+            })
+            .collect();
+        let body = serde_json::json!({"resourceSpans": [{
+            "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
+            "scopeSpans": [{"spans": spans}],
+        }]});
+        let pushed = http
+            .post(format!("{otlp}/v1/traces"))
+            .header("x-scope-orgid", tenant)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(pushed.status(), 200, "{tenant}");
+    }
+    let services_of = |tenant: &'static str| {
+        let request = http
+            .get(vivace.url("/api/ui/services?since=900"))
+            .header("x-scope-orgid", tenant);
+        async move {
+            let answer = request.send().await.unwrap();
+            assert_eq!(answer.status(), 200, "{tenant}");
+            answer.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    // The generator consumes asynchronously: poll until team-a's 30 calls are counted.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let team_a = loop {
+        let body = services_of("team-a").await;
+        if body["services"][0]["requests"] == 30.0 || Instant::now() > deadline {
+            break body;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let names = |body: &serde_json::Value| -> Vec<String> {
+        body["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|one| one["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(&team_a), ["shop-a"], "{team_a}");
+    assert_eq!(team_a["services"][0]["requests"], 30.0);
+    assert_eq!(team_a["services"][0]["errorRatio"], 0.2);
+    let team_b = loop {
+        let body = services_of("team-b").await;
+        if body["services"][0]["requests"] == 10.0 || Instant::now() > deadline {
+            break body;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(names(&team_b), ["shop-b"], "{team_b}");
+    let page = http
+        .get(vivace.url("/api/ui/services/shop-a?since=900"))
+        .header("x-scope-orgid", "team-b")
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert_eq!(page["known"], false, "team-b sees team-a's service: {page}");
+    let anonymous = http
+        .get(vivace.url("/api/ui/services"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
 }

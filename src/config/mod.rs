@@ -418,6 +418,17 @@ impl Config {
                 key: format!("server.tls.{key}"),
                 reason,
             })?;
+        self.distributor
+            .receivers
+            .otlp
+            .protocols
+            .http
+            .cors
+            .validate()
+            .map_err(|(key, reason)| ConfigError::Invalid {
+                key: format!("distributor.receivers.otlp.protocols.http.cors.{key}"),
+                reason,
+            })?;
         if self.server.auth.enabled()
             && self
                 .distributor

@@ -2,6 +2,7 @@
 //! tests). They decode to OTLP `ResourceSpans` and hand them to the distributor.
 
 pub mod bench;
+pub mod cors;
 pub mod jaeger;
 pub mod otlp;
 pub mod otlp_json;

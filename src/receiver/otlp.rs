@@ -44,8 +44,42 @@ pub struct OtlpConfig {
 pub struct OtlpProtocols {
     /// OTLP over gRPC.
     pub grpc: ListenerConfig,
-    /// OTLP over HTTP (`POST /v1/traces`).
-    pub http: ListenerConfig,
+    /// OTLP over HTTP (`POST /v1/traces`), with CORS for pages that export from a browser.
+    pub http: OtlpHttpConfig,
+}
+
+/// `distributor.receivers.otlp.protocols.http`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OtlpHttpConfig {
+    /// Whether this receiver listens at all.
+    pub enabled: bool,
+    /// `address:port` to listen on; `0.0.0.0:<port>` to accept from other machines.
+    pub endpoint: String,
+    /// Which web pages (origins) may export from a browser, and with which extra headers.
+    pub cors: super::cors::CorsConfig,
+}
+
+/// `distributor.receivers.otlp.protocols.http` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct OtlpHttpInput {
+    enabled: Option<bool>,
+    endpoint: Option<String>,
+    cors: Option<super::cors::CorsConfig>,
+}
+
+impl OtlpHttpInput {
+    fn resolve(written: Option<OtlpHttpInput>, default: OtlpHttpConfig) -> OtlpHttpConfig {
+        match written {
+            None => default,
+            Some(written) => OtlpHttpConfig {
+                enabled: written.enabled.unwrap_or(true),
+                endpoint: written.endpoint.unwrap_or(default.endpoint),
+                cors: written.cors.unwrap_or(default.cors),
+            },
+        }
+    }
 }
 
 /// One listening receiver.
@@ -85,7 +119,7 @@ impl ListenerInput {
 #[serde(default, deny_unknown_fields)]
 struct OtlpProtocolsInput {
     grpc: Option<ListenerInput>,
-    http: Option<ListenerInput>,
+    http: Option<OtlpHttpInput>,
 }
 
 impl From<OtlpProtocolsInput> for OtlpProtocols {
@@ -93,7 +127,7 @@ impl From<OtlpProtocolsInput> for OtlpProtocols {
         let default = OtlpProtocols::default();
         OtlpProtocols {
             grpc: ListenerInput::resolve(input.grpc, default.grpc),
-            http: ListenerInput::resolve(input.http, default.http),
+            http: OtlpHttpInput::resolve(input.http, default.http),
         }
     }
 }
@@ -106,9 +140,10 @@ impl Default for OtlpConfig {
                     enabled: true,
                     endpoint: "127.0.0.1:4317".into(),
                 },
-                http: ListenerConfig {
+                http: OtlpHttpConfig {
                     enabled: true,
                     endpoint: "127.0.0.1:4318".into(),
+                    cors: super::cors::CorsConfig::default(),
                 },
             },
         }
@@ -505,17 +540,27 @@ pub fn gunzip_bounded(compressed: &[u8], limit: usize) -> Result<Vec<u8>, Distri
 }
 
 /// Serves OTLP/HTTP on `listener` until `shutdown` resolves; with `metrics`, `/v1/metrics` too.
+/// With `cors`, preflights are answered (before authentication: they carry no credentials)
+/// and answers to allowed origins carry `Access-Control-Allow-Origin`.
 pub async fn serve_http(
     listener: crate::server::Listener,
     distributor: Arc<Distributor>,
     metrics: Option<super::otlp_metrics::MetricsReceiver>,
+    cors: Option<Arc<super::cors::CorsPolicy>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let mut router = http_router(distributor);
     if let Some(metrics) = metrics {
         router = router.merge(super::otlp_metrics::http_router(metrics));
     }
-    listener.serve(router, shutdown).await
+    let outer = move |protected: Router| match cors {
+        Some(policy) => protected.layer(axum::middleware::from_fn_with_state(
+            policy,
+            super::cors::middleware,
+        )),
+        None => protected,
+    };
+    listener.serve_wrapped(router, outer, shutdown).await
 }
 
 #[cfg(test)]

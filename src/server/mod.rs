@@ -70,10 +70,24 @@ impl Listener {
         router: axum::Router,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let router = match &self.security.auth {
+        self.serve_wrapped(router, |protected| protected, shutdown)
+            .await
+    }
+
+    /// As [`Listener::serve`], with `outer` wrapped around the authenticated router: what
+    /// `outer` adds sees requests before authentication (a CORS preflight, which by the
+    /// standard carries no credentials).
+    pub async fn serve_wrapped(
+        self,
+        router: axum::Router,
+        outer: impl FnOnce(axum::Router) -> axum::Router,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let protected = match &self.security.auth {
             Some(authenticator) => auth::protect(router, Arc::clone(authenticator)),
             None => router,
         };
+        let router = outer(protected);
         match self.security.tls {
             None => {
                 // As tonic's own server does: gRPC's small frames should not wait for Nagle.

@@ -4,25 +4,21 @@
 //! seconds for the last hour). Each tenant has its own series and samples: with multi-tenancy
 //! the graph is the one of the tenant `X-Scope-OrgID` names.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use parking_lot::Mutex;
 use serde_json::{json, Value};
 
+use super::history::{now_ms, History, Timed};
 use super::UiState;
 use crate::generator::registry::{Family, SeriesValue};
 use crate::generator::servicegraphs::{
     REQUEST_FAILED_TOTAL, REQUEST_SERVER_SECONDS, REQUEST_TOTAL,
 };
 use crate::generator::Generator;
-
-/// Samples kept: one an every ten seconds for an hour.
-const MAX_SAMPLES: usize = 360;
 
 /// An edge: client, server and `connection_type` (empty for plain calls).
 type EdgeKey = (String, String, String);
@@ -48,14 +44,7 @@ pub struct Sample {
     edges: HashMap<EdgeKey, EdgeCounts>,
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-fn label<'a>(labels: &'a [(String, String)], name: &str) -> &'a str {
+pub(super) fn label<'a>(labels: &'a [(String, String)], name: &str) -> &'a str {
     labels
         .iter()
         .find(|(key, _)| key == name)
@@ -131,43 +120,17 @@ impl Sample {
     }
 }
 
-/// Samples of each tenant's counters, oldest first, bounded per tenant.
-#[derive(Default)]
-pub struct ServiceGraphHistory {
-    samples: Mutex<HashMap<String, VecDeque<Arc<Sample>>>>,
-}
+/// Samples of each tenant's service-graph counters.
+pub type ServiceGraphHistory = History<Sample>;
 
-impl ServiceGraphHistory {
-    pub fn push(&self, tenant: &str, sample: Sample) {
-        let mut samples = self.samples.lock();
-        let tenant_samples = samples.entry(tenant.to_string()).or_default();
-        if tenant_samples.len() >= MAX_SAMPLES {
-            tenant_samples.pop_front();
-        }
-        tenant_samples.push_back(Arc::new(sample));
-    }
-
-    /// Forgets the samples of tenants not in `tenants` (their series are gone).
-    pub fn retain(&self, tenants: &[String]) {
-        self.samples
-            .lock()
-            .retain(|tenant, _| tenants.contains(tenant));
-    }
-
-    /// `tenant`'s oldest sample taken at or after `since_ms`, if it is older than `before_ms`.
-    fn baseline(&self, tenant: &str, since_ms: i64, before_ms: i64) -> Option<Arc<Sample>> {
-        self.samples
-            .lock()
-            .get(tenant)?
-            .iter()
-            .find(|sample| sample.at_ms >= since_ms)
-            .filter(|sample| sample.at_ms < before_ms)
-            .cloned()
+impl Timed for Sample {
+    fn at_ms(&self) -> i64 {
+        self.at_ms
     }
 }
 
 /// The `q`-th quantile (0..1) of per-bucket counts with Prometheus' linear interpolation.
-fn quantile(bounds: &[f64], buckets: &[f64], q: f64) -> Option<f64> {
+pub(super) fn quantile(bounds: &[f64], buckets: &[f64], q: f64) -> Option<f64> {
     let total: f64 = buckets.iter().sum();
     if total <= 0.0 {
         return None;

@@ -5,6 +5,8 @@
 //! from the metrics-generator's series and a proxy to the configured Prometheus.
 
 mod graph;
+mod history;
+mod services;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -38,6 +40,11 @@ pub struct UiState {
     pub grafana_datasource_uid: String,
     /// Samples of the service-graph counters, for rates over a window.
     pub graph_history: ServiceGraphHistory,
+    /// Samples of the span metrics the services pages read, likewise.
+    pub span_history: services::SpanHistory,
+    /// When this vivace started (ms since the epoch): the generator counts from here, so a
+    /// rate over data newer than every sample is over the time since.
+    pub started_ms: i64,
     /// With multi-tenancy on, the graph endpoint serves the series of the tenant named by
     /// `X-Scope-OrgID` (401 without it).
     pub multitenancy_enabled: bool,
@@ -59,6 +66,8 @@ impl UiState {
             grafana_url: config.ui.grafana_url.trim_end_matches('/').to_string(),
             grafana_datasource_uid: config.ui.grafana_datasource_uid.clone(),
             graph_history: ServiceGraphHistory::default(),
+            span_history: services::SpanHistory::default(),
+            started_ms: history::now_ms(),
             multitenancy_enabled: config.multitenancy_enabled,
             client,
         })
@@ -79,13 +88,15 @@ pub fn router(state: Arc<UiState>) -> Router {
         .route("/alerts/{fingerprint}", get(alert_page))
         .route("/static/{*path}", get(static_file))
         .route("/api/ui/service-graph", get(graph::service_graph))
+        .route("/api/ui/services", get(services::services))
+        .route("/api/ui/services/{name}", get(services::service))
         .route("/api/ui/prom/{endpoint}", get(prometheus_proxy))
         .layer(CompressionLayer::new().gzip(true))
         .with_state(state)
 }
 
-/// Samples the service-graph counters every ten seconds until `stop`, so the graph page can
-/// show rates over the last minutes from its first load.
+/// Samples the service-graph counters and the span metrics every ten seconds until `stop`, so
+/// the graph and services pages can show rates over the last minutes from their first load.
 pub async fn sample_service_graph(
     state: Arc<UiState>,
     stop: CancellationToken,
@@ -104,17 +115,25 @@ pub async fn sample_service_graph(
         let generator = Arc::clone(&generator);
         let sampled = tokio::task::spawn_blocking(move || {
             let tenants = generator.tenants().names();
-            let samples: Vec<(String, graph::Sample)> = tenants
+            let samples: Vec<(String, graph::Sample, services::SpanSample)> = tenants
                 .iter()
-                .map(|tenant| (tenant.clone(), graph::Sample::take(&generator, tenant)))
+                .map(|tenant| {
+                    (
+                        tenant.clone(),
+                        graph::Sample::take(&generator, tenant),
+                        services::SpanSample::take(&generator, tenant, None),
+                    )
+                })
                 .collect();
             (tenants, samples)
         })
         .await;
         if let Ok((tenants, samples)) = sampled {
             state.graph_history.retain(&tenants);
-            for (tenant, sample) in samples {
-                state.graph_history.push(&tenant, sample);
+            state.span_history.retain(&tenants);
+            for (tenant, graph_sample, span_sample) in samples {
+                state.graph_history.push(&tenant, graph_sample);
+                state.span_history.push(&tenant, span_sample);
             }
         }
     }

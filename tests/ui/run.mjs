@@ -93,6 +93,55 @@ async function sendBigTrace(count) {
   return traceId;
 }
 
+// ---- a known load: what the services pages must show ------------------------------------
+// `ui-probe` gets a server span 5 times a second, 12 ms long, every tenth one failed, from the
+// start of the run; the services checks compare what the pages show with what was sent.
+const PROBE = 'ui-probe';
+const probe = { sent: 0, failed: 0, firstMs: 0, lastMs: 0, refused: 0 };
+async function sendProbeSpan() {
+  const failed = probe.sent % 10 === 9;
+  const end = BigInt(Date.now()) * 1000000n;
+  const span = {
+    traceId: randomHex(16), spanId: randomHex(8), name: 'GET /probe', kind: 2,
+    startTimeUnixNano: String(end - 12000000n), endTimeUnixNano: String(end),
+    status: failed ? { code: 2, message: 'probe failure' } : {},
+  };
+  const body = { resourceSpans: [{ resource: { attributes: [{ key: 'service.name', value: { stringValue: PROBE } }] }, scopeSpans: [{ scope: { name: 'ui-test' }, spans: [span] }] }] };
+  probe.sent++;
+  if (failed) probe.failed++;
+  probe.firstMs ||= Date.now();
+  probe.lastMs = Date.now();
+  const response = await fetch(`${otlp}/v1/traces`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+  if (!response.ok) probe.refused++;
+}
+const probeTimer = setInterval(() => { sendProbeSpan().catch(() => { probe.refused++; }); }, 200);
+
+/** The number in a rate as the pages print it ("2.8/s", "6/min", "1/h"), per second. */
+function perSecond(text) {
+  const match = /^([\d.]+)\/(s|min|h)$/.exec(text.trim());
+  assert(match, `not a rate: ${JSON.stringify(text)}`);
+  return Number(match[1]) / { s: 1, min: 60, h: 3600 }[match[2]];
+}
+/** "3.8 %" as 0.038. */
+function ratio(text) {
+  const match = /^([\d.]+) %$/.exec(text.trim());
+  assert(match, `not a percentage: ${JSON.stringify(text)}`);
+  return Number(match[1]) / 100;
+}
+/** "12.3 ms", "812 µs", "1.24 s" in milliseconds. */
+function milliseconds(text) {
+  const match = /^([\d.]+) (µs|ms|s)$/.exec(text.trim());
+  assert(match, `not a duration: ${JSON.stringify(text)}`);
+  return Number(match[1]) * { 'µs': 0.001, ms: 1, s: 1000 }[match[2]];
+}
+/** Waits until the probe has sent for `seconds`. */
+async function probeRunning(seconds) {
+  while (Date.now() - (probe.firstMs || Date.now()) < seconds * 1000) await new Promise((resolve) => setTimeout(resolve, 500));
+  assert(probe.refused === 0, `${probe.refused} probe pushes were refused`);
+}
+/** The probe's rate so far, per second. */
+const probeRate = () => (probe.sent - 1) / ((probe.lastMs - probe.firstMs) / 1000);
+
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   headless: true,
@@ -158,6 +207,8 @@ await check('search: typing TraceQL with autocompletion finds traces', async () 
   assert((await editor.inputValue()).includes('"frontend"'), `value not completed: ${await editor.inputValue()}`);
   await page.keyboard.type(' && kind = server }');
   await page.keyboard.press('Control+Enter');
+  // The rows of this query, not those of the page's first search ({}), which may still show.
+  await page.waitForFunction(() => /traces in \d+ ms/.test(document.getElementById('status').textContent));
   await page.locator('#results tbody tr').first().waitFor();
   const rows = await page.locator('#results tbody tr').count();
   assert(rows > 0, 'no result rows');
@@ -296,11 +347,37 @@ await check('service: per-operation table lists server operations', async () => 
 });
 
 // ---- service graph ----------------------------------------------------------------------
+/** No stale "Loading…", rates in words, and no two edge labels overlapping. */
+async function assertGraphReadable() {
+  const statusText = await page.locator('#status').textContent();
+  assert(!statusText.includes('Loading'), `the status still says ${statusText}`);
+  assert(/\d+ nodes, \d+ edges/.test(statusText), `status: ${statusText}`);
+  const labels = await page.$$eval('#graph text.edge-label', (texts) => texts.map((text) => {
+    const box = text.getBBox();
+    return { text: text.textContent, left: box.x, right: box.x + box.width, top: box.y, bottom: box.y + box.height };
+  }));
+  assert(labels.length >= 5, `${labels.length} edge labels`);
+  for (const label of labels) assert(/^\d+(\.\d+)?\/(s|min|h)$|^\d+$/.test(label.text), `edge label ${JSON.stringify(label.text)}`);
+  for (let one = 0; one < labels.length; one++) {
+    for (let other = one + 1; other < labels.length; other++) {
+      const [a, b] = [labels[one], labels[other]];
+      const overlap = a.left < b.right - 0.5 && b.left < a.right - 0.5 && a.top < b.bottom - 0.5 && b.top < a.bottom - 0.5;
+      assert(!overlap, `edge labels ${JSON.stringify(a)} and ${JSON.stringify(b)} overlap`);
+    }
+  }
+}
+
 await check('graph: nodes and edges from the generator; an edge shows its traces', async () => {
   await page.goto(`${base}/graph`);
   await page.locator('#graph g.edge').first().waitFor();
   const nodes = await page.$$eval('#graph [data-node]', (all) => all.map((node) => node.dataset.node));
   for (const name of ['frontend', 'checkout', 'payments', 'postgresql']) assert(nodes.includes(name), `no node ${name} in ${nodes}`);
+  await assertGraphReadable();
+  await page.setViewportSize({ width: 1100, height: 900 });
+  await page.waitForTimeout(300);
+  await assertGraphReadable();
+  await page.setViewportSize({ width: 1400, height: 900 });
+  await page.waitForTimeout(300);
   const edge = page.locator('#graph g.edge[aria-label^="frontend → checkout"]').first();
   await edge.focus();
   await page.keyboard.press('Enter');
@@ -399,6 +476,69 @@ await check('trace: a 10,000-span trace renders', async () => {
   await page.locator('#tab-flame').click();
   await shot('trace-10000-spans-flame');
 });
+
+// ---- services: the numbers shown against what was sent ---------------------------------
+await check('services: the list shows the rate, error rate and p99 that were sent', async () => {
+  await probeRunning(40);
+  await page.goto(`${base}/services`);
+  await page.locator('#services[data-ready="true"]').waitFor();
+  const row = page.locator(`#services tbody tr[data-service="${PROBE}"]`);
+  const shown = { rate: await row.locator('td.rate').textContent(), errors: await row.locator('td.errors').textContent(), p99: await row.locator('td.p99').textContent() };
+  const sent = probeRate();
+  assert(Math.abs(perSecond(shown.rate) - sent) <= sent * 0.2, `${PROBE} shows ${shown.rate}, ${sent.toFixed(2)}/s were sent`);
+  assert(Math.abs(ratio(shown.errors) - 0.1) <= 0.02, `${PROBE} shows ${shown.errors} errors, 10 % were sent`);
+  // 12 ms spans: in the (8 ms, 16 ms] bucket of the span-metrics histogram.
+  assert(milliseconds(shown.p99) > 8 && milliseconds(shown.p99) <= 16.5, `${PROBE} p99 ${shown.p99}, every span took 12 ms`);
+  // The demo's entry service: a rate per second (about ten traces a second), never an exponent.
+  const frontend = await page.locator('#services tbody tr[data-service="frontend"] td.rate').textContent();
+  assert(perSecond(frontend) >= 1, `frontend shows ${frontend}`);
+  const table = await page.locator('#services tbody').textContent();
+  assert(!/\de[-+]?\d/.test(table), `a number in exponent notation: ${table}`);
+  const statusText = await page.locator('#status').textContent();
+  assert(statusText.includes('span metrics'), `status: ${statusText}`);
+  await shot('services');
+  await pageFigures('services');
+});
+
+await check('service: summary and charts plot what was sent; error charts have points', async () => {
+  await page.goto(`${base}/services/${PROBE}`);
+  await page.locator('#summary [data-figure="rate"]').waitFor()
+    .catch(async (error) => { throw new Error(`${error.message}; the page says: ${await page.locator('#source').textContent()}`); });
+  const sent = probeRate();
+  const rate = await page.locator('#summary [data-figure="rate"]').textContent();
+  assert(Math.abs(perSecond(rate) - sent) <= sent * 0.2, `summary shows ${rate}, ${sent.toFixed(2)}/s were sent`);
+  const errors = await page.locator('#summary [data-figure="errors"]').textContent();
+  assert(Math.abs(ratio(errors) - 0.1) <= 0.02, `summary shows ${errors} errors, 10 % were sent`);
+  for (const id of ['chart-rate', 'chart-errors', 'chart-latency']) {
+    // attached, not visible: a flat line (every span 12 ms) has an empty bounding box.
+    await page.locator(`#${id} path.series`).first().waitFor({ state: 'attached' });
+    const points = Number(await page.locator(`#${id} path.series`).first().getAttribute('data-points'));
+    assert(points >= 3, `${id} has ${points} points`);
+  }
+  const lastRate = Number(await page.locator('#chart-rate path.series').getAttribute('data-last'));
+  assert(lastRate > sent * 0.5 && lastRate < sent * 1.5, `the rate chart ends at ${lastRate}/s, ${sent.toFixed(2)}/s were sent`);
+  const operations = await page.locator('#operations tbody').textContent();
+  assert(operations.includes('GET /probe'), `operations: ${operations}`);
+  await shot('service-probe');
+  // The demo's checkout fails now and then: its error chart has points too.
+  await page.goto(`${base}/services/checkout`);
+  await page.locator('#chart-errors path.series').waitFor({ state: 'attached' });
+  const checkoutPoints = Number(await page.locator('#chart-errors path.series').getAttribute('data-points'));
+  assert(checkoutPoints >= 3, `checkout's error chart has ${checkoutPoints} points`);
+});
+
+await check('pages: no emoji (missing-glyph) characters in what they show', async () => {
+  for (const path of ['/services', '/services/checkout', '/graph', '/search']) {
+    await page.goto(`${base}${path}`);
+    await page.waitForLoadState('load');
+    if (path === '/services/checkout') await page.waitForFunction(() => !document.querySelector('#versions tbody').textContent.includes('…'));
+    await page.waitForTimeout(500);
+    const text = await page.evaluate(() => document.body.innerText);
+    const emoji = text.match(/\p{Extended_Pictographic}/gu);
+    assert(!emoji, `${path} shows ${emoji?.join(' ')}`);
+  }
+});
+clearInterval(probeTimer);
 
 await check('no uncaught script errors on any page', async () => {
   assert(pageErrors.length === 0, pageErrors.join('\n'));

@@ -70,16 +70,31 @@ export function formatTime(unixNano) {
   return new Date(ms).toLocaleString(undefined, { hour12: false });
 }
 
-export function formatRate(value) {
-  if (value === null || value === undefined || Number.isNaN(value)) return '–';
-  if (value === 0) return '0';
-  if (value < 0.01) return value.toExponential(1);
-  return value < 10 ? value.toFixed(2) : value.toFixed(1);
+/** Requests per second as "2.8/s", "12.3/s", "6/min" or "1/h": never an exponent. */
+export function formatRate(perSecond) {
+  if (perSecond === null || perSecond === undefined || !Number.isFinite(perSecond)) return '–';
+  if (perSecond === 0) return '0/s';
+  if (perSecond >= 100) return `${Math.round(perSecond)}/s`;
+  if (perSecond >= 10) return `${+perSecond.toFixed(1)}/s`;
+  if (perSecond >= 0.1) return `${+perSecond.toFixed(2)}/s`;
+  const perMinute = perSecond * 60;
+  if (perMinute >= 1) return `${+perMinute.toFixed(1)}/min`;
+  return `${+(perSecond * 3600).toFixed(1)}/h`;
 }
 
+/** A ratio as "0.3 %", "3.8 %", "0.05 %": one decimal, two below 0.1 %. */
 export function formatPercent(ratio) {
-  if (ratio === null || ratio === undefined || Number.isNaN(ratio)) return '–';
-  return `${(ratio * 100).toFixed(ratio < 0.1 ? 2 : 1)} %`;
+  if (ratio === null || ratio === undefined || !Number.isFinite(ratio)) return '–';
+  const percent = ratio * 100;
+  if (percent === 0) return '0 %';
+  return `${percent < 0.1 ? +percent.toFixed(2) : percent.toFixed(1)} %`;
+}
+
+/** Seconds as "45 s", "12 min", "1.5 h": how much time a figure covers. */
+export function formatSpan(seconds) {
+  if (seconds < 90) return `${Math.round(seconds)} s`;
+  if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
+  return `${+(seconds / 3600).toFixed(1)} h`;
 }
 
 /** A stable colour per service name (hue from a string hash), readable in both themes. */
@@ -181,7 +196,8 @@ function niceTicks(min, max, count) {
  * series: [{name, color, points: [[tMs, value]]}]; exemplars: [{tMs, value, traceId, label}]
  * (drawn as dots that link to the trace). Fixed height: no layout shift when data arrives.
  */
-export function lineChart(container, { series, exemplars = [], unit = '', start, end }) {
+export function lineChart(container, { series, exemplars = [], unit = '', start, end, format }) {
+  const tickText = format || ((value) => `${+value.toPrecision(3)}${unit}`);
   const width = Math.max(container.clientWidth || 600, 280);
   const height = 200;
   const pad = { left: 48, right: 10, top: 10, bottom: 22 };
@@ -193,20 +209,25 @@ export function lineChart(container, { series, exemplars = [], unit = '', start,
   const svg = s('svg', { viewBox: `0 0 ${width} ${height}`, width, height, class: 'plot-svg', role: 'img' });
   for (const tick of niceTicks(0, max, 4)) {
     svg.append(s('line', { x1: pad.left, x2: width - pad.right, y1: y(tick), y2: y(tick), class: 'gridline' }));
-    svg.append(s('text', { x: pad.left - 6, y: y(tick) + 4, class: 'tick', 'text-anchor': 'end' }, `${+tick.toPrecision(3)}${unit}`));
+    svg.append(s('text', { x: pad.left - 6, y: y(tick) + 4, class: 'tick', 'text-anchor': 'end' }, tickText(tick)));
   }
   const timeTicks = niceTicks(start, end, Math.max(2, Math.floor(width / 120)));
   for (const tick of timeTicks) {
-    const label = new Date(tick).toLocaleTimeString(undefined, { hour12: false, hour: '2-digit', minute: '2-digit' });
+    // Seconds too when the axis spans only a few minutes, so no two ticks read the same.
+    const label = new Date(tick).toLocaleTimeString(undefined, { hour12: false, hour: '2-digit', minute: '2-digit', second: end - start < 300000 ? '2-digit' : undefined });
     svg.append(s('text', { x: x(tick), y: height - 6, class: 'tick', 'text-anchor': 'middle' }, label));
   }
   for (const one of series) {
     if (!one.points.length) continue;
-    const path = one.points
-      .filter((point) => Number.isFinite(point[1]))
+    const points = one.points.filter((point) => Number.isFinite(point[1]));
+    const path = points
       .map((point, index) => `${index ? 'L' : 'M'}${x(point[0]).toFixed(1)},${y(point[1]).toFixed(1)}`)
       .join('');
-    svg.append(s('path', { d: path, class: 'series', stroke: one.color, fill: 'none' }, s('title', {}, one.name)));
+    // The plotted values ride along, so a test (or a curious user) can read what was drawn.
+    svg.append(s('path', {
+      d: path, class: 'series', stroke: one.color, fill: 'none',
+      'data-series': one.name, 'data-points': points.length, 'data-last': points.length ? points[points.length - 1][1] : '',
+    }, s('title', {}, one.name)));
   }
   for (const exemplar of exemplars) {
     if (!exemplar.traceId) continue;

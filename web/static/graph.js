@@ -1,7 +1,7 @@
 // Service graph: nodes and edges from the metrics-generator's service-graph series (or from
 // Prometheus' traces_service_graph_* when prometheus.url is set), drawn as layered SVG. An
 // edge shows its rate, error rate and latency and links to its traces.
-import { getJSON, h, s, serviceColor, formatRate, formatPercent, formatDuration, describeError, quote, usesPrometheus, nowSeconds } from './common.js';
+import { getJSON, h, s, serviceColor, formatRate, formatPercent, formatDuration, formatSpan, describeError, quote, usesPrometheus, nowSeconds } from './common.js';
 
 const svg = document.getElementById('graph');
 const status = document.getElementById('status');
@@ -92,7 +92,7 @@ function showEdge(edge) {
       h('button', { type: 'button', class: 'ghost close', 'aria-label': 'Close edge detail', onclick: () => { panel.hidden = true; } }, '✕')),
     h('dl', { class: 'facts' },
       h('dt', {}, 'Type'), h('dd', {}, edge.connectionType || 'call'),
-      h('dt', {}, 'Requests'), h('dd', {}, `${Math.round(edge.requests)}${edge.rate !== null && edge.rate !== undefined ? ` · ${formatRate(edge.rate)}/s` : ''}`),
+      h('dt', {}, 'Requests'), h('dd', {}, `${Math.round(edge.requests)}${edge.rate !== null && edge.rate !== undefined ? ` · ${formatRate(edge.rate)}` : ''}`),
       h('dt', {}, 'Errors'), h('dd', { class: edge.failed ? 'error' : '' }, `${Math.round(edge.failed)} · ${formatPercent(edge.errorRate)}`),
       h('dt', {}, 'Latency'), h('dd', {}, `p50 ${formatDuration(edge.p50Ms)} · p90 ${formatDuration(edge.p90Ms)} · p99 ${formatDuration(edge.p99Ms)}`)),
     h('p', {}, h('a', { href: search, class: 'edge-search' }, 'Search this edge\'s traces')),
@@ -110,6 +110,12 @@ function draw(graph) {
     s('path', { d: 'M0,0 L10,5 L0,10 z', class: 'arrowhead' })));
   const edgeLayer = s('g', {});
   const nodeLayer = s('g', {});
+  // Boxes taken by nodes and by labels already placed, so edge labels neither overlap each
+  // other nor sit on a node.
+  const placed = nodes.filter((node) => positions.has(node.name)).map((node) => {
+    const at = positions.get(node.name);
+    return { left: at.x - 62, right: at.x + 62, top: at.y - 22, bottom: at.y + 22 };
+  });
   edges.forEach((edge, index) => {
     const from = positions.get(edge.client);
     const to = positions.get(edge.server);
@@ -121,7 +127,7 @@ function draw(graph) {
       ? `M${from.x},${from.y - 18} c 40,-50 80,0 62,18`
       : `M${x1},${from.y} C${(x1 + x2) / 2},${from.y} ${(x1 + x2) / 2},${to.y} ${x2},${to.y}`;
     const widthPx = 1.5 + 5 * Math.sqrt(edge.requests / maxRequests);
-    const label = `${edge.client} → ${edge.server}: ${edge.rate !== null && edge.rate !== undefined ? `${formatRate(edge.rate)} req/s` : `${Math.round(edge.requests)} req`}, ${formatPercent(edge.errorRate)} errors, p90 ${formatDuration(edge.p90Ms)}`;
+    const label = `${edge.client} → ${edge.server}: ${edge.rate !== null && edge.rate !== undefined ? `${formatRate(edge.rate)}` : `${Math.round(edge.requests)} requests`}, ${formatPercent(edge.errorRate)} errors, p90 ${formatDuration(edge.p90Ms)}`;
     const group = s('g', {
       class: `edge${edge.errorRate > 0.01 ? ' failing' : ''}`, tabindex: 0, role: 'button', 'aria-label': label, 'data-edge': index,
       onclick: () => showEdge(edge), onkeydown: (event) => { if (event.key === 'Enter' || event.key === ' ') { event.preventDefault(); showEdge(edge); } },
@@ -130,8 +136,10 @@ function draw(graph) {
     s('path', { d, class: 'edge-line', 'stroke-width': widthPx.toFixed(1), 'marker-end': 'url(#arrow)' }),
     s('title', {}, label));
     if (!self) {
-      group.append(s('text', { x: (x1 + x2) / 2, y: (from.y + to.y) / 2 - 6, class: 'edge-label', 'text-anchor': 'middle' },
-        edge.rate !== null && edge.rate !== undefined ? `${formatRate(edge.rate)}/s` : `${Math.round(edge.requests)}`));
+      const text = edge.rate !== null && edge.rate !== undefined ? formatRate(edge.rate) : `${Math.round(edge.requests)}`;
+      // On the curve two thirds of the way to the server, then moved clear of labels placed before.
+      const at = placeLabel(bezierPoint(x1, from.y, x2, to.y, 2 / 3), text, placed);
+      group.append(s('text', { x: at.x, y: at.y, class: 'edge-label', 'text-anchor': 'middle' }, text));
     }
     edgeLayer.append(group);
   });
@@ -154,37 +162,89 @@ function draw(graph) {
   svg.replaceChildren(defs, edgeLayer, nodeLayer);
   tbody.replaceChildren(...edges.map((edge) => h('tr', {},
     h('td', {}, edge.client), h('td', {}, edge.server), h('td', {}, edge.connectionType || 'call'),
-    h('td', { class: 'num' }, edge.rate !== null && edge.rate !== undefined ? formatRate(edge.rate) : `${Math.round(edge.requests)} total`),
+    h('td', { class: 'num' }, edge.rate !== null && edge.rate !== undefined ? formatRate(edge.rate) : `${Math.round(edge.requests)} in all`),
     h('td', { class: edge.errorRate > 0.01 ? 'num error' : 'num' }, formatPercent(edge.errorRate)),
     h('td', { class: 'num' }, formatDuration(edge.p90Ms)),
     h('td', {}, h('a', { href: `/search?${new URLSearchParams({ q: edgeQuery(edge) })}` }, 'search'),
       edge.traces?.length ? [' · ', h('a', { href: `/trace/${edge.traces[0]}` }, 'exemplar')] : null))));
 }
 
+/** The point at `t` (0..1) of the edge curve from (x1, y1) to (x2, y2), as drawn above. */
+function bezierPoint(x1, y1, x2, y2, t) {
+  const middle = (x1 + x2) / 2;
+  const u = 1 - t;
+  return {
+    x: u * u * u * x1 + 3 * u * u * t * middle + 3 * u * t * t * middle + t * t * t * x2,
+    y: u * u * u * y1 + 3 * u * u * t * y1 + 3 * u * t * t * y2 + t * t * t * y2,
+  };
+}
+
+/** A label position near `at` whose box overlaps none in `placed` (which it then joins). */
+function placeLabel(at, text, placed) {
+  const width = text.length * 6.6 + 6;
+  const height = 13;
+  const box = (y) => ({ left: at.x - width / 2, right: at.x + width / 2, top: y - height + 2, bottom: y + 3 });
+  const clear = (candidate) => placed.every((other) => candidate.right <= other.left || candidate.left >= other.right
+    || candidate.bottom <= other.top || candidate.top >= other.bottom);
+  for (let step = 0; step < 40; step++) {
+    // 0, -1, +1, -2, +2, ... label heights away from the curve.
+    const offset = (step % 2 ? -1 : 1) * Math.ceil(step / 2) * (height + 1);
+    const y = at.y - 4 + offset;
+    const candidate = box(y);
+    if (clear(candidate)) {
+      placed.push(candidate);
+      return { x: at.x, y };
+    }
+  }
+  placed.push(box(at.y - 4));
+  return { x: at.x, y: at.y - 4 };
+}
+
+let lastGraph = null;
+let loads = 0;
+
 async function load() {
   const seconds = Number(since.value);
+  const generation = ++loads;
   history.replaceState(null, '', `/graph?since=${seconds}`);
-  status.textContent = 'Loading…';
-  status.className = 'status';
+  // Keep a drawn graph in view while its update loads; say "Loading" only when there is none.
+  if (!lastGraph) {
+    status.textContent = 'Loading…';
+    status.className = 'status';
+  }
+  svg.setAttribute('aria-busy', 'true');
+  let text;
+  let failed = false;
   try {
     const graph = usesPrometheus ? await fromPrometheus(seconds) : await getJSON('/api/ui/service-graph', { since: seconds });
+    if (generation !== loads) return;
+    lastGraph = graph;
     if (!graph.edges.length) {
       svg.replaceChildren();
       tbody.replaceChildren();
-      status.textContent = 'No service-graph edges yet: they appear once client and server spans of a call have arrived.';
-      return;
+      text = 'No service-graph edges yet: they appear once client and server spans of a call have arrived.';
+    } else {
+      draw(graph);
+      const window_ = graph.windowSeconds ? `last ${formatSpan(graph.windowSeconds)}` : 'since vivace started (rates appear after the next sample)';
+      text = `${graph.nodes.length} nodes, ${graph.edges.length} edges · ${window_} · from ${graph.source}`;
     }
-    draw(graph);
-    const window_ = graph.windowSeconds ? `last ${Math.round(graph.windowSeconds)} s` : 'since vivace started (rates appear after the next sample)';
-    status.textContent = `${graph.nodes.length} nodes, ${graph.edges.length} edges · ${window_} · from ${graph.source}`;
   } catch (error) {
-    status.textContent = describeError(error, 'the service graph');
-    status.className = 'status error';
+    if (generation !== loads) return;
+    text = describeError(error, 'the service graph');
+    failed = true;
   }
+  status.textContent = text;
+  status.className = failed ? 'status error' : 'status';
+  svg.removeAttribute('aria-busy');
 }
 
 const initial = new URLSearchParams(location.search).get('since');
 if (initial && [...since.options].some((option) => option.value === initial)) since.value = initial;
 since.addEventListener('change', load);
-window.addEventListener('resize', () => load());
+// A resize redraws what is shown; it does not fetch again.
+let resizing = 0;
+window.addEventListener('resize', () => {
+  clearTimeout(resizing);
+  resizing = setTimeout(() => { if (lastGraph?.edges.length) draw(lastGraph); }, 100);
+});
 load();

@@ -232,7 +232,11 @@ tbody.addEventListener('click', (event) => {
   if (row && !event.target.closest('a')) location.href = `/trace/${row.dataset.traceId}`;
 });
 
+// Only the latest search may fill the table: an earlier, slower one must not overwrite it.
+let searches = 0;
+
 async function run({ push }) {
+  const generation = ++searches;
   const query = editor.value.trim() || '{}';
   const { start, end } = currentRange();
   const limit = limitInput.value || 50;
@@ -252,6 +256,7 @@ async function run({ push }) {
   const started = performance.now();
   try {
     const answer = await getJSON('/api/search', { q: query, start, end, limit, spss: 10 });
+    if (generation !== searches) return;
     rows = (answer.traces || []).map((trace) => ({
       ...trace,
       start: Number(BigInt(trace.startTimeUnixNano || '0') / 1000000n),
@@ -262,6 +267,7 @@ async function run({ push }) {
     const took = Math.round(performance.now() - started);
     status.textContent = rows.length ? `${rows.length} traces in ${took} ms` : 'No traces match this query in this range.';
   } catch (error) {
+    if (generation !== searches) return;
     rows = [];
     renderRows();
     status.textContent = describeError(error, 'search results');

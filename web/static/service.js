@@ -1,17 +1,21 @@
 // One service's RED page: request rate, error rate and p50/p90/p99 latency with exemplar
 // points (a click opens that trace), per-operation table, service.version comparison and
-// PromQL panels. Series come from vivace's TraceQL metrics, or from Prometheus when
-// prometheus.url is configured.
+// PromQL panels. Series come from the metrics-generator's span metrics (already counted for
+// every span, so the page is fast under load), and from TraceQL metrics for what those lack
+// (versions; everything when the generator is off), or from Prometheus when prometheus.url
+// is configured.
 import {
   getJSON, h, lineChart, tempoSeries, promSeries, promExemplars, describeError, showState, formatRate,
-  formatDuration, formatTime, quote, usesPrometheus, stepFor, nowSeconds,
+  formatPercent, formatDuration, formatSpan, formatTime, quote, usesPrometheus, stepFor, nowSeconds, ApiError,
 } from './common.js';
 
 const service = document.getElementById('service').dataset.service;
 const rangeSelect = document.getElementById('range');
 const source = document.getElementById('source');
+const summary = document.getElementById('summary');
 const COLORS = { p50: 'hsl(200 70% 50%)', p90: 'hsl(35 85% 50%)', p99: 'hsl(350 75% 55%)' };
-const selector = `resource.service.name = ${quote(service)} && kind = server`;
+// A service's incoming requests: the calls it serves and the messages it consumes.
+const selector = `resource.service.name = ${quote(service)} && (kind = server || kind = consumer)`;
 
 document.getElementById('search-link').href = `/search?${new URLSearchParams({ q: `{ ${selector} }` })}`;
 
@@ -38,31 +42,79 @@ function plot(id) {
 async function chart(id, load) {
   const container = plot(id);
   try {
-    const { series, exemplars, unit } = await load();
+    const { series, exemplars, unit, format, from } = await load();
     const { start, end } = window_();
-    lineChart(container, { series, exemplars, unit, start: start * 1000, end: end * 1000 });
+    lineChart(container, { series, exemplars, unit, format, start: Math.max(start, from || 0) * 1000, end: end * 1000 });
   } catch (error) {
     showState(container, 'error', describeError(error, 'this chart'));
   }
 }
 
-// ---- the three RED charts ---------------------------------------------------------------
+// ---- the generator's span metrics ---------------------------------------------------------
+
+/** The generator's numbers for this service over the range; null when it cannot answer (404). */
+async function fromGenerator() {
+  if (usesPrometheus) return null;
+  try {
+    return await getJSON(`/api/ui/services/${encodeURIComponent(service)}`, { since: window_().seconds });
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) return null;
+    throw error;
+  }
+}
+
+const percentTicks = (value) => `${+(value).toPrecision(3)} %`;
+const rateTicks = (value) => formatRate(value);
+
+function showSummary(figures, note) {
+  summary.replaceChildren(
+    h('span', { class: 'figure', 'data-figure': 'rate' }, formatRate(figures.rate)), ' requests · ',
+    h('span', { class: figures.errorRatio > 0.01 ? 'figure error' : 'figure', 'data-figure': 'errors' }, formatPercent(figures.errorRatio)), ' errors · p99 ',
+    h('span', { class: 'figure', 'data-figure': 'p99' }, formatDuration(figures.p99Ms)), ` · ${note}`);
+}
+
+function loadRedFromGenerator(answer) {
+  const covered = answer.windowSeconds < answer.sinceSeconds - 30 ? `over the last ${formatSpan(answer.windowSeconds)} (all the data in this range)` : 'over this range';
+  showSummary(answer, `${covered}, from span metrics`);
+  // The time axis spans the data, not an hour of which it fills the last minute.
+  const from = window_().end - answer.windowSeconds - answer.stepSeconds;
+  const points = (pick) => answer.series.filter((point) => pick(point) !== null && pick(point) !== undefined).map((point) => [point.tMs, pick(point)]);
+  chart('chart-rate', async () => ({ series: [{ name: 'requests/s', color: 'hsl(200 70% 50%)', points: points((point) => point.rate) }], format: rateTicks, from }));
+  chart('chart-errors', async () => ({ series: [{ name: 'errors %', color: 'hsl(350 75% 55%)', points: points((point) => point.errorRatio === null ? null : point.errorRatio * 100) }], format: percentTicks, from }));
+  chart('chart-latency', async () => ({
+    series: ['p50', 'p90', 'p99'].map((name) => ({ name, color: COLORS[name], points: points((point) => point[`${name}Ms`]) })),
+    exemplars: answer.exemplars.map((one) => ({ tMs: one.tMs, value: one.valueMs, traceId: one.traceId, label: 'latency' })),
+    unit: 'ms',
+    from,
+  }));
+}
+
+// ---- the three RED charts from queries ---------------------------------------------------
+
+/** Points of `errors` as a percentage of `requests` at the same timestamps. */
+function ratioPoints(errors, requests) {
+  const totals = new Map((requests[0]?.points || []).map(([t, value]) => [t, value]));
+  const failed = new Map((errors[0]?.points || []).map(([t, value]) => [t, value]));
+  return [...totals].filter(([, total]) => total > 0).map(([t, total]) => [t, ((failed.get(t) || 0) / total) * 100]);
+}
 
 function loadRed() {
   const { seconds } = window_();
   const promWindow = `${Math.max(60, stepFor(seconds) * 4)}s`;
-  const promSelector = `service=${quote(service)},span_kind="SPAN_KIND_SERVER"`;
+  const promSelector = `service=${quote(service)},span_kind=~"SPAN_KIND_SERVER|SPAN_KIND_CONSUMER"`;
+  summary.textContent = '';
+  const requests = usesPrometheus
+    ? promRange(`sum(rate(traces_spanmetrics_calls_total{${promSelector}}[${promWindow}]))`)
+    : tempoRange(`{ ${selector} } | rate()`);
   chart('chart-rate', async () => {
-    const series = usesPrometheus
-      ? await promRange(`sum(rate(traces_spanmetrics_calls_total{${promSelector}}[${promWindow}]))`)
-      : await tempoRange(`{ ${selector} } | rate()`);
-    return { series: series.map((one) => ({ name: 'requests/s', color: 'hsl(200 70% 50%)', points: one.points })), unit: '' };
+    const series = await requests;
+    return { series: series.map((one) => ({ name: 'requests/s', color: 'hsl(200 70% 50%)', points: one.points })), format: rateTicks };
   });
   chart('chart-errors', async () => {
-    const series = usesPrometheus
+    const errors = usesPrometheus
       ? await promRange(`sum(rate(traces_spanmetrics_calls_total{${promSelector},status_code="STATUS_CODE_ERROR"}[${promWindow}]))`)
       : await tempoRange(`{ ${selector} && status = error } | rate()`);
-    return { series: series.map((one) => ({ name: 'errors/s', color: 'hsl(350 75% 55%)', points: one.points })), unit: '' };
+    return { series: [{ name: 'errors %', color: 'hsl(350 75% 55%)', points: ratioPoints(errors, await requests) }], format: percentTicks };
   });
   chart('chart-latency', async () => {
     if (usesPrometheus) {
@@ -117,10 +169,26 @@ async function instantBy(tempoQuery, key, promQuery, promKey) {
   return out;
 }
 
-async function loadOperations() {
+function operationRows(tbody, rows) {
+  if (!rows.length) {
+    tbody.replaceChildren(h('tr', {}, h('td', { colspan: 4, class: 'empty' }, 'No server spans in this range.')));
+    return;
+  }
+  tbody.replaceChildren(...rows.map((row) => h('tr', {},
+    h('td', {}, h('a', { href: `/search?${new URLSearchParams({ q: `{ ${selector} && name = ${quote(row.name)} }` })}` }, row.name)),
+    h('td', { class: 'num' }, formatRate(row.rate)),
+    h('td', { class: row.errorRatio > 0.01 ? 'num error' : 'num' }, formatPercent(row.errorRatio)),
+    h('td', { class: 'num' }, formatDuration(row.p99Ms)))));
+}
+
+async function loadOperations(generator) {
   const tbody = document.querySelector('#operations tbody');
+  if (generator?.operations) {
+    operationRows(tbody, generator.operations);
+    return;
+  }
   const { seconds } = window_();
-  const promSelector = `service=${quote(service)},span_kind="SPAN_KIND_SERVER"`;
+  const promSelector = `service=${quote(service)},span_kind=~"SPAN_KIND_SERVER|SPAN_KIND_CONSUMER"`;
   try {
     const [rates, errors, p99s] = await Promise.all([
       instantBy(`{ ${selector} } | rate() by (name)`, 'name', `sum by (span_name) (rate(traces_spanmetrics_calls_total{${promSelector}}[${seconds}s]))`, 'span_name'),
@@ -128,15 +196,10 @@ async function loadOperations() {
       instantBy(`{ ${selector} } | quantile_over_time(duration, .99) by (name)`, 'name', `histogram_quantile(0.99, sum by (span_name, le) (rate(traces_spanmetrics_latency_bucket{${promSelector}}[${seconds}s])))`, 'span_name'),
     ]);
     const names = [...rates.keys()].sort((a, b) => rates.get(b) - rates.get(a));
-    if (!names.length) {
-      tbody.replaceChildren(h('tr', {}, h('td', { colspan: 4, class: 'empty' }, 'No server spans in this range.')));
-      return;
-    }
-    tbody.replaceChildren(...names.map((name) => h('tr', {},
-      h('td', {}, h('a', { href: `/search?${new URLSearchParams({ q: `{ ${selector} && name = ${quote(name)} }` })}` }, name)),
-      h('td', { class: 'num' }, formatRate(rates.get(name))),
-      h('td', { class: errors.get(name) ? 'num error' : 'num' }, formatRate(errors.get(name) || 0)),
-      h('td', { class: 'num' }, formatDuration(p99s.has(name) ? p99s.get(name) * 1000 : undefined)))));
+    operationRows(tbody, names.map((name) => ({
+      name, rate: rates.get(name), errorRatio: rates.get(name) ? (errors.get(name) || 0) / rates.get(name) : 0,
+      p99Ms: p99s.has(name) ? p99s.get(name) * 1000 : undefined,
+    })));
   } catch (error) {
     tbody.replaceChildren(h('tr', {}, h('td', { colspan: 4, class: 'error' }, describeError(error, 'operations'))));
   }
@@ -152,7 +215,7 @@ async function versionTraces(version) {
   ]);
   const slowest = (recent.traces || []).sort((a, b) => (b.durationMs || 0) - (a.durationMs || 0)).slice(0, 3);
   const link = (trace, kind) => h('a', { href: `/trace/${trace.traceID}`, class: kind, title: `${trace.rootTraceName} · ${formatTime(trace.startTimeUnixNano)}` },
-    `${kind === 'failing' ? '✗' : '⏱'} ${formatDuration(trace.durationMs || 0)}`);
+    `${kind === 'failing' ? 'failed' : 'slow'} ${formatDuration(trace.durationMs || 0)}`);
   return [...(failing.traces || []).map((trace) => link(trace, 'failing')), ...slowest.map((trace) => link(trace, 'slow'))];
 }
 
@@ -195,7 +258,7 @@ async function loadVersions() {
     ]);
     for (const [version, cell] of cells) {
       cell.rate.textContent = formatRate(rates.get(version));
-      cell.errors.textContent = formatRate(errors.get(version) || 0);
+      cell.errors.textContent = formatPercent(rates.get(version) ? (errors.get(version) || 0) / rates.get(version) : undefined);
       cell.p99.textContent = formatDuration(p99s.has(version) ? p99s.get(version) * 1000 : undefined);
     }
   } catch (error) {
@@ -257,14 +320,30 @@ function loadAll() {
   const params = new URLSearchParams(location.search);
   params.set('range', rangeSelect.value);
   history.replaceState(null, '', `${location.pathname}?${params}`);
-  source.textContent = usesPrometheus
-    ? 'Series from Prometheus (traces_spanmetrics_*), exemplars from query_exemplars.'
-    : 'Series from vivace\'s TraceQL metrics over stored spans (server spans).';
-  loadRed();
-  loadOperations();
+  const generation = ++loads;
   loadVersions();
   renderPanels();
+  let note = '';
+  fromGenerator()
+    .catch((error) => {
+      note = `${describeError(error, 'span metrics')} `;
+      return null;
+    })
+    .then((generator) => {
+      if (generation !== loads) return;
+      if (generator) {
+        source.textContent = 'Series from the metrics-generator\'s span metrics (server and consumer spans), versions from TraceQL metrics.';
+        loadRedFromGenerator(generator);
+      } else {
+        source.textContent = note + (usesPrometheus
+          ? 'Series from Prometheus (traces_spanmetrics_*), exemplars from query_exemplars.'
+          : 'Series from vivace\'s TraceQL metrics over stored spans (server and consumer spans).');
+        loadRed();
+      }
+      loadOperations(generator);
+    });
 }
+let loads = 0;
 
 const initialRange = new URLSearchParams(location.search).get('range');
 if (initialRange && [...rangeSelect.options].some((option) => option.value === initialRange)) rangeSelect.value = initialRange;
