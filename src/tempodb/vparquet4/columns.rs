@@ -315,11 +315,13 @@ pub(super) fn span_columns(
         .collect();
     let attribute_values = span_attributes(&attribute_names, mapping, columns, starts.len())?;
 
-    let mut out = SpanColumns::default();
-    out.span_attributes = attribute_names
-        .iter()
-        .map(|name| (name.to_string(), Vec::new()))
-        .collect();
+    let mut out = SpanColumns {
+        span_attributes: attribute_names
+            .iter()
+            .map(|name| (name.to_string(), Vec::new()))
+            .collect(),
+        ..SpanColumns::default()
+    };
     if wants(SpanField::ServiceName) {
         // One REQUIRED value per resource, in the order the span walk below meets them.
         for value in byte_arrays(&columns[leaves.service_name], "ServiceName")? {
