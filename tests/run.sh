@@ -39,11 +39,12 @@ command -v prometheus || (apt-get update && apt-get install -y --no-install-reco
 
 step "Alertmanager 0.25 (alerting end-to-end test, amtool check-config)"
 command -v prometheus-alertmanager || (apt-get update && apt-get install -y --no-install-recommends prometheus-alertmanager)
-step "Chromium and playwright-core (web UI browser tests)"
+step "Chromium, playwright-core, esbuild and the OpenTelemetry web SDK (browser tests)"
 command -v chromium || (apt-get update && apt-get install -y --no-install-recommends chromium)
-if [ ! -d tests/ui/node_modules/playwright-core ]; then
+# Installed again whenever package-lock.json changed since the last install (a stamp copy).
+if ! cmp -s tests/ui/package-lock.json tests/ui/node_modules/.installed-package-lock.json; then
   command -v npm || (apt-get update && apt-get install -y --no-install-recommends nodejs npm)
-  (cd tests/ui && npm ci --no-audit --no-fund)
+  (cd tests/ui && npm ci --no-audit --no-fund && cp package-lock.json node_modules/.installed-package-lock.json)
 fi
 
 step "cargo fmt --check"
