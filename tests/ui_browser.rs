@@ -252,8 +252,21 @@ async fn pages_and_assets_are_served_with_types_etags_and_gzip() {
 
     // The service graph from the generator: the demo's calls, databases and messaging.
     let graph = tokio::task::spawn_blocking(move || {
+        // Rates are counted from the oldest sample in the window: wait until the edge the
+        // checks below read has had requests since then, not only the graph's shape.
         let body = vivace.wait_for("/api/ui/service-graph?since=300", |body| {
-            body.contains("\"fulfillment\"") && body.contains("\"card-gateway\"")
+            let Ok(graph) = serde_json::from_str::<serde_json::Value>(body) else {
+                return false;
+            };
+            let catalog_requests = graph["edges"].as_array().and_then(|edges| {
+                edges
+                    .iter()
+                    .find(|edge| edge["client"] == "frontend" && edge["server"] == "catalog")
+                    .and_then(|edge| edge["requests"].as_f64())
+            });
+            body.contains("\"fulfillment\"")
+                && body.contains("\"card-gateway\"")
+                && catalog_requests.is_some_and(|requests| requests > 0.0)
         });
         (vivace, body)
     })
