@@ -13,6 +13,7 @@
 //! put in either a dedicated or a generic column is looked for in both.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::{Arc, OnceLock};
 
 use parquet::basic::Encoding;
@@ -300,7 +301,7 @@ pub fn read_traces_filtered<R: ChunkReader + 'static>(
         filter,
         Decode::Traces(needs),
         &mut |batch| {
-            if let Decoded::Traces(batch) = batch {
+            if let Decoded::Traces(batch, _) = batch {
                 traces.extend(batch);
             }
             true
@@ -322,11 +323,50 @@ pub enum Decode<'a> {
     },
 }
 
-/// One batch of what a filtered read decoded, in row order.
+/// One batch of what a filtered read decoded, in row order, counted as held (see
+/// [`Held`]) until dropped.
 #[derive(Debug)]
 pub enum Decoded {
-    Traces(Vec<(TraceId, Trace)>),
-    Columns(Box<SpanColumns>),
+    Traces(Vec<(TraceId, Trace)>, Held),
+    Columns(Box<SpanColumns>, Held),
+}
+
+/// Traces decoded for queries and not yet dropped, process-wide.
+static HELD_TRACES: AtomicUsize = AtomicUsize::new(0);
+/// The most [`HELD_TRACES`] since the last [`reset_peak_held_traces`].
+static PEAK_HELD_TRACES: AtomicUsize = AtomicUsize::new(0);
+
+/// A number of decoded traces (whole, or as span columns) that counts as held in memory
+/// until this is dropped with the batch holding them: what shows that a query holds a bounded
+/// number of decoded batches, never whole blocks (`vivace bench --search` prints the peak).
+#[derive(Debug)]
+pub struct Held(usize);
+
+impl Held {
+    pub fn new(traces: usize) -> Held {
+        let now = HELD_TRACES.fetch_add(traces, AtomicOrdering::Relaxed) + traces;
+        PEAK_HELD_TRACES.fetch_max(now, AtomicOrdering::Relaxed);
+        Held(traces)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        HELD_TRACES.fetch_sub(self.0, AtomicOrdering::Relaxed);
+    }
+}
+
+/// The most decoded traces held at once since the last reset.
+pub fn peak_held_traces() -> usize {
+    PEAK_HELD_TRACES.load(AtomicOrdering::Relaxed)
+}
+
+/// Starts a new peak from what is held now.
+pub fn reset_peak_held_traces() {
+    PEAK_HELD_TRACES.store(
+        HELD_TRACES.load(AtomicOrdering::Relaxed),
+        AtomicOrdering::Relaxed,
+    );
 }
 
 /// [`read_traces_filtered`] that hands what it decodes to `sink` a batch at a time (at most
@@ -594,13 +634,17 @@ fn read_filtered_unguarded<R: ChunkReader + 'static>(
                 .flat_map(|(start, count)| *start..start + count)
                 .collect();
             let decoded = match column_fields {
-                Some(fields) => Decoded::Columns(Box::new(columns::span_columns(
-                    fields,
-                    &mapping,
-                    &columns,
-                    &row_numbers,
-                    &batch_rows,
-                )?)),
+                Some(fields) => {
+                    let columns = columns::span_columns(
+                        fields,
+                        &mapping,
+                        &columns,
+                        &row_numbers,
+                        &batch_rows,
+                    )?;
+                    let held = Held::new(columns.trace_count());
+                    Decoded::Columns(Box::new(columns), held)
+                }
                 None => {
                     let mut assembler = Assembler::new(&root, &columns);
                     let mut traces = Vec::with_capacity(batch.len());
@@ -615,7 +659,8 @@ fn read_filtered_unguarded<R: ChunkReader + 'static>(
                             "row group {row_group_index} has column data beyond its rows"
                         )));
                     }
-                    Decoded::Traces(traces)
+                    let held = Held::new(traces.len());
+                    Decoded::Traces(traces, held)
                 }
             };
             stats.rows_decoded += batch.len() as u64;

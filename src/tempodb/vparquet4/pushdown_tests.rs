@@ -642,14 +642,14 @@ fn metrics_both_ways(
         },
         &mut |batch| {
             let outcome = match batch {
-                pushdown::Decoded::Columns(columns) => {
+                pushdown::Decoded::Columns(columns, _) => {
                     column_batches += 1;
                     (0..columns.trace_count()).try_for_each(|trace| {
                         let spans: Vec<_> = columns.trace_spans(trace).collect();
                         by_columns.observe_spans(&evaluator, &spans)
                     })
                 }
-                pushdown::Decoded::Traces(traces) => traces
+                pushdown::Decoded::Traces(traces, _) => traces
                     .iter()
                     .try_for_each(|(id, trace)| by_columns.observe_trace(&evaluator, id, trace)),
             };
