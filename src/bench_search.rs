@@ -660,7 +660,7 @@ pub async fn run(shape: Shape, spans: u64, runs: usize) -> anyhow::Result<()> {
                 format!(
                     "{}/{}",
                     outcome.pushdown.row_groups_skipped_by_statistics
-                        + outcome.pushdown.row_groups_skipped_by_dictionary,
+                        + outcome.pushdown.row_groups_skipped_by_values,
                     outcome.pushdown.row_groups
                 ),
                 peak as f64 / 1e6,

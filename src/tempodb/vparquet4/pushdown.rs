@@ -3,7 +3,8 @@
 //! The filter is bound to this block's columns (well-known, dedicated and generic attribute
 //! columns), then applied in three passes per row group, each cheaper than the next:
 //! 1. column chunk statistics (min/max, all-null) and, for fully dictionary-encoded chunks,
-//!    the dictionary: a row group none of whose chunks can hold a wanted value is skipped;
+//!    the dictionary (for chunks of PLAIN numbers, the values of the data pages, levels
+//!    left undecoded): a row group none of whose chunks can hold a wanted value is skipped;
 //! 2. the page index (column index min/max and null pages, offset index row ranges): rows
 //!    in pages that cannot hold a wanted value are dropped without reading the page;
 //! 3. the filter columns of the remaining rows are read and tested row by row.
@@ -42,8 +43,9 @@ pub struct PushdownStats {
     pub row_groups: u64,
     /// Row groups skipped on column chunk statistics.
     pub row_groups_skipped_by_statistics: u64,
-    /// Row groups skipped on a dictionary lacking every wanted value.
-    pub row_groups_skipped_by_dictionary: u64,
+    /// Row groups skipped on their values: a dictionary, or the data pages of a chunk of
+    /// PLAIN numbers, holding no wanted value.
+    pub row_groups_skipped_by_values: u64,
     /// Filter-column pages dropped on the column index without being read.
     pub pages_skipped: u64,
     /// Rows (traces) in the block.
@@ -63,7 +65,7 @@ impl PushdownStats {
     pub fn add(&mut self, other: &PushdownStats) {
         self.row_groups += other.row_groups;
         self.row_groups_skipped_by_statistics += other.row_groups_skipped_by_statistics;
-        self.row_groups_skipped_by_dictionary += other.row_groups_skipped_by_dictionary;
+        self.row_groups_skipped_by_values += other.row_groups_skipped_by_values;
         self.pages_skipped += other.pages_skipped;
         self.rows += other.rows;
         self.rows_tested += other.rows_tested;
@@ -442,7 +444,7 @@ fn read_filtered_unguarded<R: ChunkReader + 'static>(
                 dictionary_allows.push(*allowed && dictionary_may_match(&row_group, condition)?);
             }
             if !eval_bool(&bound, &mut |index| dictionary_allows[index]) {
-                stats.row_groups_skipped_by_dictionary += 1;
+                stats.row_groups_skipped_by_values += 1;
                 continue;
             }
             // 2. The page index.
@@ -1025,7 +1027,7 @@ fn dictionary_may_match(
             (None, None) => false,
         };
     if !all_dictionary {
-        return Ok(true);
+        return plain_values_may_match(row_group, condition, test);
     }
     let mut pages = row_group.get_column_page_reader(condition.leaf)?;
     let Some(Page::DictionaryPage { buf, encoding, .. }) = pages.get_next_page()? else {
@@ -1073,6 +1075,101 @@ fn dictionary_may_match(
             return Ok(true);
         }
         rest = &rest[4 + length..];
+    }
+    Ok(false)
+}
+
+/// For a numeric test on a chunk of PLAIN-encoded numbers (Tempo writes the generic
+/// attributes' `ValueInt` and `ValueDouble` so, without a dictionary): whether some value of
+/// its data pages passes. Only the values are looked at, past the levels of each page, and the
+/// scan stops at the first value that passes, so a rare number rules a row group out without
+/// decoding a level. Any other page or encoding may always match.
+fn plain_values_may_match(
+    row_group: &dyn RowGroupReader,
+    condition: &LeafCondition,
+    test: &ValueTest,
+) -> Result<bool, VParquetError> {
+    if !matches!(test, ValueTest::Num(..)) {
+        return Ok(true);
+    }
+    let column = row_group.metadata().column(condition.leaf);
+    let passes: &dyn Fn(&[u8]) -> bool = match column.column_type() {
+        parquet::basic::Type::INT64 => &|bytes| {
+            let value = i64::from_le_bytes(bytes.try_into().unwrap_or([0; 8]));
+            (condition.negative_passes && value < 0) || test.int(value)
+        },
+        parquet::basic::Type::INT32 => &|bytes| {
+            let value = i32::from_le_bytes(bytes.try_into().unwrap_or([0; 4]));
+            (condition.negative_passes && value < 0) || test.int(i64::from(value))
+        },
+        parquet::basic::Type::DOUBLE => {
+            &|bytes| test.float(f64::from_le_bytes(bytes.try_into().unwrap_or([0; 8])))
+        }
+        _ => return Ok(true),
+    };
+    let width = if column.column_type() == parquet::basic::Type::INT32 {
+        4
+    } else {
+        8
+    };
+    let descriptor = column.column_descr();
+    let levels = [
+        descriptor.max_rep_level() > 0,
+        descriptor.max_def_level() > 0,
+    ];
+    let mut pages = row_group.get_column_page_reader(condition.leaf)?;
+    while let Some(page) = pages.get_next_page()? {
+        let values: &[u8] = match &page {
+            Page::DataPage {
+                buf,
+                encoding,
+                def_level_encoding,
+                rep_level_encoding,
+                ..
+            } => {
+                if *encoding != Encoding::PLAIN {
+                    return Ok(true);
+                }
+                // Version 1: each level run is RLE behind its 4-byte length.
+                let mut rest: &[u8] = buf;
+                for (present, level_encoding) in
+                    levels.iter().zip([rep_level_encoding, def_level_encoding])
+                {
+                    if !present {
+                        continue;
+                    }
+                    if *level_encoding != Encoding::RLE || rest.len() < 4 {
+                        return Ok(true);
+                    }
+                    let length = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+                    let Some(after) = rest.get(4 + length..) else {
+                        return Ok(true);
+                    };
+                    rest = after;
+                }
+                rest
+            }
+            Page::DataPageV2 {
+                buf,
+                encoding,
+                def_levels_byte_len,
+                rep_levels_byte_len,
+                ..
+            } => {
+                if *encoding != Encoding::PLAIN {
+                    return Ok(true);
+                }
+                let levels_length = (*def_levels_byte_len + *rep_levels_byte_len) as usize;
+                let Some(values) = buf.get(levels_length..) else {
+                    return Ok(true);
+                };
+                values
+            }
+            Page::DictionaryPage { .. } => return Ok(true),
+        };
+        if values.len() % width != 0 || values.chunks_exact(width).any(passes) {
+            return Ok(true);
+        }
     }
     Ok(false)
 }
