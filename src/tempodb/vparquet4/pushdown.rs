@@ -1167,7 +1167,7 @@ fn plain_values_may_match(
             }
             Page::DictionaryPage { .. } => return Ok(true),
         };
-        if values.len() % width != 0 || values.chunks_exact(width).any(passes) {
+        if !values.len().is_multiple_of(width) || values.chunks_exact(width).any(passes) {
             return Ok(true);
         }
     }
