@@ -22,6 +22,7 @@ use crate::model::{int_attribute, string_attribute, Trace, TraceId};
 use crate::querier::Querier;
 use crate::tempodb::backend::{BackendKind, LocalConfig, StorageConfig};
 use crate::tempodb::meta::BlockMeta;
+use crate::tempodb::vparquet4::pushdown::{peak_held_traces, reset_peak_held_traces};
 use crate::tempodb::Store;
 use crate::traceql::parse_and_validate;
 use crate::traceql::search::{CompiledSearch, SearchOptions};
@@ -597,13 +598,19 @@ pub async fn run(shape: Shape, spans: u64, runs: usize) -> anyhow::Result<()> {
     };
 
     println!(
-        "{:<36} {:<9} {:>9} {:>9} {:>7} {:>8} {:>14} {:>10} {:>10} {:>9}",
+        "decoded: traces decoded by the last run; held: the most decoded traces in memory at once \
+         (batches of at most {} traces flow through; a block is never held whole)",
+        crate::tempodb::vparquet4::READ_BATCH_ROWS
+    );
+    println!(
+        "{:<36} {:<9} {:>9} {:>9} {:>7} {:>8} {:>7} {:>14} {:>10} {:>10} {:>9}",
         "query",
         "mode",
         "p50 ms",
         "p99 ms",
         "found",
         "decoded",
+        "held",
         "spans/s/core",
         "rg skipped",
         "peak RSS",
@@ -618,6 +625,7 @@ pub async fn run(shape: Shape, spans: u64, runs: usize) -> anyhow::Result<()> {
             let mut last = None;
             let rss_before = current_rss();
             reset_peak_rss();
+            reset_peak_held_traces();
             for _ in 0..runs {
                 let cpu_start = cpu_seconds();
                 let started = Instant::now();
@@ -629,6 +637,7 @@ pub async fn run(shape: Shape, spans: u64, runs: usize) -> anyhow::Result<()> {
                 last = Some(outcome);
             }
             let peak = peak_rss();
+            let held = peak_held_traces();
             latencies.sort();
             let outcome = last.unwrap_or_default();
             // Spans covered: the whole data set, unless the search stopped at its limit, when
@@ -639,18 +648,19 @@ pub async fn run(shape: Shape, spans: u64, runs: usize) -> anyhow::Result<()> {
                 data.spans as f64
             };
             println!(
-                "{:<36} {:<9} {:>9.1} {:>9.1} {:>7} {:>8} {:>14.0} {:>10} {:>8.0}MB {:>9.0}",
+                "{:<36} {:<9} {:>9.1} {:>9.1} {:>7} {:>8} {:>7} {:>14.0} {:>10} {:>8.0}MB {:>9.0}",
                 label,
                 if *pushdown { "pushdown" } else { "whole" },
                 percentile(&latencies, 0.5).as_secs_f64() * 1e3,
                 percentile(&latencies, 0.99).as_secs_f64() * 1e3,
                 outcome.traces.len(),
                 outcome.pushdown.rows_decoded,
+                held,
                 covered * runs as f64 / cpu.max(0.001),
                 format!(
                     "{}/{}",
                     outcome.pushdown.row_groups_skipped_by_statistics
-                        + outcome.pushdown.row_groups_skipped_by_dictionary,
+                        + outcome.pushdown.row_groups_skipped_by_values,
                     outcome.pushdown.row_groups
                 ),
                 peak as f64 / 1e6,
@@ -666,6 +676,7 @@ pub async fn run(shape: Shape, spans: u64, runs: usize) -> anyhow::Result<()> {
             let mut last = None;
             let rss_before = current_rss();
             reset_peak_rss();
+            reset_peak_held_traces();
             for _ in 0..runs {
                 let cpu_start = cpu_seconds();
                 let started = Instant::now();
@@ -677,16 +688,18 @@ pub async fn run(shape: Shape, spans: u64, runs: usize) -> anyhow::Result<()> {
                 last = Some(response);
             }
             let peak = peak_rss();
+            let held = peak_held_traces();
             latencies.sort();
             let response = last.unwrap_or_default();
             println!(
-                "{:<36} {:<9} {:>9.1} {:>9.1} {:>7} {:>8} {:>14.0} {:>10} {:>8.0}MB {:>9.0}",
+                "{:<36} {:<9} {:>9.1} {:>9.1} {:>7} {:>8} {:>7} {:>14.0} {:>10} {:>8.0}MB {:>9.0}",
                 label,
                 if *pushdown { "pushdown" } else { "whole" },
                 percentile(&latencies, 0.5).as_secs_f64() * 1e3,
                 percentile(&latencies, 0.99).as_secs_f64() * 1e3,
                 response.series.len(),
                 response.metrics.inspected_traces,
+                held,
                 data.spans as f64 * runs as f64 / cpu.max(0.001),
                 "-",
                 peak as f64 / 1e6,

@@ -10,8 +10,8 @@ use crate::ingester::{HeadSnapshot, Ingester};
 use crate::model::{combine, trace_time_range, Trace, TraceId};
 use crate::tempodb::meta::BlockMeta;
 use crate::tempodb::store::BlockDecode;
-use crate::tempodb::vparquet4::pushdown::Decoded;
 use crate::tempodb::vparquet4::pushdown::PushdownStats;
+use crate::tempodb::vparquet4::pushdown::{Decoded, Held};
 use crate::tempodb::Store;
 use crate::traceql::ast::Attribute;
 use crate::traceql::columns::SpanColumns;
@@ -387,11 +387,12 @@ impl Querier {
             }
             let mut batches = head.into_batches(FIRST_HEAD_BATCH_TRACES, HEAD_BATCH_TRACES);
             while let Some(chunk) = batches.next() {
-                let traces = chunk
+                let traces: Vec<_> = chunk
                     .iter()
                     .filter_map(|head_trace| Some((head_trace.trace_id, head_trace.trace()?)))
                     .collect();
                 let batch = Batch {
+                    _held: Some(Held::new(traces.len())),
                     traces,
                     columns: None,
                     job_done: batches.is_done(),
@@ -445,15 +446,17 @@ impl Querier {
                     break;
                 };
                 let batch = match decoded {
-                    Decoded::Traces(traces) => Batch {
+                    Decoded::Traces(traces, held) => Batch {
                         traces,
                         columns: None,
                         job_done: false,
+                        _held: Some(held),
                     },
-                    Decoded::Columns(columns) => Batch {
+                    Decoded::Columns(columns, held) => Batch {
                         traces: Vec::new(),
                         columns: Some(*columns),
                         job_done: false,
+                        _held: Some(held),
                     },
                 };
                 (state, keep_going) = visit_on_pool(&visit, state, batch).await?;
@@ -586,6 +589,8 @@ pub(crate) struct Batch {
     pub columns: Option<SpanColumns>,
     /// The last batch of a job (the head, or one block): progress reports count jobs.
     pub job_done: bool,
+    /// Counts the batch's traces as held until it is dropped, after its visit.
+    _held: Option<Held>,
 }
 
 impl Batch {
@@ -595,6 +600,7 @@ impl Batch {
             traces: Vec::new(),
             columns: None,
             job_done: true,
+            _held: None,
         }
     }
 }

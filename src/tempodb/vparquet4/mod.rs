@@ -518,7 +518,7 @@ pub(crate) fn projected_schema(needs: &Needs) -> Result<(SchemaNode, Vec<bool>),
 }
 
 /// Rows decoded together by `read_traces`; tiny in tests so batch boundaries are exercised.
-const READ_BATCH_ROWS: usize = if cfg!(test) { 7 } else { 1024 };
+pub(crate) const READ_BATCH_ROWS: usize = if cfg!(test) { 7 } else { 1024 };
 
 /// The `parquet` crate asserts on some footer values instead of returning errors; a corrupt
 /// file must still be an error, so any panic left inside a read becomes one.

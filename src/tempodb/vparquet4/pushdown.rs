@@ -3,7 +3,8 @@
 //! The filter is bound to this block's columns (well-known, dedicated and generic attribute
 //! columns), then applied in three passes per row group, each cheaper than the next:
 //! 1. column chunk statistics (min/max, all-null) and, for fully dictionary-encoded chunks,
-//!    the dictionary: a row group none of whose chunks can hold a wanted value is skipped;
+//!    the dictionary (for chunks of PLAIN numbers, the values of the data pages, levels
+//!    left undecoded): a row group none of whose chunks can hold a wanted value is skipped;
 //! 2. the page index (column index min/max and null pages, offset index row ranges): rows
 //!    in pages that cannot hold a wanted value are dropped without reading the page;
 //! 3. the filter columns of the remaining rows are read and tested row by row.
@@ -13,6 +14,7 @@
 //! put in either a dedicated or a generic column is looked for in both.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::{Arc, OnceLock};
 
 use parquet::basic::Encoding;
@@ -41,8 +43,9 @@ pub struct PushdownStats {
     pub row_groups: u64,
     /// Row groups skipped on column chunk statistics.
     pub row_groups_skipped_by_statistics: u64,
-    /// Row groups skipped on a dictionary lacking every wanted value.
-    pub row_groups_skipped_by_dictionary: u64,
+    /// Row groups skipped on their values: a dictionary, or the data pages of a chunk of
+    /// PLAIN numbers, holding no wanted value.
+    pub row_groups_skipped_by_values: u64,
     /// Filter-column pages dropped on the column index without being read.
     pub pages_skipped: u64,
     /// Rows (traces) in the block.
@@ -62,7 +65,7 @@ impl PushdownStats {
     pub fn add(&mut self, other: &PushdownStats) {
         self.row_groups += other.row_groups;
         self.row_groups_skipped_by_statistics += other.row_groups_skipped_by_statistics;
-        self.row_groups_skipped_by_dictionary += other.row_groups_skipped_by_dictionary;
+        self.row_groups_skipped_by_values += other.row_groups_skipped_by_values;
         self.pages_skipped += other.pages_skipped;
         self.rows += other.rows;
         self.rows_tested += other.rows_tested;
@@ -300,7 +303,7 @@ pub fn read_traces_filtered<R: ChunkReader + 'static>(
         filter,
         Decode::Traces(needs),
         &mut |batch| {
-            if let Decoded::Traces(batch) = batch {
+            if let Decoded::Traces(batch, _) = batch {
                 traces.extend(batch);
             }
             true
@@ -322,11 +325,50 @@ pub enum Decode<'a> {
     },
 }
 
-/// One batch of what a filtered read decoded, in row order.
+/// One batch of what a filtered read decoded, in row order, counted as held (see
+/// [`Held`]) until dropped.
 #[derive(Debug)]
 pub enum Decoded {
-    Traces(Vec<(TraceId, Trace)>),
-    Columns(Box<SpanColumns>),
+    Traces(Vec<(TraceId, Trace)>, Held),
+    Columns(Box<SpanColumns>, Held),
+}
+
+/// Traces decoded for queries and not yet dropped, process-wide.
+static HELD_TRACES: AtomicUsize = AtomicUsize::new(0);
+/// The most [`HELD_TRACES`] since the last [`reset_peak_held_traces`].
+static PEAK_HELD_TRACES: AtomicUsize = AtomicUsize::new(0);
+
+/// A number of decoded traces (whole, or as span columns) that counts as held in memory
+/// until this is dropped with the batch holding them: what shows that a query holds a bounded
+/// number of decoded batches, never whole blocks (`vivace bench --search` prints the peak).
+#[derive(Debug)]
+pub struct Held(usize);
+
+impl Held {
+    pub fn new(traces: usize) -> Held {
+        let now = HELD_TRACES.fetch_add(traces, AtomicOrdering::Relaxed) + traces;
+        PEAK_HELD_TRACES.fetch_max(now, AtomicOrdering::Relaxed);
+        Held(traces)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        HELD_TRACES.fetch_sub(self.0, AtomicOrdering::Relaxed);
+    }
+}
+
+/// The most decoded traces held at once since the last reset.
+pub fn peak_held_traces() -> usize {
+    PEAK_HELD_TRACES.load(AtomicOrdering::Relaxed)
+}
+
+/// Starts a new peak from what is held now.
+pub fn reset_peak_held_traces() {
+    PEAK_HELD_TRACES.store(
+        HELD_TRACES.load(AtomicOrdering::Relaxed),
+        AtomicOrdering::Relaxed,
+    );
 }
 
 /// [`read_traces_filtered`] that hands what it decodes to `sink` a batch at a time (at most
@@ -402,7 +444,7 @@ fn read_filtered_unguarded<R: ChunkReader + 'static>(
                 dictionary_allows.push(*allowed && dictionary_may_match(&row_group, condition)?);
             }
             if !eval_bool(&bound, &mut |index| dictionary_allows[index]) {
-                stats.row_groups_skipped_by_dictionary += 1;
+                stats.row_groups_skipped_by_values += 1;
                 continue;
             }
             // 2. The page index.
@@ -594,13 +636,17 @@ fn read_filtered_unguarded<R: ChunkReader + 'static>(
                 .flat_map(|(start, count)| *start..start + count)
                 .collect();
             let decoded = match column_fields {
-                Some(fields) => Decoded::Columns(Box::new(columns::span_columns(
-                    fields,
-                    &mapping,
-                    &columns,
-                    &row_numbers,
-                    &batch_rows,
-                )?)),
+                Some(fields) => {
+                    let columns = columns::span_columns(
+                        fields,
+                        &mapping,
+                        &columns,
+                        &row_numbers,
+                        &batch_rows,
+                    )?;
+                    let held = Held::new(columns.trace_count());
+                    Decoded::Columns(Box::new(columns), held)
+                }
                 None => {
                     let mut assembler = Assembler::new(&root, &columns);
                     let mut traces = Vec::with_capacity(batch.len());
@@ -615,7 +661,8 @@ fn read_filtered_unguarded<R: ChunkReader + 'static>(
                             "row group {row_group_index} has column data beyond its rows"
                         )));
                     }
-                    Decoded::Traces(traces)
+                    let held = Held::new(traces.len());
+                    Decoded::Traces(traces, held)
                 }
             };
             stats.rows_decoded += batch.len() as u64;
@@ -980,7 +1027,7 @@ fn dictionary_may_match(
             (None, None) => false,
         };
     if !all_dictionary {
-        return Ok(true);
+        return plain_values_may_match(row_group, condition, test);
     }
     let mut pages = row_group.get_column_page_reader(condition.leaf)?;
     let Some(Page::DictionaryPage { buf, encoding, .. }) = pages.get_next_page()? else {
@@ -1028,6 +1075,101 @@ fn dictionary_may_match(
             return Ok(true);
         }
         rest = &rest[4 + length..];
+    }
+    Ok(false)
+}
+
+/// For a numeric test on a chunk of PLAIN-encoded numbers (Tempo writes the generic
+/// attributes' `ValueInt` and `ValueDouble` so, without a dictionary): whether some value of
+/// its data pages passes. Only the values are looked at, past the levels of each page, and the
+/// scan stops at the first value that passes, so a rare number rules a row group out without
+/// decoding a level. Any other page or encoding may always match.
+fn plain_values_may_match(
+    row_group: &dyn RowGroupReader,
+    condition: &LeafCondition,
+    test: &ValueTest,
+) -> Result<bool, VParquetError> {
+    if !matches!(test, ValueTest::Num(..)) {
+        return Ok(true);
+    }
+    let column = row_group.metadata().column(condition.leaf);
+    let passes: &dyn Fn(&[u8]) -> bool = match column.column_type() {
+        parquet::basic::Type::INT64 => &|bytes| {
+            let value = i64::from_le_bytes(bytes.try_into().unwrap_or([0; 8]));
+            (condition.negative_passes && value < 0) || test.int(value)
+        },
+        parquet::basic::Type::INT32 => &|bytes| {
+            let value = i32::from_le_bytes(bytes.try_into().unwrap_or([0; 4]));
+            (condition.negative_passes && value < 0) || test.int(i64::from(value))
+        },
+        parquet::basic::Type::DOUBLE => {
+            &|bytes| test.float(f64::from_le_bytes(bytes.try_into().unwrap_or([0; 8])))
+        }
+        _ => return Ok(true),
+    };
+    let width = if column.column_type() == parquet::basic::Type::INT32 {
+        4
+    } else {
+        8
+    };
+    let descriptor = column.column_descr();
+    let levels = [
+        descriptor.max_rep_level() > 0,
+        descriptor.max_def_level() > 0,
+    ];
+    let mut pages = row_group.get_column_page_reader(condition.leaf)?;
+    while let Some(page) = pages.get_next_page()? {
+        let values: &[u8] = match &page {
+            Page::DataPage {
+                buf,
+                encoding,
+                def_level_encoding,
+                rep_level_encoding,
+                ..
+            } => {
+                if *encoding != Encoding::PLAIN {
+                    return Ok(true);
+                }
+                // Version 1: each level run is RLE behind its 4-byte length.
+                let mut rest: &[u8] = buf;
+                for (present, level_encoding) in
+                    levels.iter().zip([rep_level_encoding, def_level_encoding])
+                {
+                    if !present {
+                        continue;
+                    }
+                    if *level_encoding != Encoding::RLE || rest.len() < 4 {
+                        return Ok(true);
+                    }
+                    let length = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+                    let Some(after) = rest.get(4 + length..) else {
+                        return Ok(true);
+                    };
+                    rest = after;
+                }
+                rest
+            }
+            Page::DataPageV2 {
+                buf,
+                encoding,
+                def_levels_byte_len,
+                rep_levels_byte_len,
+                ..
+            } => {
+                if *encoding != Encoding::PLAIN {
+                    return Ok(true);
+                }
+                let levels_length = (*def_levels_byte_len + *rep_levels_byte_len) as usize;
+                let Some(values) = buf.get(levels_length..) else {
+                    return Ok(true);
+                };
+                values
+            }
+            Page::DictionaryPage { .. } => return Ok(true),
+        };
+        if !values.len().is_multiple_of(width) || values.chunks_exact(width).any(passes) {
+            return Ok(true);
+        }
     }
     Ok(false)
 }

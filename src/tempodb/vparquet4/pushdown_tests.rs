@@ -220,7 +220,7 @@ fn selective_queries_skip_row_groups_and_pages() {
     let (read, stats) = filtered(&block, query);
     assert!(stats.row_groups >= 3, "{stats:?}");
     assert_eq!(stats.rows, 4000);
-    assert!(stats.row_groups_skipped_by_dictionary >= 2, "{stats:?}");
+    assert!(stats.row_groups_skipped_by_values >= 2, "{stats:?}");
     assert_eq!(stats.rows_decoded, 1000, "{stats:?}");
     assert_eq!(matches(&read, query), matches(&traces, query));
 
@@ -249,7 +249,7 @@ fn selective_queries_skip_row_groups_and_pages() {
     assert_eq!(stats.rows_decoded, 4000);
     assert_eq!(stats.pages_skipped, 0);
     assert_eq!(
-        stats.row_groups_skipped_by_statistics + stats.row_groups_skipped_by_dictionary,
+        stats.row_groups_skipped_by_statistics + stats.row_groups_skipped_by_values,
         0
     );
     assert_eq!(read, read_traces(block.clone(), &dedicated()).unwrap());
@@ -642,14 +642,14 @@ fn metrics_both_ways(
         },
         &mut |batch| {
             let outcome = match batch {
-                pushdown::Decoded::Columns(columns) => {
+                pushdown::Decoded::Columns(columns, _) => {
                     column_batches += 1;
                     (0..columns.trace_count()).try_for_each(|trace| {
                         let spans: Vec<_> = columns.trace_spans(trace).collect();
                         by_columns.observe_spans(&evaluator, &spans)
                     })
                 }
-                pushdown::Decoded::Traces(traces) => traces
+                pushdown::Decoded::Traces(traces, _) => traces
                     .iter()
                     .try_for_each(|(id, trace)| by_columns.observe_trace(&evaluator, id, trace)),
             };
@@ -764,4 +764,62 @@ fn batches_start_small_and_double_up_to_the_batch_size() {
     assert!(growing_batches::<usize>(&[], FIRST_BATCH_ROWS, full)
         .next()
         .is_none());
+}
+
+#[test]
+fn a_number_no_plain_page_holds_skips_the_row_group_without_decoding_levels() {
+    // Every trace carries the generic integer `retries` (1 or 9) and the double `sampled`
+    // (0.5 or 3.0), so a value between them passes every row group's statistics.
+    let traces: Vec<(TraceId, Trace)> = (0..600u64)
+        .map(|n| {
+            let mut span = plain_span(1, 200, 10);
+            span.attributes = vec![
+                (3, AttrValue::Int(if n % 2 == 0 { 1 } else { 9 })),
+                (4, AttrValue::Float(if n % 3 == 0 { 0.5 } else { 3.0 })),
+            ];
+            (id(n), build_trace(id(n), &[span]))
+        })
+        .collect();
+    let options = WriterOptions {
+        row_group_size_bytes: 8_000,
+        page_size_bytes: 512,
+        page_row_count_limit: 20,
+    };
+    let block = encode_block(&traces, &options);
+    let metadata = read_metadata(&block).unwrap();
+    // The generic numbers are PLAIN, without a dictionary, as Tempo writes them.
+    let int_leaf = metadata.file_metadata().schema_descr().columns().iter().position(|c| {
+        c.path().string() == "rs.list.element.ss.list.element.Spans.list.element.Attrs.list.element.ValueInt.list.element"
+    });
+    let int_leaf = int_leaf.expect("ValueInt leaf");
+    assert!(metadata
+        .row_groups()
+        .iter()
+        .all(|group| group.column(int_leaf).dictionary_page_offset().is_none()));
+
+    let mut compared = 0;
+    for (query, found) in [
+        ("{ span.retries = 5 }", 0),
+        ("{ span.retries > 9 }", 0),
+        ("{ span.sampled = 1.5 }", 0),
+        ("{ span.retries = 9 }", 300),
+        ("{ span.sampled < 1 }", 200),
+    ] {
+        let (read, stats) = filtered(&block, query);
+        assert!(stats.row_groups > 3, "{stats:?}");
+        assert_eq!(matches(&read, query), matches(&traces, query), "{query}");
+        assert_eq!(matches(&read, query).len(), found, "{query}");
+        if found == 0 {
+            assert_eq!(
+                stats.row_groups_skipped_by_statistics + stats.row_groups_skipped_by_values,
+                stats.row_groups,
+                "{query}: {stats:?}"
+            );
+            assert_eq!(stats.rows_tested, 0, "{query}: {stats:?}");
+        } else {
+            assert_eq!(stats.row_groups_skipped_by_values, 0, "{query}: {stats:?}");
+        }
+        compared += 1;
+    }
+    assert_eq!(compared, 5);
 }
