@@ -203,33 +203,13 @@ fn yaml_file(path: &Path) -> serde_yaml::Value {
 /// `deploy/prometheus/prometheus.yml` with test addresses and 1 s intervals; the rule files it
 /// names are used as they are.
 fn prometheus_config(vivace: &Vivace, alertmanager_port: u16) -> String {
-    let mut config = yaml_file(&repo("deploy/prometheus/prometheus.yml"));
-    config["global"]["scrape_interval"] = "1s".into();
-    config["global"]["scrape_timeout"] = "1s".into();
-    config["global"]["evaluation_interval"] = "1s".into();
+    let mut config = common::prometheus::deploy_config(vivace.ports.http);
     config["global"]["external_labels"]["vivace_url"] = vivace.url("").into();
-    let rule_files: Vec<serde_yaml::Value> = config["rule_files"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|file| {
-            repo("deploy/prometheus")
-                .join(file.as_str().unwrap())
-                .display()
-                .to_string()
-                .into()
-        })
-        .collect();
-    config["rule_files"] = rule_files.into();
     config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] =
         vec![serde_yaml::Value::from(format!(
             "127.0.0.1:{alertmanager_port}"
         ))]
         .into();
-    config["scrape_configs"][0]["static_configs"][0]["targets"] = vec![serde_yaml::Value::from(
-        format!("127.0.0.1:{}", vivace.ports.http),
-    )]
-    .into();
     serde_yaml::to_string(&config).unwrap()
 }
 

@@ -528,33 +528,11 @@ fn now_s() -> u64 {
 
 /// `deploy/prometheus/prometheus.yml` with test addresses and 1 s intervals.
 fn prometheus_config(vivace_port: u16) -> String {
-    let mut config = yaml(&repo("deploy/prometheus/prometheus.yml"));
-    config["global"]["scrape_interval"] = "1s".into();
-    config["global"]["scrape_timeout"] = "1s".into();
-    config["global"]["evaluation_interval"] = "1s".into();
-    let rule_files: Vec<serde_yaml::Value> = config["rule_files"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|file| {
-            repo("deploy/prometheus")
-                .join(file.as_str().unwrap())
-                .display()
-                .to_string()
-                .into()
-        })
-        .collect();
-    config["rule_files"] = rule_files.into();
+    let mut config = common::prometheus::deploy_config(vivace_port);
     // No Alertmanager in this test.
     if let Some(root) = config.as_mapping_mut() {
         root.remove("alerting");
     }
-    let scrape = &mut config["scrape_configs"][0]["static_configs"][0]["targets"];
-    assert_eq!(
-        scrape[0], "vivace:3200",
-        "compose's Prometheus scrapes vivace"
-    );
-    *scrape = vec![serde_yaml::Value::from(format!("127.0.0.1:{vivace_port}"))].into();
     serde_yaml::to_string(&config).unwrap()
 }
 

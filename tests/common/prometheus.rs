@@ -127,3 +127,40 @@ impl Prometheus {
             .collect()
     }
 }
+
+/// `deploy/prometheus/prometheus.yml` as the tests run it: 1 s intervals, the rule files it
+/// names at their paths in the repository, and vivace scraped on loopback at `vivace_http_port`
+/// (compose's `vivace:3200`).
+pub fn deploy_config(vivace_http_port: u16) -> serde_yaml::Value {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let path = repo.join("deploy/prometheus/prometheus.yml");
+    let mut config: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&path).expect("read prometheus.yml"))
+            .expect("prometheus.yml is YAML");
+    config["global"]["scrape_interval"] = "1s".into();
+    config["global"]["scrape_timeout"] = "1s".into();
+    config["global"]["evaluation_interval"] = "1s".into();
+    let rule_files: Vec<serde_yaml::Value> = config["rule_files"]
+        .as_sequence()
+        .expect("prometheus.yml names rule files")
+        .iter()
+        .map(|file| {
+            repo.join("deploy/prometheus")
+                .join(file.as_str().expect("a rule file path"))
+                .display()
+                .to_string()
+                .into()
+        })
+        .collect();
+    config["rule_files"] = rule_files.into();
+    let scrape = &mut config["scrape_configs"][0]["static_configs"][0]["targets"];
+    assert_eq!(
+        scrape[0], "vivace:3200",
+        "compose's Prometheus scrapes vivace"
+    );
+    *scrape = vec![serde_yaml::Value::from(format!(
+        "127.0.0.1:{vivace_http_port}"
+    ))]
+    .into();
+    config
+}
