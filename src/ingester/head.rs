@@ -277,6 +277,27 @@ impl TenantHead {
             && self.flushed.is_empty()
     }
 
+    /// Adds handles to every piece of `trace_id` in any tier to `pieces`, oldest tier first,
+    /// so that they stay in the order they arrived.
+    fn gather(&self, trace_id: &TraceId, pieces: &mut Vec<Bytes>) {
+        for (_, batch) in &self.flushed {
+            if let Some(found) = batch.traces.get(trace_id) {
+                pieces.extend(found.iter().cloned());
+            }
+        }
+        for batch in &self.flushing {
+            if let Some(found) = batch.traces.get(trace_id) {
+                pieces.extend(found.iter().cloned());
+            }
+        }
+        if let Some(completed) = self.completed.get(trace_id) {
+            pieces.extend(completed.pieces.iter().cloned());
+        }
+        if let Some(live) = self.live.get(trace_id) {
+            pieces.extend(live.pieces.iter().cloned());
+        }
+    }
+
     fn complete(&mut self, trace_id: TraceId, live: LiveTrace, now: Instant) {
         self.completed_bytes += live.bytes;
         self.oldest_completed.get_or_insert(now);
@@ -577,22 +598,7 @@ impl Head {
             return Vec::new();
         };
         let mut pieces = Vec::new();
-        for (_, batch) in &tenant_head.flushed {
-            if let Some(found) = batch.traces.get(trace_id) {
-                pieces.extend(found.iter().cloned());
-            }
-        }
-        for batch in &tenant_head.flushing {
-            if let Some(found) = batch.traces.get(trace_id) {
-                pieces.extend(found.iter().cloned());
-            }
-        }
-        if let Some(completed) = tenant_head.completed.get(trace_id) {
-            pieces.extend(completed.pieces.iter().cloned());
-        }
-        if let Some(live) = tenant_head.live.get(trace_id) {
-            pieces.extend(live.pieces.iter().cloned());
-        }
+        tenant_head.gather(trace_id, &mut pieces);
         pieces
     }
 
@@ -638,28 +644,9 @@ impl Head {
                     .map(|(_, b)| b.traces.len())
                     .sum::<usize>(),
         );
-        // Oldest tier first, so that a trace's pieces stay in the order they arrived.
-        let gather = |trace_id: &TraceId, pieces: &mut Vec<Bytes>| {
-            for (_, batch) in &head.flushed {
-                if let Some(found) = batch.traces.get(trace_id) {
-                    pieces.extend(found.iter().cloned());
-                }
-            }
-            for batch in &head.flushing {
-                if let Some(found) = batch.traces.get(trace_id) {
-                    pieces.extend(found.iter().cloned());
-                }
-            }
-            if let Some(completed) = head.completed.get(trace_id) {
-                pieces.extend(completed.pieces.iter().cloned());
-            }
-            if let Some(live) = head.live.get(trace_id) {
-                pieces.extend(live.pieces.iter().cloned());
-            }
-        };
         let mut add = |trace_id: &TraceId, recency: Recency| {
             let start = snapshot.pieces.len();
-            gather(trace_id, &mut snapshot.pieces);
+            head.gather(trace_id, &mut snapshot.pieces);
             snapshot.traces.push(SnapshotTrace {
                 trace_id: *trace_id,
                 recency,
