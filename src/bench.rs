@@ -63,6 +63,9 @@ pub struct BenchArgs {
     /// wrote it (the one-row-group block of the team library by default).
     #[arg(long, default_value = "../shared/golden/tempo-blocks/large")]
     pub search_block: std::path::PathBuf,
+    /// With `--search`: only the queries whose label contains this text (e.g. `metrics`).
+    #[arg(long)]
+    pub search_only: Option<String>,
     /// Only compare the receivers: the same spans sent over every protocol vivace takes
     /// (OTLP protobuf/JSON/gRPC, Zipkin JSON/protobuf, Jaeger thrift/gRPC), `--spans` each.
     #[arg(long)]
@@ -775,7 +778,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.search {
         let shape = crate::bench_search::Shape::parse(&args.search_shape, &args.search_block)?;
-        return crate::bench_search::run(shape, args.spans, args.search_runs.max(1)).await;
+        return crate::bench_search::run(
+            shape,
+            args.spans,
+            args.search_runs.max(1),
+            args.search_only.as_deref(),
+        )
+        .await;
     }
     wal_figures().await?;
     if args.wal_only {

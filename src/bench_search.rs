@@ -513,7 +513,8 @@ async fn fill_head(ingester: &Arc<Ingester>, spans: u64) -> anyhow::Result<DataS
 }
 
 /// Runs the search bench over a shape, `runs` times per query (and mode, for `blocks`).
-pub async fn run(shape: Shape, spans: u64, runs: usize) -> anyhow::Result<()> {
+/// `only`: run just the queries whose label contains it.
+pub async fn run(shape: Shape, spans: u64, runs: usize, only: Option<&str>) -> anyhow::Result<()> {
     let scratch = tempfile::Builder::new()
         .prefix("vivace-bench-search-")
         .tempdir()?;
@@ -592,6 +593,16 @@ pub async fn run(shape: Shape, spans: u64, runs: usize) -> anyhow::Result<()> {
             METRICS_QUERIES,
         ),
     };
+    let wanted = |label: &str| only.is_none_or(|text| label.contains(text));
+    let searches: Vec<SearchQuery> = searches
+        .into_iter()
+        .filter(|(label, _, _)| wanted(label))
+        .collect();
+    let metrics: Vec<(&str, &str)> = metrics
+        .iter()
+        .copied()
+        .filter(|(label, _)| wanted(label))
+        .collect();
     let modes: &[bool] = match shape {
         Shape::Blocks => &[false, true],
         _ => &[true],
@@ -668,7 +679,7 @@ pub async fn run(shape: Shape, spans: u64, runs: usize) -> anyhow::Result<()> {
             );
         }
     }
-    for (label, text) in metrics {
+    for (label, text) in &metrics {
         for pushdown in modes {
             querier.set_pushdown(*pushdown);
             let mut latencies = Vec::with_capacity(runs);

@@ -7,7 +7,7 @@ use std::time::Instant;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use crate::ingester::{HeadSnapshot, Ingester};
-use crate::model::{combine, trace_time_range, Trace, TraceId};
+use crate::model::{combine, trace_time_range, Trace, TraceId, TraceIdSet};
 use crate::tempodb::meta::BlockMeta;
 use crate::tempodb::store::BlockDecode;
 use crate::tempodb::vparquet4::pushdown::PushdownStats;
@@ -157,7 +157,7 @@ impl Querier {
                 total_blocks: plan.blocks.len() as u64,
                 ..SearchOutcome::default()
             },
-            seen: HashSet::new(),
+            seen: TraceIdSet::default(),
             delivered: 0,
             completed_jobs: 0,
         };
@@ -268,7 +268,7 @@ impl Querier {
         evaluation.stats.total_blocks = plan.blocks.len() as u32;
         let state = MetricsState {
             evaluation,
-            seen: HashSet::new(),
+            seen: TraceIdSet::default(),
         };
         // The one place metrics read traces: only traces some pipeline of the query could
         // match are decoded.
@@ -669,7 +669,7 @@ pub(crate) struct ReadPlan {
 struct SearchState {
     outcome: SearchOutcome,
     /// Traces already judged (a trace in the head and in a block is judged once).
-    seen: HashSet<TraceId>,
+    seen: TraceIdSet,
     /// How many of `outcome.traces` a progress report has delivered.
     delivered: usize,
     /// Batches (the head, then blocks) scanned.
@@ -728,7 +728,7 @@ pub struct SearchProgress {
 struct MetricsState {
     evaluation: MetricsEvaluation,
     /// Traces already evaluated (a trace in the head and in a block counts once).
-    seen: HashSet<TraceId>,
+    seen: TraceIdSet,
 }
 
 /// Tag names found, per scope.

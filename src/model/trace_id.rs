@@ -132,3 +132,57 @@ mod tests {
         assert_eq!(TraceId::from_bytes(&[]), Err(TraceIdError::Empty));
     }
 }
+
+/// A set of trace IDs hashed by their own bytes: IDs are random already, so folding their
+/// two halves with a per-process key spreads them as well as SipHash does, for a fraction of
+/// its cost (a query remembers every trace it counted).
+pub type TraceIdSet = std::collections::HashSet<TraceId, TraceIdHasherBuilder>;
+
+/// Builds [`TraceIdHasher`]s keyed once per process.
+#[derive(Debug, Clone, Copy)]
+pub struct TraceIdHasherBuilder {
+    key: u64,
+}
+
+impl Default for TraceIdHasherBuilder {
+    fn default() -> TraceIdHasherBuilder {
+        static KEY: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        TraceIdHasherBuilder {
+            key: *KEY.get_or_init(|| rand::random::<u64>() | 1),
+        }
+    }
+}
+
+impl std::hash::BuildHasher for TraceIdHasherBuilder {
+    type Hasher = TraceIdHasher;
+
+    fn build_hasher(&self) -> TraceIdHasher {
+        TraceIdHasher { state: self.key }
+    }
+}
+
+/// Folds the bytes written into one word, 8 at a time, multiplying by an odd constant.
+#[derive(Debug, Clone, Copy)]
+pub struct TraceIdHasher {
+    state: u64,
+}
+
+impl std::hash::Hasher for TraceIdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.state = (self.state ^ u64::from_le_bytes(word))
+                .rotate_left(29)
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_usize(&mut self, _length: usize) {
+        // A slice's length prefix: every trace ID has 16 bytes.
+    }
+
+    fn finish(&self) -> u64 {
+        self.state ^ (self.state >> 32)
+    }
+}

@@ -3,7 +3,8 @@
 //! (reference/columnar-read.md, "TraceQL metrics"). The storage layer fills [`SpanColumns`];
 //! [`ColumnSpan`] lets the evaluator read a span of it like any other.
 
-use std::collections::BTreeSet;
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap};
 
 use super::ast::{Attribute, AttributeScope, Intrinsic};
 use super::eval::{NestedSet, SpanView};
@@ -65,6 +66,140 @@ impl SpanField {
 /// The fields a query reads from columns.
 pub type SpanFields = BTreeSet<SpanField>;
 
+/// Values of one field over many spans (or resources), each distinct value held once: entry
+/// `i` is `values[codes[i]]`. Code 0 is nil. Reading a value borrows it; building the column
+/// allocates once per distinct value, not once per span.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Coded {
+    /// The distinct values; `values[0]` is nil.
+    pub values: Vec<Static>,
+    /// One code per entry.
+    pub codes: Vec<u32>,
+}
+
+impl Default for Coded {
+    fn default() -> Coded {
+        Coded {
+            values: vec![Static::Nil],
+            codes: Vec::new(),
+        }
+    }
+}
+
+impl Coded {
+    /// The value of entry `at`.
+    pub fn get(&self, at: usize) -> Option<&Static> {
+        self.values.get(*self.codes.get(at)? as usize)
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.codes.len()
+    }
+
+    /// True when there is no entry.
+    pub fn is_empty(&self) -> bool {
+        self.codes.is_empty()
+    }
+}
+
+/// Builds a [`Coded`] from values met one by one: a value already met is found by its bytes
+/// or number, without building it again.
+#[derive(Debug, Default)]
+pub struct CodedBuilder {
+    coded: Coded,
+    strings: HashMap<Box<[u8]>, u32>,
+    ints: HashMap<i64, u32>,
+    floats: HashMap<u64, u32>,
+    bools: [Option<u32>; 2],
+    /// The code of the string met last: runs of one value skip the lookup.
+    last_string: Option<u32>,
+}
+
+/// The nil code of every [`Coded`].
+pub const NIL_CODE: u32 = 0;
+
+/// A string value that is not UTF-8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a string value is not UTF-8")]
+pub struct NotUtf8;
+
+impl CodedBuilder {
+    fn add(&mut self, value: Static) -> u32 {
+        self.coded.values.push(value);
+        (self.coded.values.len() - 1) as u32
+    }
+
+    /// The code of the string `bytes`.
+    pub fn code_str(&mut self, bytes: &[u8]) -> Result<u32, NotUtf8> {
+        if let Some(last) = self.last_string {
+            if let Some(Static::String(text)) = self.coded.values.get(last as usize) {
+                if text.as_bytes() == bytes {
+                    return Ok(last);
+                }
+            }
+        }
+        let code = match self.strings.get(bytes) {
+            Some(code) => *code,
+            None => {
+                let text = std::str::from_utf8(bytes).map_err(|_| NotUtf8)?;
+                let code = self.add(Static::String(text.to_string()));
+                self.strings.insert(bytes.into(), code);
+                code
+            }
+        };
+        self.last_string = Some(code);
+        Ok(code)
+    }
+
+    /// The code of the integer `value`.
+    pub fn code_int(&mut self, value: i64) -> u32 {
+        if let Some(code) = self.ints.get(&value) {
+            return *code;
+        }
+        let code = self.add(Static::Int(value));
+        self.ints.insert(value, code);
+        code
+    }
+
+    /// The code of the float `value` (by its bits).
+    pub fn code_float(&mut self, value: f64) -> u32 {
+        if let Some(code) = self.floats.get(&value.to_bits()) {
+            return *code;
+        }
+        let code = self.add(Static::Float(value));
+        self.floats.insert(value.to_bits(), code);
+        code
+    }
+
+    /// The code of the boolean `value`.
+    pub fn code_bool(&mut self, value: bool) -> u32 {
+        if let Some(code) = self.bools[usize::from(value)] {
+            return code;
+        }
+        let code = self.add(Static::Bool(value));
+        self.bools[usize::from(value)] = Some(code);
+        code
+    }
+
+    /// Appends an entry of code `code` (from this builder).
+    pub fn push_code(&mut self, code: u32) {
+        self.coded.codes.push(code);
+    }
+
+    /// Appends the string `bytes`.
+    pub fn push_str(&mut self, bytes: &[u8]) -> Result<(), NotUtf8> {
+        let code = self.code_str(bytes)?;
+        self.push_code(code);
+        Ok(())
+    }
+
+    /// The column built.
+    pub fn finish(self) -> Coded {
+        self.coded
+    }
+}
+
 /// Spans of a run of traces, field by field. Spans of one trace are contiguous, in the order
 /// the trace stores them (resource by resource, scope by scope); fields not asked for stay
 /// empty.
@@ -79,22 +214,24 @@ pub struct SpanColumns {
     /// Duration of each span, ns.
     pub duration: Vec<u64>,
     /// Name of each span.
-    pub name: Vec<String>,
+    pub name: Coded,
     /// OTLP status code of each span.
     pub status: Vec<i64>,
     /// Status message of each span.
-    pub status_message: Vec<String>,
+    pub status_message: Coded,
     /// OTLP kind of each span.
     pub kind: Vec<i64>,
-    /// Span ID bytes of each span.
-    pub span_id: Vec<Vec<u8>>,
+    /// Span ID bytes of all spans, one after the other.
+    pub span_id_bytes: Vec<u8>,
+    /// End of each span's ID in `span_id_bytes`.
+    pub span_id_ends: Vec<usize>,
     /// Index of each span's resource into `service_name`.
     pub resource_of_span: Vec<usize>,
-    /// `service.name` of each resource (never empty: a resource without one is not read from
+    /// `service.name` of each resource (never nil: a resource without one is not read from
     /// columns).
-    pub service_name: Vec<String>,
+    pub service_name: Coded,
     /// Span attributes asked for: the name and each span's value (nil where it has none).
-    pub span_attributes: Vec<(String, Vec<Static>)>,
+    pub span_attributes: Vec<(String, Coded)>,
 }
 
 impl SpanColumns {
@@ -123,6 +260,16 @@ impl SpanColumns {
             trace: index,
         })
     }
+
+    /// The ID of span `at`, if span IDs were read.
+    pub fn span_id(&self, at: usize) -> Option<&[u8]> {
+        let end = *self.span_id_ends.get(at)?;
+        let start = match at {
+            0 => 0,
+            _ => *self.span_id_ends.get(at - 1)?,
+        };
+        self.span_id_bytes.get(start..end)
+    }
 }
 
 /// One span of [`SpanColumns`], read through the evaluator's [`SpanView`].
@@ -140,57 +287,68 @@ impl ColumnSpan<'_> {
     }
 }
 
+const NIL: &Static = &Static::Nil;
+
 impl SpanView for ColumnSpan<'_> {
-    fn value(&self, attr: &Attribute, _event: usize, _link: usize) -> Static {
+    fn value(&self, attr: &Attribute, event: usize, link: usize) -> Static {
+        self.value_ref(attr, event, link).into_owned()
+    }
+
+    fn value_ref(&self, attr: &Attribute, _event: usize, _link: usize) -> Cow<'_, Static> {
         let columns = self.columns;
         let at = self.span;
-        if !attr.parent && attr.intrinsic.is_none() && attr.scope == AttributeScope::Span {
-            return columns
-                .span_attributes
-                .iter()
-                .find(|(name, _)| *name == attr.name)
-                .and_then(|(_, values)| values.get(at))
-                .cloned()
-                .unwrap_or(Static::Nil);
+        if !attr.parent && attr.intrinsic.is_none() {
+            match attr.scope {
+                AttributeScope::Span => {
+                    return Cow::Borrowed(
+                        columns
+                            .span_attributes
+                            .iter()
+                            .find(|(name, _)| *name == attr.name)
+                            .and_then(|(_, values)| values.get(at))
+                            .unwrap_or(NIL),
+                    )
+                }
+                AttributeScope::Resource if attr.name == "service.name" => {
+                    return Cow::Borrowed(
+                        columns
+                            .resource_of_span
+                            .get(at)
+                            .and_then(|resource| columns.service_name.get(*resource))
+                            .unwrap_or(NIL),
+                    )
+                }
+                _ => {}
+            }
         }
-        match SpanField::of(attr) {
+        Cow::Owned(match SpanField::of(attr) {
             Some(SpanField::Duration) => columns
                 .duration
                 .get(at)
                 .map_or(Static::Nil, |nanos| Static::Duration(*nanos as i64)),
-            Some(SpanField::Name) => columns
-                .name
-                .get(at)
-                .map_or(Static::Nil, |name| Static::String(name.clone())),
+            Some(SpanField::Name) => return Cow::Borrowed(columns.name.get(at).unwrap_or(NIL)),
             Some(SpanField::Status) => columns
                 .status
                 .get(at)
                 .map_or(Static::Nil, |code| Static::Status(status_of(*code as i32))),
-            Some(SpanField::StatusMessage) => columns
-                .status_message
-                .get(at)
-                .map_or(Static::Nil, |message| Static::String(message.clone())),
+            Some(SpanField::StatusMessage) => {
+                return Cow::Borrowed(columns.status_message.get(at).unwrap_or(NIL))
+            }
             Some(SpanField::Kind) => columns
                 .kind
                 .get(at)
                 .map_or(Static::Nil, |kind| Static::Kind(kind_of(*kind as i32))),
             Some(SpanField::SpanId) => columns
-                .span_id
-                .get(at)
+                .span_id(at)
                 .map_or(Static::Nil, |id| Static::String(hex::encode(id))),
-            Some(SpanField::ServiceName) => columns
-                .resource_of_span
-                .get(at)
-                .and_then(|resource| columns.service_name.get(*resource))
-                .map_or(Static::Nil, |name| Static::String(name.clone())),
-            // Looked up by reference below, without building the field's name.
-            Some(SpanField::SpanAttribute(_)) => Static::Nil,
+            // Read by reference above.
+            Some(SpanField::ServiceName | SpanField::SpanAttribute(_)) => Static::Nil,
             None if attr.intrinsic == Some(Intrinsic::TraceId) => {
                 Static::String(self.trace_id_hex())
             }
             // Queries read from columns reference nothing else.
             None => Static::Nil,
-        }
+        })
     }
 
     fn nested_set(&self) -> NestedSet {
@@ -206,8 +364,7 @@ impl MetricsSpan for ColumnSpan<'_> {
     fn exemplar_labels(&self) -> Vec<(String, Static)> {
         let span_id = self
             .columns
-            .span_id
-            .get(self.span)
+            .span_id(self.span)
             .map(hex::encode)
             .unwrap_or_default();
         vec![

@@ -5,6 +5,7 @@
 //! A [`Spanset`] holds indices into the trace's span slice plus its metadata (`by()` values,
 //! aggregate results).
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 
@@ -28,6 +29,11 @@ pub trait SpanView {
     /// The value of an attribute or intrinsic; [`Static::Nil`] when absent. `event` and
     /// `link` select which of the span's events and links `event.`/`link.` references read.
     fn value(&self, attr: &Attribute, event: usize, link: usize) -> Static;
+    /// [`value`](Self::value), borrowed where the span already holds it as a [`Static`]
+    /// (column values, attribute lists): filters and `by()` read it per span without a copy.
+    fn value_ref(&self, attr: &Attribute, event: usize, link: usize) -> Cow<'_, Static> {
+        Cow::Owned(self.value(attr, event, link))
+    }
     /// Its nested-set numbering.
     fn nested_set(&self) -> NestedSet;
     /// How many events the span has (event-scoped conditions hold when one event satisfies
@@ -541,7 +547,7 @@ impl Evaluator {
         };
         for event in 0..events {
             for link in 0..links {
-                if self.eval_field(expr, span, event, link)? == Static::Bool(true) {
+                if *self.eval_field_ref(expr, span, event, link)? == Static::Bool(true) {
                     return Ok(true);
                 }
             }
@@ -557,31 +563,45 @@ impl Evaluator {
         event: usize,
         link: usize,
     ) -> Result<Static, EvalError> {
+        Ok(self.eval_field_ref(expr, span, event, link)?.into_owned())
+    }
+
+    /// [`eval_field`](Self::eval_field) borrowing literals and the span's values: a filter
+    /// such as `span.db.system = "redis"` copies no string.
+    fn eval_field_ref<'a, S: SpanView>(
+        &self,
+        expr: &'a FieldExpr,
+        span: &'a S,
+        event: usize,
+        link: usize,
+    ) -> Result<Cow<'a, Static>, EvalError> {
         Ok(match expr {
-            FieldExpr::Static(value) => value.clone(),
-            FieldExpr::Attribute(attr) => span.value(attr, event, link),
+            FieldExpr::Static(value) => Cow::Borrowed(value),
+            FieldExpr::Attribute(attr) => span.value_ref(attr, event, link),
             FieldExpr::Unary { op, expr } => {
-                let value = self.eval_field(expr, span, event, link)?;
-                match op {
+                let value = self.eval_field_ref(expr, span, event, link)?;
+                Cow::Owned(match op {
                     UnaryOp::Neg => value.negate()?,
                     UnaryOp::Not => value.not()?,
-                    UnaryOp::Exists => Static::Bool(value != Static::Nil),
-                    UnaryOp::NotExists => Static::Bool(value == Static::Nil),
-                }
+                    UnaryOp::Exists => Static::Bool(*value != Static::Nil),
+                    UnaryOp::NotExists => Static::Bool(*value == Static::Nil),
+                })
             }
             FieldExpr::Binary { op, lhs, rhs } => {
-                let left = self.eval_field(lhs, span, event, link)?;
-                let right = self.eval_field(rhs, span, event, link)?;
+                let left = self.eval_field_ref(lhs, span, event, link)?;
+                let right = self.eval_field_ref(rhs, span, event, link)?;
                 if let (
                     BinaryOp::Regex | BinaryOp::NotRegex,
                     Static::String(value),
                     Static::String(pattern),
-                ) = (op, &left, &right)
+                ) = (op, left.as_ref(), right.as_ref())
                 {
                     let matched = self.regex_match(value, pattern)?;
-                    return Ok(Static::Bool(matched == (*op == BinaryOp::Regex)));
+                    return Ok(Cow::Owned(Static::Bool(
+                        matched == (*op == BinaryOp::Regex),
+                    )));
                 }
-                Static::binary_op(*op, &left, &right)?
+                Cow::Owned(Static::binary_op(*op, &left, &right)?)
             }
         })
     }

@@ -1,6 +1,7 @@
 //! The span model the evaluator runs on, built from an OTLP trace: intrinsics, nested-set
 //! numbering, resource/span/event/link/instrumentation attributes and trace-level values.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -163,11 +164,16 @@ fn convert(attributes: &[KeyValue]) -> Vec<(String, Static)> {
 }
 
 fn lookup(attributes: &[(String, Static)], name: &str) -> Static {
+    lookup_ref(attributes, name).clone()
+}
+
+const NIL: &Static = &Static::Nil;
+
+fn lookup_ref<'a>(attributes: &'a [(String, Static)], name: &str) -> &'a Static {
     attributes
         .iter()
         .find(|(key, _)| key == name)
-        .map(|(_, value)| value.clone())
-        .unwrap_or(Static::Nil)
+        .map_or(NIL, |(_, value)| value)
 }
 
 pub(crate) fn kind_of(code: i32) -> Kind {
@@ -372,6 +378,29 @@ impl SpanView for SpanData {
                 .map(|l| lookup(&l.attributes, &attr.name))
                 .unwrap_or(Static::Nil),
         }
+    }
+
+    fn value_ref(&self, attr: &Attribute, event: usize, link: usize) -> Cow<'_, Static> {
+        if attr.intrinsic.is_some() {
+            return Cow::Owned(self.value(attr, event, link));
+        }
+        Cow::Borrowed(match attr.scope {
+            AttributeScope::None => match lookup_ref(&self.attributes, &attr.name) {
+                Static::Nil => lookup_ref(&self.resource, &attr.name),
+                value => value,
+            },
+            AttributeScope::Span => lookup_ref(&self.attributes, &attr.name),
+            AttributeScope::Resource => lookup_ref(&self.resource, &attr.name),
+            AttributeScope::Instrumentation => lookup_ref(&self.scope.attributes, &attr.name),
+            AttributeScope::Event => self
+                .events
+                .get(event)
+                .map_or(NIL, |e| lookup_ref(&e.attributes, &attr.name)),
+            AttributeScope::Link => self
+                .links
+                .get(link)
+                .map_or(NIL, |l| lookup_ref(&l.attributes, &attr.name)),
+        })
     }
 
     fn nested_set(&self) -> NestedSet {

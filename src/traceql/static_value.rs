@@ -231,6 +231,39 @@ pub enum Static {
     BoolArray(Vec<bool>),
 }
 
+impl Static {
+    /// The same value, floats compared by their bits: what tells `by()` groups apart (two
+    /// values are one group exactly when they print alike).
+    pub fn identical(&self, other: &Static) -> bool {
+        match (self, other) {
+            (Static::Float(a), Static::Float(b)) => a.to_bits() == b.to_bits(),
+            (Static::FloatArray(a), Static::FloatArray(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+            }
+            _ => self == other,
+        }
+    }
+
+    /// Hashes the value consistently with [`identical`](Self::identical).
+    pub fn hash_identity<H: std::hash::Hasher>(&self, state: &mut H) {
+        use std::hash::Hash;
+        std::mem::discriminant(self).hash(state);
+        match self {
+            Static::Nil => {}
+            Static::Int(v) | Static::Duration(v) => v.hash(state),
+            Static::Float(v) => v.to_bits().hash(state),
+            Static::String(v) => v.hash(state),
+            Static::Bool(v) => v.hash(state),
+            Static::Status(v) => v.hash(state),
+            Static::Kind(v) => v.hash(state),
+            Static::IntArray(v) => v.hash(state),
+            Static::FloatArray(v) => v.iter().for_each(|x| x.to_bits().hash(state)),
+            Static::StringArray(v) => v.hash(state),
+            Static::BoolArray(v) => v.hash(state),
+        }
+    }
+}
+
 /// A failure while computing an operation on values (an evaluation error, not a mismatch).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OpError {

@@ -11,8 +11,7 @@ use super::dremel::{LeafColumn, LeafValues};
 use super::row::DedicatedMapping;
 use super::VParquetError;
 use crate::model::TraceId;
-use crate::traceql::columns::{SpanColumns, SpanField, SpanFields};
-use crate::traceql::static_value::Static;
+use crate::traceql::columns::{Coded, CodedBuilder, SpanColumns, SpanField, SpanFields, NIL_CODE};
 
 const SPAN: &str = "rs.list.element.ss.list.element.Spans.list.element.";
 
@@ -218,10 +217,6 @@ fn byte_arrays<'a>(
     }
 }
 
-fn text(value: &parquet::data_type::ByteArray, what: &str) -> Result<String, VParquetError> {
-    String::from_utf8(value.data().to_vec()).map_err(|_| malformed(format!("{what} is not UTF-8")))
-}
-
 /// Builds the spans of the rows `rows` (row numbers, ascending, as read) of which `keep`
 /// says which to return, from the leaves read for them (`columns[leaf]`, unread leaves
 /// empty).
@@ -313,20 +308,21 @@ pub(super) fn span_columns(
             _ => None,
         })
         .collect();
-    let attribute_values = span_attributes(&attribute_names, mapping, columns, starts.len())?;
+    let mut attribute_values = span_attributes(&attribute_names, mapping, columns, starts.len())?;
+    let mut attribute_codes: Vec<Vec<u32>> = vec![Vec::new(); attribute_names.len()];
 
-    let mut out = SpanColumns {
-        span_attributes: attribute_names
-            .iter()
-            .map(|name| (name.to_string(), Vec::new()))
-            .collect(),
-        ..SpanColumns::default()
-    };
+    let mut out = SpanColumns::default();
+    let mut name_codes = CodedBuilder::default();
+    let mut message_codes = CodedBuilder::default();
     if wants(SpanField::ServiceName) {
         // One REQUIRED value per resource, in the order the span walk below meets them.
+        let mut services = CodedBuilder::default();
         for value in byte_arrays(&columns[leaves.service_name], "ServiceName")? {
-            out.service_name.push(text(value, "ServiceName")?);
+            services
+                .push_str(value.data())
+                .map_err(|_| malformed("ServiceName is not UTF-8"))?;
         }
+        out.service_name = services.finish();
     }
     let mut row_position: Option<usize> = None;
     let mut resource: Option<usize> = None;
@@ -365,7 +361,9 @@ pub(super) fn span_columns(
             out.duration.push(*duration as u64);
         }
         if let Some(name) = names.get(at) {
-            out.name.push(text(name, "Name")?);
+            name_codes
+                .push_str(name.data())
+                .map_err(|_| malformed("Name is not UTF-8"))?;
         }
         if let Some(kind) = kinds.get(at) {
             out.kind.push(*kind);
@@ -374,13 +372,16 @@ pub(super) fn span_columns(
             out.status.push(*status);
         }
         if let Some(message) = messages.get(at) {
-            out.status_message.push(text(message, "StatusMessage")?);
+            message_codes
+                .push_str(message.data())
+                .map_err(|_| malformed("StatusMessage is not UTF-8"))?;
         }
         if let Some(id) = span_ids.get(at) {
-            out.span_id.push(id.data().to_vec());
+            out.span_id_bytes.extend_from_slice(id.data());
+            out.span_id_ends.push(out.span_id_bytes.len());
         }
-        for ((_, values), read) in out.span_attributes.iter_mut().zip(&attribute_values) {
-            values.push(read[at].clone());
+        for (codes, read) in attribute_codes.iter_mut().zip(&attribute_values) {
+            codes.push(read.codes[at]);
         }
         if wants(SpanField::ServiceName) {
             let index = resource.ok_or_else(|| malformed("a span outside any resource"))?;
@@ -396,6 +397,17 @@ pub(super) fn span_columns(
         return Err(malformed("span levels end before the rows read"));
     }
     out.trace_starts.push(out.start.len());
+    out.name = name_codes.finish();
+    out.status_message = message_codes.finish();
+    out.span_attributes = attribute_names
+        .iter()
+        .zip(attribute_values.iter_mut())
+        .zip(attribute_codes)
+        .map(|((name, read), codes)| {
+            let values = std::mem::take(&mut read.values);
+            (name.to_string(), Coded { values, codes })
+        })
+        .collect();
     Ok(out)
 }
 
@@ -455,12 +467,13 @@ fn span_attributes(
     mapping: &DedicatedMapping,
     columns: &[LeafColumn],
     span_count: usize,
-) -> Result<Vec<Vec<Static>>, VParquetError> {
+) -> Result<Vec<Coded>, VParquetError> {
     if names.is_empty() {
         return Ok(Vec::new());
     }
     let leaves = &leaves().attribute;
-    let mut values = vec![vec![Static::Nil; span_count]; names.len()];
+    let mut builders: Vec<CodedBuilder> = names.iter().map(|_| CodedBuilder::default()).collect();
+    let mut codes = vec![vec![NIL_CODE; span_count]; names.len()];
 
     let key_column = &columns[leaves.key];
     let keys = byte_arrays(key_column, "Attrs Key")?;
@@ -499,33 +512,35 @@ fn span_attributes(
             continue;
         };
         let at = span.ok_or_else(|| malformed("an attribute outside any span"))?;
-        let slot = values[wanted]
+        let slot = codes[wanted]
             .get_mut(at)
             .ok_or_else(|| malformed("more spans in Attrs than in StartTimeUnixNano"))?;
-        if *slot != Static::Nil {
+        if *slot != NIL_CODE {
             continue;
         }
-        let value = if let Some(index) = string {
+        let builder = &mut builders[wanted];
+        *slot = if let Some(index) = string {
             let bytes = strings.get(index).ok_or_else(|| malformed("Attrs Value"))?;
-            Static::String(text(bytes, "Attrs Value")?)
+            builder
+                .code_str(bytes.data())
+                .map_err(|_| malformed("Attrs Value is not UTF-8"))?
         } else if let Some(index) = int {
-            Static::Int(*ints.get(index).ok_or_else(|| malformed("Attrs ValueInt"))?)
+            builder.code_int(*ints.get(index).ok_or_else(|| malformed("Attrs ValueInt"))?)
         } else if let Some(index) = double {
-            Static::Float(
+            builder.code_float(
                 *doubles
                     .get(index)
                     .ok_or_else(|| malformed("Attrs ValueDouble"))?,
             )
         } else if let Some(index) = boolean {
-            Static::Bool(
+            builder.code_bool(
                 *bools
                     .get(index)
                     .ok_or_else(|| malformed("Attrs ValueBool"))?,
             )
         } else {
-            Static::Nil
+            NIL_CODE
         };
-        *slot = value;
     }
     if span.map_or(0, |s| s + 1) != span_count {
         return Err(malformed("Attrs levels disagree with the spans"));
@@ -543,20 +558,25 @@ fn span_attributes(
                 continue;
             }
             if def == SPAN_OPTIONAL_DEFINED {
-                let slot = values[wanted]
+                let slot = codes[wanted]
                     .get_mut(span)
                     .ok_or_else(|| malformed("more spans in a span column than spans"))?;
+                let builder = &mut builders[wanted];
                 let read = match &column.values {
                     LeafValues::Bytes(texts) => texts
                         .get(value)
-                        .map(|bytes| text(bytes, "span column").map(Static::String))
+                        .map(|bytes| {
+                            builder
+                                .code_str(bytes.data())
+                                .map_err(|_| malformed("a span column value is not UTF-8"))
+                        })
                         .transpose()?,
-                    LeafValues::Int64(numbers) => numbers.get(value).map(|n| Static::Int(*n)),
+                    LeafValues::Int64(numbers) => numbers.get(value).map(|n| builder.code_int(*n)),
                     _ => return Err(malformed("a span column of an unexpected type")),
                 }
                 .ok_or_else(|| malformed("span column levels run past its values"))?;
                 value += 1;
-                if *slot == Static::Nil {
+                if *slot == NIL_CODE {
                     *slot = read;
                 }
             }
@@ -566,5 +586,12 @@ fn span_attributes(
             return Err(malformed("a span column disagrees with the spans"));
         }
     }
-    Ok(values)
+    Ok(builders
+        .into_iter()
+        .zip(codes)
+        .map(|(builder, codes)| Coded {
+            values: builder.finish().values,
+            codes,
+        })
+        .collect())
 }

@@ -400,22 +400,34 @@ struct CompareState {
 #[derive(Debug, Clone)]
 struct Leaf {
     pipeline: Pipeline,
+    /// The pipeline's one filter when it is nothing else (`{ kind = server }`): it judges
+    /// each span alone, without building spansets.
+    filter: Option<FieldExpr>,
     function: MetricsFunction,
-    groups: HashMap<String, Group>,
+    /// The groups with their keys (the `by()` values and bucket as text), in creation order.
+    groups: Vec<(String, Group)>,
+    /// Group by key.
+    group_of_key: HashMap<String, usize>,
+    /// Groups by [`group_hash`] of their `by()` values and bucket: a span finds its group
+    /// from values it borrows, without formatting a key.
+    group_of_hash: HashMap<u64, Vec<usize>>,
     /// The group the previous span went to: spans in a row mostly share one (a trace's
-    /// spans, one service), so its key is not formatted again.
-    last_group: Option<LastGroup>,
+    /// spans, one service).
+    last_group: Option<usize>,
     compare: CompareState,
     exemplars_taken: usize,
     exemplars_per_interval: Vec<usize>,
 }
 
-/// The `by()` values, histogram bucket and group key of the previous span of a [`Leaf`].
-#[derive(Debug, Clone)]
-struct LastGroup {
-    by_values: Vec<Static>,
-    bucket: Option<f64>,
-    key: String,
+/// A hash of a group's `by()` values and bucket, consistent with [`Static::identical`].
+fn group_hash<'a>(values: impl Iterator<Item = &'a Static>, bucket: Option<f64>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for value in values {
+        value.hash_identity(&mut hasher);
+    }
+    bucket.map(f64::to_bits).hash(&mut hasher);
+    hasher.finish()
 }
 
 /// A metrics query running over traces: feed every trace once, then [`finish`](Self::finish).
@@ -426,6 +438,8 @@ pub struct MetricsEvaluation {
     request: MetricsRequest,
     partial: bool,
     budget: PointBudget,
+    /// Which spans of the trace being observed a leaf's pipeline selected (reused).
+    matched: Vec<bool>,
     /// traces and spans looked at
     pub stats: QueryStats,
 }
@@ -435,9 +449,15 @@ fn collect_leaves(expr: &MetricsExpr, request: &MetricsRequest, out: &mut Vec<Le
         MetricsExpr::Query {
             pipeline, function, ..
         } => out.push(Leaf {
+            filter: match pipeline.stages.as_slice() {
+                [Stage::Spanset(SpansetExpr::Filter(filter))] => Some(filter.clone()),
+                _ => None,
+            },
             pipeline: pipeline.clone(),
             function: function.clone(),
-            groups: HashMap::new(),
+            groups: Vec::new(),
+            group_of_key: HashMap::new(),
+            group_of_hash: HashMap::new(),
             last_group: None,
             compare: CompareState::default(),
             exemplars_taken: 0,
@@ -586,6 +606,7 @@ impl MetricsEvaluation {
             request,
             partial: false,
             budget: PointBudget::default(),
+            matched: Vec::new(),
             stats: QueryStats::default(),
         }
     }
@@ -620,18 +641,26 @@ impl MetricsEvaluation {
         self.stats.inspected_traces = self.stats.inspected_traces.saturating_add(1);
         self.stats.inspected_spans += spans.len() as u64;
         let request = self.request;
+        let mut matched = std::mem::take(&mut self.matched);
         for leaf_index in 0..self.leaves.len() {
-            let all = Spanset {
-                spans: (0..spans.len()).collect(),
-                ..Spanset::default()
-            };
-            let result =
-                evaluator.eval_pipeline(&self.leaves[leaf_index].pipeline, vec![all], spans)?;
-            let mut matched = vec![false; spans.len()];
-            for set in &result {
-                for &index in &set.spans {
-                    if let Some(flag) = matched.get_mut(index) {
-                        *flag = true;
+            matched.clear();
+            if let Some(filter) = &self.leaves[leaf_index].filter {
+                for span in spans {
+                    matched.push(evaluator.matches(filter, span)?);
+                }
+            } else {
+                let all = Spanset {
+                    spans: (0..spans.len()).collect(),
+                    ..Spanset::default()
+                };
+                let result =
+                    evaluator.eval_pipeline(&self.leaves[leaf_index].pipeline, vec![all], spans)?;
+                matched.resize(spans.len(), false);
+                for set in &result {
+                    for &index in &set.spans {
+                        if let Some(flag) = matched.get_mut(index) {
+                            *flag = true;
+                        }
                     }
                 }
             }
@@ -663,6 +692,7 @@ impl MetricsEvaluation {
                 }
             }
         }
+        self.matched = matched;
         Ok(())
     }
 
@@ -759,6 +789,112 @@ fn to_time_series(key: String, series: Series, request: &MetricsRequest) -> Opti
 }
 
 impl Leaf {
+    /// Whether group `index` holds the span's `by()` values and `bucket`.
+    fn holds<S: MetricsSpan>(&self, index: usize, span: &S, bucket: Option<f64>) -> bool {
+        let group = &self.groups[index].1;
+        group.bucket.map(f64::to_bits) == bucket.map(f64::to_bits)
+            && self
+                .function
+                .by
+                .iter()
+                .zip(&group.by_values)
+                .all(|(attribute, value)| span.value_ref(attribute, 0, 0).identical(value))
+    }
+
+    /// The group of the span's `by()` values and `bucket`, started if new (when the series
+    /// and point budgets allow).
+    fn group_for<S: MetricsSpan>(
+        &mut self,
+        span: &S,
+        bucket: Option<f64>,
+        intervals: usize,
+        budget: &mut PointBudget,
+    ) -> Option<usize> {
+        if let Some(last) = self.last_group {
+            if self.holds(last, span, bucket) {
+                return Some(last);
+            }
+        }
+        let hash = {
+            let values: Vec<_> = self
+                .function
+                .by
+                .iter()
+                .map(|attribute| span.value_ref(attribute, 0, 0))
+                .collect();
+            group_hash(values.iter().map(|value| value.as_ref()), bucket)
+        };
+        if let Some(candidates) = self.group_of_hash.get(&hash) {
+            if let Some(&found) = candidates
+                .iter()
+                .find(|&&index| self.holds(index, span, bucket))
+            {
+                self.last_group = Some(found);
+                return Some(found);
+            }
+        }
+        let by_values: Vec<Static> = self
+            .function
+            .by
+            .iter()
+            .map(|attribute| span.value(attribute, 0, 0))
+            .collect();
+        let mut key = format!("{by_values:?}");
+        if matches!(
+            self.function.aggregate,
+            MetricsAggregate::HistogramOverTime(_)
+        ) {
+            key.push_str(&format!("|{:?}", bucket));
+        }
+        let index = match self.group_of_key.get(&key) {
+            // Values that print alike (NaNs of other bits) share the group of their key.
+            Some(&index) => index,
+            None => {
+                if self.groups.len() >= MAX_SERIES {
+                    budget.series_capped = true;
+                    return None;
+                }
+                // A quantile group becomes one series per quantile when the answer is built.
+                let series_per_group = match &self.function.aggregate {
+                    MetricsAggregate::QuantileOverTime(_, quantiles) => quantiles.len().max(1),
+                    _ => 1,
+                };
+                if !budget.take(intervals.saturating_mul(series_per_group)) {
+                    return None;
+                }
+                let acc = match &self.function.aggregate {
+                    MetricsAggregate::Rate
+                    | MetricsAggregate::CountOverTime
+                    | MetricsAggregate::HistogramOverTime(_) => {
+                        Accumulator::Count(vec![0.0; intervals])
+                    }
+                    MetricsAggregate::MinOverTime(_) => Accumulator::Min(vec![f64::NAN; intervals]),
+                    MetricsAggregate::MaxOverTime(_) => Accumulator::Max(vec![f64::NAN; intervals]),
+                    MetricsAggregate::SumOverTime(_) => Accumulator::Sum(vec![f64::NAN; intervals]),
+                    MetricsAggregate::AvgOverTime(_) => {
+                        Accumulator::Avg(vec![(0.0, 0.0); intervals])
+                    }
+                    _ => Accumulator::Buckets(vec![BTreeMap::new(); intervals]),
+                };
+                let index = self.groups.len();
+                self.group_of_key.insert(key.clone(), index);
+                self.groups.push((
+                    key,
+                    Group {
+                        by_values,
+                        bucket,
+                        acc,
+                        exemplars: Vec::new(),
+                    },
+                ));
+                index
+            }
+        };
+        self.group_of_hash.entry(hash).or_default().push(index);
+        self.last_group = Some(index);
+        Some(index)
+    }
+
     /// Adds one span; returns whether it was taken as an exemplar.
     fn observe<S: MetricsSpan>(
         &mut self,
@@ -788,19 +924,13 @@ impl Leaf {
                 budget,
             );
         }
-        let by_values: Vec<Static> = self
-            .function
-            .by
-            .iter()
-            .map(|a| span.value(a, 0, 0))
-            .collect();
         let (value, bucket) = match &self.function.aggregate {
             MetricsAggregate::MinOverTime(a)
             | MetricsAggregate::MaxOverTime(a)
             | MetricsAggregate::AvgOverTime(a)
-            | MetricsAggregate::SumOverTime(a) => (numeric(&span.value(a, 0, 0)), None),
+            | MetricsAggregate::SumOverTime(a) => (numeric(&span.value_ref(a, 0, 0)), None),
             MetricsAggregate::HistogramOverTime(a) | MetricsAggregate::QuantileOverTime(a, _) => {
-                let raw = span.value(a, 0, 0);
+                let raw = span.value_ref(a, 0, 0);
                 match bucket_of(&raw) {
                     Some(b) => (numeric(&raw), Some(b)),
                     None => return false,
@@ -813,63 +943,10 @@ impl Leaf {
             MetricsAggregate::HistogramOverTime(_)
         );
         let group_bucket = if histogram { bucket } else { None };
-        let same_group = self.last_group.as_ref().is_some_and(|last| {
-            last.bucket.map(f64::to_bits) == group_bucket.map(f64::to_bits)
-                && last.by_values == by_values
-        });
-        if !same_group {
-            let mut key = format!("{by_values:?}");
-            if histogram {
-                key.push_str(&format!("|{:?}", bucket));
-            }
-            self.last_group = Some(LastGroup {
-                by_values: by_values.clone(),
-                bucket: group_bucket,
-                key,
-            });
-        }
-        let Some(last) = &self.last_group else {
+        let Some(group_index) = self.group_for(span, group_bucket, intervals, budget) else {
             return false;
         };
-        let key = &last.key;
-        if !self.groups.contains_key(key) {
-            if self.groups.len() >= MAX_SERIES {
-                budget.series_capped = true;
-                return false;
-            }
-            // A quantile group becomes one series per quantile when the answer is built.
-            let series_per_group = match &self.function.aggregate {
-                MetricsAggregate::QuantileOverTime(_, quantiles) => quantiles.len().max(1),
-                _ => 1,
-            };
-            if !budget.take(intervals.saturating_mul(series_per_group)) {
-                return false;
-            }
-            let acc = match &self.function.aggregate {
-                MetricsAggregate::Rate
-                | MetricsAggregate::CountOverTime
-                | MetricsAggregate::HistogramOverTime(_) => {
-                    Accumulator::Count(vec![0.0; intervals])
-                }
-                MetricsAggregate::MinOverTime(_) => Accumulator::Min(vec![f64::NAN; intervals]),
-                MetricsAggregate::MaxOverTime(_) => Accumulator::Max(vec![f64::NAN; intervals]),
-                MetricsAggregate::SumOverTime(_) => Accumulator::Sum(vec![f64::NAN; intervals]),
-                MetricsAggregate::AvgOverTime(_) => Accumulator::Avg(vec![(0.0, 0.0); intervals]),
-                _ => Accumulator::Buckets(vec![BTreeMap::new(); intervals]),
-            };
-            self.groups.insert(
-                key.clone(),
-                Group {
-                    by_values: by_values.clone(),
-                    bucket: group_bucket,
-                    acc,
-                    exemplars: Vec::new(),
-                },
-            );
-        }
-        let Some(group) = self.groups.get_mut(key) else {
-            return false;
-        };
+        let group = &mut self.groups[group_index].1;
         let counted = match &mut group.acc {
             Accumulator::Count(v) => {
                 v[interval] += 1.0;
@@ -911,7 +988,7 @@ impl Leaf {
             return false;
         }
         let mut labels = span.exemplar_labels();
-        for (attribute, value) in self.function.by.iter().zip(&by_values) {
+        for (attribute, value) in self.function.by.iter().zip(&group.by_values) {
             if *value != Static::Nil {
                 labels.push((attribute_label(attribute), value.clone()));
             }
@@ -1022,7 +1099,7 @@ impl Leaf {
             Vec::new()
         } else {
             let mut all: BTreeMap<u64, u64> = BTreeMap::new();
-            for group in self.groups.values() {
+            for (_, group) in &self.groups {
                 if let Accumulator::Buckets(per_interval) = &group.acc {
                     for buckets in per_interval {
                         for (b, c) in buckets {
@@ -1039,7 +1116,7 @@ impl Leaf {
         };
         // In key order: values of different types can print alike (an integer 3 and a float
         // 3.0 are both "3") and then share a series, which must not depend on hash order.
-        let mut groups: Vec<(String, Group)> = self.groups.into_iter().collect();
+        let mut groups = self.groups;
         groups.sort_by(|a, b| a.0.cmp(&b.0));
         for (_, group) in groups {
             let mut labels: Vec<(String, Static)> = self
