@@ -205,6 +205,9 @@ impl CodedBuilder {
 /// empty.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SpanColumns {
+    /// This batch's identity, unique for the process's life ([`SpanColumns::new`]): what
+    /// tells codes of its columns from codes of another batch's.
+    pub batch: u64,
     /// IDs of the traces, in row order.
     pub trace_ids: Vec<TraceId>,
     /// Index of each trace's first span; one more entry, the span count, closes the last.
@@ -235,6 +238,15 @@ pub struct SpanColumns {
 }
 
 impl SpanColumns {
+    /// Empty columns with an identity of their own.
+    pub fn new() -> SpanColumns {
+        static BATCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        SpanColumns {
+            batch: BATCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            ..SpanColumns::default()
+        }
+    }
+
     /// Number of spans.
     pub fn len(&self) -> usize {
         self.start.len()
@@ -375,5 +387,34 @@ impl MetricsSpan for ColumnSpan<'_> {
 
     fn whole(&self) -> Option<&SpanData> {
         None
+    }
+
+    fn value_code(&self, attr: &Attribute) -> Option<(u64, u32)> {
+        let columns = self.columns;
+        let at = self.span;
+        // The field's place in the batch, to tell its codes from other fields' codes.
+        let (field, code) =
+            if !attr.parent && attr.intrinsic.is_none() && attr.scope == AttributeScope::Span {
+                let index = columns
+                    .span_attributes
+                    .iter()
+                    .position(|(name, _)| *name == attr.name)?;
+                (
+                    3 + index as u64,
+                    *columns.span_attributes[index].1.codes.get(at)?,
+                )
+            } else {
+                match SpanField::of(attr)? {
+                    SpanField::Name => (0, *columns.name.codes.get(at)?),
+                    SpanField::StatusMessage => (1, *columns.status_message.codes.get(at)?),
+                    SpanField::ServiceName => {
+                        let resource = *columns.resource_of_span.get(at)?;
+                        (2, *columns.service_name.codes.get(resource)?)
+                    }
+                    _ => return None,
+                }
+            };
+        // Batch and field in one word: batches number far below 2^48.
+        Some(((columns.batch << 16) | field, code))
     }
 }

@@ -311,7 +311,7 @@ pub(super) fn span_columns(
     let mut attribute_values = span_attributes(&attribute_names, mapping, columns, starts.len())?;
     let mut attribute_codes: Vec<Vec<u32>> = vec![Vec::new(); attribute_names.len()];
 
-    let mut out = SpanColumns::default();
+    let mut out = SpanColumns::new();
     let mut name_codes = CodedBuilder::default();
     let mut message_codes = CodedBuilder::default();
     if wants(SpanField::ServiceName) {

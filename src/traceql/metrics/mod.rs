@@ -403,6 +403,10 @@ struct Leaf {
     /// The pipeline's one filter when it is nothing else (`{ kind = server }`): it judges
     /// each span alone, without building spansets.
     filter: Option<FieldExpr>,
+    /// The one attribute `filter` reads, when it reads one, and what it said for each code
+    /// of that attribute's coded column (0 not yet judged, 1 false, 2 true): spans with the
+    /// same value get the same answer.
+    filter_of_code: Option<(Attribute, u64, Vec<u8>)>,
     function: MetricsFunction,
     /// The groups with their keys (the `by()` values and bucket as text), in creation order.
     groups: Vec<(String, Group)>,
@@ -414,6 +418,9 @@ struct Leaf {
     /// The group the previous span went to: spans in a row mostly share one (a trace's
     /// spans, one service).
     last_group: Option<usize>,
+    /// For a single `by()` attribute read from a coded column: that column's identity and
+    /// the group of each code met (`u32::MAX` where unknown yet).
+    group_of_code: (u64, Vec<u32>),
     compare: CompareState,
     exemplars_taken: usize,
     exemplars_per_interval: Vec<usize>,
@@ -453,12 +460,29 @@ fn collect_leaves(expr: &MetricsExpr, request: &MetricsRequest, out: &mut Vec<Le
                 [Stage::Spanset(SpansetExpr::Filter(filter))] => Some(filter.clone()),
                 _ => None,
             },
+            filter_of_code: match (
+                pipeline.stages.as_slice(),
+                referenced_attributes(pipeline).as_slice(),
+            ) {
+                ([Stage::Spanset(SpansetExpr::Filter(_))], [attribute])
+                    if !matches!(
+                        attribute.scope,
+                        AttributeScope::Event | AttributeScope::Link
+                    ) && attribute.intrinsic.is_none_or(|intrinsic| {
+                        matches!(intrinsic, Intrinsic::Name | Intrinsic::StatusMessage)
+                    }) =>
+                {
+                    Some((attribute.clone(), u64::MAX, Vec::new()))
+                }
+                _ => None,
+            },
             pipeline: pipeline.clone(),
             function: function.clone(),
             groups: Vec::new(),
             group_of_key: HashMap::new(),
             group_of_hash: HashMap::new(),
             last_group: None,
+            group_of_code: (u64::MAX, Vec::new()),
             compare: CompareState::default(),
             exemplars_taken: 0,
             exemplars_per_interval: vec![0; request.intervals()],
@@ -644,9 +668,32 @@ impl MetricsEvaluation {
         let mut matched = std::mem::take(&mut self.matched);
         for leaf_index in 0..self.leaves.len() {
             matched.clear();
-            if let Some(filter) = &self.leaves[leaf_index].filter {
+            let leaf = &mut self.leaves[leaf_index];
+            if let Some(filter) = &leaf.filter {
                 for span in spans {
-                    matched.push(evaluator.matches(filter, span)?);
+                    let coded =
+                        leaf.filter_of_code
+                            .as_mut()
+                            .and_then(|(attribute, column, said)| {
+                                let (of, code) = span.value_code(attribute)?;
+                                if *column != of {
+                                    *column = of;
+                                    said.clear();
+                                }
+                                if said.len() <= code as usize {
+                                    said.resize(code as usize + 1, 0);
+                                }
+                                Some(&mut said[code as usize])
+                            });
+                    match coded {
+                        Some(said) if *said != 0 => matched.push(*said == 2),
+                        Some(said) => {
+                            let verdict = evaluator.matches(filter, span)?;
+                            *said = if verdict { 2 } else { 1 };
+                            matched.push(verdict);
+                        }
+                        None => matched.push(evaluator.matches(filter, span)?),
+                    }
                 }
             } else {
                 let all = Spanset {
@@ -804,6 +851,39 @@ impl Leaf {
     /// The group of the span's `by()` values and `bucket`, started if new (when the series
     /// and point budgets allow).
     fn group_for<S: MetricsSpan>(
+        &mut self,
+        span: &S,
+        bucket: Option<f64>,
+        intervals: usize,
+        budget: &mut PointBudget,
+    ) -> Option<usize> {
+        let coded = match self.function.by.as_slice() {
+            [attribute] if bucket.is_none() => span.value_code(attribute),
+            _ => None,
+        };
+        if let Some((column, code)) = coded {
+            if self.group_of_code.0 != column {
+                self.group_of_code.0 = column;
+                self.group_of_code.1.clear();
+            }
+            if let Some(&group) = self.group_of_code.1.get(code as usize) {
+                if group != u32::MAX {
+                    return Some(group as usize);
+                }
+            }
+            let group = self.group_by_value(span, bucket, intervals, budget)?;
+            let codes = &mut self.group_of_code.1;
+            if codes.len() <= code as usize {
+                codes.resize(code as usize + 1, u32::MAX);
+            }
+            codes[code as usize] = group as u32;
+            return Some(group);
+        }
+        self.group_by_value(span, bucket, intervals, budget)
+    }
+
+    /// [`group_for`](Self::group_for) by the span's values.
+    fn group_by_value<S: MetricsSpan>(
         &mut self,
         span: &S,
         bucket: Option<f64>,
@@ -1220,6 +1300,12 @@ pub trait MetricsSpan: SpanView {
     /// The whole span, for `compare()` (which reads every attribute); `None` for spans read
     /// from a block's columns, which such queries never use.
     fn whole(&self) -> Option<&SpanData>;
+    /// Where the span's value of `attr` is coded once per distinct value (a column of a
+    /// batch read from a block): the column's identity, unique for the process's life, and
+    /// the value's code in it. Spans with the same identity and code hold identical values.
+    fn value_code(&self, _attr: &Attribute) -> Option<(u64, u32)> {
+        None
+    }
 }
 
 impl MetricsSpan for SpanData {
