@@ -7,4 +7,4 @@ mod trace_id;
 
 pub use attributes::{int_attribute, string_attribute};
 pub use trace::{combine, rebatch, split_by_trace, trace_time_range, Trace, TraceSplit};
-pub use trace_id::{TraceId, TraceIdError, TraceIdSet};
+pub use trace_id::{FoldHasherBuilder, TraceId, TraceIdError, TraceIdSet};

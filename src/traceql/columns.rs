@@ -11,7 +11,7 @@ use super::eval::{NestedSet, SpanView};
 use super::metrics::MetricsSpan;
 use super::span::{kind_of, status_of, SpanData};
 use super::static_value::Static;
-use crate::model::TraceId;
+use crate::model::{FoldHasherBuilder, TraceId};
 
 /// A span field read from columns without the span's other parts. The start time and the
 /// trace ID are always read.
@@ -108,7 +108,7 @@ impl Coded {
 #[derive(Debug, Default)]
 pub struct CodedBuilder {
     coded: Coded,
-    strings: HashMap<Box<[u8]>, u32>,
+    strings: HashMap<Box<[u8]>, u32, FoldHasherBuilder>,
     ints: HashMap<i64, u32>,
     floats: HashMap<u64, u32>,
     bools: [Option<u32>; 2],
@@ -411,6 +411,9 @@ impl MetricsSpan for ColumnSpan<'_> {
                         let resource = *columns.resource_of_span.get(at)?;
                         (2, *columns.service_name.codes.get(resource)?)
                     }
+                    // Kinds and status codes are small numbers: their own codes.
+                    SpanField::Kind => (3, u32::try_from(*columns.kind.get(at)?).ok()?),
+                    SpanField::Status => (4, u32::try_from(*columns.status.get(at)?).ok()?),
                     _ => return None,
                 }
             };

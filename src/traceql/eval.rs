@@ -163,6 +163,12 @@ fn collect_field(expr: &FieldExpr, out: &mut Vec<Attribute>) {
     }
 }
 
+/// Whether a filter reads an event's or a link's attributes (then it holds for a span when
+/// one of its events or links makes it true).
+pub fn reads_events_or_links(expr: &FieldExpr) -> bool {
+    references_scope(expr, true) || references_scope(expr, false)
+}
+
 fn references_scope(expr: &FieldExpr, event: bool) -> bool {
     match expr {
         FieldExpr::Static(_) => false,
@@ -553,6 +559,12 @@ impl Evaluator {
             }
         }
         Ok(false)
+    }
+
+    /// [`matches`](Self::matches) for a filter that reads no event or link
+    /// ([`reads_events_or_links`] is false): one evaluation, no scan of the expression.
+    pub fn matches_span<S: SpanView>(&self, expr: &FieldExpr, span: &S) -> Result<bool, EvalError> {
+        Ok(*self.eval_field_ref(expr, span, 0, 0)? == Static::Bool(true))
     }
 
     /// Evaluates a field expression on one span (with the given event and link selected).

@@ -312,6 +312,7 @@ pub(super) fn span_columns(
     let mut attribute_codes: Vec<Vec<u32>> = vec![Vec::new(); attribute_names.len()];
 
     let mut out = SpanColumns::new();
+    let services_wanted = wants(SpanField::ServiceName);
     let mut name_codes = CodedBuilder::default();
     let mut message_codes = CodedBuilder::default();
     if wants(SpanField::ServiceName) {
@@ -383,7 +384,7 @@ pub(super) fn span_columns(
         for (codes, read) in attribute_codes.iter_mut().zip(&attribute_values) {
             codes.push(read.codes[at]);
         }
-        if wants(SpanField::ServiceName) {
+        if services_wanted {
             let index = resource.ok_or_else(|| malformed("a span outside any resource"))?;
             if index >= out.service_name.len() {
                 return Err(malformed(

@@ -17,7 +17,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::ast::*;
 use super::columns::{SpanField, SpanFields};
-use super::eval::{referenced_attributes, EvalError, Evaluator, SpanView, Spanset};
+use super::eval::{
+    reads_events_or_links, referenced_attributes, EvalError, Evaluator, SpanView, Spanset,
+};
 use super::prefilter::Needs;
 use super::rewrite::apply_default_rewrites;
 use super::span::{trace_spans, SpanData};
@@ -403,6 +405,8 @@ struct Leaf {
     /// The pipeline's one filter when it is nothing else (`{ kind = server }`): it judges
     /// each span alone, without building spansets.
     filter: Option<FieldExpr>,
+    /// Whether `filter` reads events or links (then each of them is tried).
+    filter_reads_events_or_links: bool,
     /// The one attribute `filter` reads, when it reads one, and what it said for each code
     /// of that attribute's coded column (0 not yet judged, 1 false, 2 true): spans with the
     /// same value get the same answer.
@@ -460,6 +464,9 @@ fn collect_leaves(expr: &MetricsExpr, request: &MetricsRequest, out: &mut Vec<Le
                 [Stage::Spanset(SpansetExpr::Filter(filter))] => Some(filter.clone()),
                 _ => None,
             },
+            filter_reads_events_or_links: pipeline.stages.iter().any(|stage| {
+                matches!(stage, Stage::Spanset(SpansetExpr::Filter(filter)) if reads_events_or_links(filter))
+            }),
             filter_of_code: match (
                 pipeline.stages.as_slice(),
                 referenced_attributes(pipeline).as_slice(),
@@ -469,7 +476,13 @@ fn collect_leaves(expr: &MetricsExpr, request: &MetricsRequest, out: &mut Vec<Le
                         attribute.scope,
                         AttributeScope::Event | AttributeScope::Link
                     ) && attribute.intrinsic.is_none_or(|intrinsic| {
-                        matches!(intrinsic, Intrinsic::Name | Intrinsic::StatusMessage)
+                        matches!(
+                            intrinsic,
+                            Intrinsic::Name
+                                | Intrinsic::StatusMessage
+                                | Intrinsic::Kind
+                                | Intrinsic::Status
+                        )
                     }) =>
                 {
                     Some((attribute.clone(), u64::MAX, Vec::new()))
@@ -670,6 +683,10 @@ impl MetricsEvaluation {
             matched.clear();
             let leaf = &mut self.leaves[leaf_index];
             if let Some(filter) = &leaf.filter {
+                let judge = |span: &S| match leaf.filter_reads_events_or_links {
+                    true => evaluator.matches(filter, span),
+                    false => evaluator.matches_span(filter, span),
+                };
                 for span in spans {
                     let coded =
                         leaf.filter_of_code
@@ -688,11 +705,11 @@ impl MetricsEvaluation {
                     match coded {
                         Some(said) if *said != 0 => matched.push(*said == 2),
                         Some(said) => {
-                            let verdict = evaluator.matches(filter, span)?;
+                            let verdict = judge(span)?;
                             *said = if verdict { 2 } else { 1 };
                             matched.push(verdict);
                         }
-                        None => matched.push(evaluator.matches(filter, span)?),
+                        None => matched.push(judge(span)?),
                     }
                 }
             } else {
