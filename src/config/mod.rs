@@ -8,16 +8,17 @@
 //! variables are not vivace's: Kubernetes sets `VIVACE_SERVICE_HOST`, `VIVACE_PORT`, … for a
 //! Service named `vivace`, so they are ignored (and logged at debug level).
 
+pub mod distributor;
 pub mod memory;
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub use distributor::DistributorConfig;
 use memory::{BudgetKey, MemoryBudget, MemoryLimit};
 
 use crate::alerts::AlertsConfig;
-use crate::distributor::DistributorConfig;
 use crate::generator::GeneratorConfig;
 use crate::ingester::IngesterConfig;
 use crate::tempodb::{CompactorConfig, StorageConfig};
