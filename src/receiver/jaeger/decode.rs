@@ -287,9 +287,19 @@ pub fn decode_thrift_http(body: &[u8]) -> Result<JaegerBatch, JaegerDecodeError>
     })
 }
 
-/// Decodes one agent UDP datagram: a Thrift-compact `Agent.emitBatch(1: Batch batch)` call.
+/// Decodes one agent UDP datagram: a Thrift-compact `Agent.emitBatch(1: Batch batch)` call
+/// (the agent's :6831).
 pub fn decode_agent_compact(packet: &[u8]) -> Result<JaegerBatch, JaegerDecodeError> {
-    let mut protocol = CompactProtocol::new(packet);
+    emit_batch(&mut CompactProtocol::new(packet))
+}
+
+/// Decodes one agent UDP datagram: a Thrift-binary `Agent.emitBatch(1: Batch batch)` call
+/// (the agent's :6832, where jaeger-client-node and others send by default).
+pub fn decode_agent_binary(packet: &[u8]) -> Result<JaegerBatch, JaegerDecodeError> {
+    emit_batch(&mut BinaryProtocol::new(packet))
+}
+
+fn emit_batch<P: Protocol>(protocol: &mut P) -> Result<JaegerBatch, JaegerDecodeError> {
     let thrift = |source| JaegerDecodeError::Thrift {
         context: "agent emitBatch",
         source,
@@ -309,7 +319,7 @@ pub fn decode_agent_compact(packet: &[u8]) -> Result<JaegerBatch, JaegerDecodeEr
     let mut batch = None;
     while let Some((id, ttype)) = protocol.field_begin().map_err(thrift)? {
         match (id, ttype) {
-            (1, TType::Struct) => batch = Some(thrift_batch(&mut protocol).map_err(thrift)?),
+            (1, TType::Struct) => batch = Some(thrift_batch(protocol).map_err(thrift)?),
             (_, other) => protocol.skip(other).map_err(thrift)?,
         }
     }
@@ -1010,9 +1020,56 @@ mod tests {
             .contains("emitBatch"));
     }
 
+    #[test]
+    fn agent_binary_packet_decodes() {
+        // The same emitBatch as above in Thrift's binary protocol (strict header, oneway).
+        let i64_field = |id: u8, value: i64| {
+            let mut out = vec![10, 0, id];
+            out.extend_from_slice(&value.to_be_bytes());
+            out
+        };
+        let string = |text: &str| {
+            let mut out = (text.len() as i32).to_be_bytes().to_vec();
+            out.extend_from_slice(text.as_bytes());
+            out
+        };
+        let mut packet = vec![0x80, 0x01, 0x00, 0x04];
+        packet.extend(string("emitBatch"));
+        packet.extend_from_slice(&[0, 0, 0, 0]);
+        packet.extend_from_slice(&[12, 0, 1, 12, 0, 1, 11, 0, 1]);
+        packet.extend(string("svc"));
+        packet.extend_from_slice(&[0, 15, 0, 2, 12, 0, 0, 0, 1]);
+        for (id, value) in [(1, 7), (2, 0), (3, 1), (4, 0)] {
+            packet.extend(i64_field(id, value));
+        }
+        packet.extend_from_slice(&[11, 0, 5]);
+        packet.extend(string("op"));
+        packet.extend_from_slice(&[8, 0, 7, 0, 0, 0, 1]);
+        packet.extend(i64_field(8, 10));
+        packet.extend(i64_field(9, 2));
+        packet.extend_from_slice(&[0, 0, 0]);
+        let batch = decode_agent_binary(&packet).unwrap();
+        assert_eq!(batch.process.as_ref().unwrap().service_name, "svc");
+        let span = &batch.spans[0];
+        assert_eq!((span.trace_id_low, span.span_id, span.flags), (7, 1, 1));
+        assert_eq!((span.start_unix_nano, span.end_unix_nano), (10_000, 12_000));
+        assert!(decode_agent_binary(&packet[..packet.len() - 3]).is_err());
+        let mut wrong_version = packet.clone();
+        wrong_version[1] = 0x02;
+        assert!(decode_agent_binary(&wrong_version)
+            .unwrap_err()
+            .to_string()
+            .contains("version"));
+        // A compact datagram on the binary port is refused, not misread.
+        assert!(decode_agent_binary(&[0x82, 0x81, 0x01, 9]).is_err());
+    }
+
     proptest! {
         #[test]
         fn random_payloads_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            if let Ok(batch) = decode_agent_binary(&bytes) {
+                let _ = to_resource_spans(batch, Model::Thrift);
+            }
             if let Ok(batch) = decode_thrift_http(&bytes) {
                 let _ = to_resource_spans(batch, Model::Thrift);
             }

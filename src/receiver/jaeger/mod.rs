@@ -1,6 +1,6 @@
 //! Jaeger receivers: thrift over HTTP (`POST /api/traces`, default :14268), gRPC
-//! `jaeger.api_v2.CollectorService/PostSpans` (default :14250) and the agent's thrift-compact
-//! UDP `emitBatch` (default :6831).
+//! `jaeger.api_v2.CollectorService/PostSpans` (default :14250) and the agent's UDP `emitBatch`,
+//! thrift compact (default :6831) and thrift binary (default :6832).
 //!
 //! Both wire models (Thrift `jaeger.Batch`, protobuf `jaeger.api_v2.Batch`) are decoded into
 //! one [`JaegerBatch`] and translated to OTLP the way the OpenTelemetry Collector's
@@ -24,7 +24,7 @@ use super::listener::{ListenerConfig, ListenerInput};
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JaegerConfig {
-    /// The three Jaeger transports; each listens only when `enabled`, as in Tempo, where a
+    /// The Jaeger transports; each listens only when `enabled`, as in Tempo, where a
     /// receiver is active only when configured.
     pub protocols: JaegerProtocols,
 }
@@ -41,6 +41,9 @@ pub struct JaegerProtocols {
     pub grpc: ListenerConfig,
     /// Thrift compact `Agent.emitBatch` over UDP, as jaeger-client's agent reporter sends it.
     pub thrift_compact: ListenerConfig,
+    /// Thrift binary `Agent.emitBatch` over UDP (the agent's :6832), as jaeger-client-node
+    /// and other agent reporters send it.
+    pub thrift_binary: ListenerConfig,
 }
 
 impl Default for JaegerProtocols {
@@ -58,6 +61,10 @@ impl Default for JaegerProtocols {
                 enabled: false,
                 endpoint: "127.0.0.1:6831".into(),
             },
+            thrift_binary: ListenerConfig {
+                enabled: false,
+                endpoint: "127.0.0.1:6832".into(),
+            },
         }
     }
 }
@@ -69,6 +76,7 @@ struct JaegerProtocolsInput {
     thrift_http: Option<ListenerInput>,
     grpc: Option<ListenerInput>,
     thrift_compact: Option<ListenerInput>,
+    thrift_binary: Option<ListenerInput>,
 }
 
 impl From<JaegerProtocolsInput> for JaegerProtocols {
@@ -78,6 +86,7 @@ impl From<JaegerProtocolsInput> for JaegerProtocols {
             thrift_http: ListenerInput::resolve(input.thrift_http, default.thrift_http),
             grpc: ListenerInput::resolve(input.grpc, default.grpc),
             thrift_compact: ListenerInput::resolve(input.thrift_compact, default.thrift_compact),
+            thrift_binary: ListenerInput::resolve(input.thrift_binary, default.thrift_binary),
         }
     }
 }

@@ -13,7 +13,8 @@ use axum::Router;
 use tonic::codegen::BoxFuture;
 
 use super::decode::{
-    decode_agent_compact, decode_post_spans, decode_thrift_http, to_resource_spans, Model,
+    decode_agent_binary, decode_agent_compact, decode_post_spans, decode_thrift_http,
+    to_resource_spans, JaegerBatch, JaegerDecodeError, Model,
 };
 use crate::distributor::{Distributor, DistributorError};
 use crate::receiver::ingest::{
@@ -104,7 +105,25 @@ pub fn grpc_service(distributor: Arc<Distributor>) -> GrpcIngest<PostSpans> {
     GrpcIngest(PostSpans(distributor))
 }
 
-/// Counters of the UDP agent port, shown on `/metrics`.
+/// The Thrift protocol of an agent UDP port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentDecoder {
+    /// Thrift compact (:6831).
+    Compact,
+    /// Thrift binary (:6832).
+    Binary,
+}
+
+impl AgentDecoder {
+    fn decode(self, packet: &[u8]) -> Result<JaegerBatch, JaegerDecodeError> {
+        match self {
+            AgentDecoder::Compact => decode_agent_compact(packet),
+            AgentDecoder::Binary => decode_agent_binary(packet),
+        }
+    }
+}
+
+/// Counters of the UDP agent ports (both protocols together), shown on `/metrics`.
 #[derive(Debug, Default)]
 pub struct UdpStats {
     /// Datagrams received.
@@ -139,11 +158,12 @@ impl UdpStats {
     }
 }
 
-/// Serves the agent's thrift-compact UDP port until `shutdown` resolves. Datagrams are handled
+/// Serves an agent UDP port, its datagrams read by `decoder`, until `shutdown` resolves. Datagrams are handled
 /// one at a time: when vivace is slower than the senders, the kernel's socket buffer overflows
 /// and drops, which is UDP's back-pressure, instead of memory growing here.
 pub async fn serve_udp(
     socket: tokio::net::UdpSocket,
+    decoder: AgentDecoder,
     distributor: Arc<Distributor>,
     stats: Arc<UdpStats>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -164,7 +184,7 @@ pub async fn serve_udp(
         };
         stats.packets.fetch_add(1, Ordering::Relaxed);
         let packet = buffer.get(..length).unwrap_or_default();
-        let batch = match decode_agent_compact(packet) {
+        let batch = match decoder.decode(packet) {
             Ok(batch) => batch,
             Err(error) => {
                 stats.malformed.fetch_add(1, Ordering::Relaxed);
@@ -206,19 +226,34 @@ pub async fn start(
         let routes = tonic::service::Routes::new(grpc_service(Arc::clone(distributor)));
         startup.serve(listener, routes.into_axum_router());
     }
-    if protocols.thrift_compact.enabled {
-        let address = &protocols.thrift_compact.endpoint;
+    let agent_ports = [
+        (
+            &protocols.thrift_compact,
+            "Jaeger thrift_compact",
+            AgentDecoder::Compact,
+        ),
+        (
+            &protocols.thrift_binary,
+            "Jaeger thrift_binary",
+            AgentDecoder::Binary,
+        ),
+    ];
+    for (listener, what, decoder) in agent_ports {
+        if !listener.enabled {
+            continue;
+        }
+        let address = &listener.endpoint;
         let socket = tokio::net::UdpSocket::bind(address)
             .await
             .map_err(|error| {
-                anyhow::Error::new(error).context(format!(
-                    "cannot listen for Jaeger thrift_compact on udp {address}"
-                ))
+                anyhow::Error::new(error)
+                    .context(format!("cannot listen for {what} on udp {address}"))
             })?;
-        tracing::info!(endpoint = %address, receiver = "Jaeger thrift_compact", "receiver listening");
+        tracing::info!(endpoint = %address, receiver = what, "receiver listening");
         let stop = startup.stop.clone();
         startup.tasks.spawn(serve_udp(
             socket,
+            decoder,
             Arc::clone(distributor),
             Arc::clone(udp_stats),
             async move { stop.cancelled().await },
