@@ -166,6 +166,25 @@ pub fn decompress_request(
     decompress_bounded(&content_encoding(headers), accepted, body, limit)
 }
 
+/// A router answering `path` with `handler` for every method (so that the handler gives the
+/// receiver's own 405), bodies bounded by `limit` wire bytes before they are buffered.
+pub fn route<Handler, Extracted, State>(
+    path: &str,
+    handler: Handler,
+    state: State,
+    limit: usize,
+) -> axum::Router
+where
+    Handler: axum::handler::Handler<Extracted, State>,
+    Extracted: 'static,
+    State: Clone + Send + Sync + 'static,
+{
+    axum::Router::new()
+        .route(path, axum::routing::any(handler))
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
 /// 405 for anything but `POST`, as Tempo's receivers answer.
 pub fn post_only(method: &Method) -> Option<Response> {
     (*method != Method::POST).then(|| {
@@ -195,29 +214,33 @@ pub enum OtlpEncoding {
     Json,
 }
 
-/// A `Content-Type` OTLP/HTTP does not take; answered 415 in OTLP/JSON.
+/// An OTLP/HTTP request refused before its body is read, with its answer.
 #[derive(Debug)]
-pub struct UnsupportedMediaType(String);
+pub struct Refusal(Box<Response>);
 
-impl IntoResponse for UnsupportedMediaType {
+impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
-        otlp_error_response(
-            OtlpEncoding::Json,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!(
-                "unsupported content type {:?}: use application/x-protobuf or application/json",
-                self.0
-            ),
-        )
+        *self.0
     }
 }
 
-/// The OTLP/HTTP encoding a request's `Content-Type` names.
-pub fn otlp_encoding(headers: &HeaderMap) -> Result<OtlpEncoding, UnsupportedMediaType> {
-    match media_type(headers).as_str() {
-        "application/x-protobuf" | "application/protobuf" => Ok(OtlpEncoding::Protobuf),
-        "application/json" => Ok(OtlpEncoding::Json),
-        other => Err(UnsupportedMediaType(other.to_string())),
+/// The encoding of an OTLP/HTTP export (traces, metrics, logs), or its refusal: 415 (in
+/// OTLP/JSON) for a content type OTLP does not take, then 405 for a method other than POST.
+pub fn otlp_export_encoding(method: &Method, headers: &HeaderMap) -> Result<OtlpEncoding, Refusal> {
+    let encoding = match media_type(headers).as_str() {
+        "application/x-protobuf" | "application/protobuf" => OtlpEncoding::Protobuf,
+        "application/json" => OtlpEncoding::Json,
+        other => {
+            return Err(Refusal(Box::new(otlp_error_response(
+                OtlpEncoding::Json,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("unsupported content type {other:?}: use application/x-protobuf or application/json"),
+            ))))
+        }
+    };
+    match post_only(method) {
+        Some(refused) => Err(Refusal(Box::new(refused))),
+        None => Ok(encoding),
     }
 }
 

@@ -5,10 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
 use axum::Router;
 use tonic::codegen::BoxFuture;
 
@@ -29,10 +28,7 @@ pub const MAX_UDP_PACKET_BYTES: usize = 65_000;
 /// The thrift-over-HTTP router: `POST /api/traces`.
 pub fn thrift_http_router(distributor: Arc<Distributor>) -> Router {
     let limit = distributor.max_request_bytes();
-    Router::new()
-        .route("/api/traces", any(post_traces))
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(distributor)
+    ingest::route("/api/traces", post_traces, distributor, limit)
 }
 
 async fn post_traces(

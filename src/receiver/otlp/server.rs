@@ -4,10 +4,9 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
 use axum::Router;
 use prost::Message;
 use tonic::codegen::BoxFuture;
@@ -16,8 +15,7 @@ use super::decode::{decode, json_response_of, response_of};
 use crate::distributor::{Distributor, DistributorError};
 use crate::receiver::cors::CorsPolicy;
 use crate::receiver::ingest::{
-    self, decompress_request, ingest_spans, otlp_encoding, Encodings, GrpcIngest, OtlpEncoding,
-    UnaryIngest,
+    self, decompress_request, ingest_spans, Encodings, GrpcIngest, OtlpEncoding, UnaryIngest,
 };
 use crate::receiver::listener::Startup;
 use crate::receiver::otlp_metrics::MetricsReceiver;
@@ -56,10 +54,7 @@ pub fn grpc_service(distributor: Arc<Distributor>) -> GrpcIngest<TraceExport> {
 pub fn http_router(distributor: Arc<Distributor>) -> Router {
     // The body limit is checked again after decompression; this one bounds the wire bytes.
     let limit = distributor.max_request_bytes();
-    Router::new()
-        .route("/v1/traces", any(export_http))
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(distributor)
+    ingest::route("/v1/traces", export_http, distributor, limit)
 }
 
 async fn export_http(
@@ -68,13 +63,10 @@ async fn export_http(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let encoding = match otlp_encoding(&headers) {
+    let encoding = match ingest::otlp_export_encoding(&method, &headers) {
         Ok(encoding) => encoding,
         Err(refused) => return refused.into_response(),
     };
-    if let Some(refused) = ingest::post_only(&method) {
-        return refused;
-    }
     let limit = distributor.max_request_bytes();
     let pushed = ingest_spans(
         &distributor,

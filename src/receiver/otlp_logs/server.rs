@@ -3,10 +3,9 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
 use axum::Router;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
 use prost::Message;
@@ -15,8 +14,7 @@ use tonic::codegen::BoxFuture;
 use super::decode::decode;
 use crate::distributor::{Distributor, DistributorError};
 use crate::receiver::ingest::{
-    self, decompress_request, ingest, otlp_encoding, Encodings, GrpcIngest, OtlpEncoding,
-    UnaryIngest,
+    self, decompress_request, ingest, Encodings, GrpcIngest, OtlpEncoding, UnaryIngest,
 };
 
 /// `opentelemetry.proto.collector.logs.v1.LogsService/Export` over raw bytes.
@@ -69,10 +67,7 @@ pub fn grpc_service(distributor: Arc<Distributor>) -> GrpcIngest<LogsExport> {
 /// The OTLP/HTTP logs route: `POST /v1/logs`.
 pub fn http_router(distributor: Arc<Distributor>) -> Router {
     let limit = distributor.max_request_bytes();
-    Router::new()
-        .route("/v1/logs", any(export_http))
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(distributor)
+    ingest::route("/v1/logs", export_http, distributor, limit)
 }
 
 async fn export_http(
@@ -81,13 +76,10 @@ async fn export_http(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let encoding = match otlp_encoding(&headers) {
+    let encoding = match ingest::otlp_export_encoding(&method, &headers) {
         Ok(encoding) => encoding,
         Err(refused) => return refused.into_response(),
     };
-    if let Some(refused) = ingest::post_only(&method) {
-        return refused;
-    }
     let limit = distributor.max_request_bytes();
     let exported = export(
         &distributor,

@@ -3,10 +3,9 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
 use axum::Router;
 use prost::Message;
 use tonic::codegen::BoxFuture;
@@ -15,8 +14,7 @@ use super::decode::{decode, encode_export_response, response_of};
 use super::MetricsReceiver;
 use crate::distributor::DistributorError;
 use crate::receiver::ingest::{
-    self, decompress_request, ingest, otlp_encoding, Encodings, GrpcIngest, OtlpEncoding,
-    UnaryIngest,
+    self, decompress_request, ingest, Encodings, GrpcIngest, OtlpEncoding, UnaryIngest,
 };
 
 impl MetricsReceiver {
@@ -81,10 +79,7 @@ pub fn grpc_service(receiver: MetricsReceiver) -> GrpcIngest<MetricsExport> {
 /// The OTLP/HTTP route `POST /v1/metrics`, merged into the OTLP/HTTP router.
 pub fn http_router(receiver: MetricsReceiver) -> Router {
     let limit = receiver.distributor.max_request_bytes();
-    Router::new()
-        .route("/v1/metrics", any(export_http))
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(receiver)
+    ingest::route("/v1/metrics", export_http, receiver, limit)
 }
 
 async fn export_http(
@@ -93,13 +88,10 @@ async fn export_http(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let encoding = match otlp_encoding(&headers) {
+    let encoding = match ingest::otlp_export_encoding(&method, &headers) {
         Ok(encoding) => encoding,
         Err(refused) => return refused.into_response(),
     };
-    if let Some(refused) = ingest::post_only(&method) {
-        return refused;
-    }
     let limit = receiver.distributor.max_request_bytes();
     let inflate = |body| decompress_request(&headers, Encodings::Gzip, body, limit);
     let exported = receiver
