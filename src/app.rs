@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiState, MetricsSource};
@@ -16,7 +15,8 @@ use crate::ingester::{BlockSink, Ingester};
 use crate::model::{Trace, TraceId};
 use crate::querier::Querier;
 use crate::receiver::otlp_metrics::MetricsReceiver;
-use crate::receiver::{jaeger, otlp, zipkin};
+use crate::receiver::{ReceiverStats, Startup};
+use crate::server::Listener;
 use crate::telemetry::{self, Telemetry};
 use crate::tempodb::meta::BlockMeta;
 use crate::tempodb::Store;
@@ -46,22 +46,11 @@ impl BlockSink for StoreSink {
     }
 }
 
-async fn bind(
-    what: &str,
-    address: &str,
-    security: &crate::server::Security,
-) -> anyhow::Result<crate::server::Listener> {
-    let tcp = TcpListener::bind(address)
-        .await
-        .with_context(|| format!("cannot listen for {what} on {address}"))?;
-    Ok(crate::server::Listener::new(tcp, security.clone()))
-}
-
 /// Runs every role until SIGINT or SIGTERM, then shuts down in order: stop accepting, flush the
 /// ingester, stop the API.
 pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     // Before anything is opened: a bad certificate or credential file stops startup at once.
-    let security = crate::server::Security::load(&config.server)
+    let security = crate::server::Security::load(&config.server.auth, &config.server.tls)
         .context("loading server.auth and server.tls")?;
     log_security(&config, &security);
     let telemetry = Arc::new(Telemetry::default());
@@ -106,7 +95,7 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     )
     .map_err(|error| anyhow::anyhow!("starting the metrics-generator: {error}"))?;
     let mut distributor = Distributor::new(
-        config.distributor.clone(),
+        config.distributor.limits(),
         config.multitenancy_enabled,
         Arc::clone(&ingester),
         Arc::clone(&telemetry),
@@ -151,8 +140,8 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
 
     let ingester_for_metrics = Arc::clone(&ingester);
     let store_for_metrics = Arc::clone(&store);
-    let jaeger_udp_stats = Arc::new(jaeger::UdpStats::default());
-    let udp_stats_for_metrics = Arc::clone(&jaeger_udp_stats);
+    let receiver_stats = ReceiverStats::default();
+    let udp_stats_for_metrics = Arc::clone(&receiver_stats.jaeger_udp);
     let mut metrics_sources: Vec<MetricsSource> = vec![
         Arc::new(move |out: &mut String| udp_stats_for_metrics.render(out)),
         Arc::new(move |out: &mut String| {
@@ -208,44 +197,23 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     let http_address = config
         .server
         .listen_socket_address(config.server.http_listen_port);
-    let api_listener = bind("the API and UI", &http_address, &security).await?;
+    let api_listener = Listener::bind("the API and UI", &http_address, &security).await?;
     let grpc_address = config
         .server
         .listen_socket_address(config.server.grpc_listen_port);
-    let grpc_listener = bind("the gRPC streaming API", &grpc_address, &security).await?;
-    let receivers = &config.distributor.receivers.otlp.protocols;
+    let grpc_listener = Listener::bind("the gRPC streaming API", &grpc_address, &security).await?;
     let mut tasks = tokio::task::JoinSet::new();
     let receivers_stop = CancellationToken::new();
-    if receivers.grpc.enabled {
-        let listener = bind("OTLP/gRPC", &receivers.grpc.endpoint, &security).await?;
-        tracing::info!(endpoint = %receivers.grpc.endpoint, "otlp grpc receiver listening");
-        let stop = receivers_stop.clone();
-        tasks.spawn(otlp::serve_grpc(
-            listener,
-            Arc::clone(&distributor),
-            metrics_receiver.clone(),
-            async move { stop.cancelled().await },
-        ));
-    }
-    if receivers.http.enabled {
-        let listener = bind("OTLP/HTTP", &receivers.http.endpoint, &security).await?;
-        tracing::info!(endpoint = %receivers.http.endpoint, "otlp http receiver listening");
-        let stop = receivers_stop.clone();
-        tasks.spawn(otlp::serve_http(
-            listener,
-            Arc::clone(&distributor),
-            metrics_receiver.clone(),
-            crate::receiver::cors::CorsPolicy::new(&receivers.http.cors),
-            async move { stop.cancelled().await },
-        ));
-    }
-    spawn_zipkin_and_jaeger(
-        &config,
-        &security,
-        &distributor,
-        &jaeger_udp_stats,
-        &receivers_stop,
-        &mut tasks,
+    crate::receiver::start_all(
+        &config.distributor.receivers,
+        metrics_receiver.clone(),
+        &receiver_stats,
+        &mut Startup {
+            distributor: &distributor,
+            security: &security,
+            stop: &receivers_stop,
+            tasks: &mut tasks,
+        },
     )
     .await?;
     let api_stop = CancellationToken::new();
@@ -259,7 +227,7 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     if let (Some(logs_api), port) = (&logs_api, config.logs.loki_listen_port) {
         if port != 0 {
             let address = config.server.listen_socket_address(port);
-            let listener = bind("the Loki API", &address, &security).await?;
+            let listener = Listener::bind("the Loki API", &address, &security).await?;
             tracing::info!(endpoint = %address, "loki api listening");
             let stop = api_stop.clone();
             let router = crate::logs::api::loki_port_router(Arc::clone(logs_api));
@@ -428,64 +396,6 @@ fn otlp_metrics_scrape_route(
             }
         }),
     )
-}
-
-/// Binds and spawns the Zipkin and Jaeger receivers that are enabled.
-async fn spawn_zipkin_and_jaeger(
-    config: &Config,
-    security: &crate::server::Security,
-    distributor: &Arc<Distributor>,
-    udp_stats: &Arc<jaeger::UdpStats>,
-    stop: &CancellationToken,
-    tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
-) -> anyhow::Result<()> {
-    let receivers = &config.distributor.receivers;
-    if receivers.zipkin.enabled {
-        let listener = bind("Zipkin", &receivers.zipkin.endpoint, security).await?;
-        tracing::info!(endpoint = %receivers.zipkin.endpoint, "zipkin receiver listening");
-        let stop = stop.clone();
-        tasks.spawn(zipkin::serve(
-            listener,
-            Arc::clone(distributor),
-            async move { stop.cancelled().await },
-        ));
-    }
-    let jaeger = &receivers.jaeger.protocols;
-    if jaeger.thrift_http.enabled {
-        let listener = bind("Jaeger thrift_http", &jaeger.thrift_http.endpoint, security).await?;
-        tracing::info!(endpoint = %jaeger.thrift_http.endpoint, "jaeger thrift_http receiver listening");
-        let stop = stop.clone();
-        tasks.spawn(jaeger::serve_thrift_http(
-            listener,
-            Arc::clone(distributor),
-            async move { stop.cancelled().await },
-        ));
-    }
-    if jaeger.grpc.enabled {
-        let listener = bind("Jaeger gRPC", &jaeger.grpc.endpoint, security).await?;
-        tracing::info!(endpoint = %jaeger.grpc.endpoint, "jaeger grpc receiver listening");
-        let stop = stop.clone();
-        tasks.spawn(jaeger::serve_grpc(
-            listener,
-            Arc::clone(distributor),
-            async move { stop.cancelled().await },
-        ));
-    }
-    if jaeger.thrift_compact.enabled {
-        let address = &jaeger.thrift_compact.endpoint;
-        let socket = tokio::net::UdpSocket::bind(address)
-            .await
-            .with_context(|| format!("cannot listen for Jaeger thrift_compact on udp {address}"))?;
-        tracing::info!(endpoint = %address, "jaeger thrift_compact receiver listening");
-        let stop = stop.clone();
-        tasks.spawn(jaeger::serve_udp(
-            socket,
-            Arc::clone(distributor),
-            Arc::clone(udp_stats),
-            async move { stop.cancelled().await },
-        ));
-    }
-    Ok(())
 }
 
 async fn wait_for_signal() {

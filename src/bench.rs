@@ -23,7 +23,7 @@ use rand::Rng;
 
 use crate::model::string_attribute;
 use crate::receiver::bench::{jaeger_proto, Protocol};
-use crate::receiver::otlp::RawCodec;
+use crate::receiver::ingest::RawCodec;
 
 /// What to measure.
 #[derive(Clone, Debug, clap::Args)]

@@ -16,8 +16,9 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Sta
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
-use crate::distributor::{Distributor, SINGLE_TENANT};
+use crate::distributor::Distributor;
 use crate::model::{int_attribute, string_attribute};
+use crate::tenant::SINGLE_TENANT;
 
 const TRACES_PER_SECOND: u64 = 10;
 
@@ -546,10 +547,10 @@ fn trace_logs(trace: &[ResourceSpans]) -> Vec<crate::logs::LogRow> {
             .iter()
             .flat_map(|resource| &resource.attributes)
             .map(|kv| {
-                let value = kv
-                    .value
-                    .as_ref()
-                    .map_or_else(String::new, crate::logs::receiver::any_value_text);
+                let value = kv.value.as_ref().map_or_else(
+                    String::new,
+                    crate::receiver::otlp_logs::decode::any_value_text,
+                );
                 Label::new(kv.key.clone(), value)
             })
             .collect();
@@ -619,7 +620,7 @@ async fn push_trace_logs(distributor: &Distributor, trace: &[ResourceSpans]) {
         return;
     }
     let rows = trace_logs(trace);
-    if let Err(error) = crate::logs::receiver::push_rows(distributor, SINGLE_TENANT, rows).await {
+    if let Err(error) = distributor.push_logs(SINGLE_TENANT, rows).await {
         tracing::debug!(%error, "demo logs refused");
     }
 }

@@ -4,63 +4,25 @@
 
 use std::sync::Arc;
 
+use axum::http::StatusCode;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
-use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
 use crate::generator::Generator;
 use crate::ingester::{Ingester, PushError};
 use crate::model::{split_by_trace, TraceId};
 use crate::overrides::{truncate_utf8, OverridesConfig, RateLimiters};
-use crate::receiver::ReceiversConfig;
 use crate::telemetry::Telemetry;
+use crate::tenant::TenantError;
 
-/// Tenant used for everything when multi-tenancy is off (Tempo's `FakeTenantID`).
-pub const SINGLE_TENANT: &str = "single-tenant";
-
-/// Longest tenant ID accepted, as in Tempo.
-const MAX_TENANT_LENGTH: usize = 150;
-
-/// The `distributor` section.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DistributorConfig {
-    /// Which receivers listen, and on which address.
-    pub receivers: ReceiversConfig,
-    /// Largest request accepted, in bytes, after decompression. Larger requests get
-    /// 413 / RESOURCE_EXHAUSTED. The OpenTelemetry SDKs batch 512 spans by default, well under this.
+/// The distributor's request limits (the `distributor` config section's own keys, documented
+/// where that section is defined, `config::distributor`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DistributorLimits {
+    /// Largest request accepted, in bytes, after decompression.
     pub max_request_bytes: usize,
-    /// Request bytes being decoded and written at once across all receivers. Past it,
-    /// requests are refused with 429 / RESOURCE_EXHAUSTED so memory stays bounded; clients retry.
+    /// Request bytes being decoded and written at once across all receivers.
     pub max_inflight_bytes: usize,
-}
-
-impl Default for DistributorConfig {
-    fn default() -> Self {
-        DistributorConfig {
-            receivers: ReceiversConfig::default(),
-            max_request_bytes: 16 * 1024 * 1024,
-            max_inflight_bytes: 256 * 1024 * 1024,
-        }
-    }
-}
-
-impl DistributorConfig {
-    pub(crate) fn validate(&self) -> Result<(), (String, String)> {
-        if self.max_request_bytes == 0 {
-            return Err(("max_request_bytes".into(), "must be positive".into()));
-        }
-        if self.max_inflight_bytes < self.max_request_bytes {
-            return Err((
-                "max_inflight_bytes".into(),
-                format!(
-                    "must be at least max_request_bytes ({})",
-                    self.max_request_bytes
-                ),
-            ));
-        }
-        Ok(())
-    }
 }
 
 /// Why a push was refused; each maps to one HTTP status and one gRPC code.
@@ -91,50 +53,66 @@ pub struct PushOutcome {
     pub message: String,
 }
 
-/// Checks a tenant ID against Tempo's rules (dskit's `ValidTenantID`).
-pub fn validate_tenant(tenant: &str) -> Result<(), String> {
-    if tenant.is_empty() {
-        return Err("tenant ID is empty".into());
+/// Kept for `generator::config` until its rewrite lands: use [`crate::tenant::validate_tenant`].
+pub use crate::tenant::validate_tenant;
+
+impl From<TenantError> for DistributorError {
+    fn from(error: TenantError) -> Self {
+        match error {
+            TenantError::Missing => DistributorError::MissingTenant,
+            TenantError::Invalid { tenant, reason } => {
+                DistributorError::InvalidTenant { tenant, reason }
+            }
+            other => DistributorError::BadRequest(other.to_string()),
+        }
     }
-    if tenant.len() > MAX_TENANT_LENGTH {
-        return Err(format!(
-            "tenant ID is too long: max {MAX_TENANT_LENGTH} characters"
-        ));
-    }
-    if tenant == "." || tenant == ".." {
-        return Err("tenant ID is '.' or '..'".into());
-    }
-    if let Some(bad) = tenant
-        .chars()
-        .find(|character| !(character.is_ascii_alphanumeric() || "!-_.*'()".contains(*character)))
-    {
-        return Err(format!("tenant ID contains unsupported character '{bad}'"));
-    }
-    Ok(())
 }
 
-/// Resolves the tenant of a request from its `X-Scope-OrgID` header / metadata value.
-pub fn resolve_tenant(
-    multitenancy_enabled: bool,
-    header: Option<&str>,
-) -> Result<String, DistributorError> {
-    if !multitenancy_enabled {
-        return Ok(SINGLE_TENANT.to_string());
+impl DistributorError {
+    /// The HTTP status every receiver answers this refusal with.
+    pub fn http_status(&self) -> StatusCode {
+        match self {
+            DistributorError::MissingTenant => StatusCode::UNAUTHORIZED,
+            DistributorError::InvalidTenant { .. } | DistributorError::BadRequest(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            DistributorError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            DistributorError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
+            DistributorError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            DistributorError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
     }
-    let tenant = header
-        .map(str::trim)
-        .filter(|value| !value.is_empty())
-        .ok_or(DistributorError::MissingTenant)?;
-    validate_tenant(tenant).map_err(|reason| DistributorError::InvalidTenant {
-        tenant: tenant.to_string(),
-        reason,
-    })?;
-    Ok(tenant.to_string())
+
+    /// The gRPC code every receiver answers this refusal with.
+    pub fn grpc_code(&self) -> tonic::Code {
+        match self {
+            DistributorError::MissingTenant => tonic::Code::Unauthenticated,
+            DistributorError::InvalidTenant { .. } | DistributorError::BadRequest(_) => {
+                tonic::Code::InvalidArgument
+            }
+            DistributorError::TooLarge { .. } | DistributorError::Overloaded(_) => {
+                tonic::Code::ResourceExhausted
+            }
+            DistributorError::Unavailable(_) => tonic::Code::Unavailable,
+            DistributorError::Internal(_) => tonic::Code::Internal,
+        }
+    }
+
+    /// The gRPC status: [`Self::grpc_code`] with the error's text.
+    pub fn grpc_status(&self) -> tonic::Status {
+        tonic::Status::new(self.grpc_code(), self.to_string())
+    }
+}
+
+impl From<DistributorError> for tonic::Status {
+    fn from(error: DistributorError) -> Self {
+        error.grpc_status()
+    }
 }
 
 /// The write path's front door, shared by every receiver.
 pub struct Distributor {
-    config: DistributorConfig,
+    config: DistributorLimits,
     multitenancy_enabled: bool,
     inflight_bytes: Semaphore,
     ingester: Arc<Ingester>,
@@ -153,7 +131,7 @@ pub struct InflightPermit<'a> {
 
 impl Distributor {
     pub fn new(
-        config: DistributorConfig,
+        config: DistributorLimits,
         multitenancy_enabled: bool,
         ingester: Arc<Ingester>,
         telemetry: Arc<Telemetry>,
@@ -199,8 +177,12 @@ impl Distributor {
         self.config.max_request_bytes
     }
 
+    /// The tenant a write names in its `X-Scope-OrgID` header / metadata (see [`crate::tenant`]).
     pub fn tenant(&self, header: Option<&str>) -> Result<String, DistributorError> {
-        resolve_tenant(self.multitenancy_enabled, header)
+        Ok(crate::tenant::write_tenant(
+            self.multitenancy_enabled,
+            header,
+        )?)
     }
 
     /// Reserves `bytes` of the in-flight budget before a body is decoded; refuses at once
@@ -223,6 +205,19 @@ impl Distributor {
                 )))
             }
         }
+    }
+
+    /// Writes log rows through the log store (`logs.enabled`); refused like spans when the store
+    /// is full, shutting down or off.
+    pub async fn push_logs(
+        &self,
+        tenant: &str,
+        rows: Vec<crate::logs::LogRow>,
+    ) -> Result<(), DistributorError> {
+        let store = self.logs.as_ref().ok_or_else(|| {
+            DistributorError::Unavailable("logs are disabled (logs.enabled)".into())
+        })?;
+        store.push(tenant, rows).await.map_err(log_push_error)
     }
 
     /// Splits the spans by trace and writes them through the ingester; returns once they are
@@ -342,6 +337,19 @@ impl Distributor {
     }
 }
 
+/// Maps the log store's refusal to the distributor's error (and so to HTTP/gRPC codes).
+fn log_push_error(error: PushError) -> DistributorError {
+    match error {
+        PushError::Overloaded { .. } => DistributorError::Overloaded(error.to_string()),
+        PushError::TooLarge { bytes, limit, .. } => DistributorError::TooLarge {
+            size: usize::try_from(bytes).unwrap_or(usize::MAX),
+            limit: usize::try_from(limit).unwrap_or(usize::MAX),
+        },
+        PushError::ShuttingDown => DistributorError::Unavailable(error.to_string()),
+        other => DistributorError::Internal(other.to_string()),
+    }
+}
+
 /// No space (ENOSPC) or quota (EDQUOT) left on the volume.
 fn is_disk_full(error: &std::io::Error) -> bool {
     error.kind() == std::io::ErrorKind::StorageFull
@@ -404,26 +412,46 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tenants_follow_tempo_rules() {
-        assert!(validate_tenant("team-a_1.prod").is_ok());
-        assert!(validate_tenant("a/b").unwrap_err().contains("'/'"));
-        assert!(validate_tenant("..").is_err());
-        assert!(validate_tenant(&"x".repeat(151))
-            .unwrap_err()
-            .contains("too long"));
-        assert!(validate_tenant("").is_err());
-        assert_eq!(
-            resolve_tenant(false, Some("../etc")).unwrap(),
-            SINGLE_TENANT
-        );
-        assert!(matches!(
-            resolve_tenant(true, None),
-            Err(DistributorError::MissingTenant)
-        ));
-        assert!(matches!(
-            resolve_tenant(true, Some("a\\b")),
-            Err(DistributorError::InvalidTenant { .. })
-        ));
-        assert_eq!(resolve_tenant(true, Some("acme")).unwrap(), "acme");
+    fn tenant_errors_keep_their_statuses_and_texts() {
+        let missing = DistributorError::from(TenantError::Missing);
+        assert_eq!(missing.http_status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(missing.grpc_code(), tonic::Code::Unauthenticated);
+        assert_eq!(missing.to_string(), "no org id");
+        let invalid =
+            DistributorError::from(crate::tenant::write_tenant(true, Some("a\\b")).unwrap_err());
+        assert_eq!(invalid.http_status(), StatusCode::BAD_REQUEST);
+        assert_eq!(invalid.grpc_code(), tonic::Code::InvalidArgument);
+        assert!(invalid
+            .to_string()
+            .starts_with("invalid tenant id \"a\\\\b\": "));
+    }
+
+    #[test]
+    fn refusals_map_to_one_status_each() {
+        for (error, http, grpc) in [
+            (
+                DistributorError::TooLarge { size: 2, limit: 1 },
+                StatusCode::PAYLOAD_TOO_LARGE,
+                tonic::Code::ResourceExhausted,
+            ),
+            (
+                DistributorError::Overloaded("busy".into()),
+                StatusCode::TOO_MANY_REQUESTS,
+                tonic::Code::ResourceExhausted,
+            ),
+            (
+                DistributorError::Unavailable("stopping".into()),
+                StatusCode::SERVICE_UNAVAILABLE,
+                tonic::Code::Unavailable,
+            ),
+            (
+                DistributorError::Internal("x".into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                tonic::Code::Internal,
+            ),
+        ] {
+            assert_eq!(error.http_status(), http, "{error}");
+            assert_eq!(tonic::Status::from(error).code(), grpc);
+        }
     }
 }

@@ -120,7 +120,7 @@ pub struct ReadOverrides {
 impl OverridesConfig {
     pub(crate) fn validate(&self) -> Result<(), (String, String)> {
         for tenant in self.per_tenant.keys() {
-            crate::distributor::validate_tenant(tenant)
+            crate::tenant::validate_tenant(tenant)
                 .map_err(|reason| (format!("per_tenant.{tenant}"), reason))?;
         }
         let check = |name: &str, limits: &IngestionLimits| {

@@ -179,7 +179,7 @@ async fn stream_search(
 
 /// `jaeger.api_v2.CollectorService/PostSpans` with an empty batch.
 async fn jaeger_post_spans(port: u16, authorization: Option<&str>) -> Result<(), tonic::Status> {
-    use vivace::receiver::jaeger::proto::{Batch, PostSpansRequest, Process};
+    use vivace::proto::jaeger::{Batch, PostSpansRequest, Process};
     let mut grpc = tonic::client::Grpc::new(plain_channel(port).await);
     grpc.ready().await.unwrap();
     let request = PostSpansRequest {

@@ -253,7 +253,7 @@ async fn grpc_bad_payloads_are_invalid_argument() {
         "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
     );
     let status = grpc
-        .unary::<_, bytes::Bytes, _>(request, path, vivace::receiver::otlp::RawCodec)
+        .unary::<_, bytes::Bytes, _>(request, path, vivace::receiver::ingest::RawCodec)
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");

@@ -542,3 +542,45 @@ fn the_jaeger_udp_agent_and_multitenancy_together_refuse_to_start() {
         "the refusal names both settings: {stderr}"
     );
 }
+
+/// The Jaeger agent's thrift-binary UDP port (:6832): the same spans as over OTLP.
+#[tokio::test(flavor = "multi_thread")]
+async fn jaeger_agent_thrift_binary_carries_the_same_spans_as_otlp() {
+    let port = free_port();
+    let legacy = Vivace::start(&format!(
+        "distributor:\n  receivers:\n    jaeger:\n      protocols:\n        thrift_binary:\n          endpoint: 127.0.0.1:{port}\n"
+    ));
+    let otlp = Vivace::start("");
+    let output = run_python(
+        "legacy_send.py",
+        &[
+            "--protocol",
+            "jaeger-udp-binary",
+            "--endpoint",
+            &format!("127.0.0.1:{port}"),
+            "--otlp-endpoint",
+            &otlp.otlp_http_url(),
+            "--traces",
+            "3",
+            "--service",
+            "legacy-jaeger-udp-binary",
+        ],
+    );
+    let trace_ids: Vec<&str> = output.lines().filter(|line| line.len() == 32).collect();
+    assert_eq!(trace_ids.len(), 3, "{output}");
+    for trace_id in trace_ids {
+        let want = wait_for_trace(&otlp, trace_id, 4).await;
+        let got = wait_for_trace(&legacy, trace_id, 4).await;
+        compare("jaeger-udp-binary", &got, &want);
+    }
+    let metrics = reqwest::get(legacy.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("vivace_receiver_jaeger_udp_packets_total{outcome=\"malformed\"} 0"),
+        "{metrics}"
+    );
+}

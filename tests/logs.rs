@@ -14,7 +14,7 @@ use prost::Message;
 use serde_json::{json, Value};
 
 use common::{run_python, Ports, Vivace};
-use vivace::logs::receiver::loki_proto;
+use vivace::proto::loki as loki_proto;
 
 fn logs_yaml(data: &Path) -> String {
     format!(
@@ -516,7 +516,7 @@ async fn malformed_logs_get_clear_errors_and_the_server_keeps_serving() {
             tonic::codegen::http::uri::PathAndQuery::from_static(
                 "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
             ),
-            vivace::receiver::otlp::RawCodec,
+            vivace::receiver::ingest::RawCodec,
         )
         .await
         .unwrap_err();

@@ -475,8 +475,7 @@ async fn malformed_metric_payloads_get_clear_errors() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 400);
     let body = response.bytes().await.unwrap();
-    let status =
-        <vivace::receiver::otlp::RpcStatus as prost::Message>::decode(body.as_ref()).unwrap();
+    let status = <vivace::proto::RpcStatus as prost::Message>::decode(body.as_ref()).unwrap();
     assert_eq!(status.code, tonic::Code::InvalidArgument as i32);
     assert!(
         status
@@ -552,7 +551,7 @@ async fn malformed_metric_payloads_get_clear_errors() {
         .unary::<_, bytes::Bytes, _>(
             tonic::Request::new(bytes::Bytes::from_static(&[0xff, 0xff, 0xff, 0x01])),
             path,
-            vivace::receiver::otlp::RawCodec,
+            vivace::receiver::ingest::RawCodec,
         )
         .await
         .unwrap_err();

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vivace::receiver::jaeger::{self, Model};
+use vivace::receiver::jaeger::decode::{self as jaeger, Model};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(batch) = jaeger::decode_thrift_http(data) {

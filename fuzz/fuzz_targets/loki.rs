@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vivace::logs::receiver::{loki_json_rows, loki_proto_rows, loki_snappy_decompress};
+use vivace::receiver::loki::decode::{loki_json_rows, loki_proto_rows, loki_snappy_decompress};
 
 /// The receiver's limit is `distributor.max_request_bytes`; a smaller one keeps runs fast.
 const DECOMPRESSED_LIMIT: usize = 4 << 20;

@@ -10,7 +10,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(request) = ExportTraceServiceRequest::decode(data) {
         let _ = vivace::model::split_by_trace(request.resource_spans);
     }
-    if let Ok(request) = vivace::receiver::otlp_json::decode_export_request(data) {
+    if let Ok(request) = vivace::proto::otlp_json::decode_export_request(data) {
         let _ = vivace::model::split_by_trace(request.resource_spans);
     }
 });

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vivace::receiver::zipkin;
+use vivace::receiver::zipkin::decode as zipkin;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(spans) = zipkin::decode_json_v2(data) {

@@ -11,9 +11,9 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use super::{read_tenants, ApiError, ApiState};
+use super::state::{read_tenants, ApiError, ApiState};
 use crate::alerts::{decode_webhook, StoredAlert};
-use crate::distributor::{validate_tenant, SINGLE_TENANT};
+use crate::tenant::{self, TenantError};
 
 /// The tenant a notification's alerts belong to: `single-tenant` without multi-tenancy;
 /// otherwise `X-Scope-OrgID`, or the `tenant` URL parameter (Alertmanager's webhook cannot set
@@ -23,21 +23,14 @@ fn webhook_tenant(
     headers: &HeaderMap,
     params: &HashMap<String, String>,
 ) -> Result<String, ApiError> {
-    if !state.multitenancy_enabled {
-        return Ok(SINGLE_TENANT.to_string());
-    }
-    let tenant = headers
-        .get("x-scope-orgid")
-        .and_then(|value| value.to_str().ok())
-        .or_else(|| params.get("tenant").map(String::as_str))
-        .map(str::trim)
-        .filter(|tenant| !tenant.is_empty())
-        .ok_or(ApiError {
+    let header = tenant::org_id(headers).or_else(|| params.get("tenant").map(String::as_str));
+    tenant::write_tenant(state.multitenancy_enabled, header).map_err(|error| match error {
+        TenantError::Missing => ApiError {
             status: StatusCode::UNAUTHORIZED,
             message: "no org id: send X-Scope-OrgID or ?tenant= on the webhook URL".into(),
-        })?;
-    validate_tenant(tenant).map_err(ApiError::bad_request)?;
-    Ok(tenant.to_string())
+        },
+        other => ApiError::from(other),
+    })
 }
 
 /// `POST /api/alerts/webhook`: stores the alerts and answers once they are on disk; their

@@ -9,7 +9,7 @@ use axum::extract::{Query as UrlQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::{check_query_size, read_tenants, ApiError, ApiState};
+use super::state::{check_query_size, read_tenants, ApiError, ApiState};
 use crate::querier::QuerierError;
 use crate::traceql::metrics::{
     CompiledMetrics, MetricsRequest, QueryInstantResponse, QueryRangeResponse, MAX_DURATION_NANOS,

@@ -6,13 +6,14 @@ mod alerts;
 pub mod fuzz_props;
 pub mod metrics;
 pub mod search;
+pub mod state;
 pub mod streaming;
 mod tags;
 pub mod tempopb;
 pub mod trace_json;
 mod traces;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,145 +24,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
 
-use crate::distributor::{validate_tenant, SINGLE_TENANT};
-use crate::querier::Querier;
-use crate::telemetry::Telemetry;
+pub use state::{
+    check_query_size, read_tenants, scrape_tenant, scrape_tenant_of, ApiError, ApiState,
+    MetricsSource, MAX_QUERY_BYTES,
+};
 
 /// The Tempo release whose API vivace answers like. Grafana gates features on this version.
 pub const TEMPO_COMPATIBLE_VERSION: &str = "3.0.3";
-
-/// Longest TraceQL text (`q`) any endpoint accepts, bytes. Parsing is linear, but the tree a
-/// query builds and the regexes it compiles grow with it; Grafana's queries are far shorter.
-pub const MAX_QUERY_BYTES: usize = 128 * 1024;
-
-/// Refuses a TraceQL text longer than [`MAX_QUERY_BYTES`], naming the parameter.
-pub fn check_query_size(name: &str, text: &str) -> Result<(), ApiError> {
-    if text.len() > MAX_QUERY_BYTES {
-        return Err(ApiError::bad_request(format!(
-            "invalid TraceQL query: {name} is {} bytes, at most {MAX_QUERY_BYTES}",
-            text.len()
-        )));
-    }
-    Ok(())
-}
-
-/// Appends gauges read at scrape time (ingester, store) to the `/metrics` text.
-pub type MetricsSource = Arc<dyn Fn(&mut String) + Send + Sync>;
-
-/// Everything the API handlers share.
-pub struct ApiState {
-    pub querier: Arc<Querier>,
-    pub telemetry: Arc<Telemetry>,
-    pub multitenancy_enabled: bool,
-    /// Per-tenant limits; reads use `read.max_search_duration`.
-    pub overrides: Arc<crate::overrides::OverridesConfig>,
-    pub ready: AtomicBool,
-    pub metrics_sources: Vec<MetricsSource>,
-    /// The metrics-generator whose series `/metrics` also serves (the scrape's tenant's), if
-    /// it runs.
-    pub generator: Option<Arc<crate::generator::Generator>>,
-    /// Converted OTLP metrics, appended to `/metrics` (the scrape's tenant's) when
-    /// `otlp_metrics.scrape_path` is `/metrics`.
-    pub otlp_metrics: Option<Arc<crate::generator::otlp_metrics::OtlpMetrics>>,
-    /// Alerts received from Alertmanager and the traces behind them.
-    pub alerts: Arc<crate::alerts::Alerts>,
-}
-
-/// An API error: plain-text body as Tempo writes it.
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub message: String,
-}
-
-impl ApiError {
-    pub fn bad_request(message: impl Into<String>) -> ApiError {
-        ApiError {
-            status: StatusCode::BAD_REQUEST,
-            message: message.into(),
-        }
-    }
-    pub fn internal(message: impl Into<String>) -> ApiError {
-        ApiError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            message: message.into(),
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        if self.status.is_server_error() {
-            tracing::warn!(status = self.status.as_u16(), message = %self.message, "api request failed");
-        }
-        (
-            self.status,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            self.message,
-        )
-            .into_response()
-    }
-}
-
-/// Tenants a read applies to: `single-tenant` without multi-tenancy, otherwise the
-/// `X-Scope-OrgID` header, where `a|b` reads several tenants at once.
-pub fn read_tenants(state: &ApiState, headers: &HeaderMap) -> Result<Vec<String>, ApiError> {
-    if !state.multitenancy_enabled {
-        return Ok(vec![SINGLE_TENANT.to_string()]);
-    }
-    let header = headers
-        .get("x-scope-orgid")
-        .and_then(|value| value.to_str().ok())
-        .map(str::trim)
-        .filter(|value| !value.is_empty())
-        .ok_or(ApiError {
-            status: StatusCode::UNAUTHORIZED,
-            message: "no org id".into(),
-        })?;
-    let mut tenants = Vec::new();
-    for tenant in header.split('|') {
-        validate_tenant(tenant).map_err(ApiError::bad_request)?;
-        if !tenants.iter().any(|known: &String| known == tenant) {
-            tenants.push(tenant.to_string());
-        }
-    }
-    Ok(tenants)
-}
-
-/// The tenant whose generated series a `/metrics` scrape shows: `single-tenant` without
-/// multi-tenancy; with it the one tenant `X-Scope-OrgID` names, or none without the header
-/// (the scrape then shows vivace's own metrics only). Several tenants (`a|b`) are refused:
-/// their series would clash in one exposition.
-pub fn scrape_tenant(state: &ApiState, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    scrape_tenant_of(state.multitenancy_enabled, headers)
-}
-
-/// [`scrape_tenant`] for handlers outside the API state (the UI, the OTLP scrape path).
-pub fn scrape_tenant_of(
-    multitenancy_enabled: bool,
-    headers: &HeaderMap,
-) -> Result<Option<String>, ApiError> {
-    if !multitenancy_enabled {
-        return Ok(Some(SINGLE_TENANT.to_string()));
-    }
-    let Some(header) = headers.get("x-scope-orgid") else {
-        return Ok(None);
-    };
-    let header = header
-        .to_str()
-        .map_err(|_| ApiError::bad_request("X-Scope-OrgID is not visible ASCII"))?
-        .trim();
-    if header.is_empty() {
-        return Ok(None);
-    }
-    if header.contains('|') {
-        return Err(ApiError::bad_request(format!(
-            "X-Scope-OrgID {header:?} names several tenants: metrics are served for one tenant at a time"
-        )));
-    }
-    validate_tenant(header).map_err(ApiError::bad_request)?;
-    Ok(Some(header.to_string()))
-}
 
 /// Builds the router of the :3200 API.
 pub fn router(state: Arc<ApiState>) -> Router {

@@ -10,7 +10,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
-use super::{check_query_size, read_tenants, ApiError, ApiState};
+use super::state::{check_query_size, read_tenants, ApiError, ApiState};
 use crate::querier::QuerierError;
 use crate::traceql::ast::*;
 use crate::traceql::search::{CompiledSearch, SearchOptions};

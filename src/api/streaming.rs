@@ -31,6 +31,7 @@ use tonic::codegen::{http, Body, BoxFuture, StdError};
 use tonic::{Code, Status};
 
 use super::search::{prepare, run_error};
+use super::state::{read_tenants, ApiError, ApiState};
 use super::tempopb::{
     query_instant_response, query_range_response, trace_search_metadata, MetadataMetrics,
     QueryInstantRequest, QueryInstantResponse, QueryRangeRequest, QueryRangeResponse,
@@ -38,7 +39,7 @@ use super::tempopb::{
     SearchTagValuesV2Response, SearchTagsRequest, SearchTagsResponse, SearchTagsV2Response,
     SearchTagsV2Scope, TagValue,
 };
-use super::{metrics, read_tenants, tags, ApiError, ApiState};
+use super::{metrics, tags};
 use crate::querier::SearchProgress;
 
 /// The gRPC service name Grafana dials.

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
 use super::search::{max_search_seconds, parse_window};
-use super::{check_query_size, read_tenants, ApiError, ApiState};
+use super::state::{check_query_size, read_tenants, ApiError, ApiState};
 use crate::traceql::ast::{Attribute, AttributeScope};
 use crate::traceql::tags::{virtual_values, TagFilter, TagScope, INTRINSIC_TAGS};
 use crate::traceql::{parse_identifier, ParseError};

@@ -516,7 +516,7 @@ fn span(json: &Value) -> Result<Span, String> {
 
 fn attributes(json: Option<&Value>) -> Result<Vec<KeyValue>, String> {
     match json {
-        Some(Value::Array(items)) => crate::receiver::otlp_json::key_values(items, "attributes")
+        Some(Value::Array(items)) => crate::proto::otlp_json::key_values(items, "attributes")
             .map_err(|error| error.to_string()),
         _ => Ok(Vec::new()),
     }

@@ -8,7 +8,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use prost::Message;
 
-use super::{read_tenants, trace_json, ApiError, ApiState};
+use super::state::{read_tenants, ApiError, ApiState};
+use super::trace_json;
 use crate::model::{Trace, TraceId};
 
 /// `tempopb.TraceByIDMetrics` as of Grafana's vendored schema (only `inspectedBytes`).

@@ -8,16 +8,17 @@
 //! variables are not vivace's: Kubernetes sets `VIVACE_SERVICE_HOST`, `VIVACE_PORT`, … for a
 //! Service named `vivace`, so they are ignored (and logged at debug level).
 
+pub mod distributor;
 pub mod memory;
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub use distributor::DistributorConfig;
 use memory::{BudgetKey, MemoryBudget, MemoryLimit};
 
 use crate::alerts::AlertsConfig;
-use crate::distributor::DistributorConfig;
 use crate::generator::GeneratorConfig;
 use crate::ingester::IngesterConfig;
 use crate::tempodb::{CompactorConfig, StorageConfig};
@@ -354,6 +355,10 @@ impl Config {
                 "distributor.receivers.jaeger.protocols.thrift_compact.endpoint",
                 &mut jaeger.thrift_compact.endpoint,
             ),
+            (
+                "distributor.receivers.jaeger.protocols.thrift_binary.endpoint",
+                &mut jaeger.thrift_binary.endpoint,
+            ),
         ];
         for (key, endpoint) in endpoints {
             let port = endpoint
@@ -429,38 +434,31 @@ impl Config {
                 key: format!("distributor.receivers.otlp.protocols.http.cors.{key}"),
                 reason,
             })?;
-        if self.server.auth.enabled()
-            && self
-                .distributor
-                .receivers
-                .jaeger
-                .protocols
-                .thrift_compact
-                .enabled
-        {
-            return Err(ConfigError::Invalid {
-                key: "distributor.receivers.jaeger.protocols.thrift_compact".into(),
-                reason: "the Jaeger UDP agent protocol cannot carry credentials, so it cannot \
-                         listen while server.auth is on; send to thrift_http or grpc with a token"
-                    .into(),
-            });
-        }
-        if self.multitenancy_enabled
-            && self
-                .distributor
-                .receivers
-                .jaeger
-                .protocols
-                .thrift_compact
-                .enabled
-        {
-            return Err(ConfigError::Invalid {
-                key: "distributor.receivers.jaeger.protocols.thrift_compact".into(),
-                reason: "the Jaeger UDP agent protocol cannot carry X-Scope-OrgID, so it cannot \
-                         listen while multitenancy_enabled is true (its spans would belong to no \
-                         tenant); send to thrift_http or grpc with the header"
-                    .into(),
-            });
+        let jaeger = &self.distributor.receivers.jaeger.protocols;
+        for (name, agent_port) in [
+            ("thrift_compact", &jaeger.thrift_compact),
+            ("thrift_binary", &jaeger.thrift_binary),
+        ] {
+            if !agent_port.enabled {
+                continue;
+            }
+            if self.server.auth.enabled() {
+                return Err(ConfigError::Invalid {
+                    key: format!("distributor.receivers.jaeger.protocols.{name}"),
+                    reason: "the Jaeger UDP agent protocol cannot carry credentials, so it cannot \
+                             listen while server.auth is on; send to thrift_http or grpc with a token"
+                        .into(),
+                });
+            }
+            if self.multitenancy_enabled {
+                return Err(ConfigError::Invalid {
+                    key: format!("distributor.receivers.jaeger.protocols.{name}"),
+                    reason: "the Jaeger UDP agent protocol cannot carry X-Scope-OrgID, so it cannot \
+                             listen while multitenancy_enabled is true (its spans would belong to no \
+                             tenant); send to thrift_http or grpc with the header"
+                        .into(),
+                });
+            }
         }
         self.compactor
             .validate()

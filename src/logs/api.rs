@@ -21,7 +21,8 @@ use serde_json::{json, Value};
 use super::logql;
 use super::store::{LogSearch, LogStore};
 use super::LogRow;
-use crate::distributor::{validate_tenant, Distributor, SINGLE_TENANT};
+use crate::distributor::Distributor;
+use crate::tenant::{self, TenantError};
 
 /// Default and largest page of `/api/logs` and Loki queries (Loki's
 /// `max_entries_limit_per_query` default); a larger `limit` is refused, as Loki does.
@@ -78,24 +79,15 @@ fn internal(message: String) -> Response {
     (StatusCode::INTERNAL_SERVER_ERROR, message).into_response()
 }
 
+/// The tenants a logs read applies to ([`tenant::read_tenants`]), refusals as Loki writes them.
 fn tenants(state: &LogsApiState, headers: &HeaderMap) -> Result<Vec<String>, Response> {
-    if !state.multitenancy_enabled {
-        return Ok(vec![SINGLE_TENANT.to_string()]);
-    }
-    let header = headers
-        .get("x-scope-orgid")
-        .and_then(|value| value.to_str().ok())
-        .map(str::trim)
-        .filter(|value| !value.is_empty())
-        .ok_or_else(|| (StatusCode::UNAUTHORIZED, "no org id").into_response())?;
-    let mut out: Vec<String> = Vec::new();
-    for tenant in header.split('|') {
-        validate_tenant(tenant).map_err(bad_request)?;
-        if !out.iter().any(|known| known == tenant) {
-            out.push(tenant.to_string());
+    tenant::read_tenants(state.multitenancy_enabled, tenant::org_id(headers)).map_err(|error| {
+        match error {
+            TenantError::Missing => (StatusCode::UNAUTHORIZED, "no org id").into_response(),
+            TenantError::Invalid { reason, .. } => bad_request(reason),
+            other => bad_request(other.to_string()),
         }
-    }
-    Ok(out)
+    })
 }
 
 async fn search_tenants(
@@ -244,7 +236,7 @@ fn api_logs_search(params: &BTreeMap<String, String>) -> Result<LogSearch, Respo
 }
 
 async fn push(State(state): State<Arc<LogsApiState>>, headers: HeaderMap, body: Bytes) -> Response {
-    super::receiver::loki_push(&state.distributor, &headers, body).await
+    crate::receiver::loki::server::push(&state.distributor, &headers, body).await
 }
 
 /// Loki's time parameters: RFC 3339, float seconds, or integers in s, ms, µs or ns by size.

@@ -4,8 +4,8 @@
 
 use proptest::prelude::*;
 
-use super::receiver::{loki_json_rows, loki_proto_rows, loki_snappy_decompress};
 use crate::receiver::fuzz_props::mutate;
+use crate::receiver::loki::decode::{loki_json_rows, loki_proto_rows, loki_snappy_decompress};
 
 /// Valid snappy-compressed `logproto.PushRequest`s and JSON pushes from the fuzz corpus.
 const SEEDS: &[&[u8]] = &[

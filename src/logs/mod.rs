@@ -3,7 +3,7 @@
 //!
 //! # Data flow
 //!
-//! receivers (`receiver.rs`: OTLP gRPC/HTTP on :4317/:4318, Loki push on :3200) turn every
+//! receivers (`receiver::otlp_logs`: OTLP gRPC/HTTP on :4317/:4318, `receiver::loki`: Loki push on :3200) turn every
 //! push into [`LogRow`]s → [`store::LogStore::push`] appends them to the logs write-ahead log
 //! (the ingester's WAL format and writer, in its own directory `logs.wal_path`) and acknowledges
 //! only once the record is durable per `ingester.wal_fsync` → the rows sit in the head, bounded
@@ -25,7 +25,6 @@
 pub mod api;
 pub mod block;
 pub mod logql;
-pub mod receiver;
 pub mod store;
 
 #[cfg(test)]

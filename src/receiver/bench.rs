@@ -8,8 +8,6 @@ use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::Span;
 
-use super::{jaeger, zipkin};
-
 /// A wire format of the bench.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {
@@ -184,10 +182,10 @@ fn zipkin_json(request: &ExportTraceServiceRequest) -> Vec<u8> {
 }
 
 /// Zipkin v2 protobuf `ListOfSpans`.
-fn zipkin_proto(request: &ExportTraceServiceRequest) -> zipkin::proto::ListOfSpans {
-    zipkin::proto::ListOfSpans {
+fn zipkin_proto(request: &ExportTraceServiceRequest) -> crate::proto::zipkin::ListOfSpans {
+    crate::proto::zipkin::ListOfSpans {
         spans: spans(request)
-            .map(|(service, span)| zipkin::proto::Span {
+            .map(|(service, span)| crate::proto::zipkin::Span {
                 trace_id: span.trace_id.clone(),
                 parent_id: span.parent_span_id.clone(),
                 id: span.span_id.clone(),
@@ -204,7 +202,7 @@ fn zipkin_proto(request: &ExportTraceServiceRequest) -> zipkin::proto::ListOfSpa
                     .end_time_unix_nano
                     .saturating_sub(span.start_time_unix_nano)
                     / 1_000,
-                local_endpoint: Some(zipkin::proto::Endpoint {
+                local_endpoint: Some(crate::proto::zipkin::Endpoint {
                     service_name: service.to_string(),
                     ..Default::default()
                 }),
@@ -229,13 +227,15 @@ fn span_kind_tag(kind: i32) -> Option<(&'static str, String)> {
 }
 
 /// Jaeger protobuf `PostSpansRequest` (one batch per resource).
-pub fn jaeger_proto(request: &ExportTraceServiceRequest) -> Vec<jaeger::proto::PostSpansRequest> {
-    let tag = |key: &str, value: String| jaeger::proto::KeyValue {
+pub fn jaeger_proto(
+    request: &ExportTraceServiceRequest,
+) -> Vec<crate::proto::jaeger::PostSpansRequest> {
+    let tag = |key: &str, value: String| crate::proto::jaeger::KeyValue {
         key: key.to_string(),
         v_str: value,
         ..Default::default()
     };
-    let time = |nanos: u64| jaeger::proto::Time {
+    let time = |nanos: u64| crate::proto::jaeger::Time {
         seconds: (nanos / 1_000_000_000) as i64,
         nanos: (nanos % 1_000_000_000) as i32,
     };
@@ -252,12 +252,12 @@ pub fn jaeger_proto(request: &ExportTraceServiceRequest) -> Vec<jaeger::proto::P
                 .scope_spans
                 .iter()
                 .flat_map(|scope| &scope.spans)
-                .map(|span| jaeger::proto::Span {
+                .map(|span| crate::proto::jaeger::Span {
                     trace_id: span.trace_id.clone(),
                     span_id: span.span_id.clone(),
                     operation_name: span.name.clone(),
                     references: (!span.parent_span_id.is_empty())
-                        .then(|| jaeger::proto::SpanRef {
+                        .then(|| crate::proto::jaeger::SpanRef {
                             trace_id: span.trace_id.clone(),
                             span_id: span.parent_span_id.clone(),
                             ref_type: 0,
@@ -276,10 +276,10 @@ pub fn jaeger_proto(request: &ExportTraceServiceRequest) -> Vec<jaeger::proto::P
                     ..Default::default()
                 })
                 .collect();
-            jaeger::proto::PostSpansRequest {
-                batch: Some(jaeger::proto::Batch {
+            crate::proto::jaeger::PostSpansRequest {
+                batch: Some(crate::proto::jaeger::Batch {
                     spans,
-                    process: Some(jaeger::proto::Process {
+                    process: Some(crate::proto::jaeger::Process {
                         service_name: service.to_string(),
                         tags: Vec::new(),
                     }),
@@ -381,6 +381,8 @@ fn jaeger_thrift(request: &ExportTraceServiceRequest) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::model::string_attribute;
+    use crate::receiver::jaeger::decode as jaeger;
+    use crate::receiver::zipkin::decode as zipkin;
     use opentelemetry_proto::tonic::resource::v1::Resource;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 
@@ -441,7 +443,7 @@ mod tests {
             assert_eq!(service, Some("svc"), "{protocol}");
         };
         let json = otlp_json(&request);
-        let decoded = super::super::otlp_json::decode_export_request(&json).expect("otlp json");
+        let decoded = crate::proto::otlp_json::decode_export_request(&json).expect("otlp json");
         check("otlp json", decoded.resource_spans);
         let zipkin = zipkin::decode_json_v2(&zipkin_json(&request)).expect("zipkin json");
         check(

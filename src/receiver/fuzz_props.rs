@@ -7,8 +7,10 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use proptest::prelude::*;
 use prost::Message;
 
-use super::{jaeger, otlp_json, zipkin};
+use super::jaeger::decode as jaeger;
+use super::zipkin::decode as zipkin;
 use crate::model::split_by_trace;
+use crate::proto::otlp_json;
 
 /// Valid OTLP/JSON: one span with attributes, an event and a link.
 pub const OTLP_JSON_SEED: &str = r#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"shop"}}]},"scopeSpans":[{"scope":{"name":"lib"},"spans":[{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708","parentSpanId":"0807060504030201","name":"GET /","kind":2,"startTimeUnixNano":"1000","endTimeUnixNano":"2000","attributes":[{"key":"n","value":{"intValue":"7"}},{"key":"d","value":{"doubleValue":1.5}},{"key":"a","value":{"arrayValue":{"values":[{"boolValue":true}]}}}],"events":[{"name":"e","timeUnixNano":"1500"}],"links":[{"traceId":"0102030405060708090a0b0c0d0e0f11","spanId":"0102030405060709"}],"status":{"code":2,"message":"boom"}}]}]}]}"#;

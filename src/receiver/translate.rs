@@ -1,12 +1,8 @@
 //! Pieces shared by the Jaeger and Zipkin translators: an attribute map with the Collector's
-//! `pcommon.Map` semantics (a put on an existing key replaces its value in place), ID padding,
-//! and body decompression for the HTTP receivers.
-
-use std::io::Read;
+//! `pcommon.Map` semantics (a put on an existing key replaces its value in place) and ID
+//! padding.
 
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
-
-use crate::distributor::DistributorError;
 
 /// Attributes in insertion order with unique keys, like the Collector's `pcommon.Map`.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -89,76 +85,9 @@ pub fn span_id_bytes(id: u64) -> Vec<u8> {
     }
 }
 
-/// Undoes `Content-Encoding` (gzip, deflate/zlib or raw deflate), refusing output larger than
-/// `limit` so a small bomb cannot fill memory.
-pub fn decompress_bounded(
-    encoding: &str,
-    body: bytes::Bytes,
-    limit: usize,
-) -> Result<bytes::Bytes, DistributorError> {
-    let reader: Box<dyn Read + '_> = match encoding {
-        "" | "identity" => return Ok(body),
-        "gzip" | "x-gzip" => Box::new(flate2::read::MultiGzDecoder::new(body.as_ref())),
-        // HTTP's "deflate" is zlib-wrapped, but some clients send raw deflate: sniff the header.
-        "deflate" | "zlib" => {
-            let zlib_header = body.len() >= 2
-                && body[0] & 0x0f == 8
-                && (u16::from(body[0]) << 8 | u16::from(body[1])) % 31 == 0;
-            if zlib_header {
-                Box::new(flate2::read::ZlibDecoder::new(body.as_ref()))
-            } else {
-                Box::new(flate2::read::DeflateDecoder::new(body.as_ref()))
-            }
-        }
-        other => {
-            return Err(DistributorError::BadRequest(format!(
-                "unsupported content encoding {other:?}: use gzip, deflate or none"
-            )))
-        }
-    };
-    let mut output = Vec::new();
-    reader
-        .take(limit as u64 + 1)
-        .read_to_end(&mut output)
-        .map_err(|error| {
-            DistributorError::BadRequest(format!("invalid {encoding} body: {error}"))
-        })?;
-    if output.len() > limit {
-        return Err(DistributorError::TooLarge {
-            size: output.len(),
-            limit,
-        });
-    }
-    Ok(bytes::Bytes::from(output))
-}
-
-/// The `Content-Encoding` header, lowercased.
-pub fn content_encoding(headers: &axum::http::HeaderMap) -> String {
-    headers
-        .get(axum::http::header::CONTENT_ENCODING)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
-}
-
-/// The media type of `Content-Type`, lowercased, without parameters.
-pub fn media_type(headers: &axum::http::HeaderMap) -> String {
-    headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
 
     #[test]
     fn put_replaces_in_place_and_remove_returns() {
@@ -180,29 +109,5 @@ mod tests {
         );
         assert!(span_id_bytes(0).is_empty());
         assert_eq!(hex::encode(span_id_bytes(1)), "0000000000000001");
-    }
-
-    #[test]
-    fn deflate_in_both_framings_and_bombs() {
-        let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
-        zlib.write_all(b"hello").unwrap();
-        let zlib = zlib.finish().unwrap();
-        let mut raw = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
-        raw.write_all(b"hello").unwrap();
-        let raw = raw.finish().unwrap();
-        for body in [zlib, raw] {
-            let output = decompress_bounded("deflate", body.into(), 100).unwrap();
-            assert_eq!(output.as_ref(), b"hello");
-        }
-        let mut bomb = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-        bomb.write_all(&[0u8; 100_000]).unwrap();
-        assert!(matches!(
-            decompress_bounded("gzip", bomb.finish().unwrap().into(), 1000),
-            Err(DistributorError::TooLarge { .. })
-        ));
-        assert!(matches!(
-            decompress_bounded("br", bytes::Bytes::new(), 10),
-            Err(DistributorError::BadRequest(_))
-        ));
     }
 }

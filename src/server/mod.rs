@@ -32,11 +32,12 @@ pub enum SecurityError {
 }
 
 impl Security {
-    /// Reads the credential files and the certificate and key named by `server`.
-    pub fn load(server: &crate::config::ServerConfig) -> Result<Security, SecurityError> {
-        let auth = Authenticator::load(&server.auth)?.map(Arc::new);
-        let tls = match server.tls.enabled() {
-            true => Some(tls::acceptor(&server.tls)?),
+    /// Reads the credential files and the certificate and key named by `server.auth` and
+    /// `server.tls`.
+    pub fn load(auth: &AuthConfig, tls: &TlsConfig) -> Result<Security, SecurityError> {
+        let auth = Authenticator::load(auth)?.map(Arc::new);
+        let tls = match tls.enabled() {
+            true => Some(tls::acceptor(tls)?),
             false => None,
         };
         Ok(Security { auth, tls })
@@ -61,6 +62,15 @@ impl Listener {
     /// Wraps a bound listener.
     pub fn new(tcp: tokio::net::TcpListener, security: Security) -> Listener {
         Listener { tcp, security }
+    }
+
+    /// Binds `address` for `what` (named in the error when the port cannot be had).
+    pub async fn bind(what: &str, address: &str, security: &Security) -> anyhow::Result<Listener> {
+        let tcp =
+            anyhow::Context::with_context(tokio::net::TcpListener::bind(address).await, || {
+                format!("cannot listen for {what} on {address}")
+            })?;
+        Ok(Listener::new(tcp, security.clone()))
     }
 
     /// Serves `router` (HTTP/1.1 and HTTP/2, so gRPC too) behind authentication and TLS when

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Sends the same spans twice with the real OpenTelemetry Python SDK: once with a legacy
-exporter (Zipkin JSON, Zipkin protobuf, Jaeger thrift over HTTP or Jaeger thrift compact over
-UDP) and once over OTLP/HTTP to a second vivace, so the test can compare what each protocol
+exporter (Zipkin JSON, Zipkin protobuf, Jaeger thrift over HTTP, Jaeger thrift compact or
+thrift binary over UDP) and once over OTLP/HTTP to a second vivace, so the test can compare what each protocol
 carried. Prints the trace IDs (32 hex digits), one per line.
 
-Usage: legacy_send.py --protocol zipkin-json|zipkin-proto|jaeger-http|jaeger-udp
+Usage: legacy_send.py --protocol zipkin-json|zipkin-proto|jaeger-http|jaeger-udp|jaeger-udp-binary
                       --endpoint URL|HOST:PORT --otlp-endpoint URL --traces N --service NAME
 """
 import argparse
@@ -106,7 +106,8 @@ class ZipkinProtoExporter:
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--protocol", required=True,
-                        choices=["zipkin-json", "zipkin-proto", "jaeger-http", "jaeger-udp"])
+                        choices=["zipkin-json", "zipkin-proto", "jaeger-http", "jaeger-udp",
+                                 "jaeger-udp-binary"])
     parser.add_argument("--endpoint", required=True)
     parser.add_argument("--otlp-endpoint", required=True)
     parser.add_argument("--traces", type=int, default=3)
@@ -123,6 +124,15 @@ def main():
     else:
         host, port = args.endpoint.rsplit(":", 1)
         exporter = jaeger_exporter(agent_host_name=host, agent_port=int(port))
+        if args.protocol == "jaeger-udp-binary":
+            # The agent's :6832 takes the same emitBatch in Thrift's binary protocol, which is
+            # what jaeger-client-node and other agent reporters send; the exporter's own UDP
+            # client, with the generated Agent client writing binary instead of compact.
+            from opentelemetry.exporter.jaeger.thrift.gen.agent import Agent
+            from thrift.protocol import TBinaryProtocol
+
+            udp = exporter._agent_client
+            udp.client = Agent.Client(iprot=TBinaryProtocol.TBinaryProtocol(trans=udp.buffer))
 
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     otlp = OTLPSpanExporter(endpoint=args.otlp_endpoint + "/v1/traces")

@@ -1,9 +1,11 @@
-//! OTLP/JSON decoding of `ExportMetricsServiceRequest`, with the rules of [`super::otlp_json`]:
+//! OTLP/JSON decoding of `ExportMetricsServiceRequest`, with the rules of [`crate::proto::otlp_json`]:
 //! lowerCamelCase keys (snake_case accepted), hex trace and span IDs in exemplars, enums as
 //! names or integers, 64-bit integers as strings or numbers, unknown keys ignored. Every error
 //! names the JSON path that was wrong.
 
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::metrics::v1::{
     exemplar, exponential_histogram_data_point::Buckets, metric::Data, number_data_point,
@@ -12,12 +14,34 @@ use opentelemetry_proto::tonic::metrics::v1::{
     ResourceMetrics, ScopeMetrics, Sum, Summary, SummaryDataPoint,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message;
 use serde_json::Value;
 
-use super::otlp_json::{
+use crate::receiver::ingest::OtlpEncoding;
+
+use crate::proto::otlp_json::{
     array_field, as_object, attributes, enum_field, fail, field, hex_field, kind_of, parse_f64,
     parse_i64, string_field, u32_field, u64_field, JsonDecodeError, Object,
 };
+
+/// An export body in `encoding`; the error names what was wrong.
+pub fn decode(encoding: OtlpEncoding, body: &[u8]) -> Result<ExportMetricsServiceRequest, String> {
+    match encoding {
+        OtlpEncoding::Protobuf => ExportMetricsServiceRequest::decode(body)
+            .map_err(|error| format!("invalid ExportMetricsServiceRequest protobuf: {error}")),
+        OtlpEncoding::Json => decode_export_request(body).map_err(|error| error.to_string()),
+    }
+}
+
+/// The export response: partial success when points were refused.
+pub fn response_of(rejected: u64, message: String) -> ExportMetricsServiceResponse {
+    ExportMetricsServiceResponse {
+        partial_success: (rejected > 0).then(|| ExportMetricsPartialSuccess {
+            rejected_data_points: i64::try_from(rejected).unwrap_or(i64::MAX),
+            error_message: message,
+        }),
+    }
+}
 
 /// Decodes an `ExportMetricsServiceRequest` from OTLP/JSON bytes.
 pub fn decode_export_request(body: &[u8]) -> Result<ExportMetricsServiceRequest, JsonDecodeError> {
@@ -289,7 +313,7 @@ fn exemplars(object: &Object, path: &str) -> Result<Vec<Exemplar>, JsonDecodeErr
             "filtered_attributes",
         )?;
         out.push(Exemplar {
-            filtered_attributes: super::otlp_json::key_values(
+            filtered_attributes: crate::proto::otlp_json::key_values(
                 filtered,
                 &format!("{item_path}.filteredAttributes"),
             )?,

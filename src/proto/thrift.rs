@@ -66,6 +66,8 @@ pub trait Protocol {
     fn map_begin(&mut self) -> Result<(TType, TType, usize), ThriftError>;
     /// An error at the current position.
     fn error(&self, reason: String) -> ThriftError;
+    /// A message header: `(name, message type, sequence id)`.
+    fn message_begin(&mut self) -> Result<(String, u8, i32), ThriftError>;
 
     /// A UTF-8 string.
     fn read_string(&mut self) -> Result<String, ThriftError> {
@@ -237,6 +239,34 @@ fn binary_width(ttype: TType) -> usize {
 }
 
 impl Protocol for BinaryProtocol<'_> {
+    fn message_begin(&mut self) -> Result<(String, u8, i32), ThriftError> {
+        let first = self.read_i32()?;
+        if first < 0 {
+            // Strict header: the version in the high half, the message type in the low byte.
+            let version = first as u32 & 0xffff_0000;
+            if version != 0x8001_0000 {
+                return Err(self.error(format!(
+                    "binary protocol version {version:#x} is not 0x80010000"
+                )));
+            }
+            let message_type = (first & 0xff) as u8;
+            let name = self.read_string()?;
+            let sequence_id = self.read_i32()?;
+            return Ok((name, message_type, sequence_id));
+        }
+        // Old header without a version: the name's length comes first.
+        let length = first as usize;
+        let name = self
+            .cursor
+            .take(length)
+            .ok_or_else(|| self.error("truncated message name".into()))?;
+        let name = String::from_utf8(name.to_vec())
+            .map_err(|_| self.error("message name is not valid UTF-8".into()))?;
+        let [message_type] = self.fixed::<1>("message type")?;
+        let sequence_id = self.read_i32()?;
+        Ok((name, message_type, sequence_id))
+    }
+
     fn struct_begin(&mut self) -> Result<(), ThriftError> {
         Ok(())
     }
@@ -349,27 +379,6 @@ impl<'a> CompactProtocol<'a> {
         self.cursor.remaining()
     }
 
-    /// A message header: `(name, message type, sequence id)`.
-    pub fn message_begin(&mut self) -> Result<(String, u8, i32), ThriftError> {
-        let protocol_id = self.byte("protocol id")?;
-        if protocol_id != 0x82 {
-            return Err(self.error(format!(
-                "protocol id {protocol_id:#x} is not compact (0x82)"
-            )));
-        }
-        let version_and_type = self.byte("message version")?;
-        if version_and_type & 0x1f != 1 {
-            return Err(self.error(format!(
-                "compact protocol version {} is not 1",
-                version_and_type & 0x1f
-            )));
-        }
-        let message_type = version_and_type >> 5;
-        let sequence_id = zigzag32(self.varint("sequence id")?);
-        let name = self.read_string()?;
-        Ok((name, message_type, sequence_id))
-    }
-
     fn byte(&mut self, what: &str) -> Result<u8, ThriftError> {
         self.cursor
             .take(1)
@@ -430,6 +439,26 @@ fn zigzag64(value: u64) -> i64 {
 }
 
 impl Protocol for CompactProtocol<'_> {
+    fn message_begin(&mut self) -> Result<(String, u8, i32), ThriftError> {
+        let protocol_id = self.byte("protocol id")?;
+        if protocol_id != 0x82 {
+            return Err(self.error(format!(
+                "protocol id {protocol_id:#x} is not compact (0x82)"
+            )));
+        }
+        let version_and_type = self.byte("message version")?;
+        if version_and_type & 0x1f != 1 {
+            return Err(self.error(format!(
+                "compact protocol version {} is not 1",
+                version_and_type & 0x1f
+            )));
+        }
+        let message_type = version_and_type >> 5;
+        let sequence_id = zigzag32(self.varint("sequence id")?);
+        let name = self.read_string()?;
+        Ok((name, message_type, sequence_id))
+    }
+
     fn struct_begin(&mut self) -> Result<(), ThriftError> {
         if self.last_field_ids.len() > MAX_DEPTH {
             return Err(self.error(format!("nesting deeper than {MAX_DEPTH}")));

@@ -1,69 +1,25 @@
-//! Zipkin receiver (default :9411): `POST` on any path, Zipkin v2 JSON (default) or protobuf
-//! `ListOfSpans` (`application/x-protobuf`), gzip/deflate bodies, answered with 202 Accepted.
-//! A path containing `api/v1/spans` is Zipkin v1, which we refuse with 400 (v1 needs
-//! annotation-to-kind inference that no current client needs; every Zipkin tracer speaks v2).
-//!
-//! Translation follows the OpenTelemetry Collector's `zipkinv2` translator (what Tempo runs):
-//! `localEndpoint.serviceName` → `service.name`; tags that are resource semantic conventions
-//! (and `otel.library.*` → the scope) leave the span; `otel.status_code`/`error` give the
-//! status; `w3c.tracestate` the trace state; `otlp.link.N` tags links; annotations become
-//! events (`name|{json attributes}|dropped` is unpacked); endpoints become `net.host.ip`,
-//! `net.host.port`, `peer.service`, `net.peer.ip`, `net.peer.port`; tags stay strings; 64-bit
-//! trace IDs get zero high bytes; a missing timestamp becomes 0 with
-//! `otel.zipkin.absentField.startTime=true`. One deliberate difference: `otel.status_code`
-//! values `OK`/`ERROR` (what the OpenTelemetry SDKs' Zipkin exporters send, per the spec) are
-//! understood as well as the Collector's `STATUS_CODE_*`/`Ok`/`Error`.
+//! Zipkin v2 bodies: JSON (an array of spans) or protobuf `ListOfSpans`
+//! ([`crate::proto::zipkin`]), decoded into [`ZipkinSpan`]s and translated to OTLP (see the
+//! module above for the rules).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
-use axum::Router;
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, InstrumentationScope};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::{Event, Link, SpanKind};
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode as OtlpStatusCode;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message;
-use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-use super::translate::{self, span_id_bytes, trace_id_bytes, Attributes};
-use crate::distributor::{Distributor, DistributorError};
+use crate::proto::zipkin as proto;
+use crate::receiver::translate::{span_id_bytes, trace_id_bytes, Attributes};
 
 /// The Collector's placeholder when a span has no local service name.
 const NO_SERVICE_NAME: &str = "OTLPResourceNoServiceName";
 /// Most `otlp.link.N` tags read, as in the Collector.
 const MAX_LINK_TAGS: usize = 128;
-
-/// The `distributor.receivers.zipkin` section.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ZipkinConfig {
-    /// Whether Zipkin listens; off unless configured, as in Tempo: a `zipkin` section that
-    /// does not say `enabled: false` listens.
-    #[serde(default = "listed_receiver_listens")]
-    pub enabled: bool,
-    /// `address:port` to listen on; `0.0.0.0:9411` to accept from other machines.
-    pub endpoint: String,
-}
-
-impl Default for ZipkinConfig {
-    fn default() -> Self {
-        ZipkinConfig {
-            enabled: false,
-            endpoint: "127.0.0.1:9411".into(),
-        }
-    }
-}
-
-fn listed_receiver_listens() -> bool {
-    true
-}
 
 /// A malformed Zipkin body, naming where.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -297,72 +253,6 @@ pub fn decode_json_v2(body: &[u8]) -> Result<Vec<ZipkinSpan>, ZipkinDecodeError>
 }
 
 // ---------------------------------------------------------------- protobuf
-
-/// Zipkin's protobuf messages (`zipkin-api/zipkin.proto`), written by hand.
-pub mod proto {
-    use std::collections::BTreeMap;
-
-    /// `zipkin.proto3.Endpoint`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Endpoint {
-        #[prost(string, tag = "1")]
-        pub service_name: String,
-        #[prost(bytes = "vec", tag = "2")]
-        pub ipv4: Vec<u8>,
-        #[prost(bytes = "vec", tag = "3")]
-        pub ipv6: Vec<u8>,
-        #[prost(int32, tag = "4")]
-        pub port: i32,
-    }
-
-    /// `zipkin.proto3.Annotation`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Annotation {
-        #[prost(fixed64, tag = "1")]
-        pub timestamp: u64,
-        #[prost(string, tag = "2")]
-        pub value: String,
-    }
-
-    /// `zipkin.proto3.Span`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Span {
-        #[prost(bytes = "vec", tag = "1")]
-        pub trace_id: Vec<u8>,
-        #[prost(bytes = "vec", tag = "2")]
-        pub parent_id: Vec<u8>,
-        #[prost(bytes = "vec", tag = "3")]
-        pub id: Vec<u8>,
-        /// 0 unspecified, 1 CLIENT, 2 SERVER, 3 PRODUCER, 4 CONSUMER.
-        #[prost(int32, tag = "4")]
-        pub kind: i32,
-        #[prost(string, tag = "5")]
-        pub name: String,
-        #[prost(fixed64, tag = "6")]
-        pub timestamp: u64,
-        #[prost(uint64, tag = "7")]
-        pub duration: u64,
-        #[prost(message, optional, tag = "8")]
-        pub local_endpoint: Option<Endpoint>,
-        #[prost(message, optional, tag = "9")]
-        pub remote_endpoint: Option<Endpoint>,
-        #[prost(message, repeated, tag = "10")]
-        pub annotations: Vec<Annotation>,
-        #[prost(btree_map = "string, string", tag = "11")]
-        pub tags: BTreeMap<String, String>,
-        #[prost(bool, tag = "12")]
-        pub debug: bool,
-        #[prost(bool, tag = "13")]
-        pub shared: bool,
-    }
-
-    /// `zipkin.proto3.ListOfSpans`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct ListOfSpans {
-        #[prost(message, repeated, tag = "1")]
-        pub spans: Vec<Span>,
-    }
-}
 
 fn proto_error(path: String, reason: impl Into<String>) -> ZipkinDecodeError {
     ZipkinDecodeError {
@@ -807,99 +697,6 @@ pub fn to_resource_spans(mut spans: Vec<ZipkinSpan>) -> Result<Vec<ResourceSpans
         current = Some((service, library));
     }
     Ok(out)
-}
-
-// ---------------------------------------------------------------- server
-
-fn http_status(error: &DistributorError) -> StatusCode {
-    match error {
-        DistributorError::MissingTenant => StatusCode::UNAUTHORIZED,
-        DistributorError::InvalidTenant { .. } | DistributorError::BadRequest(_) => {
-            StatusCode::BAD_REQUEST
-        }
-        DistributorError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        DistributorError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
-        DistributorError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        DistributorError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
-/// The Zipkin router: `POST` on any path.
-pub fn router(distributor: Arc<Distributor>) -> Router {
-    let limit = distributor.max_request_bytes();
-    Router::new()
-        .fallback(post_spans)
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(distributor)
-}
-
-async fn post_spans(
-    State(distributor): State<Arc<Distributor>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if method != Method::POST {
-        return (
-            StatusCode::METHOD_NOT_ALLOWED,
-            "405 method not allowed, supported: [POST]",
-        )
-            .into_response();
-    }
-    match post_spans_body(&distributor, uri.path(), &headers, body).await {
-        Ok(()) => StatusCode::ACCEPTED.into_response(),
-        Err(error) => {
-            let status = http_status(&error);
-            if status.is_server_error() {
-                tracing::warn!(%error, "zipkin push failed");
-            }
-            (status, error.to_string()).into_response()
-        }
-    }
-}
-
-async fn post_spans_body(
-    distributor: &Distributor,
-    path: &str,
-    headers: &HeaderMap,
-    body: Bytes,
-) -> Result<(), DistributorError> {
-    let header = headers
-        .get("x-scope-orgid")
-        .and_then(|value| value.to_str().ok());
-    let tenant = distributor.tenant(header)?;
-    if path.contains("api/v1/spans") {
-        return Err(DistributorError::BadRequest(
-            "zipkin v1 is not supported: send zipkin v2 (JSON or protobuf) to /api/v2/spans".into(),
-        ));
-    }
-    let _permit = distributor.admit(body.len())?;
-    let body = translate::decompress_bounded(
-        &translate::content_encoding(headers),
-        body,
-        distributor.max_request_bytes(),
-    )?;
-    let bad = |error: String| DistributorError::BadRequest(error);
-    let spans = match translate::media_type(headers).as_str() {
-        "application/x-protobuf" | "application/protobuf" => {
-            decode_proto(&body).map_err(|error| bad(error.to_string()))?
-        }
-        _ => decode_json_v2(&body).map_err(|error| bad(error.to_string()))?,
-    };
-    let resource_spans =
-        to_resource_spans(spans).map_err(|error| bad(format!("invalid zipkin span: {error}")))?;
-    distributor.push(&tenant, resource_spans).await?;
-    Ok(())
-}
-
-/// Serves Zipkin on `listener` until `shutdown` resolves.
-pub async fn serve(
-    listener: crate::server::Listener,
-    distributor: Arc<Distributor>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    listener.serve(router(distributor), shutdown).await
 }
 
 #[cfg(test)]

@@ -1,119 +1,24 @@
-//! Jaeger receivers: thrift over HTTP (`POST /api/traces`, default :14268), gRPC
-//! `jaeger.api_v2.CollectorService/PostSpans` (default :14250) and the agent's thrift-compact
-//! UDP `emitBatch` (default :6831).
-//!
-//! Both wire models (Thrift `jaeger.Batch`, protobuf `jaeger.api_v2.Batch`) are decoded into
-//! one [`JaegerBatch`] and translated to OTLP the way the OpenTelemetry Collector's
-//! `pkg/translator/jaeger` does (which is what Tempo runs): process tags become resource
-//! attributes (`hostname` → `host.name`, `jaeger.version` → `opencensus.exporterversion`),
-//! `span.kind` gives the kind, `error` / `otel.status_code` / `otel.status_description` /
-//! `http.status_code` give the status, logs become events (field `event` is the name),
-//! references become the parent (CHILD_OF first, else FOLLOWS_FROM in the same trace) and
-//! links (with `opentracing.ref_type`), 64-bit trace IDs get zero high bytes. Over gRPC,
-//! `otel.scope.name`/`otel.scope.version` become the scope and `w3c.tracestate` the trace state;
-//! the Collector's thrift path does neither, and neither do we.
+//! Jaeger payloads: Thrift `jaeger.Batch` (binary over HTTP, compact `Agent.emitBatch` over
+//! UDP) and protobuf `PostSpansRequest` ([`crate::proto::jaeger`]), decoded into one
+//! [`JaegerBatch`] and translated to OTLP (see the module above for the rules).
 
-use std::convert::Infallible;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll};
-
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::any;
-use axum::Router;
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, InstrumentationScope};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::{Event, Link, SpanKind};
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode as OtlpStatusCode;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message;
-use serde::{Deserialize, Serialize};
-use tonic::codec::CompressionEncoding;
-use tonic::codegen::{http, Body, BoxFuture, Service, StdError};
 
-use super::otlp::{ListenerConfig, ListenerInput, RawCodec};
-use super::thrift::{
+use crate::proto::jaeger as proto;
+use crate::proto::thrift::{
     read_list, BinaryProtocol, CompactProtocol, Protocol, TType, ThriftError, MESSAGE_CALL,
     MESSAGE_ONEWAY,
 };
-use super::translate::{self, span_id_bytes, trace_id_bytes, Attributes};
-use crate::distributor::{Distributor, DistributorError};
-
-/// gRPC path of Jaeger's span submission method.
-const POST_SPANS_PATH: &str = "/jaeger.api_v2.CollectorService/PostSpans";
-
-/// Largest UDP datagram read; the Jaeger agent's own limit is 65000 bytes, so anything larger
-/// arrives truncated and fails to decode (and is counted as dropped).
-pub const MAX_UDP_PACKET_BYTES: usize = 65_000;
+use crate::receiver::translate::{self, span_id_bytes, trace_id_bytes, Attributes};
 
 /// Jaeger's placeholder service name for a process without one; the Collector leaves the
 /// resource empty for it.
 const NO_SERVICE_NAME: &str = "OTLPResourceNoServiceName";
-
-/// The `distributor.receivers.jaeger` section.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct JaegerConfig {
-    /// The three Jaeger transports; each listens only when `enabled`, as in Tempo, where a
-    /// receiver is active only when configured.
-    pub protocols: JaegerProtocols,
-}
-
-/// `distributor.receivers.jaeger.protocols`. A protocol listed here listens on its default
-/// endpoint unless one is given (or it says `enabled: false`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(from = "JaegerProtocolsInput")]
-pub struct JaegerProtocols {
-    /// Thrift binary `jaeger.Batch` over HTTP (`POST /api/traces`), as jaeger-client's
-    /// collector endpoint sends it.
-    pub thrift_http: ListenerConfig,
-    /// Jaeger's protobuf model over gRPC (`CollectorService/PostSpans`).
-    pub grpc: ListenerConfig,
-    /// Thrift compact `Agent.emitBatch` over UDP, as jaeger-client's agent reporter sends it.
-    pub thrift_compact: ListenerConfig,
-}
-
-impl Default for JaegerProtocols {
-    fn default() -> Self {
-        JaegerProtocols {
-            thrift_http: ListenerConfig {
-                enabled: false,
-                endpoint: "127.0.0.1:14268".into(),
-            },
-            grpc: ListenerConfig {
-                enabled: false,
-                endpoint: "127.0.0.1:14250".into(),
-            },
-            thrift_compact: ListenerConfig {
-                enabled: false,
-                endpoint: "127.0.0.1:6831".into(),
-            },
-        }
-    }
-}
-
-/// `distributor.receivers.jaeger.protocols` as written.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct JaegerProtocolsInput {
-    thrift_http: Option<ListenerInput>,
-    grpc: Option<ListenerInput>,
-    thrift_compact: Option<ListenerInput>,
-}
-
-impl From<JaegerProtocolsInput> for JaegerProtocols {
-    fn from(input: JaegerProtocolsInput) -> Self {
-        let default = JaegerProtocols::default();
-        JaegerProtocols {
-            thrift_http: ListenerInput::resolve(input.thrift_http, default.thrift_http),
-            grpc: ListenerInput::resolve(input.grpc, default.grpc),
-            thrift_compact: ListenerInput::resolve(input.thrift_compact, default.thrift_compact),
-        }
-    }
-}
 
 /// A malformed Jaeger payload.
 #[derive(Debug, thiserror::Error)]
@@ -382,9 +287,19 @@ pub fn decode_thrift_http(body: &[u8]) -> Result<JaegerBatch, JaegerDecodeError>
     })
 }
 
-/// Decodes one agent UDP datagram: a Thrift-compact `Agent.emitBatch(1: Batch batch)` call.
+/// Decodes one agent UDP datagram: a Thrift-compact `Agent.emitBatch(1: Batch batch)` call
+/// (the agent's :6831).
 pub fn decode_agent_compact(packet: &[u8]) -> Result<JaegerBatch, JaegerDecodeError> {
-    let mut protocol = CompactProtocol::new(packet);
+    emit_batch(&mut CompactProtocol::new(packet))
+}
+
+/// Decodes one agent UDP datagram: a Thrift-binary `Agent.emitBatch(1: Batch batch)` call
+/// (the agent's :6832, where jaeger-client-node and others send by default).
+pub fn decode_agent_binary(packet: &[u8]) -> Result<JaegerBatch, JaegerDecodeError> {
+    emit_batch(&mut BinaryProtocol::new(packet))
+}
+
+fn emit_batch<P: Protocol>(protocol: &mut P) -> Result<JaegerBatch, JaegerDecodeError> {
     let thrift = |source| JaegerDecodeError::Thrift {
         context: "agent emitBatch",
         source,
@@ -404,7 +319,7 @@ pub fn decode_agent_compact(packet: &[u8]) -> Result<JaegerBatch, JaegerDecodeEr
     let mut batch = None;
     while let Some((id, ttype)) = protocol.field_begin().map_err(thrift)? {
         match (id, ttype) {
-            (1, TType::Struct) => batch = Some(thrift_batch(&mut protocol).map_err(thrift)?),
+            (1, TType::Struct) => batch = Some(thrift_batch(protocol).map_err(thrift)?),
             (_, other) => protocol.skip(other).map_err(thrift)?,
         }
     }
@@ -413,112 +328,6 @@ pub fn decode_agent_compact(packet: &[u8]) -> Result<JaegerBatch, JaegerDecodeEr
 }
 
 // ---------------------------------------------------------------- protobuf model
-
-/// Jaeger's protobuf messages (`jaeger-idl/proto/api_v2/model.proto`, `collector.proto`),
-/// written by hand: only the fields the translator reads.
-pub mod proto {
-    /// `google.protobuf.Timestamp` / `Duration`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Time {
-        #[prost(int64, tag = "1")]
-        pub seconds: i64,
-        #[prost(int32, tag = "2")]
-        pub nanos: i32,
-    }
-
-    /// `jaeger.api_v2.KeyValue`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct KeyValue {
-        #[prost(string, tag = "1")]
-        pub key: String,
-        #[prost(int32, tag = "2")]
-        pub v_type: i32,
-        #[prost(string, tag = "3")]
-        pub v_str: String,
-        #[prost(bool, tag = "4")]
-        pub v_bool: bool,
-        #[prost(int64, tag = "5")]
-        pub v_int64: i64,
-        #[prost(double, tag = "6")]
-        pub v_float64: f64,
-        #[prost(bytes = "vec", tag = "7")]
-        pub v_binary: Vec<u8>,
-    }
-
-    /// `jaeger.api_v2.Log`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Log {
-        #[prost(message, optional, tag = "1")]
-        pub timestamp: Option<Time>,
-        #[prost(message, repeated, tag = "2")]
-        pub fields: Vec<KeyValue>,
-    }
-
-    /// `jaeger.api_v2.SpanRef`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct SpanRef {
-        #[prost(bytes = "vec", tag = "1")]
-        pub trace_id: Vec<u8>,
-        #[prost(bytes = "vec", tag = "2")]
-        pub span_id: Vec<u8>,
-        #[prost(int32, tag = "3")]
-        pub ref_type: i32,
-    }
-
-    /// `jaeger.api_v2.Process`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Process {
-        #[prost(string, tag = "1")]
-        pub service_name: String,
-        #[prost(message, repeated, tag = "2")]
-        pub tags: Vec<KeyValue>,
-    }
-
-    /// `jaeger.api_v2.Span`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Span {
-        #[prost(bytes = "vec", tag = "1")]
-        pub trace_id: Vec<u8>,
-        #[prost(bytes = "vec", tag = "2")]
-        pub span_id: Vec<u8>,
-        #[prost(string, tag = "3")]
-        pub operation_name: String,
-        #[prost(message, repeated, tag = "4")]
-        pub references: Vec<SpanRef>,
-        #[prost(uint32, tag = "5")]
-        pub flags: u32,
-        #[prost(message, optional, tag = "6")]
-        pub start_time: Option<Time>,
-        #[prost(message, optional, tag = "7")]
-        pub duration: Option<Time>,
-        #[prost(message, repeated, tag = "8")]
-        pub tags: Vec<KeyValue>,
-        #[prost(message, repeated, tag = "9")]
-        pub logs: Vec<Log>,
-        #[prost(message, optional, tag = "10")]
-        pub process: Option<Process>,
-        #[prost(string, tag = "11")]
-        pub process_id: String,
-        #[prost(string, repeated, tag = "12")]
-        pub warnings: Vec<String>,
-    }
-
-    /// `jaeger.api_v2.Batch`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Batch {
-        #[prost(message, repeated, tag = "1")]
-        pub spans: Vec<Span>,
-        #[prost(message, optional, tag = "2")]
-        pub process: Option<Process>,
-    }
-
-    /// `jaeger.api_v2.PostSpansRequest`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct PostSpansRequest {
-        #[prost(message, optional, tag = "1")]
-        pub batch: Option<Batch>,
-    }
-}
 
 fn proto_time_nanos(time: Option<&proto::Time>) -> u64 {
     time.map_or(0, |time| {
@@ -966,285 +775,6 @@ pub fn to_resource_spans(batch: JaegerBatch, model: Model) -> Vec<ResourceSpans>
     }
 }
 
-// ---------------------------------------------------------------- servers
-
-fn http_status(error: &DistributorError) -> StatusCode {
-    match error {
-        DistributorError::MissingTenant => StatusCode::UNAUTHORIZED,
-        DistributorError::InvalidTenant { .. } | DistributorError::BadRequest(_) => {
-            StatusCode::BAD_REQUEST
-        }
-        DistributorError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        DistributorError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
-        DistributorError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        DistributorError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
-/// The thrift-over-HTTP router: `POST /api/traces`.
-pub fn thrift_http_router(distributor: Arc<Distributor>) -> Router {
-    let limit = distributor.max_request_bytes();
-    Router::new()
-        .route("/api/traces", any(post_traces))
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(distributor)
-}
-
-async fn post_traces(
-    State(distributor): State<Arc<Distributor>>,
-    method: Method,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if method != Method::POST {
-        return (
-            StatusCode::METHOD_NOT_ALLOWED,
-            "405 method not allowed, supported: [POST]",
-        )
-            .into_response();
-    }
-    let media_type = translate::media_type(&headers);
-    if media_type != "application/x-thrift" && media_type != "application/vnd.apache.thrift.binary"
-    {
-        return (
-            StatusCode::BAD_REQUEST,
-            format!("unsupported content type {media_type:?}: use application/x-thrift or application/vnd.apache.thrift.binary"),
-        )
-            .into_response();
-    }
-    match post_traces_body(&distributor, &headers, body).await {
-        Ok(()) => StatusCode::ACCEPTED.into_response(),
-        Err(error) => {
-            let status = http_status(&error);
-            if status.is_server_error() {
-                tracing::warn!(%error, "jaeger thrift_http push failed");
-            }
-            (status, error.to_string()).into_response()
-        }
-    }
-}
-
-async fn post_traces_body(
-    distributor: &Distributor,
-    headers: &HeaderMap,
-    body: Bytes,
-) -> Result<(), DistributorError> {
-    let header = headers
-        .get("x-scope-orgid")
-        .and_then(|value| value.to_str().ok());
-    let tenant = distributor.tenant(header)?;
-    let _permit = distributor.admit(body.len())?;
-    let body = translate::decompress_bounded(
-        &translate::content_encoding(headers),
-        body,
-        distributor.max_request_bytes(),
-    )?;
-    let batch = decode_thrift_http(&body)
-        .map_err(|error| DistributorError::BadRequest(error.to_string()))?;
-    distributor
-        .push(&tenant, to_resource_spans(batch, Model::Thrift))
-        .await?;
-    Ok(())
-}
-
-/// Serves thrift over HTTP on `listener` until `shutdown` resolves.
-pub async fn serve_thrift_http(
-    listener: crate::server::Listener,
-    distributor: Arc<Distributor>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    listener
-        .serve(thrift_http_router(distributor), shutdown)
-        .await
-}
-
-fn grpc_status(error: &DistributorError) -> tonic::Status {
-    let message = error.to_string();
-    match error {
-        DistributorError::MissingTenant => tonic::Status::unauthenticated(message),
-        DistributorError::InvalidTenant { .. } | DistributorError::BadRequest(_) => {
-            tonic::Status::invalid_argument(message)
-        }
-        DistributorError::TooLarge { .. } | DistributorError::Overloaded(_) => {
-            tonic::Status::resource_exhausted(message)
-        }
-        DistributorError::Unavailable(_) => tonic::Status::unavailable(message),
-        DistributorError::Internal(_) => tonic::Status::internal(message),
-    }
-}
-
-/// Jaeger's `CollectorService` over gRPC (only `PostSpans`).
-#[derive(Clone)]
-pub struct JaegerGrpcService {
-    distributor: Arc<Distributor>,
-}
-
-impl JaegerGrpcService {
-    /// A service pushing into `distributor`.
-    pub fn new(distributor: Arc<Distributor>) -> JaegerGrpcService {
-        JaegerGrpcService { distributor }
-    }
-}
-
-struct PostSpansMethod(Arc<Distributor>);
-
-impl tonic::server::UnaryService<Bytes> for PostSpansMethod {
-    type Response = Bytes;
-    type Future = BoxFuture<tonic::Response<Bytes>, tonic::Status>;
-
-    fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
-        let distributor = Arc::clone(&self.0);
-        Box::pin(async move {
-            let header = request
-                .metadata()
-                .get("x-scope-orgid")
-                .and_then(|value| value.to_str().ok());
-            let tenant = distributor
-                .tenant(header)
-                .map_err(|error| grpc_status(&error))?;
-            let body = request.into_inner();
-            let _permit = distributor
-                .admit(body.len())
-                .map_err(|error| grpc_status(&error))?;
-            let batch = decode_post_spans(&body)
-                .map_err(|error| tonic::Status::invalid_argument(error.to_string()))?;
-            distributor
-                .push(&tenant, to_resource_spans(batch, Model::Proto))
-                .await
-                .map_err(|error| grpc_status(&error))?;
-            // PostSpansResponse has no fields: its encoding is empty.
-            Ok(tonic::Response::new(Bytes::new()))
-        })
-    }
-}
-
-impl<B> Service<http::Request<B>> for JaegerGrpcService
-where
-    B: Body + Send + 'static,
-    B::Error: Into<StdError> + Send + 'static,
-{
-    type Response = http::Response<tonic::body::Body>;
-    type Error = Infallible;
-    type Future = BoxFuture<Self::Response, Self::Error>;
-
-    fn poll_ready(&mut self, _context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let distributor = Arc::clone(&self.distributor);
-        let limit = distributor.max_request_bytes();
-        if request.uri().path() != POST_SPANS_PATH {
-            return Box::pin(async move {
-                Ok(tonic::Status::unimplemented("unknown method").into_http())
-            });
-        }
-        Box::pin(async move {
-            let mut grpc = tonic::server::Grpc::new(RawCodec)
-                .accept_compressed(CompressionEncoding::Gzip)
-                .max_decoding_message_size(limit);
-            Ok(grpc.unary(PostSpansMethod(distributor), request).await)
-        })
-    }
-}
-
-impl tonic::server::NamedService for JaegerGrpcService {
-    const NAME: &'static str = "jaeger.api_v2.CollectorService";
-}
-
-/// Serves Jaeger gRPC on `listener` until `shutdown` resolves.
-pub async fn serve_grpc(
-    listener: crate::server::Listener,
-    distributor: Arc<Distributor>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let routes = tonic::service::Routes::new(JaegerGrpcService::new(distributor));
-    listener.serve(routes.into_axum_router(), shutdown).await
-}
-
-/// Counters of the UDP agent port, shown on `/metrics`.
-#[derive(Debug, Default)]
-pub struct UdpStats {
-    /// Datagrams received.
-    pub packets: AtomicU64,
-    /// Datagrams that were not valid `emitBatch` calls.
-    pub malformed: AtomicU64,
-    /// Valid datagrams the distributor refused (no tenant, overload, shutdown).
-    pub refused: AtomicU64,
-}
-
-impl UdpStats {
-    /// Renders the counters in the Prometheus text format.
-    pub fn render(&self, out: &mut String) {
-        use std::fmt::Write;
-        let name = "vivace_receiver_jaeger_udp_packets_total";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Jaeger agent UDP datagrams, by outcome (accepted, malformed, refused)."
-        );
-        let _ = writeln!(out, "# TYPE {name} counter");
-        let packets = self.packets.load(Ordering::Relaxed);
-        let malformed = self.malformed.load(Ordering::Relaxed);
-        let refused = self.refused.load(Ordering::Relaxed);
-        let accepted = packets.saturating_sub(malformed).saturating_sub(refused);
-        for (outcome, value) in [
-            ("accepted", accepted),
-            ("malformed", malformed),
-            ("refused", refused),
-        ] {
-            let _ = writeln!(out, "{name}{{outcome=\"{outcome}\"}} {value}");
-        }
-    }
-}
-
-/// Serves the agent's thrift-compact UDP port until `shutdown` resolves. Datagrams are handled
-/// one at a time: when vivace is slower than the senders, the kernel's socket buffer overflows
-/// and drops, which is UDP's back-pressure, instead of memory growing here.
-pub async fn serve_udp(
-    socket: tokio::net::UdpSocket,
-    distributor: Arc<Distributor>,
-    stats: Arc<UdpStats>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let mut buffer = vec![0u8; MAX_UDP_PACKET_BYTES];
-    tokio::pin!(shutdown);
-    loop {
-        let (length, peer) = tokio::select! {
-            _ = &mut shutdown => return Ok(()),
-            received = socket.recv_from(&mut buffer) => match received {
-                Ok(received) => received,
-                Err(error) => {
-                    // ICMP errors and the like surface here; the socket stays usable.
-                    tracing::debug!(%error, "jaeger udp receive failed");
-                    continue;
-                }
-            },
-        };
-        stats.packets.fetch_add(1, Ordering::Relaxed);
-        let packet = buffer.get(..length).unwrap_or_default();
-        let batch = match decode_agent_compact(packet) {
-            Ok(batch) => batch,
-            Err(error) => {
-                stats.malformed.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%error, %peer, bytes = length, "jaeger udp datagram dropped");
-                continue;
-            }
-        };
-        let pushed = async {
-            let tenant = distributor.tenant(None)?;
-            let _permit = distributor.admit(length)?;
-            distributor
-                .push(&tenant, to_resource_spans(batch, Model::Thrift))
-                .await
-        }
-        .await;
-        if let Err(error) = pushed {
-            stats.refused.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%error, %peer, "jaeger udp batch refused");
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1490,9 +1020,56 @@ mod tests {
             .contains("emitBatch"));
     }
 
+    #[test]
+    fn agent_binary_packet_decodes() {
+        // The same emitBatch as above in Thrift's binary protocol (strict header, oneway).
+        let i64_field = |id: u8, value: i64| {
+            let mut out = vec![10, 0, id];
+            out.extend_from_slice(&value.to_be_bytes());
+            out
+        };
+        let string = |text: &str| {
+            let mut out = (text.len() as i32).to_be_bytes().to_vec();
+            out.extend_from_slice(text.as_bytes());
+            out
+        };
+        let mut packet = vec![0x80, 0x01, 0x00, 0x04];
+        packet.extend(string("emitBatch"));
+        packet.extend_from_slice(&[0, 0, 0, 0]);
+        packet.extend_from_slice(&[12, 0, 1, 12, 0, 1, 11, 0, 1]);
+        packet.extend(string("svc"));
+        packet.extend_from_slice(&[0, 15, 0, 2, 12, 0, 0, 0, 1]);
+        for (id, value) in [(1, 7), (2, 0), (3, 1), (4, 0)] {
+            packet.extend(i64_field(id, value));
+        }
+        packet.extend_from_slice(&[11, 0, 5]);
+        packet.extend(string("op"));
+        packet.extend_from_slice(&[8, 0, 7, 0, 0, 0, 1]);
+        packet.extend(i64_field(8, 10));
+        packet.extend(i64_field(9, 2));
+        packet.extend_from_slice(&[0, 0, 0]);
+        let batch = decode_agent_binary(&packet).unwrap();
+        assert_eq!(batch.process.as_ref().unwrap().service_name, "svc");
+        let span = &batch.spans[0];
+        assert_eq!((span.trace_id_low, span.span_id, span.flags), (7, 1, 1));
+        assert_eq!((span.start_unix_nano, span.end_unix_nano), (10_000, 12_000));
+        assert!(decode_agent_binary(&packet[..packet.len() - 3]).is_err());
+        let mut wrong_version = packet.clone();
+        wrong_version[1] = 0x02;
+        assert!(decode_agent_binary(&wrong_version)
+            .unwrap_err()
+            .to_string()
+            .contains("version"));
+        // A compact datagram on the binary port is refused, not misread.
+        assert!(decode_agent_binary(&[0x82, 0x81, 0x01, 9]).is_err());
+    }
+
     proptest! {
         #[test]
         fn random_payloads_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            if let Ok(batch) = decode_agent_binary(&bytes) {
+                let _ = to_resource_spans(batch, Model::Thrift);
+            }
             if let Ok(batch) = decode_thrift_http(&bytes) {
                 let _ = to_resource_spans(batch, Model::Thrift);
             }
