@@ -8,8 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use super::ast::{Attribute, AttributeScope, Intrinsic};
 use super::eval::{NestedSet, SpanView};
-use super::metrics::MetricsSpan;
-use super::span::{kind_of, status_of, SpanData};
+use super::span::{kind_of, status_of};
 use super::static_value::Static;
 use crate::model::{FoldHasherBuilder, TraceId};
 
@@ -368,12 +367,15 @@ impl SpanView for ColumnSpan<'_> {
     }
 }
 
-impl MetricsSpan for ColumnSpan<'_> {
-    fn start_ns(&self) -> u64 {
+/// What TraceQL metrics read of a span besides its values (the `MetricsSpan` view).
+impl ColumnSpan<'_> {
+    /// Start, Unix ns.
+    pub fn start_ns(&self) -> u64 {
         self.columns.start[self.span]
     }
 
-    fn exemplar_labels(&self) -> Vec<(String, Static)> {
+    /// `trace:id` and `span:id` labels of an exemplar taken from this span.
+    pub fn exemplar_labels(&self) -> Vec<(String, Static)> {
         let span_id = self
             .columns
             .span_id(self.span)
@@ -385,11 +387,9 @@ impl MetricsSpan for ColumnSpan<'_> {
         ]
     }
 
-    fn whole(&self) -> Option<&SpanData> {
-        None
-    }
-
-    fn value_code(&self, attr: &Attribute) -> Option<(u64, u32)> {
+    /// The column identity and code of the span's value of `attr`, where it is coded: see
+    /// `MetricsSpan::value_code`.
+    pub fn value_code(&self, attr: &Attribute) -> Option<(u64, u32)> {
         let columns = self.columns;
         let at = self.span;
         // The field's place in the batch, to tell its codes from other fields' codes.

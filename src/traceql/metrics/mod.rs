@@ -16,7 +16,7 @@ pub mod types;
 use std::collections::{BTreeMap, HashMap};
 
 use super::ast::*;
-use super::columns::{SpanField, SpanFields};
+use super::columns::{ColumnSpan, SpanField, SpanFields};
 use super::eval::{
     reads_events_or_links, referenced_attributes, EvalError, Evaluator, SpanView, Spanset,
 };
@@ -1322,6 +1322,24 @@ pub trait MetricsSpan: SpanView {
     /// the value's code in it. Spans with the same identity and code hold identical values.
     fn value_code(&self, _attr: &Attribute) -> Option<(u64, u32)> {
         None
+    }
+}
+
+impl MetricsSpan for ColumnSpan<'_> {
+    fn start_ns(&self) -> u64 {
+        ColumnSpan::start_ns(self)
+    }
+
+    fn exemplar_labels(&self) -> Vec<(String, Static)> {
+        ColumnSpan::exemplar_labels(self)
+    }
+
+    fn whole(&self) -> Option<&SpanData> {
+        None
+    }
+
+    fn value_code(&self, attr: &Attribute) -> Option<(u64, u32)> {
+        ColumnSpan::value_code(self, attr)
     }
 }
 
