@@ -280,7 +280,7 @@ impl tonic::server::UnaryService<Bytes> for ExportMethod {
 
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
         let distributor = Arc::clone(&self.0);
-        Box::pin(async move {
+        Box::pin(crate::telemetry::Stage::Decode.within(async move {
             let header = request
                 .metadata()
                 .get("x-scope-orgid")
@@ -297,14 +297,14 @@ impl tonic::server::UnaryService<Bytes> for ExportMethod {
                     "invalid ExportTraceServiceRequest protobuf: {error}"
                 ))
             })?;
-            let outcome = distributor
-                .push(&tenant, export.resource_spans)
+            let outcome = crate::telemetry::Stage::Distributor
+                .within(distributor.push(&tenant, export.resource_spans))
                 .await
                 .map_err(|error| grpc_status(&error))?;
             Ok(tonic::Response::new(Bytes::from(
                 response_of(&outcome).encode_to_vec(),
             )))
-        })
+        }))
     }
 }
 
@@ -445,7 +445,10 @@ async fn export_http(
         )
             .into_response();
     }
-    match export_body(&distributor, &headers, encoding, body).await {
+    match crate::telemetry::Stage::Decode
+        .within(export_body(&distributor, &headers, encoding, body))
+        .await
+    {
         Ok(outcome) => {
             let response = response_of(&outcome);
             let (content_type, bytes) = match encoding {
@@ -519,7 +522,9 @@ async fn export_body(
         Encoding::Json => otlp_json::decode_export_request(&body)
             .map_err(|error| DistributorError::BadRequest(error.to_string()))?,
     };
-    distributor.push(&tenant, request.resource_spans).await
+    crate::telemetry::Stage::Distributor
+        .within(distributor.push(&tenant, request.resource_spans))
+        .await
 }
 
 /// Decompresses gzip, refusing output larger than `limit` so a small bomb cannot fill memory.
