@@ -254,7 +254,8 @@ async fn drain(
     let config = compactor_config();
     let mut previous_blocks: Option<Vec<uuid::Uuid>> = None;
     while Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Once a second: a scrape costs the server a few milliseconds of CPU.
+        tokio::time::sleep(Duration::from_secs(1)).await;
         let figures = scrape(client, server).await?;
         let in_head = figures.value("vivace_ingester_live_traces")
             + figures.value("vivace_ingester_completed_traces")
