@@ -54,6 +54,9 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
         .context("loading server.auth and server.tls")?;
     log_security(&config, &security);
     let telemetry = Arc::new(Telemetry::default());
+    if let Err(error) = telemetry::stage::start_rss_sampler() {
+        tracing::warn!(%error, "cannot start the rss sampler; vivace_stage_peak_rss_bytes stays 0");
+    }
     let store = Arc::new(
         Store::open(config.storage.trace.clone())
             .await
@@ -154,6 +157,7 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
             let generator = Arc::clone(&generator);
             Arc::new(move |out: &mut String| generator.render_own_metrics(out))
         },
+        Arc::new(telemetry::stage::render),
     ];
     {
         let alerts = Arc::clone(&alerts);

@@ -34,9 +34,9 @@ pub struct BenchArgs {
     /// Concurrent client connections per protocol.
     #[arg(long, default_value_t = 8)]
     pub connections: usize,
-    /// Traces per export request (10 spans each).
-    #[arg(long, default_value_t = 50)]
-    pub traces_per_request: usize,
+    /// Traces per export request (10 spans each); 50, or 20 with `--lifecycle`.
+    #[arg(long)]
+    pub traces_per_request: Option<usize>,
     /// Trace-by-ID lookups per latency measurement.
     #[arg(long, default_value_t = 2000)]
     pub lookups: usize,
@@ -73,6 +73,30 @@ pub struct BenchArgs {
     /// Only measure the OTLP metrics conversion in-process (cost per data point).
     #[arg(long)]
     pub otlp_metrics_only: bool,
+    /// Follow spans through their whole life instead: push over OTLP/HTTP with span metrics
+    /// and service graphs on, wait until everything is cut, flushed and compacted, and print
+    /// CPU per span, CPU per stage, peak RSS per phase and bytes on disk per span.
+    #[arg(long)]
+    pub lifecycle: bool,
+    /// With `--lifecycle`: the push stops after this many seconds or `--spans` spans,
+    /// whichever comes first.
+    #[arg(long, default_value_t = 20)]
+    pub push_seconds: u64,
+    /// With `--lifecycle`: longest wait for the cut, flush and compaction after the push.
+    #[arg(long, default_value_t = 300)]
+    pub drain_timeout_seconds: u64,
+    /// With `--lifecycle`: the vivace binary to measure (an older build, for a before/after
+    /// comparison on the same load); this one by default.
+    #[arg(long)]
+    pub server_binary: Option<PathBuf>,
+}
+
+impl BenchArgs {
+    /// Traces per request: as given, else 50 (20 with `--lifecycle`).
+    pub fn traces_per_request(&self) -> usize {
+        let default = if self.lifecycle { 20 } else { 50 };
+        self.traces_per_request.unwrap_or(default).max(1)
+    }
 }
 
 /// An OTLP metrics export like an instrumented service's: `metrics` metrics of each kind
@@ -291,19 +315,19 @@ async fn wal_figures() -> anyhow::Result<()> {
     Ok(())
 }
 
-const SPANS_PER_TRACE: usize = 10;
+pub(crate) const SPANS_PER_TRACE: usize = 10;
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
 }
 
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    http: u16,
+    pub(crate) http: u16,
     grpc: u16,
-    otlp_http: u16,
+    pub(crate) otlp_http: u16,
     config: PathBuf,
 }
 
@@ -339,7 +363,18 @@ overrides:\n  defaults:\n    ingestion:\n      rate_limit_bytes: 0\n",
     }
 
     fn spawn(config: PathBuf, http: u16, grpc: u16, otlp_http: u16) -> anyhow::Result<Server> {
-        let child = Command::new(std::env::current_exe()?)
+        Server::spawn_binary(&std::env::current_exe()?, config, http, grpc, otlp_http)
+    }
+
+    /// Starts `binary serve --config config` and waits until it is ready.
+    pub(crate) fn spawn_binary(
+        binary: &Path,
+        config: PathBuf,
+        http: u16,
+        grpc: u16,
+        otlp_http: u16,
+    ) -> anyhow::Result<Server> {
+        let child = Command::new(binary)
             .args(["serve", "--config"])
             .arg(&config)
             .stdout(Stdio::null())
@@ -377,7 +412,7 @@ overrides:\n  defaults:\n    ingestion:\n      rate_limit_bytes: 0\n",
         bail!("server not ready within 120 s")
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
@@ -393,7 +428,7 @@ overrides:\n  defaults:\n    ingestion:\n      rate_limit_bytes: 0\n",
     }
 
     /// User + system CPU seconds the server has used so far.
-    fn cpu_seconds(&self) -> f64 {
+    pub(crate) fn cpu_seconds(&self) -> f64 {
         let stat =
             std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
         let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
@@ -408,7 +443,7 @@ overrides:\n  defaults:\n    ingestion:\n      rate_limit_bytes: 0\n",
         (ticks(11) + ticks(12)) / 100.0
     }
 
-    fn terminate(mut self) -> anyhow::Result<()> {
+    pub(crate) fn terminate(mut self) -> anyhow::Result<()> {
         Command::new("kill")
             .arg("-TERM")
             .arg(self.pid().to_string())
@@ -419,7 +454,7 @@ overrides:\n  defaults:\n    ingestion:\n      rate_limit_bytes: 0\n",
 }
 
 /// A request of `traces` ten-span traces, with the trace IDs it carries.
-fn export_request(traces: usize) -> (ExportTraceServiceRequest, Vec<[u8; 16]>) {
+pub(crate) fn export_request(traces: usize) -> (ExportTraceServiceRequest, Vec<[u8; 16]>) {
     let mut rng = rand::rng();
     let mut ids = Vec::with_capacity(traces);
     let mut spans = Vec::with_capacity(traces * SPANS_PER_TRACE);
@@ -523,7 +558,7 @@ async fn ingest(
     let mut workers = Vec::new();
     for _ in 0..args.connections {
         let load = Arc::clone(&load);
-        let traces = args.traces_per_request;
+        let traces = args.traces_per_request();
         let (otlp_http, grpc_port) = (server.otlp_http, server.grpc);
         workers.push(tokio::spawn(async move {
             let http_client = reqwest::Client::new();
@@ -615,7 +650,7 @@ async fn lookup_latencies(server: &Server, count: usize) -> anyhow::Result<(f64,
     Ok((percentile(0.5), percentile(0.99), missing))
 }
 
-fn directory_bytes(path: &Path) -> u64 {
+pub(crate) fn directory_bytes(path: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(path) else {
         return 0;
     };
@@ -654,7 +689,7 @@ async fn ingest_protocol(
     let mut workers = Vec::new();
     for _ in 0..args.connections {
         let (sent, refused) = (Arc::clone(&sent), Arc::clone(&refused));
-        let (target, traces) = (args.spans, args.traces_per_request);
+        let (target, traces) = (args.spans, args.traces_per_request());
         let url = match protocol {
             Protocol::OtlpProtobuf | Protocol::OtlpJson => {
                 format!("http://127.0.0.1:{}/v1/traces", server.otlp_http)
@@ -753,7 +788,7 @@ async fn protocol_figures(args: &BenchArgs) -> anyhow::Result<()> {
     let server = Server::start_with(scratch.path(), &args.wal_fsync, &receivers)?;
     println!(
         "vivace bench --protocols: {} spans per protocol, {} connections, {} traces x {SPANS_PER_TRACE} spans per request, wal_fsync={}",
-        args.spans, args.connections, args.traces_per_request, args.wal_fsync
+        args.spans, args.connections, args.traces_per_request(), args.wal_fsync
     );
     let mut baseline = None;
     for protocol in Protocol::ALL {
@@ -767,7 +802,8 @@ async fn protocol_figures(args: &BenchArgs) -> anyhow::Result<()> {
     server.terminate()
 }
 
-/// Runs the benchmark and prints its figures.
+/// Runs the benchmark and prints its figures (`--lifecycle` is
+/// `bench_lifecycle::run`, which the command line calls instead: it builds on this module).
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.protocols {
         return protocol_figures(&args).await;
@@ -792,7 +828,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let scratch = tempfile::Builder::new().prefix("vivace-bench-").tempdir()?;
     let server = Server::start(scratch.path(), &args.wal_fsync)?;
-    println!("vivace bench: {} spans, {} connections per protocol, {} traces x {SPANS_PER_TRACE} spans per request, wal_fsync={}", args.spans, args.connections, args.traces_per_request, args.wal_fsync);
+    println!("vivace bench: {} spans, {} connections per protocol, {} traces x {SPANS_PER_TRACE} spans per request, wal_fsync={}", args.spans, args.connections, args.traces_per_request(), args.wal_fsync);
     println!(
         "machine: {} cores (client load runs on the same machine)",
         std::thread::available_parallelism().map_or(1, |cores| cores.get())

@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod api;
 pub mod app;
 pub mod bench;
+pub mod bench_lifecycle;
 pub mod bench_search;
 pub mod config;
 pub mod demo;

@@ -66,7 +66,13 @@ fn main() -> ExitCode {
             let Some(runtime) = runtime() else {
                 return ExitCode::FAILURE;
             };
-            match runtime.block_on(vivace::bench::run(args)) {
+            match runtime.block_on(async {
+                if args.lifecycle {
+                    vivace::bench_lifecycle::run(&args).await
+                } else {
+                    vivace::bench::run(args).await
+                }
+            }) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     eprintln!("vivace bench: {error:#}");

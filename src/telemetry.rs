@@ -7,6 +7,9 @@ use std::fmt::Write;
 
 use parking_lot::Mutex;
 
+pub mod stage;
+pub use stage::Stage;
+
 /// Most label combinations one metric keeps; more are folded into `__overflow__` so a flood of
 /// tenants cannot grow memory without bound.
 const MAX_SERIES_PER_METRIC: usize = 1000;

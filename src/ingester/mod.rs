@@ -71,6 +71,7 @@ pub use sampling::{SamplingConfig, SamplingRule, SamplingStats};
 use wal::{Append, WalCommand, WalCounters, WriterOptions};
 
 use crate::model::{Trace, TraceId};
+use crate::telemetry::stage::Stage;
 use crate::tempodb::meta::BlockMeta;
 
 /// Where cut blocks go. The real implementation is `tempodb::Store::write_block`, wired by the
@@ -316,10 +317,13 @@ impl Ingester {
         if traces.is_empty() {
             return Ok(());
         }
-        let pieces: Vec<(TraceId, Bytes)> = traces
-            .iter()
-            .map(|(trace_id, trace)| (*trace_id, Bytes::from(trace.encode_to_vec())))
-            .collect();
+        // Encoding the WAL record's pieces is the WAL's cost, not the caller's.
+        let pieces: Vec<(TraceId, Bytes)> = Stage::Wal.run(|| {
+            traces
+                .iter()
+                .map(|(trace_id, trace)| (*trace_id, Bytes::from(trace.encode_to_vec())))
+                .collect()
+        });
         let reserved_bytes: u64 = pieces.iter().map(|(_, piece)| piece_cost(piece)).sum();
         let record_bytes = wal::payload_len(tenant, &pieces) as u64;
         if record_bytes > wal::MAX_RECORD_PAYLOAD_BYTES as u64 {
@@ -450,7 +454,7 @@ impl Ingester {
                 let Some(ingester) = ingester.upgrade() else {
                     break;
                 };
-                ingester.tick(Instant::now()).await;
+                Stage::Head.within(ingester.tick(Instant::now())).await;
             }
             tracing::debug!("ingester background loop stopped");
         })
@@ -640,6 +644,7 @@ impl Ingester {
         let sampler = self.sampler.clone();
         // Decoding, combining and sampling are CPU work proportional to the block.
         let (traces, sampled) = tokio::task::spawn_blocking(move || {
+            let _head = Stage::Head.enter();
             let traces = decoding.decode();
             match sampler {
                 Some(sampler) => sampler.sample_batch(&decoding.tenant, traces),

@@ -28,6 +28,7 @@ use tokio::sync::oneshot;
 
 use super::config::WalFsync;
 use crate::model::TraceId;
+use crate::telemetry::stage::Stage;
 
 /// Marks the start of every record.
 pub(crate) const RECORD_MAGIC: [u8; 4] = *b"VWL1";
@@ -600,6 +601,7 @@ fn run_writer(
                 Err(_) => break,
             }
         };
+        let _wal = Stage::Wal.enter();
         // Group commit: take everything queued meanwhile, bounded by the queue's capacity.
         let mut commands = vec![first];
         while commands.len() < writer.options.queue_capacity {
@@ -675,6 +677,7 @@ fn commit(
     buffer.clear();
     match result {
         Ok(()) => {
+            let _head = Stage::Head.enter();
             for append in waiting.drain(..) {
                 target.appended(append.tenant, append.pieces);
                 let _ = append.ack.send(Ok(()));

@@ -20,6 +20,7 @@ use tonic::codegen::{http, Body, BoxFuture, Service, StdError};
 
 use crate::distributor::{Distributor, DistributorError};
 use crate::proto::RpcStatus;
+use crate::telemetry::stage::Stage;
 
 // ---------------------------------------------------------------- the write path
 
@@ -38,8 +39,8 @@ where
 {
     let tenant = distributor.tenant(tenant_header)?;
     let _permit = distributor.admit(body.len())?;
-    let decoded = decode(body)?;
-    push(tenant, decoded).await
+    let decoded = Stage::Decode.run(|| decode(body))?;
+    Stage::Distributor.within(push(tenant, decoded)).await
 }
 
 /// [`ingest`] for spans: decoded OTLP `ResourceSpans` go to [`Distributor::push`].

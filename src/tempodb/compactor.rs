@@ -28,6 +28,7 @@ use super::meta::BlockMeta;
 use super::store::{Store, StoreError};
 use super::vparquet4;
 use crate::model::{combine, Trace, TraceId};
+use crate::telemetry::stage::Stage;
 
 /// The `compactor` section.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -264,18 +265,20 @@ impl Store {
             .map_err(object_error)?;
         let dedicated = meta.dedicated_columns.clone();
         let block_id = meta.block_id;
-        tokio::task::spawn_blocking(move || vparquet4::read_traces(bytes, &dedicated))
-            .await
-            .map_err(|error| StoreError::Task {
-                tenant: tenant.clone(),
-                task: "block decoding",
-                reason: error.to_string(),
-            })?
-            .map_err(|error| StoreError::CorruptBlock {
-                tenant: tenant.clone(),
-                block_id,
-                reason: error.to_string(),
-            })
+        tokio::task::spawn_blocking(move || {
+            Stage::Compaction.run(|| vparquet4::read_traces(bytes, &dedicated))
+        })
+        .await
+        .map_err(|error| StoreError::Task {
+            tenant: tenant.clone(),
+            task: "block decoding",
+            reason: error.to_string(),
+        })?
+        .map_err(|error| StoreError::CorruptBlock {
+            tenant: tenant.clone(),
+            block_id,
+            reason: error.to_string(),
+        })
     }
 
     /// Marks a block compacted the way Tempo does: `meta.compacted.json` is written, then
@@ -390,6 +393,7 @@ impl Store {
                 meta.compaction_level,
                 meta.dedicated_columns.clone(),
                 Some(EXTENDED_TIER.to_string()),
+                Stage::Compaction,
             )
             .await?;
         info!(tenant = %meta.tenant_id, from = %meta.block_id, block = %written.block_id, traces = count, "error and slow traces kept in the extended tier");
@@ -428,7 +432,7 @@ impl Store {
         let dedicated = inputs[0].dedicated_columns.clone();
         let tier = inputs[0].retention_tier.clone();
         let merged = self
-            .write_block_with(&tenant, traces, level, dedicated, tier)
+            .write_block_with(&tenant, traces, level, dedicated, tier, Stage::Compaction)
             .await?;
         for input in inputs {
             self.mark_compacted(input).await?;
@@ -529,7 +533,10 @@ impl Store {
                         }
                     }
                 }
-                match self.compaction_cycle(&config, SystemTime::now()).await {
+                match Stage::Compaction
+                    .within(self.compaction_cycle(&config, SystemTime::now()))
+                    .await
+                {
                     Ok(outcome) if outcome != CycleOutcome::default() => {
                         info!(?outcome, "compaction cycle");
                     }

@@ -31,6 +31,7 @@ use super::reader::{fetch_footer_tail, FooterTail, ObjectChunkReader, OpenError}
 use super::vparquet4::pushdown::{Decode, Decoded, PushdownStats};
 use super::vparquet4::{self, VParquetError, WriterOptions};
 use crate::model::{combine, Trace, TraceId};
+use crate::telemetry::stage::Stage;
 use crate::traceql::columns::SpanFields;
 use crate::traceql::prefilter::{Needs, TraceFilter};
 use parquet::file::metadata::ParquetMetaData;
@@ -426,12 +427,14 @@ impl Store {
         traces: Vec<(TraceId, Trace)>,
     ) -> Result<BlockMeta, StoreError> {
         let dedicated = self.dedicated_columns.clone();
-        self.write_block_with(tenant, traces, 0, dedicated, None)
+        self.write_block_with(tenant, traces, 0, dedicated, None, Stage::BlockEncode)
             .await
     }
 
     /// [`Store::write_block`] with the compaction level and dedicated columns given: the
-    /// compactor writes its output at the inputs' level + 1 with the inputs' columns.
+    /// compactor writes its output at the inputs' level + 1 with the inputs' columns. The
+    /// encoding's CPU is charged to `encode_stage` (a cut's bloom and index to
+    /// [`Stage::BloomIndex`]), the upload's to [`Stage::Upload`].
     pub(crate) async fn write_block_with(
         &self,
         tenant: &str,
@@ -439,6 +442,7 @@ impl Store {
         compaction_level: u32,
         dedicated: Vec<DedicatedColumn>,
         retention_tier: Option<String>,
+        encode_stage: Stage,
     ) -> Result<BlockMeta, StoreError> {
         let tenant_key = tenant_path(tenant)?;
         if traces.is_empty() {
@@ -456,7 +460,14 @@ impl Store {
         let false_positive = self.config.bloom_filter_false_positive;
         let shard_size = self.config.bloom_filter_shard_size_bytes;
         let encoded = tokio::task::spawn_blocking(move || {
-            encode_block(traces, &dedicated, &options, false_positive, shard_size)
+            encode_block(
+                traces,
+                &dedicated,
+                &options,
+                false_positive,
+                shard_size,
+                encode_stage,
+            )
         })
         .await
         .map_err(|error| StoreError::Task {
@@ -493,8 +504,8 @@ impl Store {
             replication_factor: 1,
             retention_tier,
         };
-        let bytes_written = match self
-            .upload_block(tenant, &tenant_key, &meta, &encoded)
+        let bytes_written = match Stage::Upload
+            .within(self.upload_block(tenant, &tenant_key, &meta, &encoded))
             .await
         {
             Ok(bytes_written) => bytes_written,
@@ -1455,7 +1466,9 @@ fn encode_block(
     options: &WriterOptions,
     false_positive: f64,
     shard_size: usize,
+    stage: Stage,
 ) -> Result<EncodedBlock, VParquetError> {
+    let _encoding = stage.enter();
     traces.sort_by_key(|(id, _)| *id);
     let mut unique: Vec<(TraceId, Trace)> = Vec::with_capacity(traces.len());
     let mut pieces: Vec<Trace> = Vec::new();
@@ -1473,9 +1486,16 @@ fn encode_block(
         unique.push((last, combine_pieces(pieces)));
     }
 
-    let encoded = vparquet4::encode(&unique, dedicated, options)?;
-    let mut filter = ShardedBloom::new(false_positive, shard_size, unique.len());
-    for (id, _) in &unique {
+    let trace_ids: Vec<TraceId> = unique.iter().map(|(id, _)| *id).collect();
+    // Consumed trace by trace: no copy of each trace, and each is freed once in the columns.
+    let encoded = vparquet4::encode_owned(unique, dedicated, options)?;
+    let bloom_stage = match stage {
+        Stage::BlockEncode => Stage::BloomIndex,
+        other => other,
+    };
+    let _bloom = bloom_stage.enter();
+    let mut filter = ShardedBloom::new(false_positive, shard_size, trace_ids.len());
+    for id in &trace_ids {
         filter.add(id.as_bytes());
     }
     let index = RowGroupIndex {

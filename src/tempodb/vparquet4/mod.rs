@@ -129,6 +129,32 @@ pub fn encode(
     dedicated: &[DedicatedColumn],
     options: &WriterOptions,
 ) -> Result<EncodedData, VParquetError> {
+    check_sorted(traces)?;
+    let mapping = DedicatedMapping::new(dedicated);
+    let rows = traces
+        .iter()
+        .map(|(trace_id, trace)| (*trace_id, row::trace_to_row(trace_id, trace, &mapping)));
+    encode_rows_with(rows, traces.len(), options)
+}
+
+/// [`encode`] taking the traces: each is turned into its row without a copy and freed once
+/// shredded into the columns, so the decoded traces and the columns are not held together.
+pub fn encode_owned(
+    traces: Vec<(TraceId, Trace)>,
+    dedicated: &[DedicatedColumn],
+    options: &WriterOptions,
+) -> Result<EncodedData, VParquetError> {
+    check_sorted(&traces)?;
+    let mapping = DedicatedMapping::new(dedicated);
+    let count = traces.len();
+    let rows = traces.into_iter().map(|(trace_id, trace)| {
+        let row = row::trace_to_row_owned(&trace_id, trace, &mapping);
+        (trace_id, row)
+    });
+    encode_rows_with(rows, count, options)
+}
+
+fn check_sorted(traces: &[(TraceId, Trace)]) -> Result<(), VParquetError> {
     for pair in traces.windows(2) {
         if pair[0].0 >= pair[1].0 {
             return Err(VParquetError::UnsortedTraces {
@@ -137,7 +163,15 @@ pub fn encode(
             });
         }
     }
-    let mapping = DedicatedMapping::new(dedicated);
+    Ok(())
+}
+
+/// Shreds `count` rows, already in ID order, into row groups of Tempo's size estimate.
+fn encode_rows_with(
+    rows: impl Iterator<Item = (TraceId, row::Row)>,
+    count: usize,
+    options: &WriterOptions,
+) -> Result<EncodedData, VParquetError> {
     let root = SchemaNode::from_message(&schema());
     let descriptor = schema::schema_descriptor();
     let properties = Arc::new(writer_properties(&descriptor, options));
@@ -148,17 +182,16 @@ pub fn encode(
     let mut last_ids = Vec::new();
     let mut start_unix_nano = u64::MAX;
     let mut end_unix_nano = 0u64;
-    for (index, (trace_id, trace)) in traces.iter().enumerate() {
-        let row = row::trace_to_row(trace_id, trace, &mapping);
+    for (index, (trace_id, row)) in rows.enumerate() {
         start_unix_nano = start_unix_nano.min(row.start_unix_nano);
         end_unix_nano = end_unix_nano.max(row.end_unix_nano);
         dremel::shred_record(&root, row.value, &mut columns)
             .map_err(|error| VParquetError::RowShape(error.0))?;
         estimate = estimate.saturating_add(row.estimated_size);
-        let is_last = index + 1 == traces.len();
+        let is_last = index + 1 == count;
         if estimate > options.row_group_size_bytes || is_last {
             write_row_group(&mut writer, &descriptor, &columns)?;
-            last_ids.push(*trace_id);
+            last_ids.push(trace_id);
             columns = dremel::empty_columns(&root)?;
             estimate = 0;
         }
@@ -166,7 +199,7 @@ pub fn encode(
     // Writes the footer and hands back the buffer.
     let bytes = writer.into_inner()?;
     let footer_size = footer_size(&bytes)?;
-    if traces.is_empty() {
+    if count == 0 {
         start_unix_nano = 0;
     }
     Ok(EncodedData {
@@ -175,7 +208,7 @@ pub fn encode(
         last_trace_id_per_row_group: last_ids,
         start_unix_nano,
         end_unix_nano,
-        trace_count: traces.len(),
+        trace_count: count,
         bytes,
     })
 }

@@ -196,9 +196,17 @@ fn int_of(attribute: &KeyValue) -> Option<i64> {
 /// Builds the row of one trace. Resource and scope batches are merged first (Tempo's rebatch),
 /// which the nested set and service stats are computed over.
 pub fn trace_to_row(trace_id: &TraceId, trace: &Trace, dedicated: &DedicatedMapping) -> Row {
+    trace_to_row_owned(trace_id, trace.clone(), dedicated)
+}
+
+/// [`trace_to_row`] taking the trace, so the block encoder does not copy every trace first.
+pub fn trace_to_row_owned(
+    trace_id: &TraceId,
+    mut trace: Trace,
+    dedicated: &DedicatedMapping,
+) -> Row {
     // vParquet4 keeps no schema URL, so batches differing only by it become one, as they
     // would when Tempo rebatches the stored row.
-    let mut trace = trace.clone();
     for batch in &mut trace.resource_spans {
         batch.schema_url.clear();
         for scope_batch in &mut batch.scope_spans {
@@ -320,6 +328,15 @@ fn attributes_list(attributes: &[KeyValue]) -> Value {
     list(attributes.iter().map(attribute_value).collect())
 }
 
+fn attribute_refs_list(attributes: &[&KeyValue]) -> Value {
+    list(
+        attributes
+            .iter()
+            .map(|attribute| attribute_value(attribute))
+            .collect(),
+    )
+}
+
 /// Puts string values with a column of their own into `slots` (the first occurrence of a key
 /// wins; later duplicates stay generic so nothing is lost) and returns the rest.
 fn split_columns<'a>(
@@ -372,9 +389,8 @@ fn resource_to_value(
         Some(name) => name.to_string(),
         None => String::new(),
     };
-    let generic: Vec<KeyValue> = generic.into_iter().cloned().collect();
     let mut fields = vec![
-        attributes_list(&generic),
+        attribute_refs_list(&generic),
         Value::Int32(resource.dropped_attributes_count as i32),
         bytes(&service_name),
     ];
@@ -404,7 +420,7 @@ fn span_to_value(span: &Span, nested_set: (i32, i32, i32), dedicated: &Dedicated
             Some(code) if attribute.key == HTTP_STATUS_CODE && http_status_code.is_none() => {
                 http_status_code = Some(code)
             }
-            _ => generic.push(attribute.clone()),
+            _ => generic.push(attribute),
         }
     }
     let status = span.status.clone().unwrap_or_default();
@@ -450,7 +466,7 @@ fn span_to_value(span: &Span, nested_set: (i32, i32, i32), dedicated: &Dedicated
         ),
         Value::Int64(status.code as i64),
         bytes(&status.message),
-        attributes_list(&generic),
+        attribute_refs_list(&generic),
         Value::Int32(span.dropped_attributes_count as i32),
         list(events),
         Value::Int32(span.dropped_events_count as i32),

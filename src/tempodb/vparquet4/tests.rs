@@ -1196,3 +1196,17 @@ mod property {
         }
     }
 }
+
+#[test]
+fn encoding_owned_traces_writes_the_same_file() {
+    let traces = sample_traces(40, 7);
+    let dedicated = sample_dedicated();
+    let options = WriterOptions {
+        row_group_size_bytes: 2_000,
+        ..WriterOptions::default()
+    };
+    let borrowed = encode(&traces, &dedicated, &options).expect("encodes");
+    let owned = encode_owned(traces, &dedicated, &options).expect("encodes");
+    assert!(borrowed.row_group_count > 1, "several row groups");
+    assert_eq!(owned, borrowed);
+}
