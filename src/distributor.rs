@@ -53,9 +53,6 @@ pub struct PushOutcome {
     pub message: String,
 }
 
-/// Kept for `generator::config` until its rewrite lands: use [`crate::tenant::validate_tenant`].
-pub use crate::tenant::validate_tenant;
-
 impl From<TenantError> for DistributorError {
     fn from(error: TenantError) -> Self {
         match error {

@@ -14,9 +14,9 @@ use chrono::Utc;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use super::config::AlertsConfig;
 use super::store::{AlertStore, AlertTrace, StoredAlert};
 use super::webhook::parse_time;
-use super::AlertsConfig;
 use crate::model::TraceId;
 use crate::querier::Querier;
 use crate::traceql::eval::{Evaluator, StructuralMode};

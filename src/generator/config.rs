@@ -421,7 +421,7 @@ impl GeneratorConfig {
                 );
             }
             for tenant in &target.tenants {
-                if let Err(reason) = crate::distributor::validate_tenant(tenant) {
+                if let Err(reason) = crate::tenant::validate_tenant(tenant) {
                     return invalid(&format!("{key}.tenants"), format!("{tenant:?}: {reason}"));
                 }
             }

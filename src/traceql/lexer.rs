@@ -7,7 +7,19 @@
 
 use super::ast::is_attribute_rune;
 use super::static_value::parse_duration;
-use super::ParseError;
+
+/// A syntax error, positioned like Tempo's (`parse error at line 1, col 22: syntax error:
+/// unexpected }`); the API prefixes it with `invalid TraceQL query: `.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("parse error at line {line}, col {col}: {message}")]
+pub struct ParseError {
+    /// 1-based line
+    pub line: usize,
+    /// 1-based column, in characters
+    pub col: usize,
+    /// goyacc-style reason, e.g. `syntax error: unexpected $end`
+    pub message: String,
+}
 
 /// Scope prefixes that start an attribute name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -11,6 +11,7 @@ pub mod columns;
 pub mod eval;
 pub mod lexer;
 pub mod metrics;
+pub mod operator;
 pub mod parser;
 pub mod prefilter;
 pub mod rewrite;
@@ -21,22 +22,10 @@ pub mod tags;
 pub mod validate;
 
 pub use ast::*;
+pub use lexer::ParseError;
 pub use parser::{parse, parse_identifier};
 pub use static_value::{Kind, OpError, Static, StaticType, Status};
 pub use validate::{validate, ValidateError};
-
-/// A syntax error, positioned like Tempo's (`parse error at line 1, col 22: syntax error:
-/// unexpected }`); the API prefixes it with `invalid TraceQL query: `.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("parse error at line {line}, col {col}: {message}")]
-pub struct ParseError {
-    /// 1-based line
-    pub line: usize,
-    /// 1-based column, in characters
-    pub col: usize,
-    /// goyacc-style reason, e.g. `syntax error: unexpected $end`
-    pub message: String,
-}
 
 /// Why a query was refused: it does not parse, or it parses but fails validation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

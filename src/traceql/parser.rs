@@ -9,9 +9,8 @@
 //! operators; `+ -`; `* / %`; `^` (right-associative).
 
 use super::ast::*;
-use super::lexer::{line_col, tokenize, ColonScope, DotScope, Token, TokenKind};
+use super::lexer::{line_col, tokenize, ColonScope, DotScope, ParseError, Token, TokenKind};
 use super::static_value::{Kind, Static, Status};
-use super::ParseError;
 
 /// Nesting deeper than this is refused, so hostile input cannot overflow the stack.
 const MAX_DEPTH: usize = 200;

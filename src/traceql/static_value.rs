@@ -6,7 +6,7 @@
 use std::cmp::Ordering;
 use std::fmt;
 
-use super::ast::BinaryOp;
+use super::operator::BinaryOp;
 
 /// Span status, as TraceQL spells it. The numeric codes are Tempo's (`error`=0, `ok`=1,
 /// `unset`=2); an int compares equal to the status with that code.
