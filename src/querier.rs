@@ -282,7 +282,11 @@ impl Querier {
         // aggregate straight from those columns; the others from decoded traces.
         let needs = query.needs();
         let columnar = self.pushdown.load(std::sync::atomic::Ordering::Relaxed);
-        let decode = match query.span_fields().filter(|_| columnar) {
+        let fields = query.span_fields().filter(|_| columnar);
+        // Traces that come whole (the head's, or a row group that cannot be read as columns)
+        // are put into the same columns when the query reads columns: one fast path for all.
+        let whole_as_columns = fields.clone();
+        let decode = match fields {
             Some(fields) => BlockDecode::Columns { fields, needs },
             None => BlockDecode::Traces(needs),
         };
@@ -290,8 +294,8 @@ impl Querier {
             .scan(plan, Some(filter), decode, state, move |state, batch| {
                 let evaluator = Evaluator::new(StructuralMode::Real);
                 let (from, to) = state.evaluation.window();
+                let mut spans = Vec::new();
                 if let Some(columns) = &batch.columns {
-                    let mut spans = Vec::new();
                     for trace in 0..columns.trace_count() {
                         if !state.seen.insert(columns.trace_ids[trace]) {
                             continue;
@@ -304,6 +308,7 @@ impl Querier {
                             .map_err(|error| QuerierError::Evaluation(error.to_string()))?;
                     }
                 }
+                let mut whole = Vec::new();
                 for (id, trace) in &batch.traces {
                     if !state.seen.insert(*id) {
                         continue;
@@ -316,10 +321,27 @@ impl Querier {
                             continue;
                         }
                     }
-                    state
-                        .evaluation
-                        .observe_trace(&evaluator, id, trace)
-                        .map_err(|error| QuerierError::Evaluation(error.to_string()))?;
+                    match &whole_as_columns {
+                        Some(_) => whole.push((*id, trace)),
+                        None => state
+                            .evaluation
+                            .observe_trace(&evaluator, id, trace)
+                            .map_err(|error| QuerierError::Evaluation(error.to_string()))?,
+                    }
+                }
+                let from_whole = whole_as_columns
+                    .as_ref()
+                    .filter(|_| !whole.is_empty())
+                    .map(|fields| SpanColumns::from_traces(whole, fields));
+                if let Some(columns) = &from_whole {
+                    for trace in 0..columns.trace_count() {
+                        spans.clear();
+                        spans.extend(columns.trace_spans(trace));
+                        state
+                            .evaluation
+                            .observe_spans(&evaluator, &spans)
+                            .map_err(|error| QuerierError::Evaluation(error.to_string()))?;
+                    }
                 }
                 Ok(true)
             })

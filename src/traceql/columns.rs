@@ -8,9 +8,10 @@ use std::collections::{BTreeSet, HashMap};
 
 use super::ast::{Attribute, AttributeScope, Intrinsic};
 use super::eval::{NestedSet, SpanView};
-use super::span::{kind_of, status_of};
+use super::span::{kind_of, static_from_any, status_of};
 use super::static_value::Static;
-use crate::model::{FoldHasherBuilder, TraceId};
+use crate::model::{FoldHasherBuilder, Trace, TraceId};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 
 /// A span field read from columns without the span's other parts. The start time and the
 /// trace ID are always read.
@@ -181,6 +182,25 @@ impl CodedBuilder {
         code
     }
 
+    /// The code of the text `text`.
+    pub fn code_text(&mut self, text: &str) -> u32 {
+        // A `str` is UTF-8 already: the check cannot fail.
+        self.code_str(text.as_bytes()).unwrap_or(NIL_CODE)
+    }
+
+    /// The code of any value: scalars are found again when met twice, arrays get a code of
+    /// their own each time.
+    pub fn code_value(&mut self, value: Static) -> u32 {
+        match value {
+            Static::Nil => NIL_CODE,
+            Static::String(text) => self.code_text(&text),
+            Static::Int(number) => self.code_int(number),
+            Static::Float(number) => self.code_float(number),
+            Static::Bool(flag) => self.code_bool(flag),
+            other => self.add(other),
+        }
+    }
+
     /// Appends an entry of code `code` (from this builder).
     pub fn push_code(&mut self, code: u32) {
         self.coded.codes.push(code);
@@ -272,6 +292,117 @@ impl SpanColumns {
         })
     }
 
+    /// The fields `fields` of every span of `traces` (in order), as a block's columns give
+    /// them: what lets recent traces, held as OTLP, be aggregated like a block's. Every value
+    /// reads as the evaluator reads it from the whole span ([`super::span::trace_spans`]): an
+    /// attribute is its first entry of that key with a queryable value.
+    pub fn from_traces<'a>(
+        traces: impl IntoIterator<Item = (TraceId, &'a Trace)>,
+        fields: &SpanFields,
+    ) -> SpanColumns {
+        let wants = |field: SpanField| fields.contains(&field);
+        let (durations, names, statuses, messages, kinds, span_ids, services) = (
+            wants(SpanField::Duration),
+            wants(SpanField::Name),
+            wants(SpanField::Status),
+            wants(SpanField::StatusMessage),
+            wants(SpanField::Kind),
+            wants(SpanField::SpanId),
+            wants(SpanField::ServiceName),
+        );
+        let attribute_names: Vec<&str> = fields
+            .iter()
+            .filter_map(|field| match field {
+                SpanField::SpanAttribute(name) => Some(name.as_str()),
+                _ => None,
+            })
+            .collect();
+        let mut attributes: Vec<(CodedBuilder, Vec<u32>)> = attribute_names
+            .iter()
+            .map(|_| (CodedBuilder::default(), Vec::new()))
+            .collect();
+        let mut name_codes = CodedBuilder::default();
+        let mut message_codes = CodedBuilder::default();
+        let mut service_codes = CodedBuilder::default();
+        let mut resources = 0usize;
+        let mut out = SpanColumns::new();
+        for (trace_id, trace) in traces {
+            out.trace_ids.push(trace_id);
+            out.trace_starts.push(out.start.len());
+            for batch in &trace.resource_spans {
+                let resource = resources;
+                resources += 1;
+                if services {
+                    let service = batch
+                        .resource
+                        .as_ref()
+                        .map_or(Static::Nil, |r| first_value(&r.attributes, "service.name"));
+                    let code = service_codes.code_value(service);
+                    service_codes.push_code(code);
+                }
+                for span in batch.scope_spans.iter().flat_map(|scope| &scope.spans) {
+                    out.start.push(span.start_time_unix_nano);
+                    if durations {
+                        out.duration.push(
+                            span.end_time_unix_nano
+                                .saturating_sub(span.start_time_unix_nano),
+                        );
+                    }
+                    if names {
+                        let code = name_codes.code_text(&span.name);
+                        name_codes.push_code(code);
+                    }
+                    if statuses {
+                        out.status.push(
+                            span.status
+                                .as_ref()
+                                .map_or(0, |status| i64::from(status.code)),
+                        );
+                    }
+                    if messages {
+                        let message = span.status.as_ref().map_or("", |status| &status.message);
+                        let code = message_codes.code_text(message);
+                        message_codes.push_code(code);
+                    }
+                    if kinds {
+                        out.kind.push(i64::from(span.kind));
+                    }
+                    if span_ids {
+                        out.span_id_bytes.extend_from_slice(&span.span_id);
+                        out.span_id_ends.push(out.span_id_bytes.len());
+                    }
+                    if services {
+                        out.resource_of_span.push(resource);
+                    }
+                    for (name, (builder, codes)) in attribute_names.iter().zip(&mut attributes) {
+                        let code = builder.code_value(first_value(&span.attributes, name));
+                        codes.push(code);
+                    }
+                }
+            }
+        }
+        out.trace_starts.push(out.start.len());
+        out.name = name_codes.finish();
+        out.status_message = message_codes.finish();
+        if services {
+            out.service_name = service_codes.finish();
+        }
+        out.span_attributes = attribute_names
+            .iter()
+            .zip(attributes)
+            .map(|(name, (builder, codes))| {
+                (
+                    name.to_string(),
+                    Coded {
+                        values: builder.finish().values,
+                        codes,
+                    },
+                )
+            })
+            .collect();
+        out
+    }
+
     /// The ID of span `at`, if span IDs were read.
     pub fn span_id(&self, at: usize) -> Option<&[u8]> {
         let end = *self.span_id_ends.get(at)?;
@@ -299,6 +430,16 @@ impl ColumnSpan<'_> {
 }
 
 const NIL: &Static = &Static::Nil;
+
+/// The first queryable value of key `key` among `attributes` (nil when none has one).
+fn first_value(attributes: &[KeyValue], key: &str) -> Static {
+    attributes
+        .iter()
+        .filter(|kv| kv.key == key)
+        .filter_map(|kv| kv.value.as_ref().map(static_from_any))
+        .find(|value| *value != Static::Nil)
+        .unwrap_or(Static::Nil)
+}
 
 impl SpanView for ColumnSpan<'_> {
     fn value(&self, attr: &Attribute, event: usize, link: usize) -> Static {

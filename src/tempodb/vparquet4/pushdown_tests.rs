@@ -706,6 +706,68 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Whole traces put into columns (what the querier does with the head's traces) give the
+    /// row evaluator's answer over the same traces, for random column-only queries, in
+    /// batches of three traces (so codes of one batch never leak into the next).
+    #[test]
+    fn metrics_from_traces_put_into_columns_equal_metrics_from_traces(
+        specs in prop::collection::vec(prop::collection::vec(span_spec(), 1..5), 1..40),
+        nameless in prop::collection::vec(any::<bool>(), 40),
+        queries in prop::collection::vec(column_metrics_query(), 1..6),
+    ) {
+        use crate::traceql::columns::SpanColumns;
+        use crate::traceql::metrics::{CompiledMetrics, MetricsEvaluation, MetricsRequest};
+        let traces: Vec<(TraceId, Trace)> = specs
+            .iter()
+            .enumerate()
+            .map(|(n, spans)| {
+                let mut trace = build_trace(id(n as u64), spans);
+                if nameless[n] {
+                    for batch in &mut trace.resource_spans {
+                        if let Some(resource) = batch.resource.as_mut() {
+                            resource.attributes.retain(|kv| kv.key != "service.name");
+                        }
+                    }
+                }
+                (id(n as u64), trace)
+            })
+            .collect();
+        let base = 1_700_000_000_000_000_000u64;
+        let request = MetricsRequest::range(base - 2_000, base + 6_000, 1_000, 100).unwrap();
+        let evaluator = Evaluator::new(StructuralMode::Real);
+        let mut compared = 0;
+        for query in &queries {
+            let compiled = CompiledMetrics::new(parse_and_validate(query).unwrap()).unwrap();
+            let fields = compiled.span_fields().unwrap();
+            let mut by_traces = MetricsEvaluation::new(&compiled, request);
+            for (trace_id, trace) in &traces {
+                by_traces.observe_trace(&evaluator, trace_id, trace).unwrap();
+            }
+            let mut by_columns = MetricsEvaluation::new(&compiled, request);
+            for chunk in traces.chunks(3) {
+                let columns = SpanColumns::from_traces(
+                    chunk.iter().map(|(trace_id, trace)| (*trace_id, trace)),
+                    &fields,
+                );
+                prop_assert_eq!(columns.trace_count(), chunk.len());
+                for trace in 0..columns.trace_count() {
+                    let spans: Vec<_> = columns.trace_spans(trace).collect();
+                    by_columns.observe_spans(&evaluator, &spans).unwrap();
+                }
+            }
+            let (by_traces, by_columns) = (by_traces.finish(), by_columns.finish());
+            prop_assert_eq!(&by_columns.series, &by_traces.series, "{}", query);
+            prop_assert_eq!(&by_columns.partial, &by_traces.partial, "{}", query);
+            prop_assert_eq!(by_columns.metrics.inspected_spans, by_traces.metrics.inspected_spans);
+            compared += 1;
+        }
+        prop_assert_eq!(compared, queries.len());
+    }
+}
+
 #[test]
 fn metrics_read_columns_and_match_on_a_fixed_set_of_queries() {
     let (traces, block) = small_block();
