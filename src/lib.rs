@@ -6,8 +6,6 @@ pub mod alerts;
 pub mod api;
 pub mod app;
 pub mod bench;
-pub mod bench_lifecycle;
-pub mod bench_search;
 pub mod config;
 pub mod demo;
 pub mod distributor;

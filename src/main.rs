@@ -68,7 +68,7 @@ fn main() -> ExitCode {
             };
             match runtime.block_on(async {
                 if args.lifecycle {
-                    vivace::bench_lifecycle::run(&args).await
+                    vivace::bench::lifecycle::run(&args).await
                 } else {
                     vivace::bench::run(args).await
                 }

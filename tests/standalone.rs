@@ -28,7 +28,7 @@ const ALLOWED: [(&str, usize); 4] = [
     // Tempo's bloom goldens, read only by tempo_suite_bloom_goldens_regenerate_byte_for_byte.
     ("src/tempodb/bloom.rs", 1),
     // The search benchmark's default for the large Tempo-written block (not a test).
-    ("src/bench.rs", 1),
+    ("src/bench/mod.rs", 1),
 ];
 
 #[test]

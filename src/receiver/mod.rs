@@ -8,7 +8,6 @@
 //! Adding a receiver is one folder here and one line in [`start_all`] (and its config field in
 //! [`ReceiversConfig`], when it has one).
 
-pub mod bench;
 pub mod cors;
 pub mod ingest;
 pub mod jaeger;

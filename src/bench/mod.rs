@@ -4,6 +4,10 @@
 //! on disk per span after flush, trace-by-ID p50/p99 from memory and from blocks, and RSS
 //! idle and under load. It never fails on a time; it reports.
 
+pub mod lifecycle;
+pub mod receivers;
+pub mod search;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,8 +25,8 @@ use parking_lot::Mutex;
 use prost::Message;
 use rand::Rng;
 
+use crate::bench::receivers::{jaeger_proto, Protocol};
 use crate::model::string_attribute;
-use crate::receiver::bench::{jaeger_proto, Protocol};
 use crate::receiver::ingest::RawCodec;
 
 /// What to measure.
@@ -803,7 +807,7 @@ async fn protocol_figures(args: &BenchArgs) -> anyhow::Result<()> {
 }
 
 /// Runs the benchmark and prints its figures (`--lifecycle` is
-/// `bench_lifecycle::run`, which the command line calls instead: it builds on this module).
+/// `lifecycle::run`, which the command line calls instead: it builds on this module).
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.protocols {
         return protocol_figures(&args).await;
@@ -813,8 +817,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     if args.search {
-        let shape = crate::bench_search::Shape::parse(&args.search_shape, &args.search_block)?;
-        return crate::bench_search::run(
+        let shape = crate::bench::search::Shape::parse(&args.search_shape, &args.search_block)?;
+        return crate::bench::search::run(
             shape,
             args.spans,
             args.search_runs.max(1),
