@@ -34,6 +34,20 @@ pub enum SpanField {
     /// `span.<name>`: a span attribute, from the generic attribute list or the column the
     /// block gives it.
     SpanAttribute(String),
+    /// `span.<name>` where the query only asks whether it equals or matches a string
+    /// literal: only its string values are read, others read as nil (which answers those
+    /// comparisons alike: `false`).
+    SpanAttributeStrings(String),
+}
+
+impl SpanField {
+    /// The span attribute the field reads, if it reads one.
+    pub fn span_attribute(&self) -> Option<&str> {
+        match self {
+            SpanField::SpanAttribute(name) | SpanField::SpanAttributeStrings(name) => Some(name),
+            _ => None,
+        }
+    }
 }
 
 impl SpanField {
@@ -312,10 +326,7 @@ impl SpanColumns {
         );
         let attribute_names: Vec<&str> = fields
             .iter()
-            .filter_map(|field| match field {
-                SpanField::SpanAttribute(name) => Some(name.as_str()),
-                _ => None,
-            })
+            .filter_map(SpanField::span_attribute)
             .collect();
         let mut attributes: Vec<(CodedBuilder, Vec<u32>)> = attribute_names
             .iter()
@@ -494,7 +505,11 @@ impl SpanView for ColumnSpan<'_> {
                 .span_id(at)
                 .map_or(Static::Nil, |id| Static::String(hex::encode(id))),
             // Read by reference above.
-            Some(SpanField::ServiceName | SpanField::SpanAttribute(_)) => Static::Nil,
+            Some(
+                SpanField::ServiceName
+                | SpanField::SpanAttribute(_)
+                | SpanField::SpanAttributeStrings(_),
+            ) => Static::Nil,
             None if attr.intrinsic == Some(Intrinsic::TraceId) => {
                 Static::String(self.trace_id_hex())
             }

@@ -120,10 +120,28 @@ fn own_column(name: &str, mapping: &DedicatedMapping) -> Option<usize> {
     }
 }
 
+/// [`own_column`] when it holds strings (every one but `HttpStatusCode`'s).
+fn own_string_column(name: &str, mapping: &DedicatedMapping) -> Option<usize> {
+    own_column(name, mapping).filter(|leaf| *leaf != leaves().http_status_code)
+}
+
+/// Whether the span attributes of `fields` are all read for their strings only: then the
+/// integer, float and boolean value lists are neither read nor walked.
+fn strings_only(fields: &SpanFields) -> bool {
+    !fields
+        .iter()
+        .any(|field| matches!(field, SpanField::SpanAttribute(_)))
+}
+
+/// A span whose first attribute entry of a name holds a value that is not a string, when only
+/// strings are read: nil, but no later entry of the name replaces it.
+const TAKEN_NOT_STRING: u32 = u32::MAX;
+
 /// Which leaves reading `fields` takes (the trace ID and span start always).
 pub(super) fn leaves_read(fields: &SpanFields, mapping: &DedicatedMapping) -> Vec<usize> {
     let leaves = leaves();
     let mut read = vec![leaves.trace_id, leaves.start];
+    let strings_only = strings_only(fields);
     for field in fields {
         match field {
             SpanField::Duration => read.push(leaves.duration),
@@ -143,6 +161,22 @@ pub(super) fn leaves_read(fields: &SpanFields, mapping: &DedicatedMapping) -> Ve
                     attribute.bools,
                 ]);
                 read.extend(own_column(name, mapping));
+            }
+            // Beside an attribute read whole, the lists are walked whole anyway.
+            SpanField::SpanAttributeStrings(name) if !strings_only => {
+                let attribute = &leaves.attribute;
+                read.extend([
+                    attribute.key,
+                    attribute.strings,
+                    attribute.ints,
+                    attribute.doubles,
+                    attribute.bools,
+                ]);
+                read.extend(own_column(name, mapping));
+            }
+            SpanField::SpanAttributeStrings(name) => {
+                read.extend([leaves.attribute.key, leaves.attribute.strings]);
+                read.extend(own_string_column(name, mapping));
             }
         }
     }
@@ -171,10 +205,7 @@ pub(super) fn columns_suffice(row_group: &RowGroupMetaData, fields: &SpanFields)
             return false;
         }
     }
-    if fields
-        .iter()
-        .any(|field| matches!(field, SpanField::SpanAttribute(_)))
-    {
+    if fields.iter().any(|field| field.span_attribute().is_some()) {
         let no_arrays = match row_group.column(leaves.attribute.is_array).statistics() {
             Some(parquet::file::statistics::Statistics::Boolean(statistics)) => {
                 statistics.max_opt() == Some(&false)
@@ -303,12 +334,15 @@ pub(super) fn span_columns(
 
     let attribute_names: Vec<&str> = fields
         .iter()
-        .filter_map(|field| match field {
-            SpanField::SpanAttribute(name) => Some(name.as_str()),
-            _ => None,
-        })
+        .filter_map(SpanField::span_attribute)
         .collect();
-    let mut attribute_values = span_attributes(&attribute_names, mapping, columns, starts.len())?;
+    let mut attribute_values = span_attributes(
+        &attribute_names,
+        strings_only(fields),
+        mapping,
+        columns,
+        starts.len(),
+    )?;
     let mut attribute_codes: Vec<Vec<u32>> = vec![Vec::new(); attribute_names.len()];
 
     let mut out = SpanColumns::new();
@@ -462,9 +496,11 @@ impl<'a> ValueSlots<'a> {
 /// none), in the order of the span-level columns' spans. A span's attributes read as the
 /// block's rows do: the generic list first, then the columns of their own (`HttpMethod`,
 /// `HttpUrl`, `HttpStatusCode`, the block's dedicated columns); the first present value of a
-/// name wins.
+/// name wins. With `strings_only`, only the string values are read (the other value lists
+/// were not), and other values read as nil.
 fn span_attributes(
     names: &[&str],
+    strings_only: bool,
     mapping: &DedicatedMapping,
     columns: &[LeafColumn],
     span_count: usize,
@@ -479,19 +515,30 @@ fn span_attributes(
     let key_column = &columns[leaves.key];
     let keys = byte_arrays(key_column, "Attrs Key")?;
     let strings = byte_arrays(&columns[leaves.strings], "Attrs Value")?;
-    let ints = int64s(&columns[leaves.ints], "Attrs ValueInt")?;
-    let doubles = match &columns[leaves.doubles].values {
-        LeafValues::Double(values) => values.as_slice(),
-        _ => return Err(malformed("Attrs ValueDouble is not a DOUBLE column")),
-    };
-    let bools = match &columns[leaves.bools].values {
-        LeafValues::Bool(values) => values.as_slice(),
-        _ => return Err(malformed("Attrs ValueBool is not a BOOLEAN column")),
+    let (ints, doubles, bools): (&[i64], &[f64], &[bool]) = if strings_only {
+        (&[], &[], &[])
+    } else {
+        (
+            int64s(&columns[leaves.ints], "Attrs ValueInt")?,
+            match &columns[leaves.doubles].values {
+                LeafValues::Double(values) => values.as_slice(),
+                _ => return Err(malformed("Attrs ValueDouble is not a DOUBLE column")),
+            },
+            match &columns[leaves.bools].values {
+                LeafValues::Bool(values) => values.as_slice(),
+                _ => return Err(malformed("Attrs ValueBool is not a BOOLEAN column")),
+            },
+        )
     };
     let mut string_slots = ValueSlots::new(&columns[leaves.strings]);
-    let mut int_slots = ValueSlots::new(&columns[leaves.ints]);
-    let mut double_slots = ValueSlots::new(&columns[leaves.doubles]);
-    let mut bool_slots = ValueSlots::new(&columns[leaves.bools]);
+    // The other value lists, walked in step with the keys unless only strings are read.
+    let mut other_slots = (!strings_only).then(|| {
+        [
+            ValueSlots::new(&columns[leaves.ints]),
+            ValueSlots::new(&columns[leaves.doubles]),
+            ValueSlots::new(&columns[leaves.bools]),
+        ]
+    });
     let mut span: Option<usize> = None;
     let mut key_value = 0usize;
     for (&rep, &def) in key_column.rep_levels.iter().zip(&key_column.def_levels) {
@@ -506,9 +553,14 @@ fn span_attributes(
             .ok_or_else(|| malformed("Attrs Key levels run past its values"))?;
         key_value += 1;
         let string = string_slots.next_attribute()?;
-        let int = int_slots.next_attribute()?;
-        let double = double_slots.next_attribute()?;
-        let boolean = bool_slots.next_attribute()?;
+        let (int, double, boolean) = match &mut other_slots {
+            Some([ints, doubles, bools]) => (
+                ints.next_attribute()?,
+                doubles.next_attribute()?,
+                bools.next_attribute()?,
+            ),
+            None => (None, None, None),
+        };
         let Some(wanted) = names.iter().position(|name| name.as_bytes() == key.data()) else {
             continue;
         };
@@ -539,6 +591,10 @@ fn span_attributes(
                     .get(index)
                     .ok_or_else(|| malformed("Attrs ValueBool"))?,
             )
+        } else if strings_only {
+            // Another type (unread): the span's first entry of the name decides, as when
+            // every type is read, and it is no string.
+            TAKEN_NOT_STRING
         } else {
             NIL_CODE
         };
@@ -548,7 +604,11 @@ fn span_attributes(
     }
 
     for (wanted, name) in names.iter().enumerate() {
-        let Some(leaf) = own_column(name, mapping) else {
+        let own = match strings_only {
+            true => own_string_column(name, mapping),
+            false => own_column(name, mapping),
+        };
+        let Some(leaf) = own else {
             continue;
         };
         let column = &columns[leaf];
@@ -585,6 +645,11 @@ fn span_attributes(
         }
         if span != span_count {
             return Err(malformed("a span column disagrees with the spans"));
+        }
+    }
+    for code in codes.iter_mut().flatten() {
+        if *code == TAKEN_NOT_STRING {
+            *code = NIL_CODE;
         }
     }
     Ok(builders

@@ -812,6 +812,49 @@ fn queries_that_relate_spans_are_not_read_from_columns() {
 }
 
 #[test]
+fn attributes_compared_only_with_strings_read_only_their_strings() {
+    use crate::traceql::columns::SpanField;
+    use crate::traceql::metrics::CompiledMetrics;
+    let attribute_field = |query: &str| {
+        CompiledMetrics::new(parse_and_validate(query).unwrap())
+            .unwrap()
+            .span_fields()
+            .unwrap()
+            .into_iter()
+            .find(|field| field.span_attribute() == Some("db.system"))
+            .unwrap()
+    };
+    let strings = SpanField::SpanAttributeStrings("db.system".into());
+    let every_type = SpanField::SpanAttribute("db.system".into());
+    let cases = [
+        (
+            r#"{ span.db.system = "redis" } | count_over_time()"#,
+            &strings,
+        ),
+        (r#"{ span.db.system =~ "re.*" } | rate()"#, &strings),
+        (
+            r#"{ "redis" = span.db.system && kind = client } | rate()"#,
+            &strings,
+        ),
+        (r#"{ !(span.db.system = "redis") } | rate()"#, &strings),
+        (r#"{ span.db.system != "redis" } | rate()"#, &every_type),
+        (r#"{ span.db.system = 3 } | rate()"#, &every_type),
+        (
+            r#"{ span.db.system = "redis" } | rate() by (span.db.system)"#,
+            &every_type,
+        ),
+        (
+            r#"{ span.db.system = "a" || span.db.system > 3 } | rate()"#,
+            &every_type,
+        ),
+    ];
+    for (query, expected) in &cases {
+        assert_eq!(&attribute_field(query), *expected, "{query}");
+    }
+    assert_eq!(cases.len(), 8);
+}
+
+#[test]
 fn batches_start_small_and_double_up_to_the_batch_size() {
     let rows: Vec<usize> = (0..5000).collect();
     let full = 1024;

@@ -215,7 +215,7 @@ impl CompiledMetrics {
         let mut fields = SpanFields::from([SpanField::SpanId]);
         let mut leaves = Vec::new();
         collect_functions(&self.root, &mut leaves);
-        for (pipeline, function) in leaves {
+        for &(pipeline, function) in &leaves {
             if !pipeline.stages.iter().all(stage_reads_one_span) {
                 return None;
             }
@@ -225,6 +225,23 @@ impl CompiledMetrics {
                     continue;
                 }
                 fields.insert(SpanField::of(attribute)?);
+            }
+        }
+        // Attributes the query only compares with string literals need only their strings.
+        let names: Vec<String> = fields
+            .iter()
+            .filter_map(|field| match field {
+                SpanField::SpanAttribute(name) => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
+        for name in names {
+            if leaves
+                .iter()
+                .all(|(pipeline, function)| only_string_compared(pipeline, function, &name))
+            {
+                fields.remove(&SpanField::SpanAttribute(name.clone()));
+                fields.insert(SpanField::SpanAttributeStrings(name));
             }
         }
         Some(fields)
@@ -268,6 +285,70 @@ fn function_attributes(pipeline: &Pipeline, function: &MetricsFunction) -> Optio
         MetricsAggregate::Rate | MetricsAggregate::CountOverTime => {}
     }
     Some(attributes)
+}
+
+/// Whether span attribute `name` appears in `pipeline` only as `span.<name> = "literal"`,
+/// `"literal" = span.<name>` or `span.<name> =~ "literal"`, and nowhere in `function`: then a
+/// value of another type answers like nil (`false`), so only its strings need reading.
+fn only_string_compared(pipeline: &Pipeline, function: &MetricsFunction, name: &str) -> bool {
+    let is_it = |attribute: &Attribute| {
+        attribute.scope == AttributeScope::Span
+            && !attribute.parent
+            && attribute.intrinsic.is_none()
+            && attribute.name == name
+    };
+    let argument = match &function.aggregate {
+        MetricsAggregate::Compare { .. } => return false,
+        MetricsAggregate::MinOverTime(a)
+        | MetricsAggregate::MaxOverTime(a)
+        | MetricsAggregate::AvgOverTime(a)
+        | MetricsAggregate::SumOverTime(a)
+        | MetricsAggregate::QuantileOverTime(a, _)
+        | MetricsAggregate::HistogramOverTime(a) => Some(a),
+        MetricsAggregate::Rate | MetricsAggregate::CountOverTime => None,
+    };
+    if function.by.iter().chain(argument).any(is_it) {
+        return false;
+    }
+    fn strip_field(expr: &mut FieldExpr, is_it: &dyn Fn(&Attribute) -> bool) {
+        let literal = |e: &FieldExpr| matches!(e, FieldExpr::Static(Static::String(_)));
+        let attribute = |e: &FieldExpr| matches!(e, FieldExpr::Attribute(a) if is_it(a));
+        match expr {
+            FieldExpr::Binary { op, lhs, rhs }
+                if (*op == BinaryOp::Eq
+                    && ((attribute(lhs) && literal(rhs)) || (literal(lhs) && attribute(rhs))))
+                    || (*op == BinaryOp::Regex && attribute(lhs) && literal(rhs)) =>
+            {
+                *expr = FieldExpr::Static(Static::Bool(true));
+            }
+            FieldExpr::Binary { lhs, rhs, .. } => {
+                strip_field(lhs, is_it);
+                strip_field(rhs, is_it);
+            }
+            FieldExpr::Unary { expr, .. } => strip_field(expr, is_it),
+            FieldExpr::Static(_) | FieldExpr::Attribute(_) => {}
+        }
+    }
+    fn strip_spanset(expr: &mut SpansetExpr, is_it: &dyn Fn(&Attribute) -> bool) {
+        match expr {
+            SpansetExpr::Filter(field) => strip_field(field, is_it),
+            SpansetExpr::Op { lhs, rhs, .. } => {
+                strip_spanset(lhs, is_it);
+                strip_spanset(rhs, is_it);
+            }
+            SpansetExpr::Pipeline(pipeline) => strip_pipeline(pipeline, is_it),
+        }
+    }
+    fn strip_pipeline(pipeline: &mut Pipeline, is_it: &dyn Fn(&Attribute) -> bool) {
+        for stage in &mut pipeline.stages {
+            if let Stage::Spanset(expr) = stage {
+                strip_spanset(expr, is_it);
+            }
+        }
+    }
+    let mut stripped = pipeline.clone();
+    strip_pipeline(&mut stripped, &is_it);
+    !referenced_attributes(&stripped).iter().any(is_it)
 }
 
 fn collect_functions<'a>(
