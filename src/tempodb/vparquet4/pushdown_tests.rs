@@ -665,6 +665,26 @@ fn metrics_both_ways(
     (by_traces.finish(), by_columns.finish(), column_batches)
 }
 
+/// Traces of random spans, numbered in order; those `nameless` picks lose their resources'
+/// `service.name`.
+fn traces_of(specs: &[Vec<SpanSpec>], nameless: impl Fn(usize) -> bool) -> Vec<(TraceId, Trace)> {
+    specs
+        .iter()
+        .enumerate()
+        .map(|(n, spans)| {
+            let mut trace = build_trace(id(n as u64), spans);
+            if nameless(n) {
+                for batch in &mut trace.resource_spans {
+                    if let Some(resource) = batch.resource.as_mut() {
+                        resource.attributes.retain(|kv| kv.key != "service.name");
+                    }
+                }
+            }
+            (id(n as u64), trace)
+        })
+        .collect()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
@@ -677,21 +697,7 @@ proptest! {
         nameless in prop::collection::vec(any::<bool>(), 40),
         queries in prop::collection::vec(column_metrics_query(), 1..6),
     ) {
-        let traces: Vec<(TraceId, Trace)> = specs
-            .iter()
-            .enumerate()
-            .map(|(n, spans)| {
-                let mut trace = build_trace(id(n as u64), spans);
-                if nameless[n] && n % 7 == 3 {
-                    for batch in &mut trace.resource_spans {
-                        if let Some(resource) = batch.resource.as_mut() {
-                            resource.attributes.retain(|kv| kv.key != "service.name");
-                        }
-                    }
-                }
-                (id(n as u64), trace)
-            })
-            .collect();
+        let traces = traces_of(&specs, |n| nameless[n] && n % 7 == 3);
         let options = WriterOptions {
             row_group_size_bytes: 600,
             page_size_bytes: 256,
@@ -720,21 +726,7 @@ proptest! {
     ) {
         use crate::traceql::columns::SpanColumns;
         use crate::traceql::metrics::{CompiledMetrics, MetricsEvaluation, MetricsRequest};
-        let traces: Vec<(TraceId, Trace)> = specs
-            .iter()
-            .enumerate()
-            .map(|(n, spans)| {
-                let mut trace = build_trace(id(n as u64), spans);
-                if nameless[n] {
-                    for batch in &mut trace.resource_spans {
-                        if let Some(resource) = batch.resource.as_mut() {
-                            resource.attributes.retain(|kv| kv.key != "service.name");
-                        }
-                    }
-                }
-                (id(n as u64), trace)
-            })
-            .collect();
+        let traces = traces_of(&specs, |n| nameless[n]);
         let base = 1_700_000_000_000_000_000u64;
         let request = MetricsRequest::range(base - 2_000, base + 6_000, 1_000, 100).unwrap();
         let evaluator = Evaluator::new(StructuralMode::Real);
