@@ -241,7 +241,7 @@ impl Telemetry {
 
 /// The ingester's figures as metrics (read at scrape time).
 pub fn render_ingester(stats: &crate::ingester::IngesterStats, out: &mut String) {
-    let samples: [(&str, &str, &str, u64); 17] = [
+    let samples: [(&str, &str, &str, u64); 19] = [
         (
             "vivace_ingester_tenants",
             "gauge",
@@ -271,6 +271,18 @@ pub fn render_ingester(stats: &crate::ingester::IngesterStats, out: &mut String)
             "gauge",
             "Flushed traces still served from memory.",
             stats.flushed_traces_kept,
+        ),
+        (
+            "vivace_ingester_head_segments",
+            "gauge",
+            "Sealed segments of complete traces in memory (waiting, being written or kept).",
+            stats.head_segments,
+        ),
+        (
+            "vivace_ingester_head_segment_column_bytes",
+            "gauge",
+            "Bytes of the head segments' columns (in-memory vParquet4 files queries read).",
+            stats.head_segment_column_bytes,
         ),
         (
             "vivace_ingester_head_bytes",

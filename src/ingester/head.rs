@@ -4,15 +4,16 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
+use parquet::file::metadata::ParquetMetaData;
 use prost::Message;
 
 use super::wal::{AppendTarget, WalRecord, CARRY_OVER_RECORD_BYTES};
-use crate::model::{combine, Trace, TraceId};
+use crate::model::{combine, Trace, TraceId, TraceIdSet};
 
 /// What one piece costs beyond its bytes (ID, handle, vector slot), so a flood of tiny pieces
 /// still counts against `max_head_bytes`.
@@ -49,13 +50,17 @@ pub enum Recency {
     Live(Instant),
 }
 
-/// The traces of one or more tenants' heads at one moment, handed out most recently received
-/// first. Holds handles on the pieces in one vector, so taking it costs no allocation per
-/// trace, and orders lazily, so a reader that stops after a few batches never sorts the rest.
+/// The traces of one or more tenants' heads at one moment. Live traces and complete ones not
+/// yet sealed are handed out whole (every piece of the trace, whatever tier holds it), most
+/// recently received first; the sealed segments follow, most recent first, each read as the
+/// block it will become. Holds handles on the pieces in one vector, so taking it costs no
+/// allocation per trace, and orders lazily, so a reader that stops after a few batches never
+/// sorts the rest.
 #[derive(Default)]
 pub struct HeadSnapshot {
     pieces: Vec<Bytes>,
     traces: Vec<SnapshotTrace>,
+    segments: Vec<(Recency, Arc<Segment>)>,
 }
 
 struct SnapshotTrace {
@@ -86,17 +91,48 @@ impl HeadTrace {
 }
 
 impl HeadSnapshot {
-    /// Traces in the snapshot.
+    /// Traces in the snapshot: those handed out whole plus those of each segment (a trace
+    /// with parts in several segments counts in each).
     pub fn len(&self) -> usize {
         self.traces.len()
+            + self
+                .segments
+                .iter()
+                .map(|(_, segment)| segment.trace_count())
+                .sum::<usize>()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.traces.is_empty()
+        self.traces.is_empty() && self.segments.is_empty()
     }
 
-    /// The traces most recently received first, in batches of `first` traces, twice that, …
-    /// up to `largest`. Ordering is a heap: handing out `k` traces costs `O(n + k log n)`.
+    /// IDs of the traces handed out whole: a reader that must count a span once skips their
+    /// parts in the segments.
+    pub fn whole_trace_ids(&self) -> TraceIdSet {
+        self.traces.iter().map(|trace| trace.trace_id).collect()
+    }
+
+    /// Keeps only the segments that may hold spans between `start` and `end` (Unix ns): those
+    /// whose columns say they overlap, and those without columns yet.
+    pub fn retain_segments_overlapping(&mut self, start: u64, end: u64) {
+        self.segments
+            .retain(|(_, segment)| match segment.columns() {
+                Some(columns) => columns.start_unix_nano <= end && columns.end_unix_nano >= start,
+                None => true,
+            });
+    }
+
+    /// Takes the segments out of the snapshot, most recent first.
+    pub fn take_segments(&mut self) -> Vec<Arc<Segment>> {
+        let mut segments = std::mem::take(&mut self.segments);
+        // Stable: segments of one tier keep the order they were added in (newest first).
+        segments.sort_by_key(|(recency, _)| std::cmp::Reverse(*recency));
+        segments.into_iter().map(|(_, segment)| segment).collect()
+    }
+
+    /// The traces handed out whole, most recently received first, in batches of `first`
+    /// traces, twice that, … up to `largest`. Ordering is a heap: handing out `k` traces
+    /// costs `O(n + k log n)`. Segments are not part of it (see [`Self::take_segments`]).
     pub fn into_batches(self, first: usize, largest: usize) -> HeadBatches {
         let order: std::collections::BinaryHeap<(Recency, std::cmp::Reverse<usize>)> = self
             .traces
@@ -151,27 +187,163 @@ impl Iterator for HeadBatches {
     }
 }
 
-/// A trace that went idle and waits for the next cut.
+/// A trace that went idle and waits to be sealed into a segment.
 struct CompletedTrace {
     pieces: Vec<Bytes>,
     bytes: u64,
 }
 
-/// Complete traces of one tenant on their way into one block. Immutable once cut, so it is
-/// read without the head lock while queries still find its traces.
+/// Complete traces of one tenant sealed together: immutable from then on, cut into a block
+/// whole, and read by queries as an in-memory vParquet4 file of the block schema once its
+/// columns are built (until then, and if building fails, its pieces are decoded instead).
+pub struct Segment {
+    traces: HashMap<TraceId, Vec<Bytes>>,
+    /// What its pieces are charged for (see [`piece_cost`]).
+    bytes: u64,
+    columns: OnceLock<Option<Arc<SegmentColumns>>>,
+}
+
+/// A segment's traces as a vParquet4 file in memory: the bytes a block of them would hold,
+/// with its parsed footer, so a query reads it with the same pruning, column evaluation and
+/// early stop as a block.
+pub struct SegmentColumns {
+    /// The whole `data.parquet`.
+    pub data: Bytes,
+    /// Its footer and page index.
+    pub metadata: Arc<ParquetMetaData>,
+    /// Earliest span start, Unix ns.
+    pub start_unix_nano: u64,
+    /// Latest span end, Unix ns.
+    pub end_unix_nano: u64,
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Segment")
+            .field("traces", &self.traces.len())
+            .field("bytes", &self.bytes)
+            .field("columns", &self.columns().is_some())
+            .finish()
+    }
+}
+
+impl Segment {
+    fn new(traces: HashMap<TraceId, Vec<Bytes>>, bytes: u64) -> Arc<Segment> {
+        Arc::new(Segment {
+            traces,
+            bytes,
+            columns: OnceLock::new(),
+        })
+    }
+
+    /// Traces it holds (a part of each: a trace may have pieces elsewhere too).
+    pub fn trace_count(&self) -> usize {
+        self.traces.len()
+    }
+
+    /// The traces' pieces, by ID.
+    pub fn pieces(&self) -> &HashMap<TraceId, Vec<Bytes>> {
+        &self.traces
+    }
+
+    /// Its columns, once built.
+    pub fn columns(&self) -> Option<&Arc<SegmentColumns>> {
+        self.columns.get().and_then(Option::as_ref)
+    }
+
+    /// Whether nobody built (or tried to build) its columns yet.
+    pub(crate) fn lacks_columns(&self) -> bool {
+        self.columns.get().is_none()
+    }
+
+    /// Builds its columns unless that was done or tried already. CPU-heavy (decoding the
+    /// pieces and encoding a vParquet4 file): callers run it on the blocking pool. A failure
+    /// (never expected: the pieces decoded when they were accepted) is logged, and queries
+    /// keep decoding the pieces.
+    pub(crate) fn build_columns(&self) {
+        self.columns.get_or_init(|| match encode_segment(&self.traces) {
+            Ok(columns) => Some(Arc::new(columns)),
+            Err(error) => {
+                tracing::error!(%error, traces = self.traces.len(), "cannot build a head segment's columns; queries decode its pieces");
+                None
+            }
+        });
+    }
+}
+
+/// Decodes, sorts and encodes a segment's traces as a vParquet4 file.
+fn encode_segment(
+    traces: &HashMap<TraceId, Vec<Bytes>>,
+) -> Result<SegmentColumns, crate::tempodb::vparquet4::VParquetError> {
+    use crate::tempodb::vparquet4;
+    let mut decoded: Vec<(TraceId, Trace)> = traces
+        .iter()
+        .filter_map(|(trace_id, pieces)| Some((*trace_id, decode_pieces(trace_id, pieces)?)))
+        .collect();
+    decoded.sort_unstable_by_key(|(trace_id, _)| *trace_id);
+    let encoded = vparquet4::encode_owned(decoded, &[], &vparquet4::WriterOptions::default())?;
+    let data = Bytes::from(encoded.bytes);
+    let metadata = vparquet4::read_metadata(&data)?;
+    Ok(SegmentColumns {
+        data,
+        metadata,
+        start_unix_nano: encoded.start_unix_nano,
+        end_unix_nano: encoded.end_unix_nano,
+    })
+}
+
+/// Complete traces of one tenant on their way into one block: whole segments. Immutable once
+/// cut, so it is read without the head lock while queries still find its traces.
 #[derive(Debug)]
 pub(crate) struct FlushBatch {
     pub tenant: String,
-    pub traces: HashMap<TraceId, Vec<Bytes>>,
+    /// Oldest first.
+    pub segments: Vec<Arc<Segment>>,
     pub bytes: u64,
 }
 
 impl FlushBatch {
-    /// Decodes and combines the pieces of each trace, for the block sink. Pieces that do not
-    /// decode (a bug or damaged memory, never expected) are logged and left out.
+    /// Traces in the batch (a trace with pieces in two of its segments counts twice).
+    pub fn trace_count(&self) -> usize {
+        self.segments
+            .iter()
+            .map(|segment| segment.trace_count())
+            .sum()
+    }
+
+    /// Adds handles to the trace's pieces, oldest segment first.
+    fn gather(&self, trace_id: &TraceId, pieces: &mut Vec<Bytes>) {
+        for segment in &self.segments {
+            if let Some(found) = segment.traces.get(trace_id) {
+                pieces.extend(found.iter().cloned());
+            }
+        }
+    }
+
+    /// Decodes and combines the pieces of each trace (across its segments), for the block
+    /// sink. Pieces that do not decode (a bug or damaged memory, never expected) are logged
+    /// and left out.
     pub fn decode(&self) -> Vec<(TraceId, Trace)> {
-        let mut traces = Vec::with_capacity(self.traces.len());
-        for (trace_id, pieces) in &self.traces {
+        let mut traces = Vec::with_capacity(self.trace_count());
+        if let [segment] = self.segments.as_slice() {
+            for (trace_id, pieces) in &segment.traces {
+                if let Some(trace) = decode_pieces(trace_id, pieces) {
+                    traces.push((*trace_id, trace));
+                }
+            }
+            return traces;
+        }
+        let mut gathered: HashMap<TraceId, Vec<Bytes>> = HashMap::new();
+        for segment in &self.segments {
+            for (trace_id, pieces) in &segment.traces {
+                gathered
+                    .entry(*trace_id)
+                    .or_default()
+                    .extend(pieces.iter().cloned());
+            }
+        }
+        for (trace_id, pieces) in &gathered {
             if let Some(trace) = decode_pieces(trace_id, pieces) {
                 traces.push((*trace_id, trace));
             }
@@ -182,8 +354,10 @@ impl FlushBatch {
     /// The batch as log records, for carrying it into a new segment while it is not in a block.
     pub fn records(&self) -> Vec<WalRecord> {
         let mut records = RecordChunker::new(&self.tenant);
-        for (trace_id, pieces) in &self.traces {
-            records.add(trace_id, pieces);
+        for segment in &self.segments {
+            for (trace_id, pieces) in &segment.traces {
+                records.add(trace_id, pieces);
+            }
         }
         records.finish()
     }
@@ -256,12 +430,28 @@ impl RecordChunker {
     }
 }
 
+/// Complete traces are sealed into a segment once this many bytes of them wait (or
+/// `max_block_bytes`, when smaller): a segment is what one columnar read covers.
+pub(crate) const SEGMENT_BYTES: u64 = 16 << 20;
+/// … or once the oldest of them has waited this long, so recent traces reach columns within
+/// seconds of completing (Tempo flushes its WAL blocks every few seconds too).
+pub(crate) const SEGMENT_AGE: Duration = Duration::from_secs(5);
+
 #[derive(Default)]
 struct TenantHead {
     live: HashMap<TraceId, LiveTrace>,
-    completed: HashMap<TraceId, CompletedTrace>,
+    /// Complete traces not yet sealed into a segment; read whole, like live ones.
+    open: HashMap<TraceId, CompletedTrace>,
+    open_bytes: u64,
+    /// When the oldest trace now in `open` completed.
+    open_since: Option<Instant>,
+    /// Sealed segments waiting for the next cut, oldest first.
+    sealed: Vec<Arc<Segment>>,
+    /// Piece bytes of each complete trace (open or sealed), for `gathering_bytes`.
+    completed_piece_bytes: HashMap<TraceId, u64>,
+    /// What the complete traces (open and sealed) are charged for.
     completed_bytes: u64,
-    /// When the oldest trace now in `completed` completed.
+    /// When the oldest complete trace (open or sealed) completed.
     oldest_completed: Option<Instant>,
     /// Cut and not yet in a block: being written, or waiting to be retried.
     flushing: Vec<Arc<FlushBatch>>,
@@ -272,7 +462,8 @@ struct TenantHead {
 impl TenantHead {
     fn is_empty(&self) -> bool {
         self.live.is_empty()
-            && self.completed.is_empty()
+            && self.open.is_empty()
+            && self.sealed.is_empty()
             && self.flushing.is_empty()
             && self.flushed.is_empty()
     }
@@ -281,17 +472,20 @@ impl TenantHead {
     /// so that they stay in the order they arrived.
     fn gather(&self, trace_id: &TraceId, pieces: &mut Vec<Bytes>) {
         for (_, batch) in &self.flushed {
-            if let Some(found) = batch.traces.get(trace_id) {
-                pieces.extend(found.iter().cloned());
-            }
+            batch.gather(trace_id, pieces);
         }
         for batch in &self.flushing {
-            if let Some(found) = batch.traces.get(trace_id) {
-                pieces.extend(found.iter().cloned());
-            }
+            batch.gather(trace_id, pieces);
         }
-        if let Some(completed) = self.completed.get(trace_id) {
-            pieces.extend(completed.pieces.iter().cloned());
+        if self.completed_piece_bytes.contains_key(trace_id) {
+            for segment in &self.sealed {
+                if let Some(found) = segment.traces.get(trace_id) {
+                    pieces.extend(found.iter().cloned());
+                }
+            }
+            if let Some(open) = self.open.get(trace_id) {
+                pieces.extend(open.pieces.iter().cloned());
+            }
         }
         if let Some(live) = self.live.get(trace_id) {
             pieces.extend(live.pieces.iter().cloned());
@@ -300,16 +494,49 @@ impl TenantHead {
 
     fn complete(&mut self, trace_id: TraceId, live: LiveTrace, now: Instant) {
         self.completed_bytes += live.bytes;
+        self.open_bytes += live.bytes;
         self.oldest_completed.get_or_insert(now);
-        let entry = self
-            .completed
-            .entry(trace_id)
-            .or_insert_with(|| CompletedTrace {
-                pieces: Vec::new(),
-                bytes: 0,
-            });
+        self.open_since.get_or_insert(now);
+        let piece_bytes: u64 = live.pieces.iter().map(|piece| piece.len() as u64).sum();
+        *self.completed_piece_bytes.entry(trace_id).or_default() += piece_bytes;
+        let entry = self.open.entry(trace_id).or_insert_with(|| CompletedTrace {
+            pieces: Vec::new(),
+            bytes: 0,
+        });
         entry.pieces.extend(live.pieces);
         entry.bytes += live.bytes;
+    }
+
+    /// Seals every open trace into segments of at most `segment_bytes` (at least one trace
+    /// each); answers the new segments.
+    fn seal(&mut self, segment_bytes: u64) -> Vec<Arc<Segment>> {
+        let open = std::mem::take(&mut self.open);
+        self.open_bytes = 0;
+        self.open_since = None;
+        let mut segments = Vec::new();
+        let mut traces = HashMap::new();
+        let mut bytes = 0;
+        for (trace_id, trace) in open {
+            if bytes > 0 && bytes + trace.bytes > segment_bytes {
+                segments.push(Segment::new(std::mem::take(&mut traces), bytes));
+                bytes = 0;
+            }
+            bytes += trace.bytes;
+            traces.insert(trace_id, trace.pieces);
+        }
+        if !traces.is_empty() {
+            segments.push(Segment::new(traces, bytes));
+        }
+        self.sealed.extend(segments.iter().cloned());
+        segments
+    }
+
+    /// Every segment of every tier.
+    fn segments(&self) -> impl Iterator<Item = &Arc<Segment>> {
+        self.sealed
+            .iter()
+            .chain(self.flushing.iter().flat_map(|batch| &batch.segments))
+            .chain(self.flushed.iter().flat_map(|(_, batch)| &batch.segments))
     }
 }
 
@@ -321,6 +548,10 @@ pub(crate) struct HeadCounts {
     pub completed_traces: u64,
     pub flushing_traces: u64,
     pub flushed_traces: u64,
+    /// Sealed segments in memory (waiting, being written or kept readable).
+    pub segments: u64,
+    /// Bytes of the segments' columns.
+    pub segment_column_bytes: u64,
 }
 
 /// Every tenant's traces in memory.
@@ -418,6 +649,34 @@ impl Head {
         completed_count
     }
 
+    /// Seals each tenant's open complete traces into segments once [`SEGMENT_BYTES`] (or
+    /// `max_block_bytes`, when smaller) of them wait or the oldest waited [`SEGMENT_AGE`];
+    /// answers the new segments, whose columns the caller builds.
+    pub fn seal_due(&mut self, now: Instant, max_block_bytes: u64) -> Vec<Arc<Segment>> {
+        let segment_bytes = SEGMENT_BYTES.min(max_block_bytes).max(1);
+        let mut sealed = Vec::new();
+        for tenant_head in self.tenants.values_mut() {
+            let due = tenant_head.open_bytes >= segment_bytes
+                || tenant_head
+                    .open_since
+                    .is_some_and(|since| now.saturating_duration_since(since) >= SEGMENT_AGE);
+            if due && !tenant_head.open.is_empty() {
+                sealed.extend(tenant_head.seal(segment_bytes));
+            }
+        }
+        sealed
+    }
+
+    /// Segments of any tier whose columns nobody built yet, oldest tier last.
+    pub fn segments_lacking_columns(&self) -> Vec<Arc<Segment>> {
+        self.tenants
+            .values()
+            .flat_map(|tenant_head| tenant_head.segments())
+            .filter(|segment| segment.lacks_columns())
+            .cloned()
+            .collect()
+    }
+
     /// Completes every live trace, for shutdown.
     pub fn complete_all(&mut self, now: Instant) {
         for tenant_head in self.tenants.values_mut() {
@@ -452,7 +711,7 @@ impl Head {
     pub fn has_completed(&self) -> bool {
         self.tenants
             .values()
-            .any(|tenant_head| !tenant_head.completed.is_empty())
+            .any(|tenant_head| !tenant_head.open.is_empty() || !tenant_head.sealed.is_empty())
     }
 
     /// Whether any batch waits to be (re)written.
@@ -462,33 +721,31 @@ impl Head {
             .any(|tenant_head| !tenant_head.flushing.is_empty())
     }
 
-    /// Moves every tenant's complete traces into flush batches of about `max_block_bytes`.
+    /// Moves every tenant's complete traces (their open ones sealed first) into flush batches
+    /// of whole segments, of about `max_block_bytes` each.
     pub fn cut(&mut self, max_block_bytes: u64) {
+        let segment_bytes = SEGMENT_BYTES.min(max_block_bytes).max(1);
         for (tenant, tenant_head) in self.tenants.iter_mut() {
-            let completed = std::mem::take(&mut tenant_head.completed);
+            tenant_head.seal(segment_bytes);
+            let sealed = std::mem::take(&mut tenant_head.sealed);
+            tenant_head.completed_piece_bytes = HashMap::new();
             tenant_head.completed_bytes = 0;
             tenant_head.oldest_completed = None;
-            let mut batch = FlushBatch {
+            let empty_batch = || FlushBatch {
                 tenant: tenant.clone(),
-                traces: HashMap::new(),
+                segments: Vec::new(),
                 bytes: 0,
             };
-            for (trace_id, trace) in completed {
-                if batch.bytes > 0 && batch.bytes + trace.bytes > max_block_bytes {
-                    let full = std::mem::replace(
-                        &mut batch,
-                        FlushBatch {
-                            tenant: tenant.clone(),
-                            traces: HashMap::new(),
-                            bytes: 0,
-                        },
-                    );
+            let mut batch = empty_batch();
+            for segment in sealed {
+                if batch.bytes > 0 && batch.bytes + segment.bytes > max_block_bytes {
+                    let full = std::mem::replace(&mut batch, empty_batch());
                     tenant_head.flushing.push(Arc::new(full));
                 }
-                batch.bytes += trace.bytes;
-                batch.traces.insert(trace_id, trace.pieces);
+                batch.bytes += segment.bytes;
+                batch.segments.push(segment);
             }
-            if !batch.traces.is_empty() {
+            if !batch.segments.is_empty() {
                 tenant_head.flushing.push(Arc::new(batch));
             }
         }
@@ -510,8 +767,13 @@ impl Head {
             for (trace_id, live) in &tenant_head.live {
                 chunker.add(trace_id, &live.pieces);
             }
-            for (trace_id, completed) in &tenant_head.completed {
-                chunker.add(trace_id, &completed.pieces);
+            for segment in &tenant_head.sealed {
+                for (trace_id, pieces) in &segment.traces {
+                    chunker.add(trace_id, pieces);
+                }
+            }
+            for (trace_id, open) in &tenant_head.open {
+                chunker.add(trace_id, &open.pieces);
             }
             records.extend(chunker.finish());
         }
@@ -543,21 +805,32 @@ impl Head {
                 0
             }
             Some(deadline) => {
-                // Handles to the kept pieces, no copies of the data.
+                // Handles to the kept pieces, no copies of the data; the kept segments build
+                // columns of their own.
                 let mut kept = FlushBatch {
                     tenant: batch.tenant.clone(),
-                    traces: HashMap::new(),
+                    segments: Vec::new(),
                     bytes: 0,
                 };
-                for (trace_id, pieces) in &batch.traces {
-                    if dropped.contains(trace_id) {
-                        continue;
+                for segment in &batch.segments {
+                    let mut traces = HashMap::new();
+                    let mut bytes = 0;
+                    for (trace_id, pieces) in &segment.traces {
+                        if dropped.contains(trace_id) {
+                            continue;
+                        }
+                        bytes += pieces.iter().map(piece_cost).sum::<u64>();
+                        traces.insert(*trace_id, pieces.clone());
                     }
-                    kept.bytes += pieces.iter().map(piece_cost).sum::<u64>();
-                    kept.traces.insert(*trace_id, pieces.clone());
+                    if traces.len() == segment.traces.len() {
+                        kept.segments.push(segment.clone());
+                    } else if !traces.is_empty() {
+                        kept.segments.push(Segment::new(traces, bytes));
+                    }
+                    kept.bytes += bytes;
                 }
                 let freed = batch.bytes.saturating_sub(kept.bytes);
-                if !kept.traces.is_empty() {
+                if !kept.segments.is_empty() {
                     tenant_head.flushed.push_back((deadline, Arc::new(kept)));
                 } else if tenant_head.is_empty() {
                     self.tenants.remove(&batch.tenant);
@@ -617,33 +890,25 @@ impl Head {
                     .get(trace_id)
                     .map_or(0, |live| sum(&live.pieces))
                     + tenant_head
-                        .completed
+                        .completed_piece_bytes
                         .get(trace_id)
-                        .map_or(0, |completed| sum(&completed.pieces))
+                        .copied()
+                        .unwrap_or(0)
             })
             .collect()
     }
 
-    /// Adds every trace of a tenant to `snapshot`: cheap handles on its pieces (no copies of
-    /// the data, no allocation per trace) and how recently it received data (see
-    /// [`Recency`]). A trace held in several tiers (live again after it completed, or in a
-    /// cut and again in the head) is added once, where it is most recent, with its pieces from
-    /// every tier in the order they arrived. Runs under the head lock, so it only looks up the
-    /// tiers' own maps; ordering is left to [`HeadSnapshot::into_batches`].
+    /// Adds a tenant's head to `snapshot`: its live and open complete traces whole (cheap
+    /// handles on every piece of each, from every tier, no copies of the data, no allocation
+    /// per trace) with how recently they received data (see [`Recency`]), and its sealed
+    /// segments of every tier. Runs under the head lock, so it only looks up the tiers' own
+    /// maps; ordering is left to [`HeadSnapshot::into_batches`] and
+    /// [`HeadSnapshot::take_segments`].
     pub fn snapshot_into(&self, tenant: &str, snapshot: &mut HeadSnapshot) {
         let Some(head) = self.tenants.get(tenant) else {
             return;
         };
-        snapshot.traces.reserve(
-            head.live.len()
-                + head.completed.len()
-                + head.flushing.iter().map(|b| b.traces.len()).sum::<usize>()
-                + head
-                    .flushed
-                    .iter()
-                    .map(|(_, b)| b.traces.len())
-                    .sum::<usize>(),
-        );
+        snapshot.traces.reserve(head.live.len() + head.open.len());
         let mut add = |trace_id: &TraceId, recency: Recency| {
             let start = snapshot.pieces.len();
             head.gather(trace_id, &mut snapshot.pieces);
@@ -656,36 +921,29 @@ impl Head {
         for (trace_id, live) in &head.live {
             add(trace_id, Recency::Live(live.last_append));
         }
-        for trace_id in head.completed.keys() {
+        for trace_id in head.open.keys() {
             if !head.live.contains_key(trace_id) {
                 add(trace_id, Recency::Completed);
             }
         }
-        let in_memory = |trace_id: &TraceId| {
-            head.live.contains_key(trace_id) || head.completed.contains_key(trace_id)
-        };
+        // Newest segment first within a tier; `take_segments` sorts tiers stably.
+        for segment in head.sealed.iter().rev() {
+            snapshot
+                .segments
+                .push((Recency::Completed, Arc::clone(segment)));
+        }
         for (age, batch) in head.flushing.iter().enumerate().rev() {
-            for trace_id in batch.traces.keys() {
-                let newer = &head.flushing[age + 1..];
-                if !in_memory(trace_id) && !newer.iter().any(|b| b.traces.contains_key(trace_id)) {
-                    add(trace_id, Recency::Flushing(age));
-                }
+            for segment in batch.segments.iter().rev() {
+                snapshot
+                    .segments
+                    .push((Recency::Flushing(age), Arc::clone(segment)));
             }
         }
         for (age, (_, batch)) in head.flushed.iter().enumerate().rev() {
-            for trace_id in batch.traces.keys() {
-                let newer = head.flushed.iter().skip(age + 1);
-                if !in_memory(trace_id)
-                    && !head
-                        .flushing
-                        .iter()
-                        .any(|b| b.traces.contains_key(trace_id))
-                    && !newer
-                        .into_iter()
-                        .any(|(_, b)| b.traces.contains_key(trace_id))
-                {
-                    add(trace_id, Recency::Flushed(age));
-                }
+            for segment in batch.segments.iter().rev() {
+                snapshot
+                    .segments
+                    .push((Recency::Flushed(age), Arc::clone(segment)));
             }
         }
     }
@@ -702,17 +960,28 @@ impl Head {
         };
         for tenant_head in self.tenants.values() {
             counts.live_traces += tenant_head.live.len() as u64;
-            counts.completed_traces += tenant_head.completed.len() as u64;
+            counts.completed_traces += tenant_head.open.len() as u64
+                + tenant_head
+                    .sealed
+                    .iter()
+                    .map(|segment| segment.trace_count() as u64)
+                    .sum::<u64>();
             counts.flushing_traces += tenant_head
                 .flushing
                 .iter()
-                .map(|batch| batch.traces.len() as u64)
+                .map(|batch| batch.trace_count() as u64)
                 .sum::<u64>();
             counts.flushed_traces += tenant_head
                 .flushed
                 .iter()
-                .map(|(_, batch)| batch.traces.len() as u64)
+                .map(|(_, batch)| batch.trace_count() as u64)
                 .sum::<u64>();
+            for segment in tenant_head.segments() {
+                counts.segments += 1;
+                counts.segment_column_bytes += segment
+                    .columns()
+                    .map_or(0, |columns| columns.data.len() as u64);
+            }
         }
         counts
     }
@@ -777,12 +1046,23 @@ mod tests {
         Bytes::from(vec![byte; len])
     }
 
-    /// The IDs (first byte) and pieces (their bytes' first byte) of a snapshot, in the order
-    /// batches of `first`, doubling, hand them out.
-    fn snapshot_order(head: &Head, first: usize) -> Vec<(u8, Vec<u8>)> {
+    /// The IDs (first byte) and pieces (their bytes' first byte) of a snapshot's whole
+    /// traces, in the order batches of `first`, doubling, hand them out; then the IDs of each
+    /// segment, in the order they are handed out.
+    fn snapshot_order(head: &Head, first: usize) -> (Vec<(u8, Vec<u8>)>, Vec<Vec<u8>>) {
         let mut snapshot = HeadSnapshot::default();
         head.snapshot_into("t", &mut snapshot);
         let count = snapshot.len();
+        let segments: Vec<Vec<u8>> = snapshot
+            .take_segments()
+            .iter()
+            .map(|segment| {
+                let mut ids: Vec<u8> = segment.pieces().keys().map(|id| id.0[0]).collect();
+                ids.sort_unstable();
+                ids
+            })
+            .collect();
+        let whole = snapshot.whole_trace_ids();
         let mut batches = snapshot.into_batches(first, 4);
         let mut sizes = Vec::new();
         let mut order = Vec::new();
@@ -796,17 +1076,21 @@ mod tests {
             }));
         }
         assert!(batches.is_done());
-        assert_eq!(order.len(), count, "each trace once");
+        assert_eq!(order.len(), whole.len(), "each whole trace once");
+        assert_eq!(
+            count,
+            order.len() + segments.iter().map(Vec::len).sum::<usize>()
+        );
         let mut expected_size = first.min(4);
         for size in &sizes[..sizes.len() - 1] {
             assert_eq!(*size, expected_size, "batches grow: {sizes:?}");
             expected_size = (expected_size * 2).min(4);
         }
-        order
+        (order, segments)
     }
 
     #[test]
-    fn snapshot_hands_out_each_trace_once_most_recent_first_with_every_piece() {
+    fn snapshot_hands_out_live_and_open_traces_whole_then_segments_most_recent_first() {
         let mut head = Head::default();
         let start = Instant::now();
         let at = |seconds| start + Duration::from_secs(seconds);
@@ -820,19 +1104,23 @@ mod tests {
         head.append("t", vec![(TraceId([2; 16]), piece(21, 8))], at(21));
         head.sweep(at(40), idle, max_live);
         head.cut(1 << 20);
-        // Trace 4 completes and waits for a cut; 3 and 5 are live, 5 the most recent.
-        head.append("t", vec![(TraceId([4; 16]), piece(40, 8))], at(41));
-        head.sweep(at(60), idle, max_live);
+        // Trace 6 completes and is sealed; trace 4 completes and waits, open.
+        head.append("t", vec![(TraceId([6; 16]), piece(60, 8))], at(40));
+        head.sweep(at(50), idle, max_live);
+        assert!(head.seal_due(at(51), 1 << 20).is_empty(), "too young");
+        assert_eq!(head.seal_due(at(55), 1 << 20).len(), 1);
+        head.append("t", vec![(TraceId([4; 16]), piece(40, 8))], at(51));
+        head.sweep(at(61), idle, max_live);
+        // 3 and 5 are live, 5 the most recent.
         head.append("t", vec![(TraceId([3; 16]), piece(31, 8))], at(61));
         head.append("t", vec![(TraceId([5; 16]), piece(50, 8))], at(62));
         assert_eq!(head.flushing_batches().len(), 2);
-        let expected = vec![
-            (5, vec![50]),
-            (3, vec![30, 31]),
-            (4, vec![40]),
-            (2, vec![20, 21]),
-            (1, vec![10]),
-        ];
+        // Live and open traces whole, with their pieces from every tier (3's first part
+        // is in the first cut); segments newest first: sealed, then the later cut.
+        let expected = (
+            vec![(5, vec![50]), (3, vec![30, 31]), (4, vec![40])],
+            vec![vec![6], vec![2], vec![1, 2, 3]],
+        );
         for first in [1, 2, 64] {
             assert_eq!(
                 snapshot_order(&head, first),
@@ -840,11 +1128,20 @@ mod tests {
                 "first batch {first}"
             );
         }
-        // Once the first cut is in a block, its traces are still handed out, after the rest.
+        // Once the first cut is in a block, its segment is still handed out, last.
         let batches = head.flushing_batches();
         head.batch_flushed(&batches[0], Some(at(1000)), &HashSet::new());
         assert_eq!(head.counts().flushed_traces, 3);
+        assert_eq!(head.counts().segments, 3);
         assert_eq!(snapshot_order(&head, 1), expected);
+        // Trace by ID still finds every piece, oldest first.
+        let pieces: Vec<u8> = head
+            .pieces_of("t", &TraceId([2; 16]))
+            .iter()
+            .map(|piece| piece[0])
+            .collect();
+        assert_eq!(pieces, vec![20, 21]);
+        assert_eq!(head.gathering_bytes("t", &[TraceId([6; 16])]), vec![8]);
     }
 
     #[test]
@@ -886,7 +1183,7 @@ mod tests {
         head.cut(1 << 20);
         let batches = head.flushing_batches();
         assert_eq!(batches.len(), 1);
-        assert_eq!(batches[0].traces.len(), 1);
+        assert_eq!(batches[0].trace_count(), 1);
         // Pieces in live and flushing state are both found.
         assert_eq!(head.pieces_of("t", &TraceId([2; 16])).len(), 2);
         assert_eq!(head.pieces_of("t", &TraceId([1; 16])).len(), 1);
@@ -961,7 +1258,7 @@ mod tests {
         assert_eq!(
             batches
                 .iter()
-                .map(|batch| batch.traces.len())
+                .map(|batch| batch.trace_count())
                 .sum::<usize>(),
             10
         );

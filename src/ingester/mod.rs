@@ -65,7 +65,7 @@ use tokio::sync::{oneshot, watch};
 
 pub use config::{IngesterConfig, WalFsync};
 use head::{decode_pieces, piece_cost, FlushBatch, SharedHead};
-pub use head::{HeadBatches, HeadSnapshot, HeadTrace};
+pub use head::{HeadBatches, HeadSnapshot, HeadTrace, Segment, SegmentColumns};
 use sampling::{BatchSampling, Sampler};
 pub use sampling::{SamplingConfig, SamplingRule, SamplingStats};
 use wal::{Append, WalCommand, WalCounters, WriterOptions};
@@ -167,6 +167,11 @@ pub struct IngesterStats {
     pub flushing_traces: u64,
     /// Traces already in a block, kept readable for `complete_block_timeout`.
     pub flushed_traces_kept: u64,
+    /// Sealed segments of complete traces in memory (waiting, being written or kept).
+    pub head_segments: u64,
+    /// Bytes of those segments' columns: in-memory vParquet4 files, not charged against
+    /// `max_head_bytes` (about a third of the pieces' protobuf size).
+    pub head_segment_column_bytes: u64,
     /// Bytes charged against `max_head_bytes` (protobuf size plus a per-piece overhead).
     pub head_bytes: u64,
     /// Bytes appended to the log since start, carry-overs included.
@@ -461,7 +466,7 @@ impl Ingester {
     }
 
     /// One round of the background loop, with `now` given so tests can move time.
-    async fn tick(&self, now: Instant) {
+    pub(crate) async fn tick(&self, now: Instant) {
         let (reason, freed) = {
             let mut head = self.shared.head.lock();
             head.sweep(
@@ -469,6 +474,7 @@ impl Ingester {
                 self.config.trace_idle_period,
                 self.config.max_block_duration,
             );
+            head.seal_due(now, self.config.max_block_bytes);
             let freed = head.expire_flushed(Some(now));
             let mut reason = head.cut_reason(
                 now,
@@ -497,6 +503,24 @@ impl Ingester {
         self.shared.release(freed);
         if let Some(reason) = reason {
             self.cut(reason, false).await;
+        }
+        self.build_segment_columns().await;
+    }
+
+    /// Builds the columns of every segment that lacks them, one after the other on the
+    /// blocking pool (at most one core), so queries read recent traces as they read blocks.
+    async fn build_segment_columns(&self) {
+        let segments = self.shared.head.lock().segments_lacking_columns();
+        for segment in segments {
+            let building = Arc::clone(&segment);
+            let built = tokio::task::spawn_blocking(move || {
+                let _head = Stage::Head.enter();
+                building.build_columns();
+            })
+            .await;
+            if let Err(error) = built {
+                tracing::error!(%error, "building a head segment's columns failed");
+            }
         }
     }
 
@@ -581,7 +605,7 @@ impl Ingester {
                 Err(error) => {
                     outcome.blocks_failed += 1;
                     self.counters.flush_failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(tenant = %batch.tenant, traces = batch.traces.len(), bytes = batch.bytes,
+                    tracing::warn!(tenant = %batch.tenant, traces = batch.trace_count(), bytes = batch.bytes,
                         error = %format!("{error:#}"), "block write failed; keeping the traces and retrying");
                     failed.push(batch);
                 }
@@ -706,6 +730,8 @@ impl Ingester {
             completed_traces: counts.completed_traces,
             flushing_traces: counts.flushing_traces,
             flushed_traces_kept: counts.flushed_traces,
+            head_segments: counts.segments,
+            head_segment_column_bytes: counts.segment_column_bytes,
             head_bytes: self.shared.bytes.load(Ordering::Relaxed),
             wal_bytes_written: self.wal_counters.bytes_written.load(Ordering::Relaxed),
             wal_disk_bytes: self.wal_counters.disk_bytes.load(Ordering::Relaxed),

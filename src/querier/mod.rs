@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use crate::ingester::{HeadSnapshot, Ingester};
+use crate::ingester::{HeadSnapshot, HeadTrace, Ingester, Segment};
 use crate::model::{combine, trace_time_range, Trace, TraceId, TraceIdSet};
 use crate::tempodb::meta::BlockMeta;
 use crate::tempodb::store::BlockDecode;
@@ -297,7 +297,7 @@ impl Querier {
                 let mut spans = Vec::new();
                 if let Some(columns) = &batch.columns {
                     for trace in 0..columns.trace_count() {
-                        if !state.seen.insert(columns.trace_ids[trace]) {
+                        if !batch.counts_trace(&mut state.seen, columns.trace_ids[trace]) {
                             continue;
                         }
                         spans.clear();
@@ -310,7 +310,7 @@ impl Querier {
                 }
                 let mut whole = Vec::new();
                 for (id, trace) in &batch.traces {
-                    if !state.seen.insert(*id) {
+                    if !batch.counts_trace(&mut state.seen, *id) {
                         continue;
                     }
                     state.evaluation.stats.inspected_bytes +=
@@ -362,6 +362,9 @@ impl Querier {
         for tenant in tenants {
             self.ingester.snapshot_into(tenant, &mut head);
             if let Some((start, end)) = window {
+                head.retain_segments_overlapping(start, end);
+            }
+            if let Some((start, end)) = window {
                 blocks.extend(
                     self.store
                         .blocks(tenant)
@@ -399,43 +402,22 @@ impl Querier {
         F: Fn(&mut S, Batch) -> Result<bool, QuerierError> + Send + Sync + 'static,
     {
         let visit = Arc::new(visit);
-        let head = plan.head;
-        let head_visit = Arc::clone(&visit);
-        let (mut state, mut keep_going) = tokio::task::spawn_blocking(move || {
-            let mut state = state;
-            if head.is_empty() {
-                let keep_going = head_visit(&mut state, Batch::done())?;
-                return Ok::<_, QuerierError>((state, keep_going));
-            }
-            let mut batches = head.into_batches(FIRST_HEAD_BATCH_TRACES, HEAD_BATCH_TRACES);
-            while let Some(chunk) = batches.next() {
-                let traces: Vec<_> = chunk
-                    .iter()
-                    .filter_map(|head_trace| Some((head_trace.trace_id, head_trace.trace()?)))
-                    .collect();
-                let batch = Batch {
-                    _held: Some(Held::new(traces.len())),
-                    traces,
-                    columns: None,
-                    job_done: batches.is_done(),
-                };
-                if !head_visit(&mut state, batch)? {
-                    return Ok((state, false));
-                }
-            }
-            Ok((state, true))
-        })
-        .await
-        .map_err(|error| QuerierError::Task(error.to_string()))??;
-        let mut stats = PushdownStats::default();
-        if !keep_going || plan.blocks.is_empty() {
-            return Ok((state, stats));
-        }
         let filter = Arc::new(
             filter
                 .filter(|_| self.pushdown.load(std::sync::atomic::Ordering::Relaxed))
                 .unwrap_or(TraceFilter::True),
         );
+        let head_visit = Arc::clone(&visit);
+        let (head_filter, head_decode) = (Arc::clone(&filter), decode.clone());
+        let (mut state, mut keep_going, head_stats) = tokio::task::spawn_blocking(move || {
+            scan_head(plan.head, &head_filter, &head_decode, state, &*head_visit)
+        })
+        .await
+        .map_err(|error| QuerierError::Task(error.to_string()))??;
+        let mut stats = head_stats;
+        if !keep_going || plan.blocks.is_empty() {
+            return Ok((state, stats));
+        }
         let mut pending = plan.blocks.into_iter();
         let mut reads: std::collections::VecDeque<BlockRead> = std::collections::VecDeque::new();
         let start_read = |meta: BlockMeta| {
@@ -467,20 +449,7 @@ impl Querier {
                 let Some(decoded) = read.batches.recv().await else {
                     break;
                 };
-                let batch = match decoded {
-                    Decoded::Traces(traces, held) => Batch {
-                        traces,
-                        columns: None,
-                        job_done: false,
-                        _held: Some(held),
-                    },
-                    Decoded::Columns(columns, held) => Batch {
-                        traces: Vec::new(),
-                        columns: Some(*columns),
-                        job_done: false,
-                        _held: Some(held),
-                    },
-                };
+                let batch = Batch::decoded(decoded, None);
                 (state, keep_going) = visit_on_pool(&visit, state, batch).await?;
             }
             if !keep_going {
@@ -611,6 +580,11 @@ pub(crate) struct Batch {
     pub columns: Option<SpanColumns>,
     /// The last batch of a job (the head, or one block): progress reports count jobs.
     pub job_done: bool,
+    /// Set for a batch of a head segment. Every piece of the head is in exactly one place,
+    /// so such a batch holds parts of traces, each to be counted; the set names the traces the
+    /// head handed out whole (with every piece, from any tier) before its segments, whose
+    /// parts here were seen already.
+    pub head_part: Option<Arc<TraceIdSet>>,
     /// Counts the batch's traces as held until it is dropped, after its visit.
     _held: Option<Held>,
 }
@@ -621,10 +595,140 @@ impl Batch {
         Batch {
             traces: Vec::new(),
             columns: None,
-            job_done: true,
+            job_done: false,
+            head_part: None,
             _held: None,
         }
+        .ending_job()
     }
+
+    fn ending_job(mut self) -> Batch {
+        self.job_done = true;
+        self
+    }
+
+    /// A batch of what a block or head segment read decoded.
+    fn decoded(decoded: Decoded, head_part: Option<Arc<TraceIdSet>>) -> Batch {
+        let (traces, columns, held) = match decoded {
+            Decoded::Traces(traces, held) => (traces, None, held),
+            Decoded::Columns(columns, held) => (Vec::new(), Some(*columns), held),
+        };
+        Batch {
+            traces,
+            columns,
+            job_done: false,
+            head_part,
+            _held: Some(held),
+        }
+    }
+
+    /// Whether a visitor that counts each span once takes `trace_id` from this batch, noting
+    /// it in `seen`: a block's copy of a trace counts only if no earlier batch had it; a
+    /// head segment's part counts unless the head handed the trace out whole.
+    pub fn counts_trace(&self, seen: &mut TraceIdSet, trace_id: TraceId) -> bool {
+        match &self.head_part {
+            Some(whole) => {
+                seen.insert(trace_id);
+                !whole.contains(&trace_id)
+            }
+            None => seen.insert(trace_id),
+        }
+    }
+}
+
+/// The head's part of a scan, on the blocking pool: its live and open traces whole, most
+/// recent first, decoded a batch at a time, then its segments, most recent first, each read
+/// as a block is (its columns with `filter`'s pruning and `decode`'s projection, stopping
+/// mid-segment), or its pieces decoded when its columns are not built yet. Ends with the
+/// batch that closes the head's job; answers whether to go on, and what the segment reads
+/// skipped.
+fn scan_head<S>(
+    mut head: HeadSnapshot,
+    filter: &TraceFilter,
+    decode: &BlockDecode,
+    mut state: S,
+    visit: &dyn Fn(&mut S, Batch) -> Result<bool, QuerierError>,
+) -> Result<(S, bool, PushdownStats), QuerierError> {
+    let mut stats = PushdownStats::default();
+    let segments = head.take_segments();
+    let whole = Arc::new(head.whole_trace_ids());
+    let mut batches = head.into_batches(FIRST_HEAD_BATCH_TRACES, HEAD_BATCH_TRACES);
+    for chunk in batches.by_ref() {
+        let traces: Vec<_> = chunk
+            .iter()
+            .filter_map(|head_trace| Some((head_trace.trace_id, head_trace.trace()?)))
+            .collect();
+        let batch = Batch {
+            _held: Some(Held::new(traces.len())),
+            traces,
+            columns: None,
+            job_done: false,
+            head_part: None,
+        };
+        if !visit(&mut state, batch)? {
+            return Ok((state, false, stats));
+        }
+    }
+    for segment in segments {
+        let keep_going = match segment.columns() {
+            Some(columns) => {
+                let mut outcome = Ok(true);
+                let read = crate::tempodb::vparquet4::pushdown::stream_filtered(
+                    columns.data.clone(),
+                    &columns.metadata,
+                    &[],
+                    filter,
+                    decode.borrowed(),
+                    &mut |decoded| {
+                        outcome = visit(&mut state, Batch::decoded(decoded, Some(whole.clone())));
+                        matches!(outcome, Ok(true))
+                    },
+                )
+                .map_err(|error| QuerierError::Task(format!("reading a head segment: {error}")))?;
+                stats.add(&read);
+                outcome?
+            }
+            None => visit_segment_pieces(&segment, &whole, &mut state, visit)?,
+        };
+        if !keep_going {
+            return Ok((state, false, stats));
+        }
+    }
+    let keep_going = visit(&mut state, Batch::done())?;
+    Ok((state, keep_going, stats))
+}
+
+/// Visits a head segment without columns by decoding its pieces, a batch at a time.
+fn visit_segment_pieces<S>(
+    segment: &Segment,
+    whole: &Arc<TraceIdSet>,
+    state: &mut S,
+    visit: &dyn Fn(&mut S, Batch) -> Result<bool, QuerierError>,
+) -> Result<bool, QuerierError> {
+    let ids: Vec<&TraceId> = segment.pieces().keys().collect();
+    for chunk in ids.chunks(HEAD_BATCH_TRACES) {
+        let traces: Vec<(TraceId, Trace)> = chunk
+            .iter()
+            .filter_map(|trace_id| {
+                let head_trace = HeadTrace {
+                    trace_id: **trace_id,
+                    pieces: segment.pieces().get(*trace_id)?.clone(),
+                };
+                Some((**trace_id, head_trace.trace()?))
+            })
+            .collect();
+        let batch = Batch {
+            _held: Some(Held::new(traces.len())),
+            traces,
+            columns: None,
+            job_done: false,
+            head_part: Some(Arc::clone(whole)),
+        };
+        if !visit(state, batch)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Runs `visit` on one batch on the blocking pool, moving the state there and back.
@@ -770,3 +874,6 @@ pub struct TagValuesOutcome {
     /// Encoded bytes read.
     pub inspected_bytes: u64,
 }
+
+#[cfg(test)]
+mod head_tests;

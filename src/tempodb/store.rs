@@ -70,7 +70,7 @@ pub enum BlockDecode {
 }
 
 impl BlockDecode {
-    fn borrowed(&self) -> Decode<'_> {
+    pub(crate) fn borrowed(&self) -> Decode<'_> {
         match self {
             BlockDecode::Traces(needs) => Decode::Traces(needs),
             BlockDecode::Columns { fields, needs } => Decode::Columns { fields, needs },

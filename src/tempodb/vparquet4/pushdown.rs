@@ -1256,4 +1256,4 @@ fn page_may_match(index: &ColumnIndexMetaData, page: usize, condition: &LeafCond
 
 #[cfg(test)]
 #[path = "pushdown_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -30,7 +30,7 @@ fn text(key: &str, value: &str) -> KeyValue {
     kv(key, AnyValueKind::StringValue(value.to_string()))
 }
 
-fn id(n: u64) -> TraceId {
+pub(crate) fn id(n: u64) -> TraceId {
     let mut bytes = [0u8; 16];
     bytes[8..].copy_from_slice(&n.to_be_bytes());
     bytes[0] = 0x20;
@@ -39,7 +39,7 @@ fn id(n: u64) -> TraceId {
 
 /// What one generated span carries.
 #[derive(Debug, Clone)]
-struct SpanSpec {
+pub(crate) struct SpanSpec {
     service: u8,
     name: u8,
     kind: i32,
@@ -57,7 +57,7 @@ enum AttrValue {
     Bool(bool),
 }
 
-fn build_trace(trace_id: TraceId, spans: &[SpanSpec]) -> Trace {
+pub(crate) fn build_trace(trace_id: TraceId, spans: &[SpanSpec]) -> Trace {
     let mut resource_spans: Vec<ResourceSpans> = Vec::new();
     for (index, spec) in spans.iter().enumerate() {
         let start = 1_700_000_000_000_000_000 + index as u64 * 1_000;
@@ -298,7 +298,7 @@ fn attr_value() -> impl Strategy<Value = AttrValue> {
     ]
 }
 
-fn span_spec() -> impl Strategy<Value = SpanSpec> {
+pub(crate) fn span_spec() -> impl Strategy<Value = SpanSpec> {
     (
         0u8..4,
         0u8..3,
@@ -369,7 +369,7 @@ fn spanset_filter() -> impl Strategy<Value = String> {
     )
 }
 
-fn query() -> impl Strategy<Value = String> {
+pub(crate) fn query() -> impl Strategy<Value = String> {
     (
         spanset_filter(),
         prop::option::of((
@@ -552,7 +552,7 @@ fn column_condition() -> impl Strategy<Value = String> {
 }
 
 /// A metrics query every part of which reads span columns.
-fn column_metrics_query() -> impl Strategy<Value = String> {
+pub(crate) fn column_metrics_query() -> impl Strategy<Value = String> {
     let filter = prop_oneof![
         Just("{ }".to_string()),
         prop::collection::vec(
@@ -667,7 +667,10 @@ fn metrics_both_ways(
 
 /// Traces of random spans, numbered in order; those `nameless` picks lose their resources'
 /// `service.name`.
-fn traces_of(specs: &[Vec<SpanSpec>], nameless: impl Fn(usize) -> bool) -> Vec<(TraceId, Trace)> {
+pub(crate) fn traces_of(
+    specs: &[Vec<SpanSpec>],
+    nameless: impl Fn(usize) -> bool,
+) -> Vec<(TraceId, Trace)> {
     specs
         .iter()
         .enumerate()
