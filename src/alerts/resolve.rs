@@ -21,7 +21,7 @@ use crate::model::TraceId;
 use crate::querier::Querier;
 use crate::traceql::eval::{Evaluator, StructuralMode};
 use crate::traceql::parse_and_validate;
-use crate::traceql::search::{CompiledSearch, SearchOptions};
+use crate::traceql::search::{CompiledSearch, SearchOptions, TraceSearchMetadata};
 
 /// Candidates a "slowest traces" search looks at per trace it links.
 const SLOW_CANDIDATES_PER_TRACE: usize = 20;
@@ -315,7 +315,7 @@ impl Resolver {
             .search(tenants, Arc::new(compiled), limit, options)
             .await
             .map_err(|error| error.to_string())?;
-        Ok(outcome.traces.iter().filter_map(metadata_trace).collect())
+        Ok(outcome.traces.iter().map(metadata_trace).collect())
     }
 
     /// Trace IDs of the exemplars of the alert's series in its window, that vivace holds.
@@ -413,26 +413,22 @@ impl Resolver {
         })
         .await
         .ok()??;
-        let mut trace = metadata_trace(&found.json)?;
+        let mut trace = metadata_trace(&found.metadata);
         trace.reason = "exemplar".to_string();
         Some(trace)
     }
 }
 
-/// An `AlertTrace` from search's `TraceSearchMetadata` JSON (trace ID padded to 32 digits).
-fn metadata_trace(json: &Value) -> Option<AlertTrace> {
-    let trace_id = json["traceID"].as_str()?;
-    Some(AlertTrace {
-        trace_id: format!("{trace_id:0>32}"),
+/// An `AlertTrace` from a search answer (trace ID padded to 32 digits).
+fn metadata_trace(found: &TraceSearchMetadata) -> AlertTrace {
+    AlertTrace {
+        trace_id: format!("{:0>32}", found.trace_id),
         reason: String::new(),
-        root_service_name: json["rootServiceName"].as_str().unwrap_or("").to_string(),
-        root_trace_name: json["rootTraceName"].as_str().unwrap_or("").to_string(),
-        start_time_unix_nano: json["startTimeUnixNano"]
-            .as_str()
-            .unwrap_or("0")
-            .to_string(),
-        duration_ms: json["durationMs"].as_u64().unwrap_or(0),
-    })
+        root_service_name: found.root_service_name.clone(),
+        root_trace_name: found.root_trace_name.clone(),
+        start_time_unix_nano: found.start_time_unix_nano.to_string(),
+        duration_ms: found.duration_ms,
+    }
 }
 
 #[cfg(test)]

@@ -372,7 +372,8 @@ pub async fn search(
         .map_err(run_error)?;
     let mut body = Map::new();
     if !outcome.traces.is_empty() {
-        body.insert("traces".into(), Value::Array(outcome.traces));
+        let traces = outcome.traces.iter().map(|trace| trace.to_json()).collect();
+        body.insert("traces".into(), Value::Array(traces));
     }
     let mut metrics = Map::new();
     if outcome.inspected_traces != 0 {

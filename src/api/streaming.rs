@@ -549,20 +549,7 @@ fn search(
             total_block_bytes: 0,
             inspected_spans: outcome.inspected_spans,
         };
-        let mut traces = Vec::with_capacity(outcome.traces.len());
-        for json in &outcome.traces {
-            match trace_search_metadata(json) {
-                Ok(trace) => traces.push(trace),
-                Err(reason) => {
-                    let _ = out
-                        .send(Err(Status::internal(format!(
-                            "search result not convertible: {reason}"
-                        ))))
-                        .await;
-                    return;
-                }
-            }
-        }
+        let traces = outcome.traces.iter().map(trace_search_metadata).collect();
         for message in segment(traces, metrics) {
             if out.send(Ok(message)).await.is_err() {
                 return;
@@ -584,12 +571,9 @@ struct Partials {
 impl Partials {
     /// `false` when the client has gone.
     async fn forward(&mut self, report: SearchProgress) -> bool {
-        for json in &report.traces {
-            match trace_search_metadata(json) {
-                Ok(trace) => self.pending.traces.push(trace),
-                Err(reason) => tracing::warn!(%reason, "search result not convertible"),
-            }
-        }
+        self.pending
+            .traces
+            .extend(report.traces.iter().map(trace_search_metadata));
         self.pending.metrics = Some(progress_metrics(&report));
         if self
             .last_sent

@@ -7,9 +7,7 @@
 
 use std::collections::HashMap;
 
-use serde_json::Value;
-
-use crate::traceql::metrics;
+use crate::traceql::{metrics, search};
 
 pub use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 
@@ -458,92 +456,150 @@ pub fn query_instant_response(answer: &metrics::QueryInstantResponse) -> QueryIn
     }
 }
 
-/// A `TraceSearchMetadata` from the proto3 JSON the search engine renders (the same object
-/// `/api/search` answers with), so both APIs carry the same result.
-pub fn trace_search_metadata(json: &Value) -> Result<TraceSearchMetadata, String> {
-    let object = json
-        .as_object()
-        .ok_or_else(|| "a search result is not a JSON object".to_string())?;
-    let span_sets = match object.get("spanSets") {
-        Some(Value::Array(sets)) => sets.iter().map(span_set).collect::<Result<_, _>>()?,
-        _ => Vec::new(),
+/// A search answer as `tempopb.TraceSearchMetadata`: the same values `/api/search` renders
+/// as JSON ([`search::TraceSearchMetadata::to_json`]).
+pub fn trace_search_metadata(found: &search::TraceSearchMetadata) -> TraceSearchMetadata {
+    let (span_sets, service_stats) = match &found.matches {
+        Some(matches) => (
+            matches
+                .span_sets
+                .iter()
+                .map(|set| SpanSet {
+                    spans: set
+                        .spans
+                        .iter()
+                        .map(|span| Span {
+                            span_id: span.span_id.clone(),
+                            name: span.name.clone(),
+                            start_time_unix_nano: span.start_time_unix_nano,
+                            duration_nanos: span.duration_nanos,
+                            attributes: span.key_values(),
+                        })
+                        .collect(),
+                    matched: saturating_u32(set.matched),
+                    attributes: set.key_values(),
+                })
+                .collect(),
+            matches
+                .service_stats
+                .iter()
+                .map(|(service, counts)| {
+                    let stats = ServiceStats {
+                        span_count: saturating_u32(counts.span_count),
+                        error_count: saturating_u32(counts.error_count),
+                    };
+                    (service.clone(), stats)
+                })
+                .collect(),
+        ),
+        None => (Vec::new(), HashMap::new()),
     };
-    let mut service_stats = HashMap::new();
-    if let Some(Value::Object(stats)) = object.get("serviceStats") {
-        for (service, counts) in stats {
-            service_stats.insert(
-                service.clone(),
-                ServiceStats {
-                    span_count: number(counts.get("spanCount"))? as u32,
-                    error_count: number(counts.get("errorCount"))? as u32,
-                },
-            );
-        }
-    }
-    Ok(TraceSearchMetadata {
-        trace_id: text(object.get("traceID")),
-        root_service_name: text(object.get("rootServiceName")),
-        root_trace_name: text(object.get("rootTraceName")),
-        start_time_unix_nano: number(object.get("startTimeUnixNano"))?,
-        duration_ms: number(object.get("durationMs"))? as u32,
+    TraceSearchMetadata {
+        trace_id: found.trace_id.clone(),
+        root_service_name: found.root_service_name.clone(),
+        root_trace_name: found.root_trace_name.clone(),
+        start_time_unix_nano: found.start_time_unix_nano,
+        duration_ms: saturating_u32(found.duration_ms),
         span_set: None,
         span_sets,
         service_stats,
-    })
-}
-
-fn span_set(json: &Value) -> Result<SpanSet, String> {
-    let spans = match json.get("spans") {
-        Some(Value::Array(spans)) => spans.iter().map(span).collect::<Result<_, _>>()?,
-        _ => Vec::new(),
-    };
-    Ok(SpanSet {
-        spans,
-        matched: number(json.get("matched"))? as u32,
-        attributes: attributes(json.get("attributes"))?,
-    })
-}
-
-fn span(json: &Value) -> Result<Span, String> {
-    Ok(Span {
-        span_id: text(json.get("spanID")),
-        name: text(json.get("name")),
-        start_time_unix_nano: number(json.get("startTimeUnixNano"))?,
-        duration_nanos: number(json.get("durationNanos"))?,
-        attributes: attributes(json.get("attributes"))?,
-    })
-}
-
-fn attributes(json: Option<&Value>) -> Result<Vec<KeyValue>, String> {
-    match json {
-        Some(Value::Array(items)) => crate::proto::otlp_json::key_values(items, "attributes")
-            .map_err(|error| error.to_string()),
-        _ => Ok(Vec::new()),
     }
 }
 
-fn text(json: Option<&Value>) -> String {
-    json.and_then(Value::as_str).unwrap_or_default().to_string()
-}
-
-/// A proto3 JSON integer: a number, or a string for 64-bit fields; absent is 0.
-fn number(json: Option<&Value>) -> Result<u64, String> {
-    match json {
-        None | Some(Value::Null) => Ok(0),
-        Some(Value::Number(n)) => n
-            .as_u64()
-            .ok_or_else(|| format!("{n} is not an unsigned integer")),
-        Some(Value::String(s)) => s
-            .parse()
-            .map_err(|_| format!("{s:?} is not an unsigned integer")),
-        Some(other) => Err(format!("{other} is not an unsigned integer")),
-    }
+/// A count for a `uint32` field: Tempo's types; larger counts (never expected) saturate.
+fn saturating_u32(count: u64) -> u32 {
+    u32::try_from(count).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::traceql::search::{SpanMatch, SpanSetMatch, TraceMatches};
+    use crate::traceql::static_value::{Kind, Static, Status};
     use prost::Message;
+    use serde_json::Value;
+
+    /// A `TraceSearchMetadata` read back from `/api/search`'s JSON: the oracle that shows
+    /// both renderings carry the same values.
+    fn from_json(json: &Value) -> Result<TraceSearchMetadata, String> {
+        let object = json
+            .as_object()
+            .ok_or_else(|| "a search result is not a JSON object".to_string())?;
+        let span_sets = match object.get("spanSets") {
+            Some(Value::Array(sets)) => sets.iter().map(span_set).collect::<Result<_, _>>()?,
+            _ => Vec::new(),
+        };
+        let mut service_stats = HashMap::new();
+        if let Some(Value::Object(stats)) = object.get("serviceStats") {
+            for (service, counts) in stats {
+                service_stats.insert(
+                    service.clone(),
+                    ServiceStats {
+                        span_count: number(counts.get("spanCount"))? as u32,
+                        error_count: number(counts.get("errorCount"))? as u32,
+                    },
+                );
+            }
+        }
+        Ok(TraceSearchMetadata {
+            trace_id: text(object.get("traceID")),
+            root_service_name: text(object.get("rootServiceName")),
+            root_trace_name: text(object.get("rootTraceName")),
+            start_time_unix_nano: number(object.get("startTimeUnixNano"))?,
+            duration_ms: number(object.get("durationMs"))? as u32,
+            span_set: None,
+            span_sets,
+            service_stats,
+        })
+    }
+
+    fn span_set(json: &Value) -> Result<SpanSet, String> {
+        let spans = match json.get("spans") {
+            Some(Value::Array(spans)) => spans.iter().map(span).collect::<Result<_, _>>()?,
+            _ => Vec::new(),
+        };
+        Ok(SpanSet {
+            spans,
+            matched: number(json.get("matched"))? as u32,
+            attributes: attributes(json.get("attributes"))?,
+        })
+    }
+
+    fn span(json: &Value) -> Result<Span, String> {
+        Ok(Span {
+            span_id: text(json.get("spanID")),
+            name: text(json.get("name")),
+            start_time_unix_nano: number(json.get("startTimeUnixNano"))?,
+            duration_nanos: number(json.get("durationNanos"))?,
+            attributes: attributes(json.get("attributes"))?,
+        })
+    }
+
+    fn attributes(json: Option<&Value>) -> Result<Vec<KeyValue>, String> {
+        match json {
+            Some(Value::Array(items)) => crate::proto::otlp_json::key_values(items, "attributes")
+                .map_err(|error| error.to_string()),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    fn text(json: Option<&Value>) -> String {
+        json.and_then(Value::as_str).unwrap_or_default().to_string()
+    }
+
+    /// A proto3 JSON integer: a number, or a string for 64-bit fields; absent is 0.
+    fn number(json: Option<&Value>) -> Result<u64, String> {
+        match json {
+            None | Some(Value::Null) => Ok(0),
+            Some(Value::Number(n)) => n
+                .as_u64()
+                .ok_or_else(|| format!("{n} is not an unsigned integer")),
+            Some(Value::String(s)) => s
+                .parse()
+                .map_err(|_| format!("{s:?} is not an unsigned integer")),
+            Some(other) => Err(format!("{other} is not an unsigned integer")),
+        }
+    }
 
     #[test]
     fn search_result_json_becomes_the_same_message() {
@@ -557,7 +613,7 @@ mod tests {
                 "matched": 3}],
             "serviceStats": {"frontend": {"spanCount": 4, "errorCount": 1}}
         });
-        let message = trace_search_metadata(&json).unwrap();
+        let message = from_json(&json).unwrap();
         assert_eq!(message.trace_id, "2f3e");
         assert_eq!(message.start_time_unix_nano, 1_700_000_000_000_000_001);
         assert_eq!(message.duration_ms, 12);
@@ -571,6 +627,102 @@ mod tests {
         assert_eq!(message.service_stats["frontend"].error_count, 1);
         let decoded = TraceSearchMetadata::decode(message.encode_to_vec().as_slice()).unwrap();
         assert_eq!(decoded, message);
+    }
+
+    /// A search answer with every kind of listed value, nil included.
+    fn rich_answer() -> search::TraceSearchMetadata {
+        let span = |id: &str, name: &str, attributes: Vec<(String, Static)>| SpanMatch {
+            span_id: id.to_string(),
+            name: name.to_string(),
+            start_time_unix_nano: 1_700_000_000_000_000_001,
+            duration_nanos: 12_000_000,
+            attributes,
+        };
+        let listed = |key: &str, value: Static| (key.to_string(), value);
+        search::TraceSearchMetadata {
+            trace_id: "2f3e".into(),
+            root_service_name: "frontend".into(),
+            root_trace_name: "GET /".into(),
+            start_time_unix_nano: 1_700_000_000_000_000_001,
+            duration_ms: 12,
+            matches: Some(TraceMatches {
+                span_sets: vec![
+                    SpanSetMatch {
+                        spans: vec![
+                            span(
+                                "00000000000000ab",
+                                "GET /",
+                                vec![
+                                    listed("status", Static::Status(Status::Error)),
+                                    listed("kind", Static::Kind(Kind::Server)),
+                                    listed("http.status_code", Static::Int(500)),
+                                    listed("ratio", Static::Float(0.25)),
+                                    listed("big", Static::Float(f64::INFINITY)),
+                                    listed("cached", Static::Bool(false)),
+                                    listed("missing", Static::Nil),
+                                    listed("tags", Static::StringArray(vec!["a".into()])),
+                                    listed("codes", Static::IntArray(vec![])),
+                                    listed("took", Static::Duration(1_500_000)),
+                                ],
+                            ),
+                            span("00000000000000ac", "", Vec::new()),
+                        ],
+                        matched: 3,
+                        attributes: vec![
+                            listed("resource.service.name", Static::String("cart".into())),
+                            listed("span.missing", Static::Nil),
+                        ],
+                    },
+                    SpanSetMatch {
+                        spans: Vec::new(),
+                        matched: 0,
+                        attributes: Vec::new(),
+                    },
+                ],
+                service_stats: [
+                    (
+                        "frontend".to_string(),
+                        search::ServiceStats {
+                            span_count: 4,
+                            error_count: 1,
+                        },
+                    ),
+                    (
+                        String::new(),
+                        search::ServiceStats {
+                            span_count: 1,
+                            error_count: 0,
+                        },
+                    ),
+                ]
+                .into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn search_answers_render_the_same_values_as_json_and_protobuf() {
+        let mut compared = 0;
+        let mut metadata_only = rich_answer();
+        metadata_only.matches = None;
+        metadata_only.root_trace_name.clear();
+        metadata_only.duration_ms = 0;
+        for answer in [rich_answer(), metadata_only] {
+            let message = trace_search_metadata(&answer);
+            assert_eq!(message, from_json(&answer.to_json()).unwrap());
+            let decoded = TraceSearchMetadata::decode(message.encode_to_vec().as_slice()).unwrap();
+            assert_eq!(decoded, message);
+            compared += 1;
+        }
+        assert_eq!(compared, 2);
+        let message = trace_search_metadata(&rich_answer());
+        let attributes = &message.span_sets[0].spans[0].attributes;
+        assert_eq!(attributes.len(), 10, "nil is listed as \"nil\"");
+        assert_eq!(
+            message.span_sets[0].attributes.len(),
+            1,
+            "nil groups are left out"
+        );
     }
 
     #[test]

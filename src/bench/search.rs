@@ -504,6 +504,22 @@ async fn fill_head(ingester: &Arc<Ingester>, spans: u64) -> anyhow::Result<DataS
         }
         first = last;
     }
+    // As the head is seconds later: every trace idle, complete and sealed into segments whose
+    // columns are built (two rounds of the ingester's loop, its clock moved past the idle
+    // period and then past the segment age).
+    let sealing = Instant::now();
+    let later = sealing + Duration::from_secs(11);
+    ingester.tick(later).await;
+    ingester.tick(later + Duration::from_secs(6)).await;
+    let stats = ingester.stats();
+    println!(
+        "head: {} live traces, {} complete in {} segments with {:.1} MB of columns (sealed in {:.1} s)",
+        stats.live_traces,
+        stats.completed_traces,
+        stats.head_segments,
+        stats.head_segment_column_bytes as f64 / 1e6,
+        sealing.elapsed().as_secs_f64()
+    );
     Ok(DataSet {
         spans: pushed,
         bytes,
@@ -532,6 +548,8 @@ pub async fn run(shape: Shape, spans: u64, runs: usize, only: Option<&str>) -> a
         wal_path: scratch.path().join("wal"),
         wal_fsync: crate::ingester::WalFsync::Never,
         max_head_bytes: 64 << 30,
+        // The head shape is one head: no cut into blocks while it is measured.
+        max_block_bytes: 64 << 30,
         ..IngesterConfig::default()
     };
     let ingester = Ingester::open(ingester_config, Arc::new(NoSink))

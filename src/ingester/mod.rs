@@ -514,7 +514,7 @@ impl Ingester {
         for segment in segments {
             let building = Arc::clone(&segment);
             let built = tokio::task::spawn_blocking(move || {
-                let _head = Stage::Head.enter();
+                let _columns = Stage::HeadColumns.enter();
                 building.build_columns();
             })
             .await;

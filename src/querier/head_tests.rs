@@ -83,7 +83,10 @@ async fn answers(
             .search(&tenants, compiled, 1000, SearchOptions::default())
             .await
             .expect("search runs")
-            .traces;
+            .traces
+            .iter()
+            .map(TraceSearchMetadata::to_json)
+            .collect::<Vec<_>>();
         found.sort_by_key(|trace| trace["traceID"].as_str().unwrap_or_default().to_string());
         for trace in &mut found {
             let id = trace["traceID"].as_str().unwrap_or_default().to_string();

@@ -20,7 +20,7 @@ use crate::traceql::metrics::{
     CompiledMetrics, MetricsEvaluation, MetricsRequest, QueryInstantResponse, QueryRangeResponse,
 };
 use crate::traceql::prefilter::{Needs, TraceFilter};
-use crate::traceql::search::{CompiledSearch, SearchOptions};
+use crate::traceql::search::{CompiledSearch, SearchOptions, TraceSearchMetadata};
 use crate::traceql::tags::{collect_tag_names, collect_tag_values, TagFilter, TagScope, TagValue};
 
 /// A read that failed for a reason other than the caller's input.
@@ -39,8 +39,8 @@ pub enum QuerierError {
 /// What a search found, with what it cost (Tempo's `SearchMetrics`).
 #[derive(Debug, Default)]
 pub struct SearchOutcome {
-    /// Matching traces as `TraceSearchMetadata` JSON, most recent first.
-    pub traces: Vec<serde_json::Value>,
+    /// Matching traces, most recent first.
+    pub traces: Vec<TraceSearchMetadata>,
     /// Traces the query ran on.
     pub inspected_traces: u64,
     /// Encoded bytes read (head pieces and block objects' traces).
@@ -194,7 +194,7 @@ impl Querier {
                         .run(&evaluator, id, trace, &options)
                         .map_err(|error| QuerierError::Evaluation(error.to_string()))?
                     {
-                        state.outcome.traces.push(found.json);
+                        state.outcome.traces.push(found.metadata);
                     }
                 }
                 let keep_going = state.outcome.traces.len() < limit;
@@ -840,8 +840,8 @@ impl SearchState {
 /// counters (Tempo's `SearchMetrics`; a job is the head or one block).
 #[derive(Debug, Clone)]
 pub struct SearchProgress {
-    /// Matches found since the previous delivered report, as `TraceSearchMetadata` JSON.
-    pub traces: Vec<serde_json::Value>,
+    /// Matches found since the previous delivered report.
+    pub traces: Vec<TraceSearchMetadata>,
     pub inspected_traces: u64,
     pub inspected_bytes: u64,
     pub inspected_spans: u64,

@@ -35,6 +35,9 @@ pub enum Stage {
     /// Making appended traces visible in the head, sweeping idle traces, cutting, and decoding
     /// a cut's pieces for its block.
     Head,
+    /// Building the columns of sealed head segments (decoding their pieces, encoding an
+    /// in-memory vParquet4 file), so queries read recent traces as blocks.
+    HeadColumns,
     /// Parquet encoding of a cut block (combining its trace pieces included).
     BlockEncode,
     /// The bloom filter and row-group index of a cut block.
@@ -48,12 +51,13 @@ pub enum Stage {
 
 impl Stage {
     /// Every stage, in lifecycle order.
-    pub const ALL: [Stage; 9] = [
+    pub const ALL: [Stage; 10] = [
         Stage::Decode,
         Stage::Distributor,
         Stage::Generator,
         Stage::Wal,
         Stage::Head,
+        Stage::HeadColumns,
         Stage::BlockEncode,
         Stage::BloomIndex,
         Stage::Compaction,
@@ -68,6 +72,7 @@ impl Stage {
             Stage::Generator => "generator",
             Stage::Wal => "wal",
             Stage::Head => "head",
+            Stage::HeadColumns => "head_columns",
             Stage::BlockEncode => "block_encode",
             Stage::BloomIndex => "bloom_index",
             Stage::Compaction => "compaction",

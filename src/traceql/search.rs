@@ -1,5 +1,6 @@
-//! Search over whole traces: runs a validated spanset pipeline on one trace and renders a
-//! match as Tempo's `TraceSearchMetadata` JSON (reference/tempo-api.md §2.0, §2.6). CPU only;
+//! Search over whole traces: runs a validated spanset pipeline on one trace and answers a
+//! match as Tempo's `TraceSearchMetadata` values, rendered as its proto3 JSON here and as
+//! protobuf by the API (reference/tempo-api.md §2.0, §2.6). CPU only;
 //! the querier feeds it traces from the head and the blocks.
 
 use std::collections::BTreeMap;
@@ -12,6 +13,8 @@ use super::rewrite::apply_default_rewrites;
 use super::span::{trace_spans, SpanData};
 use super::static_value::{format_go_duration, Static, Status};
 use crate::model::{Trace, TraceId};
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValueKind;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 
 /// `rootServiceName` of a trace whose root span has not arrived (Tempo's placeholder).
 pub const ROOT_SPAN_NOT_YET_RECEIVED: &str = "<root span not yet received>";
@@ -55,13 +58,183 @@ impl Default for SearchOptions {
     }
 }
 
-/// One matching trace: its JSON and its start (to order results).
+/// One matching trace: Tempo's `TraceSearchMetadata`, as values. [`Self::to_json`] renders
+/// the HTTP API's proto3 JSON; the API renders the same values as protobuf for gRPC.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceSearchMetadata {
+    /// Lowercase hex, leading zeros trimmed (Tempo's form).
+    pub trace_id: String,
+    /// The root span's service, or [`ROOT_SPAN_NOT_YET_RECEIVED`].
+    pub root_service_name: String,
+    /// The root span's name; empty when unknown (left out of the answer).
+    pub root_trace_name: String,
+    /// Earliest span start, Unix ns; 0 is left out of the answer.
+    pub start_time_unix_nano: u64,
+    /// Whole milliseconds from the first start to the last end; 0 is left out.
+    pub duration_ms: u64,
+    /// The matching spansets and spans per service; `None` for metadata-only answers.
+    pub matches: Option<TraceMatches>,
+}
+
+/// What matched in a trace, and its spans per service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceMatches {
+    pub span_sets: Vec<SpanSetMatch>,
+    /// Spans and error spans per `service.name` (empty name for spans without one).
+    pub service_stats: BTreeMap<String, ServiceStats>,
+}
+
+/// Spans of one service in a matching trace.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServiceStats {
+    pub span_count: u64,
+    /// 0 is left out of the answer.
+    pub error_count: u64,
+}
+
+/// One matching spanset: up to `spss` of its spans, how many matched, and the values it was
+/// grouped by.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpanSetMatch {
+    pub spans: Vec<SpanMatch>,
+    pub matched: u64,
+    /// `by()` values; nil values are left out of the answer.
+    pub attributes: Vec<(String, Static)>,
+}
+
+/// One listed span of a spanset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpanMatch {
+    /// 16 lowercase hex characters.
+    pub span_id: String,
+    /// The span's name when the query matched or selected it; empty otherwise (left out).
+    pub name: String,
+    /// Unix ns; 0 is left out.
+    pub start_time_unix_nano: u64,
+    /// ns; 0 is left out.
+    pub duration_nanos: u64,
+    /// The attributes the query's conditions matched, selected or grouped by; a nil value
+    /// is listed as the string `nil`, as Tempo does.
+    pub attributes: Vec<(String, Static)>,
+}
+
+/// One matching trace and its start (to order results).
 #[derive(Debug, Clone)]
 pub struct TraceMatch {
     /// Earliest span start, Unix ns.
     pub start: u64,
-    /// `TraceSearchMetadata` as proto3 JSON.
-    pub json: Value,
+    pub metadata: TraceSearchMetadata,
+}
+
+impl TraceSearchMetadata {
+    /// Tempo's proto3 JSON of the answer: fields left out as Tempo leaves them out.
+    pub fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        object.insert("traceID".into(), json!(self.trace_id));
+        object.insert("rootServiceName".into(), json!(self.root_service_name));
+        if !self.root_trace_name.is_empty() {
+            object.insert("rootTraceName".into(), json!(self.root_trace_name));
+        }
+        if self.start_time_unix_nano != 0 {
+            object.insert(
+                "startTimeUnixNano".into(),
+                json!(self.start_time_unix_nano.to_string()),
+            );
+        }
+        if self.duration_ms != 0 {
+            object.insert("durationMs".into(), json!(self.duration_ms));
+        }
+        if let Some(matches) = &self.matches {
+            let sets: Vec<Value> = matches
+                .span_sets
+                .iter()
+                .map(SpanSetMatch::to_json)
+                .collect();
+            object.insert("spanSets".into(), Value::Array(sets));
+            let mut stats = Map::new();
+            for (service, counts) in &matches.service_stats {
+                let mut entry = Map::new();
+                entry.insert("spanCount".into(), json!(counts.span_count));
+                if counts.error_count != 0 {
+                    entry.insert("errorCount".into(), json!(counts.error_count));
+                }
+                stats.insert(service.clone(), Value::Object(entry));
+            }
+            object.insert("serviceStats".into(), Value::Object(stats));
+        }
+        Value::Object(object)
+    }
+}
+
+impl SpanSetMatch {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        if !self.spans.is_empty() {
+            let spans = self.spans.iter().map(SpanMatch::to_json).collect();
+            object.insert("spans".into(), Value::Array(spans));
+        }
+        object.insert("matched".into(), json!(self.matched));
+        let attributes: Vec<Value> = self
+            .attributes
+            .iter()
+            .filter_map(|(key, value)| key_value(key, value))
+            .collect();
+        if !attributes.is_empty() {
+            object.insert("attributes".into(), Value::Array(attributes));
+        }
+        Value::Object(object)
+    }
+
+    /// The grouping values as OTLP key-values, nil values left out (what `to_json` lists).
+    pub fn key_values(&self) -> Vec<KeyValue> {
+        self.attributes
+            .iter()
+            .filter_map(|(key, value)| proto_key_value(key, value))
+            .collect()
+    }
+}
+
+impl SpanMatch {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        object.insert("spanID".into(), json!(self.span_id));
+        if !self.name.is_empty() {
+            object.insert("name".into(), json!(self.name));
+        }
+        if self.start_time_unix_nano != 0 {
+            object.insert(
+                "startTimeUnixNano".into(),
+                json!(self.start_time_unix_nano.to_string()),
+            );
+        }
+        if self.duration_nanos != 0 {
+            object.insert(
+                "durationNanos".into(),
+                json!(self.duration_nanos.to_string()),
+            );
+        }
+        let attributes: Vec<Value> = self
+            .attributes
+            .iter()
+            .filter_map(|(key, value)| listed_key_value(key, value))
+            .collect();
+        if !attributes.is_empty() {
+            object.insert("attributes".into(), Value::Array(attributes));
+        }
+        Value::Object(object)
+    }
+
+    /// The listed attributes as OTLP key-values, nil as the string `nil` (what `to_json`
+    /// lists).
+    pub fn key_values(&self) -> Vec<KeyValue> {
+        self.attributes
+            .iter()
+            .filter_map(|(key, value)| match value {
+                Static::Nil => proto_key_value(key, &Static::String("nil".into())),
+                other => proto_key_value(key, other),
+            })
+            .collect()
+    }
 }
 
 impl CompiledSearch {
@@ -161,74 +334,53 @@ impl CompiledSearch {
         } else {
             options.spans_per_spanset
         };
-        let mut object = Map::new();
-        object.insert("traceID".into(), json!(info.trace_id_hex));
-        object.insert(
-            "rootServiceName".into(),
-            json!(info
+        let mut metadata = TraceSearchMetadata {
+            trace_id: info.trace_id_hex.clone(),
+            root_service_name: info
                 .root_service
                 .clone()
-                .unwrap_or_else(|| ROOT_SPAN_NOT_YET_RECEIVED.to_string())),
-        );
-        if let Some(name) = info.root_name.as_ref().filter(|n| !n.is_empty()) {
-            object.insert("rootTraceName".into(), json!(name));
+                .unwrap_or_else(|| ROOT_SPAN_NOT_YET_RECEIVED.to_string()),
+            root_trace_name: info.root_name.clone().unwrap_or_default(),
+            start_time_unix_nano: info.start,
+            duration_ms: info.duration / 1_000_000,
+            matches: None,
+        };
+        if !self.metadata_only {
+            metadata.matches = Some(TraceMatches {
+                span_sets: result
+                    .iter()
+                    .map(|set| self.spanset_match(evaluator, set, &spans, spss))
+                    .collect(),
+                service_stats: service_stats(&spans),
+            });
         }
-        if info.start != 0 {
-            object.insert("startTimeUnixNano".into(), json!(info.start.to_string()));
-        }
-        let duration_ms = info.duration / 1_000_000;
-        if duration_ms != 0 {
-            object.insert("durationMs".into(), json!(duration_ms));
-        }
-        if self.metadata_only {
-            return Ok(Some(TraceMatch {
-                start: info.start,
-                json: Value::Object(object),
-            }));
-        }
-        let sets: Vec<Value> = result
-            .iter()
-            .map(|set| self.spanset_json(evaluator, set, &spans, spss))
-            .collect();
-        object.insert("spanSets".into(), Value::Array(sets));
-        object.insert("serviceStats".into(), service_stats(&spans));
         Ok(Some(TraceMatch {
             start: info.start,
-            json: Value::Object(object),
+            metadata,
         }))
     }
 
-    fn spanset_json(
+    fn spanset_match(
         &self,
         evaluator: &Evaluator,
         set: &Spanset,
         spans: &[SpanData],
         spss: usize,
-    ) -> Value {
-        let listed: Vec<Value> = set
-            .spans
-            .iter()
-            .take(spss)
-            .filter_map(|&index| spans.get(index))
-            .map(|span| self.span_json(evaluator, span))
-            .collect();
-        let mut object = Map::new();
-        if !listed.is_empty() {
-            object.insert("spans".into(), Value::Array(listed));
+    ) -> SpanSetMatch {
+        SpanSetMatch {
+            spans: set
+                .spans
+                .iter()
+                .take(spss)
+                .filter_map(|&index| spans.get(index))
+                .map(|span| self.span_match(evaluator, span))
+                .collect(),
+            matched: set.spans.len() as u64,
+            attributes: set.attributes.clone(),
         }
-        object.insert("matched".into(), json!(set.spans.len()));
-        let attributes: Vec<Value> = set
-            .attributes
-            .iter()
-            .filter_map(|(key, value)| key_value(key, value))
-            .collect();
-        if !attributes.is_empty() {
-            object.insert("attributes".into(), Value::Array(attributes));
-        }
-        Value::Object(object)
     }
 
-    fn span_json(&self, evaluator: &Evaluator, span: &SpanData) -> Value {
+    fn span_match(&self, evaluator: &Evaluator, span: &SpanData) -> SpanMatch {
         use super::eval::SpanView;
         let mut show_name = false;
         let mut listed: Vec<(String, Static)> = Vec::new();
@@ -264,25 +416,17 @@ impl CompiledSearch {
                 list(&attribute.name, value);
             }
         }
-        let mut object = Map::new();
-        object.insert("spanID".into(), json!(format!("{:0>16}", span.span_id)));
-        if show_name && !span.name.is_empty() {
-            object.insert("name".into(), json!(span.name));
+        SpanMatch {
+            span_id: format!("{:0>16}", span.span_id),
+            name: if show_name {
+                span.name.clone()
+            } else {
+                String::new()
+            },
+            start_time_unix_nano: span.start,
+            duration_nanos: span.duration,
+            attributes: listed,
         }
-        if span.start != 0 {
-            object.insert("startTimeUnixNano".into(), json!(span.start.to_string()));
-        }
-        if span.duration != 0 {
-            object.insert("durationNanos".into(), json!(span.duration.to_string()));
-        }
-        let attributes: Vec<Value> = listed
-            .iter()
-            .filter_map(|(key, value)| listed_key_value(key, value))
-            .collect();
-        if !attributes.is_empty() {
-            object.insert("attributes".into(), Value::Array(attributes));
-        }
-        Value::Object(object)
     }
 }
 
@@ -437,8 +581,8 @@ fn listed_key_value(key: &str, value: &Static) -> Option<Value> {
     }
 }
 
-fn service_stats(spans: &[SpanData]) -> Value {
-    let mut stats: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+fn service_stats(spans: &[SpanData]) -> BTreeMap<String, ServiceStats> {
+    let mut stats: BTreeMap<String, ServiceStats> = BTreeMap::new();
     for span in spans {
         let service = span
             .resource
@@ -450,21 +594,47 @@ fn service_stats(spans: &[SpanData]) -> Value {
             })
             .unwrap_or_default();
         let entry = stats.entry(service).or_default();
-        entry.0 += 1;
+        entry.span_count += 1;
         if span.status == Status::Error {
-            entry.1 += 1;
+            entry.error_count += 1;
         }
     }
-    let mut object = Map::new();
-    for (service, (count, errors)) in stats {
-        let mut entry = Map::new();
-        entry.insert("spanCount".into(), json!(count));
-        if errors != 0 {
-            entry.insert("errorCount".into(), json!(errors));
-        }
-        object.insert(service, Value::Object(entry));
-    }
-    Value::Object(object)
+    stats
+}
+
+/// A value as an OTLP `AnyValue`, exactly as [`any_value`] renders it in JSON; `None` for
+/// nil.
+fn proto_any_value(value: &Static) -> Option<AnyValue> {
+    use opentelemetry_proto::tonic::common::v1::ArrayValue;
+    let text = |text: String| AnyValueKind::StringValue(text);
+    let array = |values: Vec<Static>| {
+        AnyValueKind::ArrayValue(ArrayValue {
+            values: values.iter().filter_map(proto_any_value).collect(),
+        })
+    };
+    let kind = match value {
+        Static::Nil => return None,
+        Static::Int(i) => AnyValueKind::IntValue(*i),
+        Static::Float(f) => AnyValueKind::DoubleValue(*f),
+        Static::String(s) => text(s.clone()),
+        Static::Bool(b) => AnyValueKind::BoolValue(*b),
+        Static::Duration(d) => text(format_go_duration(*d)),
+        Static::Status(s) => text(s.as_str().to_string()),
+        Static::Kind(k) => text(k.as_str().to_string()),
+        Static::IntArray(v) => array(v.iter().map(|x| Static::Int(*x)).collect()),
+        Static::FloatArray(v) => array(v.iter().map(|x| Static::Float(*x)).collect()),
+        Static::StringArray(v) => array(v.iter().map(|x| Static::String(x.clone())).collect()),
+        Static::BoolArray(v) => array(v.iter().map(|x| Static::Bool(*x)).collect()),
+    };
+    Some(AnyValue { value: Some(kind) })
+}
+
+fn proto_key_value(key: &str, value: &Static) -> Option<KeyValue> {
+    proto_any_value(value).map(|value| KeyValue {
+        key: key.to_string(),
+        value: Some(value),
+        ..KeyValue::default()
+    })
 }
 
 /// A value as OTLP `AnyValue` proto3 JSON; `None` for nil.
@@ -626,7 +796,7 @@ mod tests {
             .expect(query);
         let mut ids: Vec<String> = found
             .map(|m| {
-                m.json["spanSets"]
+                m.metadata.to_json()["spanSets"]
                     .as_array()
                     .into_iter()
                     .flatten()
@@ -679,8 +849,8 @@ mod tests {
             )
             .expect("runs")
             .expect("matches");
-        assert_eq!(found.json["rootServiceName"], ROOT_SPAN_NOT_YET_RECEIVED);
-        assert!(found.json.get("rootTraceName").is_none());
-        assert_eq!(found.json["spanSets"][0]["matched"], 3);
+        assert_eq!(found.metadata.to_json()["rootServiceName"], ROOT_SPAN_NOT_YET_RECEIVED);
+        assert!(found.metadata.to_json().get("rootTraceName").is_none());
+        assert_eq!(found.metadata.to_json()["spanSets"][0]["matched"], 3);
     }
 }
