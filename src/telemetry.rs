@@ -241,7 +241,7 @@ impl Telemetry {
 
 /// The ingester's figures as metrics (read at scrape time).
 pub fn render_ingester(stats: &crate::ingester::IngesterStats, out: &mut String) {
-    let samples: [(&str, &str, &str, u64); 19] = [
+    let samples: [(&str, &str, &str, u64); 20] = [
         (
             "vivace_ingester_tenants",
             "gauge",
@@ -325,6 +325,12 @@ pub fn render_ingester(stats: &crate::ingester::IngesterStats, out: &mut String)
             "counter",
             "Blocks written to the store.",
             stats.blocks_flushed,
+        ),
+        (
+            "vivace_ingester_head_segments_built_total",
+            "counter",
+            "Head segments whose columns (in-memory vParquet4 for queries) were built.",
+            stats.head_segments_built,
         ),
         (
             "tempo_ingester_failed_flushes_total",

@@ -142,10 +142,13 @@ async fn queries_over_a_changing_bucket_see_every_trace_once() {
     let mut rounds = 0;
     let mut saw_blocks = false;
     let mut saw_compaction = false;
-    while rounds < ROUNDS || !(saw_blocks && saw_compaction) {
+    // Complete traces sealed into head segments, read as columns until their block is written.
+    let mut saw_segments = false;
+    while rounds < ROUNDS || !(saw_blocks && saw_compaction && saw_segments) {
         assert!(
             started.elapsed() < Duration::from_secs(120),
-            "no block cut or compaction seen in 120 s (blocks {saw_blocks}, compaction {saw_compaction})"
+            "no head segment, block cut or compaction seen in 120 s (segments {saw_segments}, \
+             blocks {saw_blocks}, compaction {saw_compaction})"
         );
         let (search_answer, metrics_answer) = tokio::join!(
             client.get(search.clone()).send(),
@@ -181,9 +184,26 @@ async fn queries_over_a_changing_bucket_see_every_trace_once() {
             (TRACES * SPANS_PER_TRACE) as f64,
             "round {rounds}: metrics counted {counted} spans: {body}"
         );
+        saw_segments |= head_segments_built(&client, &vivace).await > 0;
         saw_blocks |= count_files(&vivace.data, "meta.json") > 0;
         saw_compaction |= count_files(&vivace.data, "meta.compacted.json") > 0;
         rounds += 1;
     }
     assert!(rounds >= ROUNDS);
+}
+
+/// `vivace_ingester_head_segments_built_total` from `/metrics`.
+async fn head_segments_built(client: &reqwest::Client, vivace: &Vivace) -> u64 {
+    let text = client
+        .get(vivace.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix("vivace_ingester_head_segments_built_total "))
+        .map(|value| value.trim().parse().unwrap())
+        .unwrap_or_else(|| panic!("/metrics has no vivace_ingester_head_segments_built_total"))
 }

@@ -430,12 +430,22 @@ impl RecordChunker {
     }
 }
 
-/// Complete traces are sealed into a segment once this many bytes of them wait (or
-/// `max_block_bytes`, when smaller): a segment is what one columnar read covers.
+/// Complete traces are sealed into a segment once this many bytes of them wait (or less,
+/// see [`segment_bytes`]): a segment is what one columnar read covers.
 pub(crate) const SEGMENT_BYTES: u64 = 16 << 20;
 /// … or once the oldest of them has waited this long, so recent traces reach columns within
 /// seconds of completing (Tempo flushes its WAL blocks every few seconds too).
 pub(crate) const SEGMENT_AGE: Duration = Duration::from_secs(5);
+
+/// The most bytes of pieces one segment holds: [`SEGMENT_BYTES`], or less so that a block
+/// is a few segments and building one segment's columns (which decodes its traces) takes a
+/// small share of the head's budget.
+pub(crate) fn segment_bytes(max_block_bytes: u64, max_head_bytes: u64) -> u64 {
+    SEGMENT_BYTES
+        .min(max_block_bytes)
+        .min(max_head_bytes / 16)
+        .max(1)
+}
 
 #[derive(Default)]
 struct TenantHead {
@@ -649,11 +659,10 @@ impl Head {
         completed_count
     }
 
-    /// Seals each tenant's open complete traces into segments once [`SEGMENT_BYTES`] (or
-    /// `max_block_bytes`, when smaller) of them wait or the oldest waited [`SEGMENT_AGE`];
+    /// Seals each tenant's open complete traces into segments of at most `segment_bytes`
+    /// (see [`segment_bytes`]) once that many wait or the oldest waited [`SEGMENT_AGE`];
     /// answers the new segments, whose columns the caller builds.
-    pub fn seal_due(&mut self, now: Instant, max_block_bytes: u64) -> Vec<Arc<Segment>> {
-        let segment_bytes = SEGMENT_BYTES.min(max_block_bytes).max(1);
+    pub fn seal_due(&mut self, now: Instant, segment_bytes: u64) -> Vec<Arc<Segment>> {
         let mut sealed = Vec::new();
         for tenant_head in self.tenants.values_mut() {
             let due = tenant_head.open_bytes >= segment_bytes
@@ -721,10 +730,10 @@ impl Head {
             .any(|tenant_head| !tenant_head.flushing.is_empty())
     }
 
-    /// Moves every tenant's complete traces (their open ones sealed first) into flush batches
-    /// of whole segments, of about `max_block_bytes` each.
-    pub fn cut(&mut self, max_block_bytes: u64) {
-        let segment_bytes = SEGMENT_BYTES.min(max_block_bytes).max(1);
+    /// Moves every tenant's complete traces (their open ones sealed first, in segments of at
+    /// most `segment_bytes`) into flush batches of whole segments, of about
+    /// `max_block_bytes` each.
+    pub fn cut(&mut self, max_block_bytes: u64, segment_bytes: u64) {
         for (tenant, tenant_head) in self.tenants.iter_mut() {
             tenant_head.seal(segment_bytes);
             let sealed = std::mem::take(&mut tenant_head.sealed);
@@ -1100,10 +1109,10 @@ mod tests {
         head.append("t", vec![(TraceId([2; 16]), piece(20, 8))], at(1));
         head.append("t", vec![(TraceId([3; 16]), piece(30, 8))], at(2));
         head.sweep(at(20), idle, max_live);
-        head.cut(1 << 20);
+        head.cut(1 << 20, 1 << 20);
         head.append("t", vec![(TraceId([2; 16]), piece(21, 8))], at(21));
         head.sweep(at(40), idle, max_live);
-        head.cut(1 << 20);
+        head.cut(1 << 20, 1 << 20);
         // Trace 6 completes and is sealed; trace 4 completes and waits, open.
         head.append("t", vec![(TraceId([6; 16]), piece(60, 8))], at(40));
         head.sweep(at(50), idle, max_live);
@@ -1180,7 +1189,7 @@ mod tests {
             head.cut_reason(start, max_live, 100),
             Some("max_block_bytes")
         );
-        head.cut(1 << 20);
+        head.cut(1 << 20, 1 << 20);
         let batches = head.flushing_batches();
         assert_eq!(batches.len(), 1);
         assert_eq!(batches[0].trace_count(), 1);
@@ -1207,7 +1216,7 @@ mod tests {
             now,
         );
         head.complete_all(now);
-        head.cut(1 << 20);
+        head.cut(1 << 20, 1 << 20);
         let batches = head.flushing_batches();
         let dropped = HashSet::from([TraceId([2; 16])]);
         let keep_until = Some(now + Duration::from_secs(15));
@@ -1252,7 +1261,7 @@ mod tests {
             );
         }
         head.complete_all(start);
-        head.cut(2500);
+        head.cut(2500, 2500);
         let batches = head.flushing_batches();
         assert_eq!(batches.len(), 5);
         assert_eq!(

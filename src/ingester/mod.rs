@@ -1,4 +1,5 @@
-//! The ingester: a durable write-ahead log, the head of live traces, and block cutting.
+//! The ingester: a durable write-ahead log, the head of live traces and sealed segments, and
+//! block cutting.
 //!
 //! # Life of a push
 //!
@@ -33,6 +34,18 @@
 //!
 //! The log on disk therefore holds about what the head holds. Flushes run on the background
 //! task and never block pushes, except through the head budget.
+//!
+//! # Segments: the head as columns
+//!
+//! Complete traces wait *open* until a few megabytes of them have gathered or the oldest has
+//! waited `SEGMENT_AGE` (seconds); then they are *sealed* into an immutable segment, and the
+//! background loop builds its columns: the segment's traces as an in-memory vParquet4 file
+//! of the block schema (Tempo flushes its WAL blocks into small Parquet files the same way).
+//! Queries read live and open traces whole, then every segment as they read a block (the
+//! same pruning, column evaluation and early stop), so a query never decodes the whole head.
+//! A cut moves whole segments into flush batches; the pieces stay the one source of the
+//! log, trace-by-ID lookups and the block written at a cut, and a segment whose columns are
+//! not built yet is read by decoding its pieces.
 //!
 //! # Replay
 //!
@@ -186,6 +199,8 @@ pub struct IngesterStats {
     pub wal_write_failures: u64,
     /// Blocks handed to the sink successfully.
     pub blocks_flushed: u64,
+    /// Head segments whose columns were built since start.
+    pub head_segments_built: u64,
     /// Block writes that failed (and will be retried).
     pub flush_failures: u64,
     /// Pushes acknowledged.
@@ -220,6 +235,7 @@ struct Counters {
     pushes_accepted: AtomicU64,
     pushes_refused: AtomicU64,
     blocks_flushed: AtomicU64,
+    segments_built: AtomicU64,
     flush_failures: AtomicU64,
     replayed_records: AtomicU64,
     wal_truncated_bytes: AtomicU64,
@@ -474,7 +490,7 @@ impl Ingester {
                 self.config.trace_idle_period,
                 self.config.max_block_duration,
             );
-            head.seal_due(now, self.config.max_block_bytes);
+            head.seal_due(now, self.segment_bytes());
             let freed = head.expire_flushed(Some(now));
             let mut reason = head.cut_reason(
                 now,
@@ -507,6 +523,10 @@ impl Ingester {
         self.build_segment_columns().await;
     }
 
+    fn segment_bytes(&self) -> u64 {
+        head::segment_bytes(self.config.max_block_bytes, self.config.max_head_bytes)
+    }
+
     /// Builds the columns of every segment that lacks them, one after the other on the
     /// blocking pool (at most one core), so queries read recent traces as they read blocks.
     async fn build_segment_columns(&self) {
@@ -518,8 +538,11 @@ impl Ingester {
                 building.build_columns();
             })
             .await;
-            if let Err(error) = built {
-                tracing::error!(%error, "building a head segment's columns failed");
+            match built {
+                Ok(()) => {
+                    self.counters.segments_built.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(error) => tracing::error!(%error, "building a head segment's columns failed"),
             }
         }
     }
@@ -563,7 +586,7 @@ impl Ingester {
             if complete_everything {
                 head.complete_all(cut_at);
             }
-            head.cut(self.config.max_block_bytes);
+            head.cut(self.config.max_block_bytes, self.segment_bytes());
             (head.flushing_batches(), head.unflushed_records())
         };
         let mut wal_consistent = true;
@@ -739,6 +762,7 @@ impl Ingester {
             wal_syncs: self.wal_counters.syncs.load(Ordering::Relaxed),
             wal_write_failures: self.wal_counters.write_failures.load(Ordering::Relaxed),
             blocks_flushed: self.counters.blocks_flushed.load(Ordering::Relaxed),
+            head_segments_built: self.counters.segments_built.load(Ordering::Relaxed),
             flush_failures: self.counters.flush_failures.load(Ordering::Relaxed),
             pushes_accepted: self.counters.pushes_accepted.load(Ordering::Relaxed),
             pushes_refused: self.counters.pushes_refused.load(Ordering::Relaxed),

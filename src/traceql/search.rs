@@ -849,7 +849,10 @@ mod tests {
             )
             .expect("runs")
             .expect("matches");
-        assert_eq!(found.metadata.to_json()["rootServiceName"], ROOT_SPAN_NOT_YET_RECEIVED);
+        assert_eq!(
+            found.metadata.to_json()["rootServiceName"],
+            ROOT_SPAN_NOT_YET_RECEIVED
+        );
         assert!(found.metadata.to_json().get("rootTraceName").is_none());
         assert_eq!(found.metadata.to_json()["spanSets"][0]["matched"], 3);
     }
