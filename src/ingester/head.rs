@@ -1055,10 +1055,13 @@ mod tests {
         Bytes::from(vec![byte; len])
     }
 
+    /// Whole traces (ID and pieces by their first byte) and segments (IDs), in order.
+    type SnapshotOrder = (Vec<(u8, Vec<u8>)>, Vec<Vec<u8>>);
+
     /// The IDs (first byte) and pieces (their bytes' first byte) of a snapshot's whole
     /// traces, in the order batches of `first`, doubling, hand them out; then the IDs of each
     /// segment, in the order they are handed out.
-    fn snapshot_order(head: &Head, first: usize) -> (Vec<(u8, Vec<u8>)>, Vec<Vec<u8>>) {
+    fn snapshot_order(head: &Head, first: usize) -> SnapshotOrder {
         let mut snapshot = HeadSnapshot::default();
         head.snapshot_into("t", &mut snapshot);
         let count = snapshot.len();

@@ -363,8 +363,6 @@ impl Querier {
             self.ingester.snapshot_into(tenant, &mut head);
             if let Some((start, end)) = window {
                 head.retain_segments_overlapping(start, end);
-            }
-            if let Some((start, end)) = window {
                 blocks.extend(
                     self.store
                         .blocks(tenant)
@@ -377,14 +375,16 @@ impl Querier {
         ReadPlan { head, blocks }
     }
 
-    /// Feeds `visit` batches of whole traces on the blocking pool: first the head, most
-    /// recently received traces first, then the blocks, newest first, each block's traces in
-    /// row order. Stops as soon as `visit` returns `false`: no further head trace is decoded
-    /// and block reads stop at their next batch, in the middle of a row group if need be.
+    /// Feeds `visit` batches of traces (or span columns) on the blocking pool: first the
+    /// head (its live and open traces whole, most recently received first, then its sealed
+    /// segments read as blocks, see [`scan_head`]), then the blocks, newest first, each
+    /// block's traces in row order. Stops as soon as `visit` returns `false`: no further head
+    /// trace is decoded and segment and block reads stop at their next batch, in the middle of
+    /// a row group if need be.
     ///
     /// A trace split between the head and a block is visited piece by piece (as Tempo judges
     /// the ingesters' and the blocks' parts apart); callers that must count a trace once keep
-    /// the IDs they saw. Blocks are read `read_parallelism()` at a time, each skipping the
+    /// the IDs they saw ([`Batch::counts_trace`]). Blocks are read `read_parallelism()` at a time, each skipping the
     /// traces `filter` rules out (`None`: every trace), while `visit` consumes them in plan
     /// order, so results and early stop are those of a sequential scan. Memory: one batch
     /// being visited plus, per block read at once, [`BATCHES_AHEAD`] decoded batches and the
