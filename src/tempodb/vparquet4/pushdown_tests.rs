@@ -152,7 +152,7 @@ fn filtered(block: &Bytes, query: &str) -> (Vec<(TraceId, Trace)>, pushdown::Pus
 }
 
 /// IDs of the traces among `traces` that `query` matches.
-fn matches(traces: &[(TraceId, Trace)], query: &str) -> BTreeSet<TraceId> {
+pub(crate) fn matches(traces: &[(TraceId, Trace)], query: &str) -> BTreeSet<TraceId> {
     let compiled = CompiledSearch::new(parse_and_validate(query).expect("query is valid"))
         .expect("search query");
     let evaluator = Evaluator::new(StructuralMode::Real);
@@ -593,24 +593,38 @@ pub(crate) fn column_metrics_query() -> impl Strategy<Value = String> {
     (filter, function, by).prop_map(|(filter, function, by)| format!("{filter} | {function}{by}"))
 }
 
-/// Runs `query` over `block` once from decoded traces, once from span columns (traces where a
-/// row group's columns do not suffice), and returns both answers.
-fn metrics_both_ways(
-    block: &Bytes,
-    query: &str,
-) -> (
+/// Both answers of a metrics query: from decoded traces, from span columns, and how many
+/// batches came as columns.
+pub(crate) type BothWays = (
     crate::traceql::metrics::QueryRangeResponse,
     crate::traceql::metrics::QueryRangeResponse,
     u64,
-) {
-    use crate::traceql::metrics::{CompiledMetrics, MetricsEvaluation, MetricsRequest};
+);
+
+/// Runs `query` over `block` once from decoded traces, once from span columns (traces where a
+/// row group's columns do not suffice), and returns both answers.
+fn metrics_both_ways(block: &Bytes, query: &str) -> BothWays {
+    let base = 1_700_000_000_000_000_000u64;
+    let request =
+        crate::traceql::metrics::MetricsRequest::range(base - 2_000, base + 6_000, 1_000, 100)
+            .unwrap();
+    metrics_both_ways_in(block, &dedicated(), query, request)
+}
+
+/// [`metrics_both_ways`] over a block with its own dedicated columns and a request of the
+/// caller's.
+pub(crate) fn metrics_both_ways_in(
+    block: &Bytes,
+    dedicated_columns: &[DedicatedColumn],
+    query: &str,
+    request: crate::traceql::metrics::MetricsRequest,
+) -> BothWays {
+    use crate::traceql::metrics::{CompiledMetrics, MetricsEvaluation};
     let compiled = CompiledMetrics::new(parse_and_validate(query).expect("query is valid"))
         .expect("metrics query");
     let fields = compiled
         .span_fields()
         .unwrap_or_else(|| panic!("{query} reads only span columns"));
-    let base = 1_700_000_000_000_000_000u64;
-    let request = MetricsRequest::range(base - 2_000, base + 6_000, 1_000, 100).unwrap();
     let metadata = read_metadata(block).unwrap();
     let evaluator = Evaluator::new(StructuralMode::Real);
 
@@ -618,7 +632,7 @@ fn metrics_both_ways(
     let (traces, _) = pushdown::read_traces_filtered(
         block.clone(),
         &metadata,
-        &dedicated(),
+        dedicated_columns,
         &TraceFilter::True,
         &Needs::ALL,
     )
@@ -634,7 +648,7 @@ fn metrics_both_ways(
     pushdown::stream_filtered(
         block.clone(),
         &metadata,
-        &dedicated(),
+        dedicated_columns,
         &TraceFilter::True,
         pushdown::Decode::Columns {
             fields: &fields,
