@@ -315,7 +315,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(6))]
+    #![proptest_config(ProptestConfig::with_cases(4))]
 
     /// The large golden block (40,900 traces in one row group): fewer cases, as each reads
     /// the whole block.
