@@ -21,12 +21,15 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 /// Where the sources may name `../shared`, and how many times.
-const ALLOWED: [(&str, usize); 4] = [
+const ALLOWED: [(&str, usize); 5] = [
     // The conformance tables: every test in these files is a tempo_suite_ test (checked below).
     ("tests/traceql_conformance.rs", 2),
     ("tests/traceql_eval_conformance.rs", 2),
     // Tempo's bloom goldens, read only by tempo_suite_bloom_goldens_regenerate_byte_for_byte.
     ("src/tempodb/bloom.rs", 1),
+    // The large Tempo-written block, read only by
+    // tempo_suite_large_block_reads_the_same_filtered_and_as_columns (checked below).
+    ("src/tempodb/vparquet4/pushdown_golden_tests.rs", 1),
     // The search benchmark's default for the large Tempo-written block (not a test).
     ("src/bench/mod.rs", 1),
 ];
@@ -89,6 +92,19 @@ fn only_tempo_suites_read_the_team_library() {
         "defined once, read once"
     );
     assert!(suite.contains("BLOOM_GOLDENS"));
+    let golden_tests = std::fs::read_to_string(
+        Path::new(ROOT).join("src/tempodb/vparquet4/pushdown_golden_tests.rs"),
+    )
+    .expect("read pushdown_golden_tests.rs");
+    let large_suite = golden_tests
+        .split("fn tempo_suite_large_block_reads_the_same_filtered_and_as_columns")
+        .nth(1)
+        .expect("the large-block suite");
+    assert_eq!(
+        golden_tests.matches("large()").count(),
+        large_suite.matches("large()").count() + 1,
+        "large() is defined once and read only by the tempo_suite_ test"
+    );
 }
 
 /// Runs `tests/shared-suites.sh` from a copy of the repository's `tests/` folder in a fresh
@@ -106,6 +122,7 @@ fn shared_suites(with_library: bool, ci: bool) -> std::process::Output {
         for needed in [
             "shared/conformance/traceql",
             "shared/golden/tempo-blocks/repo-testdata-common-bloom",
+            "shared/golden/tempo-blocks/large",
         ] {
             std::fs::create_dir_all(dir.path().join(needed)).expect("create the library");
         }
