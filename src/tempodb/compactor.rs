@@ -376,12 +376,22 @@ impl Store {
         meta: &BlockMeta,
         tiers: &RetentionTiersConfig,
     ) -> Result<u64, StoreError> {
-        let kept: Vec<(TraceId, Trace)> = self
-            .read_block_traces(meta)
-            .await?
-            .into_iter()
-            .filter(|(_, trace)| tiers.keeps(trace))
-            .collect();
+        let traces = self.read_block_traces(meta).await?;
+        let keeps = tiers.clone();
+        let kept: Vec<(TraceId, Trace)> = tokio::task::spawn_blocking(move || {
+            Stage::Compaction.run(|| {
+                traces
+                    .into_iter()
+                    .filter(|(_, trace)| keeps.keeps(trace))
+                    .collect()
+            })
+        })
+        .await
+        .map_err(|error| StoreError::Task {
+            tenant: meta.tenant_id.clone(),
+            task: "retention tier filter",
+            reason: error.to_string(),
+        })?;
         if kept.is_empty() {
             return Ok(0);
         }
@@ -404,25 +414,19 @@ impl Store {
     /// compacted. The merged block is listed before any input leaves the list.
     async fn compact(&self, inputs: &[BlockMeta]) -> Result<BlockMeta, StoreError> {
         let tenant = inputs[0].tenant_id.clone();
-        let mut by_id: BTreeMap<TraceId, Vec<Trace>> = BTreeMap::new();
+        let mut read = Vec::with_capacity(inputs.len());
         for input in inputs {
-            for (id, trace) in self.read_block_traces(input).await? {
-                by_id.entry(id).or_default().push(trace);
-            }
+            read.push(self.read_block_traces(input).await?);
         }
-        let traces: Vec<(TraceId, Trace)> = by_id
-            .into_iter()
-            .map(|(id, pieces)| {
-                (
-                    id,
-                    if pieces.len() == 1 {
-                        pieces.into_iter().next().unwrap_or_default()
-                    } else {
-                        combine(pieces)
-                    },
-                )
-            })
-            .collect();
+        // Merging by ID and combining split traces is CPU work proportional to the inputs.
+        let traces =
+            tokio::task::spawn_blocking(move || Stage::Compaction.run(|| merge_by_trace_id(read)))
+                .await
+                .map_err(|error| StoreError::Task {
+                    tenant: tenant.clone(),
+                    task: "compaction merge",
+                    reason: error.to_string(),
+                })?;
         let level = inputs
             .iter()
             .map(|meta| meta.compaction_level)
@@ -546,4 +550,23 @@ impl Store {
             }
         })
     }
+}
+
+/// The traces of several blocks as one list sorted by ID, the parts of a trace found in
+/// several blocks combined (spans deduplicated).
+fn merge_by_trace_id(blocks: Vec<Vec<(TraceId, Trace)>>) -> Vec<(TraceId, Trace)> {
+    let mut by_id: BTreeMap<TraceId, Vec<Trace>> = BTreeMap::new();
+    for (id, trace) in blocks.into_iter().flatten() {
+        by_id.entry(id).or_default().push(trace);
+    }
+    by_id
+        .into_iter()
+        .map(|(id, mut pieces)| {
+            let trace = match pieces.len() {
+                1 => pieces.pop().unwrap_or_default(),
+                _ => combine(pieces),
+            };
+            (id, trace)
+        })
+        .collect()
 }
