@@ -202,8 +202,6 @@ async fn head_segments_built(client: &reqwest::Client, vivace: &Vivace) -> u64 {
         .text()
         .await
         .unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix("vivace_ingester_head_segments_built_total "))
-        .map(|value| value.trim().parse().unwrap())
-        .unwrap_or_else(|| panic!("/metrics has no vivace_ingester_head_segments_built_total"))
+    common::sample_value(&text, "vivace_ingester_head_segments_built_total")
+        .expect("/metrics has vivace_ingester_head_segments_built_total") as u64
 }

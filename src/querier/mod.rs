@@ -607,6 +607,17 @@ impl Batch {
         self
     }
 
+    /// A batch of traces decoded from head pieces.
+    fn of_traces(traces: Vec<(TraceId, Trace)>, head_part: Option<Arc<TraceIdSet>>) -> Batch {
+        Batch {
+            _held: Some(Held::new(traces.len())),
+            traces,
+            columns: None,
+            job_done: false,
+            head_part,
+        }
+    }
+
     /// A batch of what a block or head segment read decoded.
     fn decoded(decoded: Decoded, head_part: Option<Arc<TraceIdSet>>) -> Batch {
         let (traces, columns, held) = match decoded {
@@ -658,14 +669,7 @@ fn scan_head<S>(
             .iter()
             .filter_map(|head_trace| Some((head_trace.trace_id, head_trace.trace()?)))
             .collect();
-        let batch = Batch {
-            _held: Some(Held::new(traces.len())),
-            traces,
-            columns: None,
-            job_done: false,
-            head_part: None,
-        };
-        if !visit(&mut state, batch)? {
+        if !visit(&mut state, Batch::of_traces(traces, None))? {
             return Ok((state, false, stats));
         }
     }
@@ -717,14 +721,7 @@ fn visit_segment_pieces<S>(
                 Some((**trace_id, head_trace.trace()?))
             })
             .collect();
-        let batch = Batch {
-            _held: Some(Held::new(traces.len())),
-            traces,
-            columns: None,
-            job_done: false,
-            head_part: Some(Arc::clone(whole)),
-        };
-        if !visit(state, batch)? {
+        if !visit(state, Batch::of_traces(traces, Some(Arc::clone(whole))))? {
             return Ok(false);
         }
     }

@@ -118,6 +118,22 @@ pub struct SpanMatch {
     pub attributes: Vec<(String, Static)>,
 }
 
+/// Adds `attributes` as rendered by `render` (those it leaves out are not listed), unless
+/// none is left.
+fn insert_attributes(
+    object: &mut Map<String, Value>,
+    attributes: &[(String, Static)],
+    render: fn(&str, &Static) -> Option<Value>,
+) {
+    let rendered: Vec<Value> = attributes
+        .iter()
+        .filter_map(|(key, value)| render(key, value))
+        .collect();
+    if !rendered.is_empty() {
+        object.insert("attributes".into(), Value::Array(rendered));
+    }
+}
+
 /// One matching trace and its start (to order results).
 #[derive(Debug, Clone)]
 pub struct TraceMatch {
@@ -174,14 +190,7 @@ impl SpanSetMatch {
             object.insert("spans".into(), Value::Array(spans));
         }
         object.insert("matched".into(), json!(self.matched));
-        let attributes: Vec<Value> = self
-            .attributes
-            .iter()
-            .filter_map(|(key, value)| key_value(key, value))
-            .collect();
-        if !attributes.is_empty() {
-            object.insert("attributes".into(), Value::Array(attributes));
-        }
+        insert_attributes(&mut object, &self.attributes, key_value);
         Value::Object(object)
     }
 
@@ -213,14 +222,7 @@ impl SpanMatch {
                 json!(self.duration_nanos.to_string()),
             );
         }
-        let attributes: Vec<Value> = self
-            .attributes
-            .iter()
-            .filter_map(|(key, value)| listed_key_value(key, value))
-            .collect();
-        if !attributes.is_empty() {
-            object.insert("attributes".into(), Value::Array(attributes));
-        }
+        insert_attributes(&mut object, &self.attributes, listed_key_value);
         Value::Object(object)
     }
 
