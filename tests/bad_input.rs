@@ -1,4 +1,4 @@
-//! Acceptance 5: malformed protobuf, malformed JSON, oversized bodies, bad trace IDs and bad
+//! Bad input: malformed protobuf, malformed JSON, oversized bodies, bad trace IDs and bad
 //! tenant IDs each get a clear 4xx (or gRPC INVALID_ARGUMENT) and the server keeps serving.
 
 mod common;

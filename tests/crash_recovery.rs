@@ -1,4 +1,4 @@
-//! Acceptance 3: kill -9 during sustained ingest, restart: every span whose request was
+//! Crash recovery: kill -9 during sustained ingest, restart: every span whose request was
 //! acknowledged is returned. Repeated at random moments, with blocks being cut meanwhile.
 
 mod common;

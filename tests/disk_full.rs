@@ -1,4 +1,4 @@
-//! Issue 8, acceptance 6: disk full. The WAL and the blocks live on a 3 MiB tmpfs. Pushes fill
+//! A full disk. The WAL and the blocks live on a 3 MiB tmpfs. Pushes fill
 //! it until vivace refuses them with 503 / a message naming the full disk; every acknowledged
 //! trace stays readable while the disk is full; after the tmpfs grows (no restart) pushes are
 //! accepted again; nothing acknowledged is lost, also over a kill -9 and restart.

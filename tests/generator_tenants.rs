@@ -1,4 +1,4 @@
-//! Issue 14: with multi-tenancy on, the metrics-generator keeps one registry per tenant.
+//! Generator tenants: with multi-tenancy on, the metrics-generator keeps one registry per tenant.
 //! Two tenants push spans (and OTLP metrics) of different services over OTLP/HTTP with
 //! `X-Scope-OrgID`; then:
 //! - `/metrics` scraped as one tenant shows only that tenant's generated and converted series,

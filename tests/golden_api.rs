@@ -183,8 +183,8 @@ async fn trace_by_id_matches_tempo() {
     }
 }
 
-/// Acceptance 2 through the API: vivace pointed at a bucket holding a block Tempo v3.0.3
-/// wrote answers every one of its 133 traces, in JSON and protobuf.
+/// Reading Tempo's blocks through the API: vivace pointed at a bucket holding a block Tempo
+/// v3.0.3 wrote answers every one of its 133 traces, in JSON and protobuf.
 #[tokio::test(flavor = "multi_thread")]
 async fn serves_blocks_tempo_wrote() {
     let vivace = common::start_over_tempo_block();

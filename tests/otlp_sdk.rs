@@ -1,4 +1,4 @@
-//! Acceptance 1: a real OpenTelemetry SDK (Python, OTLP gRPC and HTTP exporters, gzip) sends
+//! A real OpenTelemetry SDK (Python, OTLP gRPC and HTTP exporters, gzip) sends
 //! traces; `/api/v2/traces/{id}` returns every span with all resource, scope and span
 //! attributes, events, links and status intact, in JSON and in protobuf, and so does v1.
 

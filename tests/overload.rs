@@ -1,4 +1,4 @@
-//! Issue 8, acceptance 4, and issue 14's one memory budget: overload. Several OTLP/HTTP and
+//! Overload under one memory budget. Several OTLP/HTTP and
 //! OTLP/gRPC clients send as fast as they can for a bounded time against vivace given only
 //! `server.memory_limit: 512MiB` (as a container's limit would be), from which the head,
 //! in-flight, logs, compaction and cache budgets derive. vivace answers some pushes with 429 /

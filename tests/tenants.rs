@@ -1,4 +1,4 @@
-//! Issue 8, acceptance 5: with multi-tenancy on, tenant A's data is invisible to tenant B on
+//! Tenant isolation: with multi-tenancy on, tenant A's data is invisible to tenant B on
 //! every read endpoint (while it is in memory and after it was flushed to blocks), every
 //! tenant endpoint answers 401 without `X-Scope-OrgID`, and bad tenant IDs (`../x`, empty, too
 //! long, bad characters) get 400 on every endpoint, ingest included.
