@@ -8,103 +8,11 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::prometheus::Prometheus;
 use common::Vivace;
 use serde_json::Value;
-
-const PROMETHEUS: &str = "/usr/bin/prometheus";
-
-/// A Prometheus child process on a loopback port, killed on drop.
-struct Prometheus {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Prometheus {
-    fn start() -> Prometheus {
-        assert!(
-            Path::new(PROMETHEUS).exists(),
-            "{PROMETHEUS} is missing; install it with: apt-get update && apt-get install -y prometheus"
-        );
-        let port = common::free_port();
-        let dir = tempfile::Builder::new()
-            .prefix("vivace-prometheus-")
-            .tempdir()
-            .expect("tempdir");
-        let config = dir.path().join("prometheus.yml");
-        std::fs::write(&config, "global:\n  scrape_interval: 15s\n").expect("write config");
-        let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log file");
-        let child = Command::new(PROMETHEUS)
-            .arg("--web.enable-remote-write-receiver")
-            .arg("--enable-feature=exemplar-storage")
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log file"))
-            .stderr(log)
-            .spawn()
-            .expect("start prometheus");
-        let mut prometheus = Prometheus { child, port, dir };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = prometheus.child.try_wait() {
-                panic!("prometheus exited with {status}:\n{}", prometheus.log());
-            }
-            if matches!(
-                common::blocking_get(&prometheus.url("/-/ready")),
-                Ok((200, _))
-            ) {
-                return prometheus;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "prometheus not ready within 30s:\n{}",
-                prometheus.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
-    }
-
-    /// The result vector of an instant query.
-    async fn query(&self, client: &reqwest::Client, query: &str) -> Vec<Value> {
-        let Ok(url) =
-            reqwest::Url::parse_with_params(&self.url("/api/v1/query"), [("query", query)])
-        else {
-            return Vec::new();
-        };
-        let Ok(response) = client.get(url).send().await else {
-            return Vec::new();
-        };
-        let body: Value = response.json().await.unwrap_or_default();
-        body["data"]["result"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn now_s() -> u64 {
     SystemTime::now()
@@ -123,7 +31,7 @@ async fn wait_for(
 ) -> serde_json::Map<String, Value> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let result = prometheus.query(client, query).await;
+        let result = prometheus.query_series(client, query).await;
         let value = result.first().and_then(|series| {
             series["value"][1]
                 .as_str()
@@ -283,7 +191,7 @@ async fn check_application(
     )
     .await;
     let quantile = prometheus
-        .query(
+        .query_series(
             client,
             &format!("histogram_quantile(0.5, {histogram}_bucket{selector})"),
         )

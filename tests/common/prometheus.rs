@@ -94,6 +94,28 @@ impl Drop for Prometheus {
 }
 
 impl Prometheus {
+    /// The result vector of an instant query (each series' `metric` labels and `value`);
+    /// empty while Prometheus cannot answer.
+    pub async fn query_series(
+        &self,
+        client: &reqwest::Client,
+        query: &str,
+    ) -> Vec<serde_json::Value> {
+        let Ok(url) =
+            reqwest::Url::parse_with_params(&self.url("/api/v1/query"), [("query", query)])
+        else {
+            return Vec::new();
+        };
+        let Ok(response) = client.get(url).send().await else {
+            return Vec::new();
+        };
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        body["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Every value of an instant query's vector result, in Prometheus's order (what Argo
     /// Rollouts' Prometheus provider hands a condition as `result`); an error names what
     /// Prometheus refused (a query that does not parse, say).
