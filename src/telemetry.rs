@@ -154,6 +154,40 @@ fn label_text(names: &[&str], values: &[String], le: Option<&str>) -> String {
     }
 }
 
+/// The names of vivace's own series that modules outside this file render: one place to find
+/// every name `/metrics` serves (the help text stays beside the value it describes).
+pub mod names {
+    // Logs (`logs::store`).
+    pub const LOGS_RECORDS_RECEIVED: &str = "vivace_logs_records_received_total";
+    pub const LOGS_PUSHES_REFUSED: &str = "vivace_logs_pushes_refused_total";
+    pub const LOGS_BLOCKS_FLUSHED: &str = "vivace_logs_blocks_flushed_total";
+    pub const LOGS_FLUSH_FAILURES: &str = "vivace_logs_flush_failures_total";
+    pub const LOGS_BLOCKS_DELETED: &str = "vivace_logs_blocks_deleted_total";
+    pub const LOGS_HEAD_BYTES: &str = "vivace_logs_head_bytes";
+    pub const LOGS_BLOCKS: &str = "vivace_logs_blocks";
+    pub const LOGS_WAL_DISK_BYTES: &str = "vivace_logs_wal_disk_bytes";
+    // Alerts (`alerts`).
+    pub const ALERTS_NOTIFICATIONS: &str = "vivace_alerts_notifications_total";
+    pub const ALERTS_RESOLVED: &str = "vivace_alerts_resolved_total";
+    pub const ALERTS_RESOLVE_QUEUE_FULL: &str = "vivace_alerts_resolve_queue_full_total";
+    pub const ALERTS_PROMETHEUS_ERRORS: &str = "vivace_alerts_prometheus_errors_total";
+    pub const ALERTS_SEARCH_ERRORS: &str = "vivace_alerts_search_errors_total";
+    // The OTLP metrics converter (`generator::otlp_metrics`).
+    pub const OTLP_METRICS_DATA_POINTS: &str = "vivace_otlp_metrics_data_points_total";
+    pub const OTLP_METRICS_EXPORTS: &str = "vivace_otlp_metrics_exports_total";
+    pub const OTLP_METRICS_ACTIVE_SERIES: &str = "vivace_otlp_metrics_active_series";
+    pub const OTLP_METRICS_STALE_SERIES: &str = "vivace_otlp_metrics_stale_series_total";
+    // The generator (`generator`).
+    pub const GENERATOR_QUEUED_SPANS: &str = "vivace_generator_queued_spans";
+    pub const GENERATOR_SERIES_REMOVED: &str = "vivace_generator_registry_series_removed_total";
+    pub const GENERATOR_INVALID_LABELS: &str = "vivace_generator_registry_invalid_labels_total";
+    pub const GENERATOR_PENDING_EDGES: &str = "vivace_generator_service_graph_pending_edges";
+    // Remote write (`generator::remote_write`).
+    pub const REMOTE_WRITE_SAMPLES: &str = "vivace_generator_remote_write_samples_total";
+    // The Jaeger agent's UDP receiver (`receiver::jaeger`).
+    pub const JAEGER_UDP_PACKETS: &str = "vivace_receiver_jaeger_udp_packets_total";
+}
+
 /// Tenants with a metrics-generator registry now (gauge).
 pub const GENERATOR_TENANTS: &str = "vivace_generator_tenants";
 /// Generated series alive per tenant (gauge, label `tenant`).

@@ -78,27 +78,27 @@ impl Alerts {
         let stored = self.store.len();
         let counters = [
             (
-                "vivace_alerts_notifications_total",
+                crate::telemetry::names::ALERTS_NOTIFICATIONS,
                 "Alertmanager webhook notifications received.",
                 self.notifications.load(Ordering::Relaxed),
             ),
             (
-                "vivace_alerts_resolved_total",
+                crate::telemetry::names::ALERTS_RESOLVED,
                 "Alerts resolved to traces.",
                 stats.resolved.load(Ordering::Relaxed),
             ),
             (
-                "vivace_alerts_resolve_queue_full_total",
+                crate::telemetry::names::ALERTS_RESOLVE_QUEUE_FULL,
                 "Alerts not queued for resolution because the queue was full.",
                 stats.queue_full.load(Ordering::Relaxed),
             ),
             (
-                "vivace_alerts_prometheus_errors_total",
+                crate::telemetry::names::ALERTS_PROMETHEUS_ERRORS,
                 "Failed exemplar reads from prometheus.url.",
                 stats.prometheus_errors.load(Ordering::Relaxed),
             ),
             (
-                "vivace_alerts_search_errors_total",
+                crate::telemetry::names::ALERTS_SEARCH_ERRORS,
                 "Failed trace searches while resolving alerts.",
                 stats.search_errors.load(Ordering::Relaxed),
             ),

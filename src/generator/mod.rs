@@ -577,7 +577,7 @@ impl Generator {
         }
         let samples: [(&str, &str, &str, u64); 8] = [
             (
-                "vivace_generator_queued_spans",
+                crate::telemetry::names::GENERATOR_QUEUED_SPANS,
                 "gauge",
                 "Spans waiting for the generator thread.",
                 self.queued_spans.load(Ordering::Relaxed) as u64,
@@ -595,13 +595,13 @@ impl Generator {
                 registry.series_limited,
             ),
             (
-                "vivace_generator_registry_series_removed_total",
+                crate::telemetry::names::GENERATOR_SERIES_REMOVED,
                 "counter",
                 "Series deleted after registry.stale_duration without updates.",
                 registry.series_removed_stale,
             ),
             (
-                "vivace_generator_registry_invalid_labels_total",
+                crate::telemetry::names::GENERATOR_INVALID_LABELS,
                 "counter",
                 "Updates dropped because cut labels were not valid UTF-8.",
                 registry.invalid_labels,
@@ -619,7 +619,7 @@ impl Generator {
                 service_graphs.dropped_spans,
             ),
             (
-                "vivace_generator_service_graph_pending_edges",
+                crate::telemetry::names::GENERATOR_PENDING_EDGES,
                 "gauge",
                 "Service-graph half-edges waiting for their partner.",
                 pending,

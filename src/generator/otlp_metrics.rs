@@ -1518,7 +1518,7 @@ impl OtlpMetrics {
             held_back += converter.points_held_back;
             stale += converter.series_stale;
         }
-        let name = "vivace_otlp_metrics_data_points_total";
+        let name = crate::telemetry::names::OTLP_METRICS_DATA_POINTS;
         let _ = writeln!(
             out,
             "# HELP {name} OTLP metric data points received, by outcome."
@@ -1533,19 +1533,19 @@ impl OtlpMetrics {
         }
         for (name, kind, help, value) in [
             (
-                "vivace_otlp_metrics_exports_total",
+                crate::telemetry::names::OTLP_METRICS_EXPORTS,
                 "counter",
                 "OTLP metric export requests converted.",
                 self.exports.load(Ordering::Relaxed),
             ),
             (
-                "vivace_otlp_metrics_active_series",
+                crate::telemetry::names::OTLP_METRICS_ACTIVE_SERIES,
                 "gauge",
                 "Converted series remembered (bounded by otlp_metrics.max_series).",
                 active as u64,
             ),
             (
-                "vivace_otlp_metrics_stale_series_total",
+                crate::telemetry::names::OTLP_METRICS_STALE_SERIES,
                 "counter",
                 "Converted series ended with a stale marker.",
                 stale,

@@ -550,7 +550,7 @@ impl RemoteWriter {
 
     /// Appends `vivace_generator_remote_write_samples_total{url,outcome}` (Prometheus text).
     pub fn render_metrics(&self, out: &mut String) {
-        let name = "vivace_generator_remote_write_samples_total";
+        let name = crate::telemetry::names::REMOTE_WRITE_SAMPLES;
         let _ = writeln!(
             out,
             "# HELP {name} Samples remote-written by the generator, by target and outcome."

@@ -436,27 +436,27 @@ impl LogStore {
         use std::fmt::Write;
         let counters = [
             (
-                "vivace_logs_records_received_total",
+                crate::telemetry::names::LOGS_RECORDS_RECEIVED,
                 "Log records acknowledged.",
                 &self.counters.records_received,
             ),
             (
-                "vivace_logs_pushes_refused_total",
+                crate::telemetry::names::LOGS_PUSHES_REFUSED,
                 "Log pushes refused as overloaded or too large.",
                 &self.counters.pushes_refused,
             ),
             (
-                "vivace_logs_blocks_flushed_total",
+                crate::telemetry::names::LOGS_BLOCKS_FLUSHED,
                 "Log blocks written.",
                 &self.counters.blocks_flushed,
             ),
             (
-                "vivace_logs_flush_failures_total",
+                crate::telemetry::names::LOGS_FLUSH_FAILURES,
                 "Log block writes that failed and will be retried.",
                 &self.counters.flush_failures,
             ),
             (
-                "vivace_logs_blocks_deleted_total",
+                crate::telemetry::names::LOGS_BLOCKS_DELETED,
                 "Log blocks deleted by retention.",
                 &self.counters.blocks_deleted,
             ),
@@ -470,17 +470,17 @@ impl LogStore {
         }
         let gauges = [
             (
-                "vivace_logs_head_bytes",
+                crate::telemetry::names::LOGS_HEAD_BYTES,
                 "Bytes of log records in memory.",
                 self.head_bytes(),
             ),
             (
-                "vivace_logs_blocks",
+                crate::telemetry::names::LOGS_BLOCKS,
                 "Log blocks in the block list.",
                 self.block_count() as u64,
             ),
             (
-                "vivace_logs_wal_disk_bytes",
+                crate::telemetry::names::LOGS_WAL_DISK_BYTES,
                 "Bytes in the logs WAL segments.",
                 self.wal_counters.disk_bytes.load(Ordering::Relaxed),
             ),

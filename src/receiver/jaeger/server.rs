@@ -134,7 +134,7 @@ impl UdpStats {
     /// Renders the counters in the Prometheus text format.
     pub fn render(&self, out: &mut String) {
         use std::fmt::Write;
-        let name = "vivace_receiver_jaeger_udp_packets_total";
+        let name = crate::telemetry::names::JAEGER_UDP_PACKETS;
         let _ = writeln!(
             out,
             "# HELP {name} Jaeger agent UDP datagrams, by outcome (accepted, malformed, refused)."
