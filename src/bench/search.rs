@@ -511,6 +511,7 @@ async fn fill_head(ingester: &Arc<Ingester>, spans: u64) -> anyhow::Result<DataS
     let later = sealing + Duration::from_secs(11);
     ingester.tick(later).await;
     ingester.tick(later + Duration::from_secs(6)).await;
+    ingester.build_segment_columns().await;
     let stats = ingester.stats();
     println!(
         "head: {} live traces, {} complete in {} segments with {:.1} MB of columns (sealed in {:.1} s)",

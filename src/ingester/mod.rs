@@ -456,28 +456,31 @@ impl Ingester {
 
     /// Starts the loop that completes idle traces and cuts blocks every `flush_check_period`.
     /// It ends at [`Ingester::shutdown`] or when the ingester is dropped.
+    ///
+    /// Beside it, a second loop builds the columns of sealed segments, so that building them
+    /// (up to a core's worth under heavy ingest) never delays a sweep or a cut: segments it
+    /// has not reached yet are read by decoding their pieces.
     pub fn spawn_background(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
-        let ingester = Arc::downgrade(self);
-        let mut stop = self.stop_background.subscribe();
         let period = self.config.flush_check_period;
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(period);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = ticks.tick() => {}
-                    _ = stop.changed() => break,
-                }
-                if *stop.borrow() {
-                    break;
-                }
-                // A weak handle, so the loop does not keep a dropped ingester alive.
-                let Some(ingester) = ingester.upgrade() else {
-                    break;
-                };
+        let cuts = every(
+            period,
+            Arc::downgrade(self),
+            self.stop_background.subscribe(),
+            |ingester| async move {
                 Stage::Head.within(ingester.tick(Instant::now())).await;
-            }
-            tracing::debug!("ingester background loop stopped");
+            },
+        );
+        let builds = every(
+            period,
+            Arc::downgrade(self),
+            self.stop_background.subscribe(),
+            |ingester| async move {
+                ingester.build_segment_columns().await;
+            },
+        );
+        tokio::spawn(async move {
+            tokio::join!(cuts, builds);
+            tracing::debug!("ingester background loops stopped");
         })
     }
 
@@ -520,7 +523,6 @@ impl Ingester {
         if let Some(reason) = reason {
             self.cut(reason, false).await;
         }
-        self.build_segment_columns().await;
     }
 
     fn segment_bytes(&self) -> u64 {
@@ -529,7 +531,7 @@ impl Ingester {
 
     /// Builds the columns of every segment that lacks them, one after the other on the
     /// blocking pool (at most one core), so queries read recent traces as they read blocks.
-    async fn build_segment_columns(&self) {
+    pub(crate) async fn build_segment_columns(&self) {
         let segments = self.shared.head.lock().segments_lacking_columns();
         for segment in segments {
             let building = Arc::clone(&segment);
@@ -787,6 +789,34 @@ impl Drop for Ingester {
         if let Some(thread) = self.writer_thread.get_mut().take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// Runs `round` on the ingester every `period` until `stop` turns true or the ingester is
+/// dropped (the loop holds a weak handle, so it does not keep a dropped ingester alive).
+async fn every<F, R>(
+    period: Duration,
+    ingester: std::sync::Weak<Ingester>,
+    mut stop: watch::Receiver<bool>,
+    round: F,
+) where
+    F: Fn(Arc<Ingester>) -> R,
+    R: std::future::Future<Output = ()>,
+{
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.changed() => break,
+        }
+        if *stop.borrow() {
+            break;
+        }
+        let Some(ingester) = ingester.upgrade() else {
+            break;
+        };
+        round(ingester).await;
     }
 }
 

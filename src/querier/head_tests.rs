@@ -57,13 +57,14 @@ async fn querier(dir: &std::path::Path) -> (Arc<Ingester>, Querier) {
 }
 
 /// Two rounds of the background loop that complete every trace pushed so far and seal them
-/// into a segment with columns (a trace completes after its idle period; a segment is sealed
+/// into a segment, then a round of the builder that gives it columns (a trace completes after its idle period; a segment is sealed
 /// once the oldest of its traces waited `SEGMENT_AGE`).
 async fn seal(ingester: &Ingester, clock: &mut Instant) {
     *clock += Duration::from_secs(11);
     ingester.tick(*clock).await;
     *clock += Duration::from_secs(6);
     ingester.tick(*clock).await;
+    ingester.build_segment_columns().await;
 }
 
 /// What every search and metrics query answers, in a comparable form. For the traces in
