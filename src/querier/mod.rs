@@ -489,10 +489,7 @@ impl Querier {
                 TagNamesOutcome::default(),
                 move |outcome, batch| {
                     let batch = batch.traces;
-                    outcome.inspected_bytes += batch
-                        .iter()
-                        .map(|(_, trace)| prost::Message::encoded_len(trace) as u64)
-                        .sum::<u64>();
+                    outcome.inspected_bytes += encoded_bytes(&batch);
                     let names = collect_tag_names(
                         batch.iter().map(|(id, trace)| (id, trace)),
                         &scopes,
@@ -536,10 +533,7 @@ impl Querier {
                 (TagValuesOutcome::default(), HashSet::new()),
                 move |(outcome, seen), batch| {
                     let batch = batch.traces;
-                    outcome.inspected_bytes += batch
-                        .iter()
-                        .map(|(_, trace)| prost::Message::encoded_len(trace) as u64)
-                        .sum::<u64>();
+                    outcome.inspected_bytes += encoded_bytes(&batch);
                     let values = collect_tag_values(
                         batch.iter().map(|(id, trace)| (id, trace)),
                         &attribute,
@@ -561,6 +555,14 @@ impl Querier {
             .await?;
         Ok(outcome.0)
     }
+}
+
+/// Protobuf bytes of `traces`, what a read reports as inspected.
+fn encoded_bytes(traces: &[(TraceId, Trace)]) -> u64 {
+    traces
+        .iter()
+        .map(|(_, trace)| prost::Message::encoded_len(trace) as u64)
+        .sum()
 }
 
 /// Head traces decoded and visited at a time, at most: a search that finds enough in the
