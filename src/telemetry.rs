@@ -275,7 +275,7 @@ impl Telemetry {
 
 /// The ingester's figures as metrics (read at scrape time).
 pub fn render_ingester(stats: &crate::ingester::IngesterStats, out: &mut String) {
-    let samples: [(&str, &str, &str, u64); 20] = [
+    let samples: [(&str, &str, &str, u64); 23] = [
         (
             "vivace_ingester_tenants",
             "gauge",
@@ -365,6 +365,24 @@ pub fn render_ingester(stats: &crate::ingester::IngesterStats, out: &mut String)
             "counter",
             "Head segments whose columns (in-memory vParquet4 for queries) were built.",
             stats.head_segments_built,
+        ),
+        (
+            "vivace_ingester_head_live_segments",
+            "gauge",
+            "Live segments in memory: columns of quiet live traces, built while queries read the head.",
+            stats.head_live_segments,
+        ),
+        (
+            "vivace_ingester_head_live_segment_column_bytes",
+            "gauge",
+            "Bytes of the live segments' columns.",
+            stats.head_live_segment_column_bytes,
+        ),
+        (
+            "vivace_ingester_head_live_segments_built_total",
+            "counter",
+            "Live segments built (quiet live traces copied into columns).",
+            stats.head_live_segments_built,
         ),
         (
             "tempo_ingester_failed_flushes_total",

@@ -262,20 +262,24 @@ pub enum Shape {
     TempoBlock(PathBuf),
     /// Generated spans in one block (as compaction makes them).
     LargeBlock,
-    /// Generated spans pushed into the ingester's memory; no blocks.
+    /// Generated spans pushed into the ingester's memory and complete; no blocks.
     Head,
+    /// Generated spans pushed into the ingester's memory, every trace still live (quiet for
+    /// a moment, as traces are between their last span and their idle period).
+    LiveHead,
 }
 
 impl Shape {
-    /// `blocks`, `tempo-block` (read from `block_dir`), `large-block` or `head`.
+    /// `blocks`, `tempo-block` (read from `block_dir`), `large-block`, `head` or `live-head`.
     pub fn parse(name: &str, block_dir: &std::path::Path) -> anyhow::Result<Shape> {
         Ok(match name {
             "blocks" => Shape::Blocks,
             "tempo-block" => Shape::TempoBlock(block_dir.to_path_buf()),
             "large-block" => Shape::LargeBlock,
             "head" => Shape::Head,
+            "live-head" => Shape::LiveHead,
             other => anyhow::bail!(
-                "unknown --search-shape {other:?}: expected blocks, tempo-block, large-block or head"
+                "unknown --search-shape {other:?}: expected blocks, tempo-block, large-block, head or live-head"
             ),
         })
     }
@@ -286,6 +290,7 @@ impl Shape {
             Shape::TempoBlock(_) => "tempo-block",
             Shape::LargeBlock => "large-block",
             Shape::Head => "head",
+            Shape::LiveHead => "live-head",
         }
     }
 }
@@ -482,8 +487,10 @@ async fn copy_bucket(
     })
 }
 
-/// Pushes `spans` generated spans into the ingester, 100 traces a push.
-async fn fill_head(ingester: &Arc<Ingester>, spans: u64) -> anyhow::Result<DataSet> {
+/// Pushes `spans` generated spans into the ingester, 100 traces a push; then, for `live`,
+/// lets queries read them as the head would a moment later (quiet live traces copied into
+/// live segments), or else completes them and seals them into segments.
+async fn fill_head(ingester: &Arc<Ingester>, spans: u64, live: bool) -> anyhow::Result<DataSet> {
     let traces_total = spans.div_ceil(10);
     let mut pushed = 0u64;
     let mut bytes = 0u64;
@@ -504,18 +511,28 @@ async fn fill_head(ingester: &Arc<Ingester>, spans: u64) -> anyhow::Result<DataS
         }
         first = last;
     }
-    // As the head is seconds later: every trace idle, complete and sealed into segments whose
-    // columns are built (two rounds of the ingester's loop, its clock moved past the idle
-    // period and then past the segment age).
     let sealing = Instant::now();
-    let later = sealing + Duration::from_secs(11);
-    ingester.tick(later).await;
-    ingester.tick(later + Duration::from_secs(6)).await;
-    ingester.build_segment_columns().await;
+    if live {
+        // As the head is two seconds later, while queries read it: every trace quiet, still
+        // live, copied into live segments.
+        ingester
+            .build_live_segments(sealing + Duration::from_secs(2))
+            .await;
+    } else {
+        // As the head is seconds later: every trace idle, complete and sealed into segments
+        // whose columns are built (two rounds of the ingester's loop, its clock moved past
+        // the idle period and then past the segment age).
+        let later = sealing + Duration::from_secs(11);
+        ingester.tick(later).await;
+        ingester.tick(later + Duration::from_secs(6)).await;
+        ingester.build_segment_columns().await;
+    }
     let stats = ingester.stats();
     println!(
-        "head: {} live traces, {} complete in {} segments with {:.1} MB of columns (sealed in {:.1} s)",
+        "head: {} live traces ({} live segments with {:.1} MB of columns), {} complete in {} segments with {:.1} MB of columns (built in {:.1} s)",
         stats.live_traces,
+        stats.head_live_segments,
+        stats.head_live_segment_column_bytes as f64 / 1e6,
         stats.completed_traces,
         stats.head_segments,
         stats.head_segment_column_bytes as f64 / 1e6,
@@ -563,7 +580,8 @@ pub async fn run(shape: Shape, spans: u64, runs: usize, only: Option<&str>) -> a
         Shape::Blocks => write_generated_blocks(&store, spans, SPANS_PER_BLOCK).await?,
         Shape::LargeBlock => write_generated_blocks(&store, spans, spans).await?,
         Shape::TempoBlock(from) => copy_bucket(&store, from, &blocks_dir).await?,
-        Shape::Head => fill_head(&ingester, spans).await?,
+        Shape::Head => fill_head(&ingester, spans, false).await?,
+        Shape::LiveHead => fill_head(&ingester, spans, true).await?,
     };
     let blocks = store.blocks(TENANT);
     if data.spans == 0 {

@@ -1,6 +1,12 @@
 //! The head: every trace the ingester holds in memory, per tenant, from its first span until
 //! its block is written. Traces are kept as the encoded protobuf pieces they arrived in, which
 //! is both the cheapest form to hold and exactly what the log re-appends at a cut.
+//!
+//! Queries read the head as columns wherever they can: complete traces are sealed into
+//! segments that become in-memory vParquet4 files, and while queries read the head, live
+//! traces that went quiet are copied whole into *live segments* of their own (see
+//! [`LIVE_QUIET`]), so only the traces that received spans in the last moments are decoded
+//! per query.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +39,91 @@ struct LiveTrace {
     bytes: u64,
     first_append: Instant,
     last_append: Instant,
+    /// The live segment whose row holds this trace, with every piece it has, if any.
+    covered_by: Option<u64>,
+}
+
+impl LiveTrace {
+    fn new(now: Instant) -> LiveTrace {
+        LiveTrace {
+            pieces: Vec::new(),
+            bytes: 0,
+            first_append: now,
+            last_append: now,
+            covered_by: None,
+        }
+    }
+
+    /// What a live segment's row must still match to stand for this trace.
+    fn version(&self) -> LiveVersion {
+        LiveVersion {
+            first_append: self.first_append,
+            pieces: self.pieces.len(),
+        }
+    }
+}
+
+/// Which state of a live trace a live segment's row holds: a trace that completed and came
+/// back is a new live trace (a later first append), and every append adds a piece.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LiveVersion {
+    first_append: Instant,
+    pieces: usize,
+}
+
+/// A live trace quiet for [`LIVE_QUIET`] is copied, whole, into a live segment (while queries
+/// read the head), so queries read it as columns instead of decoding it. Short, because
+/// until then a query decodes it; not shorter, because a trace that receives another span
+/// after being copied is decoded again until it is copied again.
+pub(crate) const LIVE_QUIET: Duration = Duration::from_secs(1);
+
+/// Whole copies of quiet live traces, built while queries read the head. The pieces stay
+/// with the live traces (the log, trace by ID and the cut use those); a row goes stale when
+/// its trace receives a piece or is sealed into a segment, and the segment is dropped once
+/// every row is stale.
+struct LiveSegment {
+    id: u64,
+    segment: Arc<Segment>,
+    built_at: Instant,
+    /// Rows whose trace moved on; a reader skips them.
+    stale: Arc<TraceIdSet>,
+}
+
+/// Quiet live traces of one tenant to copy into a live segment (see [`Head::quiet_live`]).
+pub(crate) struct LiveCandidates {
+    pub tenant: String,
+    /// Each trace's pieces, all of them, and the version they are.
+    pub traces: HashMap<TraceId, (Vec<Bytes>, LiveVersion)>,
+    /// Segments of the tenant's cut batches: a trace with parts there is not copied (a
+    /// reader takes such a trace whole, every part gathered).
+    pub cut_segments: Vec<Arc<Segment>>,
+}
+
+impl LiveCandidates {
+    /// Builds the live segment (CPU-heavy: callers run it on the blocking pool); answers it
+    /// with the version of each row, or `None` if no trace qualifies or encoding failed.
+    pub fn build(self) -> Option<(String, Arc<Segment>, HashMap<TraceId, LiveVersion>)> {
+        let mut traces = HashMap::with_capacity(self.traces.len());
+        let mut versions = HashMap::with_capacity(self.traces.len());
+        for (trace_id, (pieces, version)) in self.traces {
+            let cut_elsewhere = self
+                .cut_segments
+                .iter()
+                .any(|segment| segment.traces.contains_key(&trace_id));
+            if !cut_elsewhere {
+                traces.insert(trace_id, pieces);
+                versions.insert(trace_id, version);
+            }
+        }
+        if traces.is_empty() {
+            return None;
+        }
+        // Its pieces are charged to the live traces that own them.
+        let segment = Segment::new(traces, 0);
+        segment.build_columns();
+        segment.columns()?;
+        Some((self.tenant, segment, versions))
+    }
 }
 
 /// How recently a trace in memory received data; greater is more recent. Live traces by
@@ -52,15 +143,27 @@ pub enum Recency {
 
 /// The traces of one or more tenants' heads at one moment. Live traces and complete ones not
 /// yet sealed are handed out whole (every piece of the trace, whatever tier holds it), most
-/// recently received first; the sealed segments follow, most recent first, each read as the
-/// block it will become. Holds handles on the pieces in one vector, so taking it costs no
+/// recently received first, unless a live segment holds them; the segments follow, most
+/// recent first, each read as a block: live segments (skipping their stale rows), then
+/// sealed ones. Holds handles on the pieces in one vector, so taking it costs no
 /// allocation per trace, and orders lazily, so a reader that stops after a few batches never
 /// sorts the rest.
 #[derive(Default)]
 pub struct HeadSnapshot {
     pieces: Vec<Bytes>,
     traces: Vec<SnapshotTrace>,
-    segments: Vec<(Recency, Arc<Segment>)>,
+    segments: Vec<(Recency, HeadSegment)>,
+}
+
+/// A segment of a [`HeadSnapshot`]: what a reader reads as a block.
+#[derive(Debug, Clone)]
+pub struct HeadSegment {
+    /// The segment.
+    pub segment: Arc<Segment>,
+    /// For a live segment, its stale rows (their traces are handed out whole or sit in a
+    /// sealed segment now): a reader skips them. `None` for a sealed segment, which holds
+    /// parts of traces, each to be counted unless the trace was handed out whole.
+    pub stale: Option<Arc<TraceIdSet>>,
 }
 
 struct SnapshotTrace {
@@ -92,13 +195,16 @@ impl HeadTrace {
 
 impl HeadSnapshot {
     /// Traces in the snapshot: those handed out whole plus those of each segment (a trace
-    /// with parts in several segments counts in each).
+    /// with parts in several segments counts in each; stale rows of live segments do not).
     pub fn len(&self) -> usize {
         self.traces.len()
             + self
                 .segments
                 .iter()
-                .map(|(_, segment)| segment.trace_count())
+                .map(|(_, head_segment)| {
+                    let stale = head_segment.stale.as_ref().map_or(0, |stale| stale.len());
+                    head_segment.segment.trace_count().saturating_sub(stale)
+                })
                 .sum::<usize>()
     }
 
@@ -116,18 +222,22 @@ impl HeadSnapshot {
     /// whose columns say they overlap, and those without columns yet.
     pub fn retain_segments_overlapping(&mut self, start: u64, end: u64) {
         self.segments
-            .retain(|(_, segment)| match segment.columns() {
+            .retain(|(_, head_segment)| match head_segment.segment.columns() {
                 Some(columns) => columns.start_unix_nano <= end && columns.end_unix_nano >= start,
                 None => true,
             });
     }
 
-    /// Takes the segments out of the snapshot, most recent first.
-    pub fn take_segments(&mut self) -> Vec<Arc<Segment>> {
+    /// Takes the segments out of the snapshot, most recent first: live segments, then
+    /// sealed ones.
+    pub fn take_segments(&mut self) -> Vec<HeadSegment> {
         let mut segments = std::mem::take(&mut self.segments);
         // Stable: segments of one tier keep the order they were added in (newest first).
         segments.sort_by_key(|(recency, _)| std::cmp::Reverse(*recency));
-        segments.into_iter().map(|(_, segment)| segment).collect()
+        segments
+            .into_iter()
+            .map(|(_, head_segment)| head_segment)
+            .collect()
     }
 
     /// The traces handed out whole, most recently received first, in batches of `first`
@@ -191,6 +301,8 @@ impl Iterator for HeadBatches {
 struct CompletedTrace {
     pieces: Vec<Bytes>,
     bytes: u64,
+    /// The live segment whose row still holds this trace whole, if any.
+    covered_by: Option<u64>,
 }
 
 /// Complete traces of one tenant sealed together: immutable from then on, cut into a block
@@ -457,6 +569,8 @@ struct TenantHead {
     open_since: Option<Instant>,
     /// Sealed segments waiting for the next cut, oldest first.
     sealed: Vec<Arc<Segment>>,
+    /// Whole copies of quiet live traces, oldest first.
+    live_segments: Vec<LiveSegment>,
     /// Piece bytes of each complete trace (open or sealed), for `gathering_bytes`.
     completed_piece_bytes: HashMap<TraceId, u64>,
     /// What the complete traces (open and sealed) are charged for.
@@ -471,6 +585,7 @@ struct TenantHead {
 
 impl TenantHead {
     fn is_empty(&self) -> bool {
+        // Live segments only copy live or open traces: empty once those are.
         self.live.is_empty()
             && self.open.is_empty()
             && self.sealed.is_empty()
@@ -512,7 +627,22 @@ impl TenantHead {
         let entry = self.open.entry(trace_id).or_insert_with(|| CompletedTrace {
             pieces: Vec::new(),
             bytes: 0,
+            covered_by: None,
         });
+        // A row stands for the trace only while it holds every piece: it stays with the
+        // completed trace unless this adds to pieces already waiting.
+        let covered_by = if entry.pieces.is_empty() {
+            live.covered_by
+        } else {
+            for id in [entry.covered_by.take(), live.covered_by]
+                .into_iter()
+                .flatten()
+            {
+                mark_stale(&mut self.live_segments, id, trace_id);
+            }
+            None
+        };
+        entry.covered_by = covered_by;
         entry.pieces.extend(live.pieces);
         entry.bytes += live.bytes;
     }
@@ -527,6 +657,9 @@ impl TenantHead {
         let mut traces = HashMap::new();
         let mut bytes = 0;
         for (trace_id, trace) in open {
+            if let Some(id) = trace.covered_by {
+                mark_stale(&mut self.live_segments, id, trace_id);
+            }
             if bytes > 0 && bytes + trace.bytes > segment_bytes {
                 segments.push(Segment::new(std::mem::take(&mut traces), bytes));
                 bytes = 0;
@@ -550,6 +683,19 @@ impl TenantHead {
     }
 }
 
+/// Marks the row of `trace_id` in live segment `id` stale; drops the segment once every row is.
+fn mark_stale(live_segments: &mut Vec<LiveSegment>, id: u64, trace_id: TraceId) {
+    let Some(index) = live_segments.iter().position(|live| live.id == id) else {
+        return;
+    };
+    let live = &mut live_segments[index];
+    // Copies the set only while a query's snapshot shares it.
+    Arc::make_mut(&mut live.stale).insert(trace_id);
+    if live.stale.len() >= live.segment.trace_count() {
+        live_segments.remove(index);
+    }
+}
+
 /// Counts for the ingester's stats.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct HeadCounts {
@@ -562,29 +708,36 @@ pub(crate) struct HeadCounts {
     pub segments: u64,
     /// Bytes of the segments' columns.
     pub segment_column_bytes: u64,
+    /// Live segments in memory (whole copies of quiet live traces).
+    pub live_segments: u64,
+    /// Bytes of the live segments' columns.
+    pub live_segment_column_bytes: u64,
 }
 
 /// Every tenant's traces in memory.
 #[derive(Default)]
 pub(crate) struct Head {
     tenants: HashMap<String, TenantHead>,
+    /// The ID the next live segment gets.
+    next_live_segment: u64,
 }
 
 impl Head {
     /// Adds pieces to live traces; the caller has already accounted their bytes.
     pub fn append(&mut self, tenant: &str, pieces: Vec<(TraceId, Bytes)>, now: Instant) {
-        let tenant_head = self.tenant_mut(tenant);
+        let TenantHead {
+            live: live_traces,
+            live_segments,
+            ..
+        } = self.tenant_mut(tenant);
         for (trace_id, piece) in pieces {
             let cost = piece_cost(&piece);
-            let live = tenant_head
-                .live
+            let live = live_traces
                 .entry(trace_id)
-                .or_insert_with(|| LiveTrace {
-                    pieces: Vec::new(),
-                    bytes: 0,
-                    first_append: now,
-                    last_append: now,
-                });
+                .or_insert_with(|| LiveTrace::new(now));
+            if let Some(id) = live.covered_by.take() {
+                mark_stale(live_segments, id, trace_id);
+            }
             live.pieces.push(piece);
             live.bytes += cost;
             live.last_append = now;
@@ -613,12 +766,10 @@ impl Head {
             let live = tenant_head
                 .live
                 .entry(trace_id)
-                .or_insert_with(|| LiveTrace {
-                    pieces: Vec::new(),
-                    bytes: 0,
-                    first_append: now,
-                    last_append: now,
-                });
+                .or_insert_with(|| LiveTrace::new(now));
+            if let Some(id) = live.covered_by.take() {
+                mark_stale(&mut tenant_head.live_segments, id, trace_id);
+            }
             let cost = piece_cost(&piece);
             live.pieces.push(piece);
             live.bytes += cost;
@@ -674,6 +825,95 @@ impl Head {
             }
         }
         sealed
+    }
+
+    /// Live traces quiet for `quiet`, not yet in a live segment and with no part in another
+    /// tier, in groups of one tenant and at most about `segment_bytes` of pieces (handles,
+    /// not copies), for the caller to build into live segments off the lock.
+    pub fn quiet_live(
+        &self,
+        now: Instant,
+        quiet: Duration,
+        segment_bytes: u64,
+    ) -> Vec<LiveCandidates> {
+        let mut groups = Vec::new();
+        for (tenant, tenant_head) in &self.tenants {
+            let cut_segments: Vec<Arc<Segment>> = tenant_head
+                .flushing
+                .iter()
+                .flat_map(|batch| &batch.segments)
+                .chain(
+                    tenant_head
+                        .flushed
+                        .iter()
+                        .flat_map(|(_, batch)| &batch.segments),
+                )
+                .cloned()
+                .collect();
+            let empty = || LiveCandidates {
+                tenant: tenant.clone(),
+                traces: HashMap::new(),
+                cut_segments: cut_segments.clone(),
+            };
+            let mut group = empty();
+            let mut bytes = 0;
+            for (trace_id, live) in &tenant_head.live {
+                if live.covered_by.is_some()
+                    || now.saturating_duration_since(live.last_append) < quiet
+                    || tenant_head.completed_piece_bytes.contains_key(trace_id)
+                {
+                    continue;
+                }
+                if bytes > 0 && bytes + live.bytes > segment_bytes {
+                    groups.push(std::mem::replace(&mut group, empty()));
+                    bytes = 0;
+                }
+                bytes += live.bytes;
+                group
+                    .traces
+                    .insert(*trace_id, (live.pieces.clone(), live.version()));
+            }
+            if !group.traces.is_empty() {
+                groups.push(group);
+            }
+        }
+        groups
+    }
+
+    /// Adds a live segment built from [`Head::quiet_live`]'s candidates: each row stands for
+    /// its trace if the trace is still live, in the version copied, and in no other live
+    /// segment; other rows are stale from the start.
+    pub fn add_live_segment(
+        &mut self,
+        tenant: &str,
+        segment: Arc<Segment>,
+        versions: &HashMap<TraceId, LiveVersion>,
+        now: Instant,
+    ) {
+        let id = self.next_live_segment;
+        self.next_live_segment += 1;
+        let Some(tenant_head) = self.tenants.get_mut(tenant) else {
+            return;
+        };
+        let mut stale = TraceIdSet::default();
+        for (trace_id, version) in versions {
+            match tenant_head.live.get_mut(trace_id) {
+                Some(live) if live.covered_by.is_none() && live.version() == *version => {
+                    live.covered_by = Some(id);
+                }
+                _ => {
+                    stale.insert(*trace_id);
+                }
+            }
+        }
+        if stale.len() < segment.trace_count() {
+            tenant_head.live_segments.push(LiveSegment {
+                id,
+                segment,
+                built_at: now,
+                stale: Arc::new(stale),
+            });
+        }
     }
 
     /// Segments of any tier whose columns nobody built yet, oldest tier last.
@@ -907,10 +1147,11 @@ impl Head {
             .collect()
     }
 
-    /// Adds a tenant's head to `snapshot`: its live and open complete traces whole (cheap
-    /// handles on every piece of each, from every tier, no copies of the data, no allocation
-    /// per trace) with how recently they received data (see [`Recency`]), and its sealed
-    /// segments of every tier. Runs under the head lock, so it only looks up the tiers' own
+    /// Adds a tenant's head to `snapshot`: its live and open complete traces that no live
+    /// segment stands for, whole (cheap handles on every piece of each, from every tier, no
+    /// copies of the data, no allocation per trace) with how recently they received data
+    /// (see [`Recency`]), its live segments with their stale rows, and its sealed segments of
+    /// every tier. Runs under the head lock, so it only looks up the tiers' own
     /// maps; ordering is left to [`HeadSnapshot::into_batches`] and
     /// [`HeadSnapshot::take_segments`].
     pub fn snapshot_into(&self, tenant: &str, snapshot: &mut HeadSnapshot) {
@@ -928,31 +1169,46 @@ impl Head {
             });
         };
         for (trace_id, live) in &head.live {
-            add(trace_id, Recency::Live(live.last_append));
+            if live.covered_by.is_none() {
+                add(trace_id, Recency::Live(live.last_append));
+            }
         }
-        for trace_id in head.open.keys() {
-            if !head.live.contains_key(trace_id) {
+        for (trace_id, open) in &head.open {
+            if open.covered_by.is_none() && !head.live.contains_key(trace_id) {
                 add(trace_id, Recency::Completed);
             }
         }
+        let sealed = |segment: &Arc<Segment>| HeadSegment {
+            segment: Arc::clone(segment),
+            stale: None,
+        };
         // Newest segment first within a tier; `take_segments` sorts tiers stably.
+        for live in head.live_segments.iter().rev() {
+            let live_segment = HeadSegment {
+                segment: Arc::clone(&live.segment),
+                stale: Some(Arc::clone(&live.stale)),
+            };
+            snapshot
+                .segments
+                .push((Recency::Live(live.built_at), live_segment));
+        }
         for segment in head.sealed.iter().rev() {
             snapshot
                 .segments
-                .push((Recency::Completed, Arc::clone(segment)));
+                .push((Recency::Completed, sealed(segment)));
         }
         for (age, batch) in head.flushing.iter().enumerate().rev() {
             for segment in batch.segments.iter().rev() {
                 snapshot
                     .segments
-                    .push((Recency::Flushing(age), Arc::clone(segment)));
+                    .push((Recency::Flushing(age), sealed(segment)));
             }
         }
         for (age, (_, batch)) in head.flushed.iter().enumerate().rev() {
             for segment in batch.segments.iter().rev() {
                 snapshot
                     .segments
-                    .push((Recency::Flushed(age), Arc::clone(segment)));
+                    .push((Recency::Flushed(age), sealed(segment)));
             }
         }
     }
@@ -988,6 +1244,13 @@ impl Head {
             for segment in tenant_head.segments() {
                 counts.segments += 1;
                 counts.segment_column_bytes += segment
+                    .columns()
+                    .map_or(0, |columns| columns.data.len() as u64);
+            }
+            for live in &tenant_head.live_segments {
+                counts.live_segments += 1;
+                counts.live_segment_column_bytes += live
+                    .segment
                     .columns()
                     .map_or(0, |columns| columns.data.len() as u64);
             }
@@ -1068,8 +1331,13 @@ mod tests {
         let segments: Vec<Vec<u8>> = snapshot
             .take_segments()
             .iter()
-            .map(|segment| {
-                let mut ids: Vec<u8> = segment.pieces().keys().map(|id| id.0[0]).collect();
+            .map(|head_segment| {
+                let mut ids: Vec<u8> = head_segment
+                    .segment
+                    .pieces()
+                    .keys()
+                    .map(|id| id.0[0])
+                    .collect();
                 ids.sort_unstable();
                 ids
             })
@@ -1154,6 +1422,135 @@ mod tests {
             .collect();
         assert_eq!(pieces, vec![20, 21]);
         assert_eq!(head.gathering_bytes("t", &[TraceId([6; 16])]), vec![8]);
+    }
+
+    /// A snapshot's whole traces (sorted IDs by first byte) and its segments (sorted IDs and
+    /// stale IDs, `None` for a sealed segment), in order.
+    #[allow(clippy::type_complexity)]
+    fn whole_and_segments(head: &Head) -> (Vec<u8>, Vec<(Vec<u8>, Option<Vec<u8>>)>) {
+        let mut snapshot = HeadSnapshot::default();
+        head.snapshot_into("t", &mut snapshot);
+        let sorted = |ids: &mut dyn Iterator<Item = &TraceId>| {
+            let mut ids: Vec<u8> = ids.map(|id| id.0[0]).collect();
+            ids.sort_unstable();
+            ids
+        };
+        let segments = snapshot
+            .take_segments()
+            .iter()
+            .map(|head_segment| {
+                (
+                    sorted(&mut head_segment.segment.pieces().keys()),
+                    head_segment
+                        .stale
+                        .as_ref()
+                        .map(|stale| sorted(&mut stale.iter())),
+                )
+            })
+            .collect();
+        (sorted(&mut snapshot.whole_trace_ids().iter()), segments)
+    }
+
+    /// Copies `candidates` into a live segment as the ingester does, without columns (the
+    /// pieces here are not protobuf).
+    fn add_live(head: &mut Head, candidates: Vec<LiveCandidates>, now: Instant) {
+        for group in candidates {
+            let versions = group
+                .traces
+                .iter()
+                .map(|(trace_id, (_, version))| (*trace_id, *version))
+                .collect();
+            let traces = group
+                .traces
+                .into_iter()
+                .map(|(trace_id, (pieces, _))| (trace_id, pieces))
+                .collect();
+            head.add_live_segment(&group.tenant, Segment::new(traces, 0), &versions, now);
+        }
+    }
+
+    #[test]
+    fn live_segments_stand_for_quiet_traces_until_they_move_on() {
+        let mut head = Head::default();
+        let start = Instant::now();
+        let at = |millis| start + Duration::from_millis(millis);
+        let (idle, max_live) = (Duration::from_secs(10), Duration::from_secs(300));
+        // Trace 7 completed and came back: its parts elsewhere keep it out of live segments.
+        head.append("t", vec![(TraceId([7; 16]), piece(70, 8))], at(0));
+        head.sweep(at(10_000), idle, max_live);
+        head.append("t", vec![(TraceId([7; 16]), piece(71, 8))], at(10_000));
+        for id in [1, 2, 3] {
+            head.append(
+                "t",
+                vec![(TraceId([id; 16]), piece(id * 10, 8))],
+                at(10_000),
+            );
+        }
+        head.append("t", vec![(TraceId([3; 16]), piece(31, 8))], at(10_500));
+        // 1 and 2 are quiet for a second; 3 is not.
+        let candidates = head.quiet_live(at(11_200), LIVE_QUIET, 1 << 20);
+        let quiet: Vec<Vec<u8>> = candidates
+            .iter()
+            .map(|group| {
+                let mut ids: Vec<u8> = group.traces.keys().map(|id| id.0[0]).collect();
+                ids.sort_unstable();
+                ids
+            })
+            .collect();
+        assert_eq!(quiet, vec![vec![1, 2]]);
+        add_live(&mut head, candidates, at(11_300));
+        assert_eq!(head.counts().live_segments, 1);
+        // 7's first part waits, open: 7 is handed out whole.
+        assert_eq!(
+            whole_and_segments(&head),
+            (vec![3, 7], vec![(vec![1, 2], Some(vec![]))])
+        );
+        assert!(
+            head.quiet_live(at(11_400), LIVE_QUIET, 1 << 20).is_empty(),
+            "1 and 2 are in a live segment, 3 is not quiet yet"
+        );
+        // A piece for 1: its row goes stale, and 1 is handed out whole again.
+        head.append("t", vec![(TraceId([1; 16]), piece(11, 8))], at(12_000));
+        assert_eq!(
+            whole_and_segments(&head),
+            (vec![1, 3, 7], vec![(vec![1, 2], Some(vec![1]))])
+        );
+        // 2 (and 7) complete: 2's row still stands for it while it waits, open.
+        head.sweep(at(20_100), idle, max_live);
+        assert_eq!(head.counts().live_traces, 2);
+        assert_eq!(
+            whole_and_segments(&head),
+            (vec![1, 3, 7], vec![(vec![1, 2], Some(vec![1]))])
+        );
+        // Sealed, 2 is read from its segment; every row is stale, so the live segment goes.
+        assert_eq!(head.seal_due(at(30_000), 1 << 20).len(), 1);
+        assert_eq!(head.counts().live_segments, 0);
+        assert_eq!(
+            whole_and_segments(&head),
+            (vec![1, 3], vec![(vec![2, 7], None)])
+        );
+        // A row whose trace changed between the copy and its adding is stale from the start.
+        let candidates = head.quiet_live(at(30_000), LIVE_QUIET, 1 << 20);
+        assert_eq!(
+            candidates
+                .iter()
+                .map(|group| group.traces.len())
+                .sum::<usize>(),
+            2
+        );
+        head.append("t", vec![(TraceId([1; 16]), piece(12, 8))], at(30_001));
+        add_live(&mut head, candidates, at(30_002));
+        assert_eq!(
+            whole_and_segments(&head),
+            (
+                vec![1],
+                vec![(vec![1, 3], Some(vec![1])), (vec![2, 7], None)]
+            )
+        );
+        assert_eq!(head.pieces_of("t", &TraceId([1; 16])).len(), 3);
+        // A cut keeps live traces, and the rows that stand for them, as they are.
+        head.cut(1 << 20, 1 << 20);
+        assert_eq!(head.counts().live_segments, 1);
     }
 
     #[test]

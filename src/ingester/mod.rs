@@ -78,7 +78,7 @@ use tokio::sync::{oneshot, watch};
 
 pub use config::{IngesterConfig, WalFsync};
 use head::{decode_pieces, piece_cost, FlushBatch, SharedHead};
-pub use head::{HeadBatches, HeadSnapshot, HeadTrace, Segment, SegmentColumns};
+pub use head::{HeadBatches, HeadSegment, HeadSnapshot, HeadTrace, Segment, SegmentColumns};
 use sampling::{BatchSampling, Sampler};
 pub use sampling::{SamplingConfig, SamplingRule, SamplingStats};
 use wal::{Append, WalCommand, WalCounters, WriterOptions};
@@ -201,6 +201,13 @@ pub struct IngesterStats {
     pub blocks_flushed: u64,
     /// Head segments whose columns were built since start.
     pub head_segments_built: u64,
+    /// Live segments (whole copies of quiet live traces, see `LIVE_QUIET`) in memory; built
+    /// only while queries read the head.
+    pub head_live_segments: u64,
+    /// Bytes of the live segments' columns (not charged against `max_head_bytes`).
+    pub head_live_segment_column_bytes: u64,
+    /// Live segments built since start.
+    pub head_live_segments_built: u64,
     /// Block writes that failed (and will be retried).
     pub flush_failures: u64,
     /// Pushes acknowledged.
@@ -236,6 +243,7 @@ struct Counters {
     pushes_refused: AtomicU64,
     blocks_flushed: AtomicU64,
     segments_built: AtomicU64,
+    live_segments_built: AtomicU64,
     flush_failures: AtomicU64,
     replayed_records: AtomicU64,
     wal_truncated_bytes: AtomicU64,
@@ -261,7 +269,13 @@ pub struct Ingester {
     /// One cut at a time.
     cut_lock: tokio::sync::Mutex<()>,
     retry: Mutex<RetryState>,
+    /// When a query last read the head: live segments are built only while queries come.
+    head_read_at: Mutex<Option<Instant>>,
 }
+
+/// Live segments (see [`head::LIVE_QUIET`]) are built while a query read the head within this
+/// long: an ingester nobody queries spends no CPU copying live traces into columns.
+pub(crate) const LIVE_SEGMENTS_AFTER_READ: Duration = Duration::from_secs(120);
 
 impl Ingester {
     /// Validates the config, locks and replays the log into the head, and starts the writer.
@@ -326,6 +340,7 @@ impl Ingester {
             stop_background,
             cut_lock: tokio::sync::Mutex::new(()),
             retry: Mutex::new(RetryState::default()),
+            head_read_at: Mutex::new(None),
         }))
     }
 
@@ -439,6 +454,7 @@ impl Ingester {
     /// hands them out most recently received first). Cheap: handles, no copies, no sorting
     /// under the lock that pushes wait for.
     pub fn snapshot_into(&self, tenant: &str, snapshot: &mut HeadSnapshot) {
+        *self.head_read_at.lock() = Some(Instant::now());
         self.shared.head.lock().snapshot_into(tenant, snapshot);
     }
 
@@ -476,6 +492,13 @@ impl Ingester {
             self.stop_background.subscribe(),
             |ingester| async move {
                 ingester.build_segment_columns().await;
+                let now = Instant::now();
+                let read_recently = ingester.head_read_at.lock().is_some_and(|read_at| {
+                    now.saturating_duration_since(read_at) < LIVE_SEGMENTS_AFTER_READ
+                });
+                if read_recently {
+                    ingester.build_live_segments(now).await;
+                }
             },
         );
         tokio::spawn(async move {
@@ -545,6 +568,40 @@ impl Ingester {
                     self.counters.segments_built.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(error) => tracing::error!(%error, "building a head segment's columns failed"),
+            }
+        }
+    }
+
+    /// Copies the live traces quiet at `now` for [`head::LIVE_QUIET`] into live segments, one
+    /// segment at a time on the blocking pool, so a query decodes only the traces that
+    /// received spans in the last moments. Sealed segments go first (see
+    /// [`Ingester::build_segment_columns`]): they are needed for the cut anyway.
+    pub(crate) async fn build_live_segments(&self, now: Instant) {
+        let groups =
+            self.shared
+                .head
+                .lock()
+                .quiet_live(now, head::LIVE_QUIET, self.segment_bytes());
+        for group in groups {
+            let built = tokio::task::spawn_blocking(move || {
+                let _columns = Stage::HeadColumns.enter();
+                group.build()
+            })
+            .await;
+            match built {
+                Ok(Some((tenant, segment, versions))) => {
+                    self.shared.head.lock().add_live_segment(
+                        &tenant,
+                        segment,
+                        &versions,
+                        Instant::now(),
+                    );
+                    self.counters
+                        .live_segments_built
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(None) => {}
+                Err(error) => tracing::error!(%error, "building a live segment failed"),
             }
         }
     }
@@ -765,6 +822,9 @@ impl Ingester {
             wal_write_failures: self.wal_counters.write_failures.load(Ordering::Relaxed),
             blocks_flushed: self.counters.blocks_flushed.load(Ordering::Relaxed),
             head_segments_built: self.counters.segments_built.load(Ordering::Relaxed),
+            head_live_segments: counts.live_segments,
+            head_live_segment_column_bytes: counts.live_segment_column_bytes,
+            head_live_segments_built: self.counters.live_segments_built.load(Ordering::Relaxed),
             flush_failures: self.counters.flush_failures.load(Ordering::Relaxed),
             pushes_accepted: self.counters.pushes_accepted.load(Ordering::Relaxed),
             pushes_refused: self.counters.pushes_refused.load(Ordering::Relaxed),

@@ -143,13 +143,14 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
     /// Random traces pushed into the head in rounds — some sealed into segments with
-    /// columns, some completed and waiting, some live, some with a first part sealed and the
-    /// rest live — answer random searches and metrics queries exactly as the same traces do
-    /// when they are all live and decoded whole.
+    /// columns, some live, some with a first part sealed and the rest live, some live or
+    /// completed and copied whole into a live segment, some copied and then given their other
+    /// half — answer random searches and metrics queries exactly as the same traces do when
+    /// they are all live and decoded whole.
     #[test]
     fn head_segments_answer_what_whole_traces_answer(
         specs in prop::collection::vec(prop::collection::vec(span_spec(), 1..5), 4..40),
-        rounds in prop::collection::vec(0u8..4, 40),
+        rounds in prop::collection::vec(0u8..7, 40),
         searches in prop::collection::vec(query(), 1..4),
         metrics in prop::collection::vec(column_metrics_query(), 1..4),
     ) {
@@ -185,7 +186,9 @@ proptest! {
             let (ingester, split) = querier(split_dir.path()).await;
             let mut clock = Instant::now();
             // Round 0: sealed first; round 1: sealed second; round 2: first half sealed,
-            // second half live; round 3: live.
+            // second half live; round 3: live; round 4: live, in a live segment; round 5:
+            // first half in a live segment, second half live (the row is stale); round 6:
+            // completed and waiting, in a live segment.
             let in_round = |round: u8| -> Vec<(TraceId, Trace)> {
                 traces
                     .iter()
@@ -194,14 +197,18 @@ proptest! {
                     .map(|(trace, _)| trace.clone())
                     .collect()
             };
-            let split_traces = in_round(2);
-            let (first_halves, second_halves): (Vec<_>, Vec<_>) = split_traces
-                .iter()
-                .map(|(id, trace)| {
-                    let (first, second) = halves(trace, trace.resource_spans.len() / 2 + 1);
-                    ((*id, first), (*id, second))
-                })
-                .unzip();
+            type Halves = (Vec<(TraceId, Trace)>, Vec<(TraceId, Trace)>);
+            let halves_of = |round: u8| -> Halves {
+                in_round(round)
+                    .iter()
+                    .map(|(id, trace)| {
+                        let (first, second) = halves(trace, trace.resource_spans.len() / 2 + 1);
+                        ((*id, first), (*id, second))
+                    })
+                    .unzip()
+            };
+            let (first_halves, second_halves) = halves_of(2);
+            let (stale_first, stale_second) = halves_of(5);
             let mut round_zero = in_round(0);
             round_zero.extend(first_halves);
             for (round, batch) in [round_zero, in_round(1)].into_iter().enumerate() {
@@ -212,8 +219,29 @@ proptest! {
                 let stats = ingester.stats();
                 assert_eq!(stats.live_traces, 0, "round {round} sealed");
             }
+            // The live segments, built at moments when the traces are quiet.
+            let completed_copied = in_round(6);
+            if !completed_copied.is_empty() {
+                ingester.push(TENANT, completed_copied).await.unwrap();
+            }
+            ingester.build_live_segments(clock + Duration::from_secs(2)).await;
+            // Completes them; the open ones are sealed only 5 s later.
+            clock += Duration::from_secs(13);
+            ingester.tick(clock).await;
+            let live_copied: Vec<_> = in_round(4)
+                .into_iter()
+                .chain(stale_first.into_iter().filter(|(_, trace)| !trace.resource_spans.is_empty()))
+                .collect();
+            if !live_copied.is_empty() {
+                ingester.push(TENANT, live_copied).await.unwrap();
+            }
+            ingester.build_live_segments(clock + Duration::from_secs(2)).await;
+            let built = ingester.stats().head_live_segments_built;
+            let copied = [4, 5, 6].iter().map(|round| in_round(*round).len()).sum::<usize>();
+            assert_eq!(built > 0, copied > 0, "{built} live segments for {copied} traces");
             let live: Vec<_> = second_halves
                 .into_iter()
+                .chain(stale_second)
                 .filter(|(_, trace)| !trace.resource_spans.is_empty())
                 .chain(in_round(3))
                 .collect();
@@ -221,7 +249,7 @@ proptest! {
                 ingester.push(TENANT, live).await.unwrap();
             }
             let stats = ingester.stats();
-            let sealed = traces.len() - in_round(3).len();
+            let sealed = in_round(0).len() + in_round(1).len() + in_round(2).len();
             assert_eq!(
                 stats.head_segments > 0,
                 sealed > 0,
@@ -229,9 +257,19 @@ proptest! {
                 stats.head_segments
             );
             assert_eq!(stats.head_segment_column_bytes > 0, sealed > 0);
+            let standing = in_round(4).len() + in_round(6).len();
+            assert_eq!(
+                stats.head_live_segments > 0,
+                standing > 0,
+                "live segments: {} for {standing} traces they stand for",
+                stats.head_live_segments
+            );
 
-            let pushed_in_two: Vec<String> =
-                split_traces.iter().map(|(id, _)| id.to_string()).collect();
+            let pushed_in_two: Vec<String> = in_round(2)
+                .iter()
+                .chain(&in_round(5))
+                .map(|(id, _)| id.to_string())
+                .collect();
             let expected = answers(&whole, &searches, &metrics, &pushed_in_two).await;
             let got = answers(&split, &searches, &metrics, &pushed_in_two).await;
             for (got, expected) in got.iter().zip(&expected) {

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use crate::ingester::{HeadSnapshot, HeadTrace, Ingester, Segment};
+use crate::ingester::{HeadSegment, HeadSnapshot, HeadTrace, Ingester, Segment};
 use crate::model::{combine, trace_time_range, Trace, TraceId, TraceIdSet};
 use crate::tempodb::meta::BlockMeta;
 use crate::tempodb::store::BlockDecode;
@@ -166,10 +166,11 @@ impl Querier {
         let (state, pushdown) = self
             .scan(plan, Some(filter), decode, state, move |state, batch| {
                 let job_done = batch.job_done;
+                let skip = batch.skip.unwrap_or_default();
                 let mut candidates: Vec<(u64, TraceId, Trace)> = batch
                     .traces
                     .into_iter()
-                    .filter(|(id, _)| !state.seen.contains(id))
+                    .filter(|(id, _)| !state.seen.contains(id) && !skip.contains(id))
                     .map(|(id, trace)| {
                         let start = trace_time_range(&trace).map(|(s, _)| s).unwrap_or(0);
                         (start, id, trace)
@@ -582,11 +583,12 @@ pub(crate) struct Batch {
     pub columns: Option<SpanColumns>,
     /// The last batch of a job (the head, or one block): progress reports count jobs.
     pub job_done: bool,
-    /// Set for a batch of a head segment. Every piece of the head is in exactly one place,
-    /// so such a batch holds parts of traces, each to be counted; the set names the traces the
-    /// head handed out whole (with every piece, from any tier) before its segments, whose
-    /// parts here were seen already.
-    pub head_part: Option<Arc<TraceIdSet>>,
+    /// Set for a batch of a head segment: the traces of the batch that neither count nor
+    /// are judged here. A sealed segment holds parts of traces (every piece of the head is
+    /// in exactly one tier), each to be counted except those of the traces the head handed
+    /// out whole (with every piece, from any tier) before its segments; a live segment holds
+    /// whole copies of live traces, except its stale rows, whose traces moved on.
+    pub skip: Option<Arc<TraceIdSet>>,
     /// Counts the batch's traces as held until it is dropped, after its visit.
     _held: Option<Held>,
 }
@@ -598,7 +600,7 @@ impl Batch {
             traces: Vec::new(),
             columns: None,
             job_done: false,
-            head_part: None,
+            skip: None,
             _held: None,
         }
         .ending_job()
@@ -610,18 +612,18 @@ impl Batch {
     }
 
     /// A batch of traces decoded from head pieces.
-    fn of_traces(traces: Vec<(TraceId, Trace)>, head_part: Option<Arc<TraceIdSet>>) -> Batch {
+    fn of_traces(traces: Vec<(TraceId, Trace)>, skip: Option<Arc<TraceIdSet>>) -> Batch {
         Batch {
             _held: Some(Held::new(traces.len())),
             traces,
             columns: None,
             job_done: false,
-            head_part,
+            skip,
         }
     }
 
     /// A batch of what a block or head segment read decoded.
-    fn decoded(decoded: Decoded, head_part: Option<Arc<TraceIdSet>>) -> Batch {
+    fn decoded(decoded: Decoded, skip: Option<Arc<TraceIdSet>>) -> Batch {
         let (traces, columns, held) = match decoded {
             Decoded::Traces(traces, held) => (traces, None, held),
             Decoded::Columns(columns, held) => (Vec::new(), Some(*columns), held),
@@ -630,29 +632,33 @@ impl Batch {
             traces,
             columns,
             job_done: false,
-            head_part,
+            skip,
             _held: Some(held),
         }
     }
 
     /// Whether a visitor that counts each span once takes `trace_id` from this batch, noting
     /// it in `seen`: a block's copy of a trace counts only if no earlier batch had it; a
-    /// head segment's part counts unless the head handed the trace out whole.
+    /// head segment's part or copy counts unless the batch skips it (see [`Batch::skip`]).
     pub fn counts_trace(&self, seen: &mut TraceIdSet, trace_id: TraceId) -> bool {
-        match &self.head_part {
-            Some(whole) => {
+        match &self.skip {
+            Some(skip) => {
+                if skip.contains(&trace_id) {
+                    return false;
+                }
                 seen.insert(trace_id);
-                !whole.contains(&trace_id)
+                true
             }
             None => seen.insert(trace_id),
         }
     }
 }
 
-/// The head's part of a scan, on the blocking pool: its live and open traces whole, most
-/// recent first, decoded a batch at a time, then its segments, most recent first, each read
-/// as a block is (its columns with `filter`'s pruning and `decode`'s projection, stopping
-/// mid-segment), or its pieces decoded when its columns are not built yet. Ends with the
+/// The head's part of a scan, on the blocking pool: its live and open traces that no live
+/// segment holds, whole, most recent first, decoded a batch at a time, then its segments,
+/// most recent first (live ones, then sealed ones), each read as a block is (its columns
+/// with `filter`'s pruning and `decode`'s projection, stopping mid-segment), or its pieces
+/// decoded when its columns are not built yet. Ends with the
 /// batch that closes the head's job; answers whether to go on, and what the segment reads
 /// skipped.
 fn scan_head<S>(
@@ -675,7 +681,8 @@ fn scan_head<S>(
             return Ok((state, false, stats));
         }
     }
-    for segment in segments {
+    for HeadSegment { segment, stale } in segments {
+        let skip = stale.unwrap_or_else(|| Arc::clone(&whole));
         let keep_going = match segment.columns() {
             Some(columns) => {
                 let mut outcome = Ok(true);
@@ -686,7 +693,7 @@ fn scan_head<S>(
                     filter,
                     decode.borrowed(),
                     &mut |decoded| {
-                        outcome = visit(&mut state, Batch::decoded(decoded, Some(whole.clone())));
+                        outcome = visit(&mut state, Batch::decoded(decoded, Some(skip.clone())));
                         matches!(outcome, Ok(true))
                     },
                 )
@@ -694,7 +701,7 @@ fn scan_head<S>(
                 stats.add(&read);
                 outcome?
             }
-            None => visit_segment_pieces(&segment, &whole, &mut state, visit)?,
+            None => visit_segment_pieces(&segment, &skip, &mut state, visit)?,
         };
         if !keep_going {
             return Ok((state, false, stats));
@@ -707,7 +714,7 @@ fn scan_head<S>(
 /// Visits a head segment without columns by decoding its pieces, a batch at a time.
 fn visit_segment_pieces<S>(
     segment: &Segment,
-    whole: &Arc<TraceIdSet>,
+    skip: &Arc<TraceIdSet>,
     state: &mut S,
     visit: &dyn Fn(&mut S, Batch) -> Result<bool, QuerierError>,
 ) -> Result<bool, QuerierError> {
@@ -723,7 +730,7 @@ fn visit_segment_pieces<S>(
                 Some((**trace_id, head_trace.trace()?))
             })
             .collect();
-        if !visit(state, Batch::of_traces(traces, Some(Arc::clone(whole))))? {
+        if !visit(state, Batch::of_traces(traces, Some(Arc::clone(skip))))? {
             return Ok(false);
         }
     }
