@@ -59,8 +59,9 @@ pub struct BenchArgs {
     pub search_runs: usize,
     /// What `--search` reads: `blocks` (`--spans` in blocks of 500k spans, pushdown against
     /// whole-block decoding), `tempo-block` (the block Tempo wrote, `--search-block`),
-    /// `large-block` (`--spans` in one block of vivace's own) or `head` (`--spans` pushed into
-    /// the ingester's memory, no blocks).
+    /// `large-block` (`--spans` in one block of vivace's own), `head` (`--spans` pushed into
+    /// the ingester's memory, no blocks, every trace complete and sealed) or `live-head` (the
+    /// same, every trace still live and quiet, copied into live segments).
     #[arg(long, default_value = "blocks")]
     pub search_shape: String,
     /// With `--search-shape tempo-block`: a folder holding `<tenant>/<block id>/` as Tempo
