@@ -234,6 +234,17 @@ pub enum LeafValues {
 }
 
 impl LeafValues {
+    /// How many values it holds.
+    pub fn len(&self) -> usize {
+        match self {
+            LeafValues::Bool(values) => values.len(),
+            LeafValues::Int32(values) => values.len(),
+            LeafValues::Int64(values) => values.len(),
+            LeafValues::Double(values) => values.len(),
+            LeafValues::Bytes(values) => values.len(),
+        }
+    }
+
     pub fn empty(physical: PhysicalType) -> Result<LeafValues, ShapeError> {
         Ok(match physical {
             PhysicalType::BOOLEAN => LeafValues::Bool(Vec::new()),

@@ -504,7 +504,10 @@ fn read_traces_unguarded<R: ChunkReader + 'static>(
             let columns = readers
                 .iter_mut()
                 .enumerate()
-                .map(|(leaf, reader)| read_from(reader, leaf, 0, batch))
+                .map(|(leaf, reader)| {
+                    let entries = entries_estimate(row_group.metadata(), leaf, batch);
+                    read_from(reader, leaf, 0, batch, entries)
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             let mut assembler = Assembler::new(&root, &columns);
             for _ in 0..batch {
@@ -663,37 +666,51 @@ fn read_leaf(
     count: usize,
 ) -> Result<LeafColumn, VParquetError> {
     let mut reader = row_group.get_column_reader(leaf)?;
-    read_from(&mut reader, leaf, skip, count)
+    let entries = entries_estimate(row_group.metadata(), leaf, count);
+    read_from(&mut reader, leaf, skip, count, entries)
 }
 
-/// Reads `count` rows after skipping `skip`, continuing where the reader stopped.
+/// Reads `count` rows after skipping `skip`, continuing where the reader stopped, with room
+/// made for `entries` level entries up front (see [`entries_estimate`]).
 fn read_from(
     reader: &mut ColumnReader,
     leaf: usize,
     skip: usize,
     count: usize,
+    entries: usize,
 ) -> Result<LeafColumn, VParquetError> {
-    let (values, def_levels, rep_levels) = match reader {
-        ColumnReader::BoolColumnReader(typed) => {
-            let (values, def, rep) = read_typed(typed, skip, count, leaf)?;
-            (LeafValues::Bool(values), def, rep)
-        }
-        ColumnReader::Int32ColumnReader(typed) => {
-            let (values, def, rep) = read_typed(typed, skip, count, leaf)?;
-            (LeafValues::Int32(values), def, rep)
-        }
-        ColumnReader::Int64ColumnReader(typed) => {
-            let (values, def, rep) = read_typed(typed, skip, count, leaf)?;
-            (LeafValues::Int64(values), def, rep)
-        }
-        ColumnReader::DoubleColumnReader(typed) => {
-            let (values, def, rep) = read_typed(typed, skip, count, leaf)?;
-            (LeafValues::Double(values), def, rep)
-        }
-        ColumnReader::ByteArrayColumnReader(typed) => {
-            let (values, def, rep) = read_typed(typed, skip, count, leaf)?;
-            (LeafValues::Bytes(values), def, rep)
-        }
+    let mut column = empty_column(reader, leaf, entries)?;
+    read_into(reader, leaf, skip, count, &mut column)?;
+    finish_levels(&mut column);
+    Ok(column)
+}
+
+/// About how many level entries (values and nulls) `rows` rows of `leaf` hold in a row
+/// group, from its column chunk's counts: reserving them up front spares growing the
+/// buffers (each growth a copy, and fresh pages the kernel must zero).
+fn entries_estimate(row_group: &RowGroupMetaData, leaf: usize, rows: usize) -> usize {
+    let group_rows = row_group.num_rows().max(1) as u128;
+    let entries = row_group.column(leaf).num_values().max(0) as u128;
+    // Rounded up, and capped so a lying footer cannot make a huge reservation.
+    let estimate = (entries * rows as u128).div_ceil(group_rows);
+    usize::try_from(estimate.min(MAX_RESERVED_ENTRIES as u128)).unwrap_or(MAX_RESERVED_ENTRIES)
+}
+
+/// The most level entries a read reserves room for up front (more are read as they come).
+const MAX_RESERVED_ENTRIES: usize = 1 << 22;
+
+/// An empty column of `reader`'s type with room for `entries` level entries.
+fn empty_column(
+    reader: &ColumnReader,
+    leaf: usize,
+    entries: usize,
+) -> Result<LeafColumn, VParquetError> {
+    let values = match reader {
+        ColumnReader::BoolColumnReader(_) => LeafValues::Bool(Vec::with_capacity(entries)),
+        ColumnReader::Int32ColumnReader(_) => LeafValues::Int32(Vec::with_capacity(entries)),
+        ColumnReader::Int64ColumnReader(_) => LeafValues::Int64(Vec::with_capacity(entries)),
+        ColumnReader::DoubleColumnReader(_) => LeafValues::Double(Vec::with_capacity(entries)),
+        ColumnReader::ByteArrayColumnReader(_) => LeafValues::Bytes(Vec::with_capacity(entries)),
         _ => {
             return Err(VParquetError::SchemaMismatch(format!(
                 "leaf {leaf} has an unexpected physical type"
@@ -702,19 +719,64 @@ fn read_from(
     };
     Ok(LeafColumn {
         values,
-        def_levels,
-        rep_levels,
+        def_levels: Vec::with_capacity(entries),
+        rep_levels: Vec::with_capacity(entries),
     })
 }
 
-type TypedColumn<T> = (Vec<<T as DataType>::T>, Vec<i16>, Vec<i16>);
+/// Appends `count` rows, after skipping `skip`, to `column` (of the reader's type, see
+/// [`empty_column`]); [`finish_levels`] completes the levels once every part is in.
+fn read_into(
+    reader: &mut ColumnReader,
+    leaf: usize,
+    skip: usize,
+    count: usize,
+    column: &mut LeafColumn,
+) -> Result<(), VParquetError> {
+    let (def, rep) = (&mut column.def_levels, &mut column.rep_levels);
+    match (reader, &mut column.values) {
+        (ColumnReader::BoolColumnReader(typed), LeafValues::Bool(values)) => {
+            read_typed(typed, skip, count, leaf, values, def, rep)
+        }
+        (ColumnReader::Int32ColumnReader(typed), LeafValues::Int32(values)) => {
+            read_typed(typed, skip, count, leaf, values, def, rep)
+        }
+        (ColumnReader::Int64ColumnReader(typed), LeafValues::Int64(values)) => {
+            read_typed(typed, skip, count, leaf, values, def, rep)
+        }
+        (ColumnReader::DoubleColumnReader(typed), LeafValues::Double(values)) => {
+            read_typed(typed, skip, count, leaf, values, def, rep)
+        }
+        (ColumnReader::ByteArrayColumnReader(typed), LeafValues::Bytes(values)) => {
+            read_typed(typed, skip, count, leaf, values, def, rep)
+        }
+        _ => Err(VParquetError::SchemaMismatch(format!(
+            "leaf {leaf} is not of the type read so far"
+        ))),
+    }
+}
+
+/// Columns without levels read none, and columns without repetition no repetition levels;
+/// the assembler wants one of each per entry everywhere.
+fn finish_levels(column: &mut LeafColumn) {
+    let values = column.values.len();
+    if column.def_levels.is_empty() && column.rep_levels.is_empty() && values > 0 {
+        column.def_levels = vec![0; values];
+        column.rep_levels = vec![0; values];
+    } else if column.rep_levels.len() < column.def_levels.len() {
+        column.rep_levels.resize(column.def_levels.len(), 0);
+    }
+}
 
 fn read_typed<T: DataType>(
     reader: &mut ColumnReaderImpl<T>,
     skip: usize,
     count: usize,
     leaf: usize,
-) -> Result<TypedColumn<T>, VParquetError> {
+    values: &mut Vec<T::T>,
+    def_levels: &mut Vec<i16>,
+    rep_levels: &mut Vec<i16>,
+) -> Result<(), VParquetError> {
     if skip > 0 {
         let skipped = reader.skip_records(skip)?;
         if skipped != skip {
@@ -723,17 +785,10 @@ fn read_typed<T: DataType>(
             )));
         }
     }
-    let mut values = Vec::new();
-    let mut def_levels = Vec::new();
-    let mut rep_levels = Vec::new();
     let mut records = 0;
     while records < count {
-        let (read, _, _) = reader.read_records(
-            count - records,
-            Some(&mut def_levels),
-            Some(&mut rep_levels),
-            &mut values,
-        )?;
+        let (read, _, _) =
+            reader.read_records(count - records, Some(def_levels), Some(rep_levels), values)?;
         if read == 0 {
             break;
         }
@@ -744,12 +799,5 @@ fn read_typed<T: DataType>(
             "column {leaf} ended after {records} of {count} rows"
         )));
     }
-    // Columns without levels read none; the assembler wants one level per entry everywhere.
-    if def_levels.is_empty() && rep_levels.is_empty() && !values.is_empty() {
-        def_levels = vec![0; values.len()];
-        rep_levels = vec![0; values.len()];
-    } else if rep_levels.len() < def_levels.len() {
-        rep_levels.resize(def_levels.len(), 0);
-    }
-    Ok((values, def_levels, rep_levels))
+    Ok(())
 }

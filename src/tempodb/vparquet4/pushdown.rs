@@ -30,7 +30,10 @@ use parquet::file::statistics::Statistics;
 use super::columns;
 use super::dremel::{Assembler, LeafColumn, LeafValues};
 use super::row::{self, DedicatedMapping};
-use super::{guard_against_panics, read_from, schema, VParquetError};
+use super::{
+    empty_column, entries_estimate, finish_levels, guard_against_panics, read_into, schema,
+    VParquetError,
+};
 use crate::model::{Trace, TraceId};
 use crate::tempodb::meta::DedicatedColumn;
 use crate::traceql::columns::{SpanColumns, SpanFields};
@@ -502,7 +505,8 @@ fn read_filtered_unguarded<R: ChunkReader + 'static>(
                     let Some((reader, position)) = filter_readers.get_mut(leaf) else {
                         continue;
                     };
-                    let column = read_runs(reader, *leaf, &pending, position)?;
+                    let entries = |rows| entries_estimate(row_group_meta, *leaf, rows);
+                    let column = read_runs(reader, *leaf, &pending, position, &entries)?;
                     let row_numbers: Vec<usize> = pending
                         .iter()
                         .flat_map(|(start, count)| *start..start + count)
@@ -627,7 +631,14 @@ fn read_filtered_unguarded<R: ChunkReader + 'static>(
                     continue;
                 };
                 let mut leaf_position = position;
-                columns.push(read_runs(column_reader, leaf, &runs, &mut leaf_position)?);
+                let entries = |rows| entries_estimate(row_group_meta, leaf, rows);
+                columns.push(read_runs(
+                    column_reader,
+                    leaf,
+                    &runs,
+                    &mut leaf_position,
+                    &entries,
+                )?);
                 next_position = leaf_position;
             }
             position = next_position;
@@ -854,44 +865,30 @@ fn bridge_gaps(runs: &[(usize, usize)], max_gap: usize) -> Vec<(usize, usize)> {
     bridged
 }
 
-/// Reads the rows of `runs` (ascending) from a reader positioned at row `position`.
+/// Reads the rows of `runs` (ascending) from a reader positioned at row `position`, into one
+/// column with room made up front for the level entries `entries` estimates for that many
+/// rows.
 fn read_runs(
     reader: &mut ColumnReader,
     leaf: usize,
     runs: &[(usize, usize)],
     position: &mut usize,
+    entries: &dyn Fn(usize) -> usize,
 ) -> Result<LeafColumn, VParquetError> {
-    let mut result: Option<LeafColumn> = None;
+    if runs.is_empty() {
+        return Err(VParquetError::Malformed("no rows to read".to_string()));
+    }
+    let rows = runs.iter().map(|(_, count)| count).sum();
+    let mut column = empty_column(reader, leaf, entries(rows))?;
     for (start, count) in runs {
         let skip = start
             .checked_sub(*position)
             .ok_or_else(|| VParquetError::Malformed("row runs are not ascending".to_string()))?;
-        let part = read_from(reader, leaf, skip, *count)?;
+        read_into(reader, leaf, skip, *count, &mut column)?;
         *position = start + count;
-        match result.as_mut() {
-            None => result = Some(part),
-            Some(column) => append(column, part)?,
-        }
     }
-    result.ok_or_else(|| VParquetError::Malformed("no rows to read".to_string()))
-}
-
-fn append(column: &mut LeafColumn, part: LeafColumn) -> Result<(), VParquetError> {
-    match (&mut column.values, part.values) {
-        (LeafValues::Bool(into), LeafValues::Bool(from)) => into.extend(from),
-        (LeafValues::Int32(into), LeafValues::Int32(from)) => into.extend(from),
-        (LeafValues::Int64(into), LeafValues::Int64(from)) => into.extend(from),
-        (LeafValues::Double(into), LeafValues::Double(from)) => into.extend(from),
-        (LeafValues::Bytes(into), LeafValues::Bytes(from)) => into.extend(from),
-        _ => {
-            return Err(VParquetError::Malformed(
-                "a column changed type between pages".into(),
-            ))
-        }
-    }
-    column.def_levels.extend(part.def_levels);
-    column.rep_levels.extend(part.rep_levels);
-    Ok(())
+    finish_levels(&mut column);
+    Ok(column)
 }
 
 fn value_passes(values: &LeafValues, index: usize, condition: &LeafCondition) -> bool {
