@@ -234,6 +234,11 @@ pub enum LeafValues {
 }
 
 impl LeafValues {
+    /// Whether both hold values of one physical type.
+    pub fn same_type(&self, other: &LeafValues) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+    }
+
     /// How many values it holds.
     pub fn len(&self) -> usize {
         match self {
@@ -296,6 +301,32 @@ pub struct LeafColumn {
 }
 
 impl LeafColumn {
+    /// Empties it, keeping its buffers for the next read.
+    pub fn clear(&mut self) {
+        match &mut self.values {
+            LeafValues::Bool(values) => values.clear(),
+            LeafValues::Int32(values) => values.clear(),
+            LeafValues::Int64(values) => values.clear(),
+            LeafValues::Double(values) => values.clear(),
+            LeafValues::Bytes(values) => values.clear(),
+        }
+        self.def_levels.clear();
+        self.rep_levels.clear();
+    }
+
+    /// Makes room for `entries` more level entries (and as many values).
+    pub fn reserve(&mut self, entries: usize) {
+        match &mut self.values {
+            LeafValues::Bool(values) => values.reserve(entries),
+            LeafValues::Int32(values) => values.reserve(entries),
+            LeafValues::Int64(values) => values.reserve(entries),
+            LeafValues::Double(values) => values.reserve(entries),
+            LeafValues::Bytes(values) => values.reserve(entries),
+        }
+        self.def_levels.reserve(entries);
+        self.rep_levels.reserve(entries);
+    }
+
     /// A column a projection leaves unread: no levels, never consumed.
     pub fn unread() -> LeafColumn {
         LeafColumn {

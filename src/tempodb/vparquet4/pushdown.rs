@@ -415,6 +415,9 @@ fn read_filtered_unguarded<R: ChunkReader + 'static>(
     let chunk_reader = Arc::new(reader);
     let properties = Arc::new(ReaderProperties::builder().build());
     let mut stats = PushdownStats::default();
+    // Each leaf's buffers, emptied after every batch and refilled by the next: a full scan
+    // allocates them once, not once a batch (fresh memory is memory the kernel must zero).
+    let mut spare: Vec<Option<LeafColumn>> = (0..schema::LEAF_COUNT).map(|_| None).collect();
     for row_group_index in 0..metadata.num_row_groups() {
         let row_group_meta = metadata.row_group(row_group_index);
         let row_count = usize::try_from(row_group_meta.num_rows())
@@ -506,7 +509,7 @@ fn read_filtered_unguarded<R: ChunkReader + 'static>(
                         continue;
                     };
                     let entries = |rows| entries_estimate(row_group_meta, *leaf, rows);
-                    let column = read_runs(reader, *leaf, &pending, position, &entries)?;
+                    let column = read_runs(reader, *leaf, &pending, position, &entries, None)?;
                     let row_numbers: Vec<usize> = pending
                         .iter()
                         .flat_map(|(start, count)| *start..start + count)
@@ -638,6 +641,7 @@ fn read_filtered_unguarded<R: ChunkReader + 'static>(
                     &runs,
                     &mut leaf_position,
                     &entries,
+                    spare[leaf].take(),
                 )?);
                 next_position = leaf_position;
             }
@@ -676,6 +680,12 @@ fn read_filtered_unguarded<R: ChunkReader + 'static>(
                     Decoded::Traces(traces, held)
                 }
             };
+            for (leaf, mut column) in columns.into_iter().enumerate() {
+                if wanted[leaf] {
+                    column.clear();
+                    spare[leaf] = Some(column);
+                }
+            }
             stats.rows_decoded += batch.len() as u64;
             stats.batches += 1;
             if !sink(decoded) {
@@ -867,19 +877,25 @@ fn bridge_gaps(runs: &[(usize, usize)], max_gap: usize) -> Vec<(usize, usize)> {
 
 /// Reads the rows of `runs` (ascending) from a reader positioned at row `position`, into one
 /// column with room made up front for the level entries `entries` estimates for that many
-/// rows.
+/// rows: `spare`'s buffers (empty) if given and of the reader's type, else new ones.
 fn read_runs(
     reader: &mut ColumnReader,
     leaf: usize,
     runs: &[(usize, usize)],
     position: &mut usize,
     entries: &dyn Fn(usize) -> usize,
+    spare: Option<LeafColumn>,
 ) -> Result<LeafColumn, VParquetError> {
     if runs.is_empty() {
         return Err(VParquetError::Malformed("no rows to read".to_string()));
     }
     let rows = runs.iter().map(|(_, count)| count).sum();
-    let mut column = empty_column(reader, leaf, entries(rows))?;
+    let fresh = empty_column(reader, leaf, 0)?;
+    let mut column = match spare {
+        Some(spare) if spare.values.same_type(&fresh.values) => spare,
+        _ => fresh,
+    };
+    column.reserve(entries(rows));
     for (start, count) in runs {
         let skip = start
             .checked_sub(*position)
