@@ -238,6 +238,52 @@ fn int64s<'a>(column: &'a LeafColumn, what: &str) -> Result<&'a [i64], VParquetE
     }
 }
 
+/// Whether the span columns take `leaf` read as dictionary codes (see `coded`): the span
+/// attributes' keys and string values, the largest byte columns a span read goes through.
+pub(super) fn reads_coded(leaf: usize) -> bool {
+    let attribute = &leaves().attribute;
+    leaf == attribute.key || leaf == attribute.strings
+}
+
+/// A BYTE_ARRAY leaf's values, as Parquet's reader gives them or as codes.
+enum Texts<'a> {
+    Arrays(&'a [parquet::data_type::ByteArray]),
+    Coded(&'a super::coded::CodedBytes),
+}
+
+impl Texts<'_> {
+    fn get(&self, index: usize) -> Option<&[u8]> {
+        match self {
+            Texts::Arrays(values) => values.get(index).map(|value| value.data()),
+            Texts::Coded(values) => values.get(index),
+        }
+    }
+
+    /// The value's dictionary entry, when it is read as one.
+    fn dictionary_code(&self, index: usize) -> Option<usize> {
+        match self {
+            Texts::Arrays(_) => None,
+            Texts::Coded(values) => values.dictionary_code(index),
+        }
+    }
+
+    /// Entries of the dictionary its codes point into (0 when not read as codes).
+    fn dictionary_len(&self) -> usize {
+        match self {
+            Texts::Arrays(_) => 0,
+            Texts::Coded(values) => values.dictionary.len(),
+        }
+    }
+}
+
+fn texts<'a>(column: &'a LeafColumn, what: &str) -> Result<Texts<'a>, VParquetError> {
+    match &column.values {
+        LeafValues::Bytes(values) => Ok(Texts::Arrays(values)),
+        LeafValues::Coded(values) => Ok(Texts::Coded(values)),
+        _ => Err(malformed(format!("{what} is not a BYTE_ARRAY column"))),
+    }
+}
+
 fn byte_arrays<'a>(
     column: &'a LeafColumn,
     what: &str,
@@ -513,8 +559,10 @@ fn span_attributes(
     let mut codes = vec![vec![NIL_CODE; span_count]; names.len()];
 
     let key_column = &columns[leaves.key];
-    let keys = byte_arrays(key_column, "Attrs Key")?;
-    let strings = byte_arrays(&columns[leaves.strings], "Attrs Value")?;
+    let keys = texts(key_column, "Attrs Key")?;
+    let strings = texts(&columns[leaves.strings], "Attrs Value")?;
+    // Which name a key is, once per dictionary entry rather than once per attribute.
+    let mut wanted_by_code: Vec<Option<Option<usize>>> = vec![None; keys.dictionary_len()];
     let (ints, doubles, bools): (&[i64], &[f64], &[bool]) = if strings_only {
         (&[], &[], &[])
     } else {
@@ -561,7 +609,12 @@ fn span_attributes(
             ),
             None => (None, None, None),
         };
-        let Some(wanted) = names.iter().position(|name| name.as_bytes() == key.data()) else {
+        let position = || names.iter().position(|name| name.as_bytes() == key);
+        let wanted = match keys.dictionary_code(key_value - 1) {
+            Some(code) => *wanted_by_code[code].get_or_insert_with(position),
+            None => position(),
+        };
+        let Some(wanted) = wanted else {
             continue;
         };
         let at = span.ok_or_else(|| malformed("an attribute outside any span"))?;
@@ -575,7 +628,7 @@ fn span_attributes(
         *slot = if let Some(index) = string {
             let bytes = strings.get(index).ok_or_else(|| malformed("Attrs Value"))?;
             builder
-                .code_str(bytes.data())
+                .code_str(bytes)
                 .map_err(|_| malformed("Attrs Value is not UTF-8"))?
         } else if let Some(index) = int {
             builder.code_int(*ints.get(index).ok_or_else(|| malformed("Attrs ValueInt"))?)

@@ -231,6 +231,9 @@ pub enum LeafValues {
     Int64(Vec<i64>),
     Double(Vec<f64>),
     Bytes(Vec<ByteArray>),
+    /// BYTE_ARRAY values as dictionary codes (see `coded`): only span-column reads make
+    /// these, never records.
+    Coded(super::coded::CodedBytes),
 }
 
 impl LeafValues {
@@ -247,6 +250,7 @@ impl LeafValues {
             LeafValues::Int64(values) => values.len(),
             LeafValues::Double(values) => values.len(),
             LeafValues::Bytes(values) => values.len(),
+            LeafValues::Coded(values) => values.len(),
         }
     }
 
@@ -268,6 +272,9 @@ impl LeafValues {
             (LeafValues::Int64(values), Value::Int64(value)) => values.push(value),
             (LeafValues::Double(values), Value::Double(value)) => values.push(value),
             (LeafValues::Bytes(values), Value::Bytes(value)) => values.push(ByteArray::from(value)),
+            (LeafValues::Coded(_), _) => {
+                return Err(shape_error("records are not built from coded values"))
+            }
             (_, value) => {
                 return Err(shape_error(format!(
                     "value {value:?} does not match the leaf type"
@@ -286,6 +293,9 @@ impl LeafValues {
             LeafValues::Bytes(values) => values
                 .get(index)
                 .map(|value| Value::Bytes(value.data().to_vec())),
+            LeafValues::Coded(values) => {
+                values.get(index).map(|value| Value::Bytes(value.to_vec()))
+            }
         }
     }
 }
@@ -309,6 +319,7 @@ impl LeafColumn {
             LeafValues::Int64(values) => values.clear(),
             LeafValues::Double(values) => values.clear(),
             LeafValues::Bytes(values) => values.clear(),
+            LeafValues::Coded(values) => values.clear(),
         }
         self.def_levels.clear();
         self.rep_levels.clear();
@@ -322,6 +333,7 @@ impl LeafColumn {
             LeafValues::Int64(values) => values.reserve(entries),
             LeafValues::Double(values) => values.reserve(entries),
             LeafValues::Bytes(values) => values.reserve(entries),
+            LeafValues::Coded(values) => values.codes.reserve(entries),
         }
         self.def_levels.reserve(entries);
         self.rep_levels.reserve(entries);

@@ -15,6 +15,7 @@
 //! empty `AnyValue`; every span's `trace_id` is the row's 16-byte TraceID.
 
 mod attributes;
+mod coded;
 mod columns;
 mod dremel;
 pub mod pushdown;

@@ -27,6 +27,7 @@ use parquet::file::reader::{ChunkReader, RowGroupReader};
 use parquet::file::serialized_reader::SerializedRowGroupReader;
 use parquet::file::statistics::Statistics;
 
+use super::coded::CodedReader;
 use super::columns;
 use super::dremel::{Assembler, LeafColumn, LeafValues};
 use super::row::{self, DedicatedMapping};
@@ -483,12 +484,13 @@ fn read_filtered_unguarded<R: ChunkReader + 'static>(
             // most sampled rows pass, reading the filter columns of the rest would cost more
             // than it saves (the evaluator checks every decoded trace anyway).
             let (sample, rest) = split_runs(&candidates, ROW_TEST_SAMPLE_ROWS);
-            let mut filter_readers: HashMap<usize, (ColumnReader, usize)> = HashMap::new();
+            let mut filter_readers: HashMap<usize, (LeafReader, usize)> = HashMap::new();
             for condition in &leaves {
                 if let std::collections::hash_map::Entry::Vacant(entry) =
                     filter_readers.entry(condition.leaf)
                 {
-                    entry.insert((row_group.get_column_reader(condition.leaf)?, 0));
+                    let reader = row_group.get_column_reader(condition.leaf)?;
+                    entry.insert((LeafReader::Values(reader), 0));
                 }
             }
             // Filter columns are read cheapest (smallest chunk) first, each only for the rows
@@ -609,11 +611,28 @@ fn read_filtered_unguarded<R: ChunkReader + 'static>(
                 &row_group
             };
         // Columns the query does not need stay unread: they assemble as empty lists.
+        // Where the span columns read most of a row group, the attributes' keys and string
+        // values are read as dictionary codes (which decode every page, so not for a few rows).
+        let coded =
+            column_fields.is_some() && selected.len() * PREFETCH_FRACTION_DENOMINATOR >= row_count;
         let mut readers = (0..schema::LEAF_COUNT)
             .map(|leaf| {
-                wanted[leaf]
-                    .then(|| decode_group.get_column_reader(leaf))
-                    .transpose()
+                if !wanted[leaf] {
+                    return Ok(None);
+                }
+                let chunk = row_group_meta.column(leaf);
+                if coded && columns::reads_coded(leaf) && super::coded::readable(chunk) {
+                    let descriptor = chunk.column_descr();
+                    return Ok(Some(LeafReader::Codes(CodedReader::new(
+                        decode_group.get_column_page_reader(leaf)?,
+                        leaf,
+                        descriptor.max_def_level(),
+                        descriptor.max_rep_level(),
+                    ))));
+                }
+                Ok::<_, VParquetError>(Some(LeafReader::Values(
+                    decode_group.get_column_reader(leaf)?,
+                )))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let mut position = 0usize;
@@ -875,11 +894,41 @@ fn bridge_gaps(runs: &[(usize, usize)], max_gap: usize) -> Vec<(usize, usize)> {
     bridged
 }
 
+/// A leaf's reader: Parquet's, or one that reads BYTE_ARRAY values as dictionary codes.
+/// A few dozen per read, so their sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+enum LeafReader {
+    Values(ColumnReader),
+    Codes(CodedReader),
+}
+
+impl LeafReader {
+    fn empty_column(&self, leaf: usize, entries: usize) -> Result<LeafColumn, VParquetError> {
+        match self {
+            LeafReader::Values(reader) => empty_column(reader, leaf, entries),
+            LeafReader::Codes(reader) => Ok(reader.empty_column(entries)),
+        }
+    }
+
+    fn read_into(
+        &mut self,
+        leaf: usize,
+        skip: usize,
+        count: usize,
+        column: &mut LeafColumn,
+    ) -> Result<(), VParquetError> {
+        match self {
+            LeafReader::Values(reader) => read_into(reader, leaf, skip, count, column),
+            LeafReader::Codes(reader) => reader.read_into(skip, count, column),
+        }
+    }
+}
+
 /// Reads the rows of `runs` (ascending) from a reader positioned at row `position`, into one
 /// column with room made up front for the level entries `entries` estimates for that many
 /// rows: `spare`'s buffers (empty) if given and of the reader's type, else new ones.
 fn read_runs(
-    reader: &mut ColumnReader,
+    reader: &mut LeafReader,
     leaf: usize,
     runs: &[(usize, usize)],
     position: &mut usize,
@@ -890,7 +939,7 @@ fn read_runs(
         return Err(VParquetError::Malformed("no rows to read".to_string()));
     }
     let rows = runs.iter().map(|(_, count)| count).sum();
-    let fresh = empty_column(reader, leaf, 0)?;
+    let fresh = reader.empty_column(leaf, 0)?;
     let mut column = match spare {
         Some(spare) if spare.values.same_type(&fresh.values) => spare,
         _ => fresh,
@@ -900,7 +949,7 @@ fn read_runs(
         let skip = start
             .checked_sub(*position)
             .ok_or_else(|| VParquetError::Malformed("row runs are not ascending".to_string()))?;
-        read_into(reader, leaf, skip, *count, &mut column)?;
+        reader.read_into(leaf, skip, *count, &mut column)?;
         *position = start + count;
     }
     finish_levels(&mut column);
@@ -921,6 +970,7 @@ fn value_passes(values: &LeafValues, index: usize, condition: &LeafCondition) ->
             .is_some_and(|v| (condition.negative_passes && *v < 0) || test.int(*v)),
         LeafValues::Double(values) => values.get(index).is_some_and(|v| test.float(*v)),
         LeafValues::Bytes(values) => values.get(index).is_some_and(|v| test.bytes(v.data())),
+        LeafValues::Coded(values) => values.get(index).is_some_and(|v| test.bytes(v)),
     }
 }
 
