@@ -298,14 +298,7 @@ async fn send_requests(
         resource_spans.extend(request(trace_id, fails));
     }
     let body = ExportTraceServiceRequest { resource_spans }.encode_to_vec();
-    let response = client
-        .post(format!("{}/v1/traces", vivace.otlp_http_url()))
-        .header("Content-Type", "application/x-protobuf")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    vivace.push_otlp(client, body).await;
     failing_ids
 }
 

@@ -103,20 +103,7 @@ async fn queries_over_a_changing_bucket_see_every_trace_once() {
         "ingester:\n  trace_idle_period: 200ms\n  flush_check_period: 100ms\n  max_block_bytes: 20000\n  complete_block_timeout: 300ms\n  max_block_duration: 1s\ncompactor:\n  compaction_cycle: 300ms\n  compacted_block_retention: 1h\n",
     );
     let client = reqwest::Client::new();
-    let base_ns = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        - 60_000_000_000;
-    for chunk in 0..REQUESTS {
-        push(
-            &client,
-            &vivace,
-            request(chunk * TRACES_PER_REQUEST, base_ns),
-        )
-        .await;
-    }
-    let (search, metrics) = churn_queries(&vivace, base_ns);
+    let (_, search, metrics) = push_churn(&vivace, &client).await;
 
     let started = Instant::now();
     let mut rounds = 0;
@@ -154,18 +141,6 @@ async fn queries_over_a_changing_bucket_see_every_trace_once() {
     assert!(rounds >= ROUNDS);
 }
 
-/// Pushes one OTLP/HTTP protobuf request, which must be accepted.
-async fn push(client: &reqwest::Client, vivace: &Vivace, body: Vec<u8>) {
-    let response = client
-        .post(format!("{}/v1/traces", vivace.otlp_http_url()))
-        .header("Content-Type", "application/x-protobuf")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-}
-
 /// A sample of vivace's own `/metrics`.
 async fn counter(client: &reqwest::Client, vivace: &Vivace, name: &str) -> u64 {
     let text = client
@@ -177,6 +152,25 @@ async fn counter(client: &reqwest::Client, vivace: &Vivace, name: &str) -> u64 {
         .await
         .unwrap();
     common::sample_value(&text, name).unwrap_or_else(|| panic!("/metrics has {name}")) as u64
+}
+
+/// Pushes the `churn` traces, a minute old; answers their base time and the URLs of a search
+/// and a metrics query over them.
+async fn push_churn(
+    vivace: &Vivace,
+    client: &reqwest::Client,
+) -> (u64, reqwest::Url, reqwest::Url) {
+    let base_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        - 60_000_000_000;
+    for chunk in 0..REQUESTS {
+        let body = request(chunk * TRACES_PER_REQUEST, base_ns);
+        vivace.push_otlp(client, body).await;
+    }
+    let (search, metrics) = churn_queries(vivace, base_ns);
+    (base_ns, search, metrics)
 }
 
 /// Search and metrics URLs for the `churn` traces around `base_ns`.
@@ -246,20 +240,7 @@ async fn queries_see_live_traces_once_while_they_are_copied_into_live_segments()
     let vivace =
         Vivace::start("ingester:\n  trace_idle_period: 60s\n  flush_check_period: 100ms\n");
     let client = reqwest::Client::new();
-    let base_ns = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        - 60_000_000_000;
-    for chunk in 0..REQUESTS {
-        push(
-            &client,
-            &vivace,
-            request(chunk * TRACES_PER_REQUEST, base_ns),
-        )
-        .await;
-    }
-    let (search, metrics) = churn_queries(&vivace, base_ns);
+    let (base_ns, search, metrics) = push_churn(&vivace, &client).await;
     let built = "vivace_ingester_head_live_segments_built_total";
     let mut expected_spans = TRACES * SPANS_PER_TRACE;
     let started = Instant::now();
@@ -290,12 +271,8 @@ async fn queries_see_live_traces_once_while_they_are_copied_into_live_segments()
             );
             for chunk in (0..REQUESTS).step_by(2) {
                 let more = SPANS_PER_TRACE..SPANS_PER_TRACE + 2;
-                push(
-                    &client,
-                    &vivace,
-                    request_spans(chunk * TRACES_PER_REQUEST, base_ns, more),
-                )
-                .await;
+                let body = request_spans(chunk * TRACES_PER_REQUEST, base_ns, more);
+                vivace.push_otlp(&client, body).await;
             }
             expected_spans += REQUESTS.div_ceil(2) * TRACES_PER_REQUEST * 2;
             built_before_more = counter(&client, &vivace, built).await;

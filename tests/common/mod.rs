@@ -272,6 +272,18 @@ impl Vivace {
         format!("http://127.0.0.1:{}", self.ports.otlp_http)
     }
 
+    /// Posts an encoded `ExportTraceServiceRequest` to OTLP/HTTP, which must be accepted.
+    pub async fn push_otlp(&self, client: &reqwest::Client, body: Vec<u8>) {
+        let response = client
+            .post(format!("{}/v1/traces", self.otlp_http_url()))
+            .header("Content-Type", "application/x-protobuf")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+
     pub fn otlp_grpc_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.ports.otlp_grpc)
     }
