@@ -852,15 +852,16 @@ impl Drop for Ingester {
     }
 }
 
-/// Runs `round` on the ingester every `period` until `stop` turns true or the ingester is
-/// dropped (the loop holds a weak handle, so it does not keep a dropped ingester alive).
-async fn every<F, R>(
+/// Runs `round` on `owner` (the ingester, the log store) every `period`, one round after the
+/// other, until `stop` turns true or the owner is dropped (the loop holds a weak handle, so it
+/// does not keep a dropped owner alive).
+pub(crate) async fn every<T, F, R>(
     period: Duration,
-    ingester: std::sync::Weak<Ingester>,
+    owner: std::sync::Weak<T>,
     mut stop: watch::Receiver<bool>,
-    round: F,
+    mut round: F,
 ) where
-    F: Fn(Arc<Ingester>) -> R,
+    F: FnMut(Arc<T>) -> R,
     R: std::future::Future<Output = ()>,
 {
     let mut ticks = tokio::time::interval(period);
@@ -873,10 +874,10 @@ async fn every<F, R>(
         if *stop.borrow() {
             break;
         }
-        let Some(ingester) = ingester.upgrade() else {
+        let Some(owner) = owner.upgrade() else {
             break;
         };
-        round(ingester).await;
+        round(owner).await;
     }
 }
 

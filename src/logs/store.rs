@@ -496,39 +496,39 @@ impl LogStore {
     /// Starts the loop that cuts blocks, polls the block list and applies retention. It ends
     /// at [`LogStore::shutdown`].
     pub fn spawn_background(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
-        let store = Arc::downgrade(self);
-        let mut stop = self.stop_background.subscribe();
-        let period = self.config.flush_check_period;
         let poll_every = self.blocklist_poll;
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(period);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut last_retention = Instant::now();
-            let mut last_poll = Instant::now();
-            loop {
-                tokio::select! {
-                    _ = ticks.tick() => {}
-                    _ = stop.changed() => break,
-                }
-                if *stop.borrow() {
-                    break;
-                }
-                let Some(store) = store.upgrade() else { break };
+        let mut last_retention = Instant::now();
+        let mut last_poll = Instant::now();
+        // Each round decides what is due before it runs; rounds never overlap.
+        let round = move |store: Arc<LogStore>| {
+            let retention_due = last_retention.elapsed() >= RETENTION_PERIOD;
+            if retention_due {
+                last_retention = Instant::now();
+            }
+            let poll_due = last_poll.elapsed() >= poll_every;
+            if poll_due {
+                last_poll = Instant::now();
+            }
+            async move {
                 if let Some(reason) = store.cut_reason() {
                     store.cut(reason).await;
                 }
-                if last_retention.elapsed() >= RETENTION_PERIOD {
-                    last_retention = Instant::now();
+                if retention_due {
                     store.apply_retention(now_ns()).await;
                 }
-                if last_poll.elapsed() >= poll_every {
-                    last_poll = Instant::now();
+                if poll_due {
                     if let Err(error) = store.poll_blocklist().await {
                         tracing::warn!(%error, "cannot list log blocks");
                     }
                 }
             }
-        })
+        };
+        tokio::spawn(crate::ingester::every(
+            self.config.flush_check_period,
+            Arc::downgrade(self),
+            self.stop_background.subscribe(),
+            round,
+        ))
     }
 
     fn cut_reason(&self) -> Option<&'static str> {

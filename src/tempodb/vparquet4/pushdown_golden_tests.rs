@@ -12,7 +12,7 @@ use bytes::Bytes;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValueKind;
 use proptest::prelude::*;
 
-use super::tests::{matches, metrics_both_ways_in};
+use super::tests::{matches, metrics_both_ways_in, spanset_of};
 use crate::model::{Trace, TraceId};
 use crate::tempodb::meta::{BlockMeta, DedicatedColumn};
 use crate::tempodb::vparquet4::{pushdown, read_metadata, read_traces};
@@ -200,16 +200,7 @@ fn spanset_filter(golden: &'static Golden) -> BoxedStrategy<String> {
         (condition(golden), prop_oneof![Just("&&"), Just("||")]),
         1..3,
     )
-    .prop_map(|parts| {
-        let mut text = String::from("{ ");
-        for (index, (condition, op)) in parts.iter().enumerate() {
-            if index > 0 {
-                text.push_str(&format!(" {op} "));
-            }
-            text.push_str(condition);
-        }
-        text + " }"
-    })
+    .prop_map(|parts| spanset_of(&parts))
     .boxed()
 }
 

@@ -353,20 +353,22 @@ fn condition() -> impl Strategy<Value = String> {
     ]
 }
 
+/// `{ c1 op c2 … }` from conditions, each with the operator joining it to the one before
+/// (the first one's is unused).
+pub(crate) fn spanset_of(parts: &[(String, &str)]) -> String {
+    let mut text = String::from("{ ");
+    for (index, (condition, op)) in parts.iter().enumerate() {
+        if index > 0 {
+            text.push_str(&format!(" {op} "));
+        }
+        text.push_str(condition);
+    }
+    text + " }"
+}
+
 fn spanset_filter() -> impl Strategy<Value = String> {
-    prop::collection::vec((condition(), prop_oneof![Just("&&"), Just("||")]), 1..4).prop_map(
-        |parts| {
-            let mut text = String::from("{ ");
-            for (index, (condition, op)) in parts.iter().enumerate() {
-                if index > 0 {
-                    text.push_str(&format!(" {op} "));
-                }
-                text.push_str(condition);
-            }
-            text.push_str(" }");
-            text
-        },
-    )
+    prop::collection::vec((condition(), prop_oneof![Just("&&"), Just("||")]), 1..4)
+        .prop_map(|parts| spanset_of(&parts))
 }
 
 pub(crate) fn query() -> impl Strategy<Value = String> {
@@ -559,16 +561,7 @@ pub(crate) fn column_metrics_query() -> impl Strategy<Value = String> {
             (column_condition(), prop_oneof![Just("&&"), Just("||")]),
             1..3
         )
-        .prop_map(|parts| {
-            let mut text = String::from("{ ");
-            for (index, (condition, op)) in parts.iter().enumerate() {
-                if index > 0 {
-                    text.push_str(&format!(" {op} "));
-                }
-                text.push_str(condition);
-            }
-            text + " }"
-        }),
+        .prop_map(|parts| spanset_of(&parts)),
     ];
     let function = prop_oneof![
         Just("rate()"),
