@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 use parquet::file::metadata::ParquetMetaData;
 use prost::Message;
 
-use super::wal::{AppendTarget, WalRecord, CARRY_OVER_RECORD_BYTES};
+use super::wal::{release_bytes, reserve_bytes, AppendTarget, WalRecord, CARRY_OVER_RECORD_BYTES};
 use crate::model::{combine, Trace, TraceId, TraceIdSet};
 
 /// What one piece costs beyond its bytes (ID, handle, vector slot), so a flood of tiny pieces
@@ -1267,46 +1267,28 @@ pub(crate) struct SharedHead {
     pub bytes: AtomicU64,
 }
 
-impl SharedHead {
-    /// Reserves `amount` bytes unless that would pass `limit`; answers the bytes in use when
-    /// refusing. Flushed batches kept only for readers are given up before refusing.
-    pub fn reserve(&self, amount: u64, limit: u64) -> Result<(), u64> {
-        let try_reserve = || {
-            self.bytes
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |in_use| {
-                    in_use.checked_add(amount).filter(|total| *total <= limit)
-                })
-        };
-        if try_reserve().is_ok() {
+impl AppendTarget for SharedHead {
+    /// Flushed batches kept only for readers are given up before refusing.
+    fn reserve(&self, amount: u64, limit: u64) -> Result<(), u64> {
+        if reserve_bytes(&self.bytes, amount, limit).is_ok() {
             return Ok(());
         }
         let freed = self.head.lock().expire_flushed(None);
         if freed > 0 {
             self.release(freed);
-            if try_reserve().is_ok() {
+            if reserve_bytes(&self.bytes, amount, limit).is_ok() {
                 return Ok(());
             }
         }
         Err(self.bytes.load(Ordering::Acquire))
     }
 
-    pub fn release(&self, amount: u64) {
-        // Saturating so an accounting bug shows as a wrong stat, never as a wrapped budget.
-        let _ = self
-            .bytes
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |in_use| {
-                Some(in_use.saturating_sub(amount))
-            });
+    fn release(&self, amount: u64) {
+        release_bytes(&self.bytes, amount);
     }
-}
 
-impl AppendTarget for SharedHead {
     fn appended(&self, tenant: String, pieces: Vec<(TraceId, Bytes)>) {
         self.head.lock().append(&tenant, pieces, Instant::now());
-    }
-
-    fn append_failed(&self, reserved_bytes: u64) {
-        self.release(reserved_bytes);
     }
 }
 

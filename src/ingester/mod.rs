@@ -58,30 +58,30 @@
 pub mod bench;
 mod config;
 mod head;
+mod push;
 pub mod sampling;
 pub(crate) mod wal;
 
 use std::collections::HashSet;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
-use std::thread::JoinHandle as ThreadHandle;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use prost::Message;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 pub use config::{IngesterConfig, WalFsync};
 use head::{decode_pieces, piece_cost, FlushBatch, SharedHead};
 pub use head::{HeadBatches, HeadSegment, HeadSnapshot, HeadTrace, Segment, SegmentColumns};
+pub use push::{OverloadReason, PushError};
 use sampling::{BatchSampling, Sampler};
 pub use sampling::{SamplingConfig, SamplingRule, SamplingStats};
-use wal::{Append, WalCommand, WalCounters, WriterOptions};
+use wal::{AppendTarget, Budget, Wal, WriterOptions};
 
 use crate::model::{Trace, TraceId};
 use crate::telemetry::stage::Stage;
@@ -108,7 +108,7 @@ pub enum IngesterError {
     /// The log directory could not be prepared, locked or replayed.
     #[error("cannot {action} {path}: {source}")]
     Io {
-        action: &'static str,
+        action: String,
         path: PathBuf,
         #[source]
         source: io::Error,
@@ -116,55 +116,6 @@ pub enum IngesterError {
     /// The blocking start-up task died.
     #[error("ingester start-up failed: {0}")]
     Startup(String),
-}
-
-/// Which limit refused a push.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum OverloadReason {
-    /// The head budget is used up until blocks are written.
-    #[error("max_head_bytes limit of {limit} bytes reached ({in_use} bytes in memory, push needs {needed})")]
-    HeadFull {
-        limit: u64,
-        in_use: u64,
-        needed: u64,
-    },
-    /// The log writer is behind.
-    #[error("wal_queue_capacity limit of {capacity} pushes waiting for the wal reached")]
-    WalQueueFull { capacity: usize },
-}
-
-/// Why a push was not acknowledged. Nothing of a refused push is kept.
-#[derive(Debug, thiserror::Error)]
-pub enum PushError {
-    /// Back-pressure; retrying later can succeed. HTTP 429 / gRPC RESOURCE_EXHAUSTED.
-    #[error("ingester overloaded: {reason}")]
-    Overloaded { reason: OverloadReason },
-    /// The push alone is larger than a limit, so retrying cannot succeed. HTTP 413.
-    #[error("push of {bytes} bytes exceeds the {limit_name} limit of {limit} bytes")]
-    TooLarge {
-        bytes: u64,
-        limit_name: &'static str,
-        limit: u64,
-    },
-    /// The log write or fsync failed. HTTP 500 / gRPC INTERNAL.
-    #[error("wal write failed: {0}")]
-    Wal(#[source] io::Error),
-    /// The ingester is stopping. HTTP 503 / gRPC UNAVAILABLE.
-    #[error("ingester is shutting down")]
-    ShuttingDown,
-}
-
-impl PushError {
-    /// The HTTP status the API answers with (gRPC: 429 → RESOURCE_EXHAUSTED, 413 →
-    /// INVALID_ARGUMENT, 500 → INTERNAL, 503 → UNAVAILABLE).
-    pub fn http_status(&self) -> u16 {
-        match self {
-            PushError::Overloaded { .. } => 429,
-            PushError::TooLarge { .. } => 413,
-            PushError::Wal(_) => 500,
-            PushError::ShuttingDown => 503,
-        }
-    }
 }
 
 /// A point-in-time view of the ingester, for `/metrics` and logs.
@@ -259,10 +210,7 @@ pub struct Ingester {
     /// `None` when `sampling.enabled` is false: every trace goes into its block.
     sampler: Option<Arc<Sampler>>,
     shared: Arc<SharedHead>,
-    /// `None` once shut down; pushes `try_send` under the read lock.
-    wal_sender: RwLock<Option<SyncSender<WalCommand>>>,
-    writer_thread: Mutex<Option<ThreadHandle<()>>>,
-    wal_counters: Arc<WalCounters>,
+    wal: Wal,
     counters: Counters,
     shutting_down: AtomicBool,
     stop_background: watch::Sender<bool>,
@@ -288,12 +236,10 @@ impl Ingester {
             .map_err(|reason| IngesterError::Config(format!("ingester.{reason}")))?
             .map(Arc::new);
         let shared = Arc::new(SharedHead::default());
-        let wal_counters = Arc::new(WalCounters::default());
         let started_at = Instant::now();
         let startup = {
             let dir = config.wal_path.clone();
             let shared = shared.clone();
-            let wal_counters = wal_counters.clone();
             let options = WriterOptions {
                 fsync: config.wal_fsync,
                 fsync_interval: config.wal_fsync_interval,
@@ -301,11 +247,16 @@ impl Ingester {
                 queue_capacity: config.wal_queue_capacity,
                 disk_full_after_bytes: config.debug_wal_disk_full_bytes,
             };
-            tokio::task::spawn_blocking(move || start_wal(dir, shared, wal_counters, options))
+            tokio::task::spawn_blocking(move || open_wal(&dir, shared, options))
         };
-        let (sender, thread, report) = startup
+        let (wal, report) = startup
             .await
-            .map_err(|error| IngesterError::Startup(error.to_string()))??;
+            .map_err(|error| IngesterError::Startup(error.to_string()))?
+            .map_err(|error| IngesterError::Io {
+                action: error.action,
+                path: config.wal_path.clone(),
+                source: error.source,
+            })?;
         let head_counts = shared.head.lock().counts();
         tracing::info!(
             wal_path = %config.wal_path.display(),
@@ -332,9 +283,7 @@ impl Ingester {
             sink,
             sampler,
             shared,
-            wal_sender: RwLock::new(Some(sender)),
-            writer_thread: Mutex::new(Some(thread)),
-            wal_counters,
+            wal,
             counters,
             shutting_down: AtomicBool::new(false),
             stop_background,
@@ -361,76 +310,31 @@ impl Ingester {
                 .collect()
         });
         let reserved_bytes: u64 = pieces.iter().map(|(_, piece)| piece_cost(piece)).sum();
-        let record_bytes = wal::payload_len(tenant, &pieces) as u64;
-        if record_bytes > wal::MAX_RECORD_PAYLOAD_BYTES as u64 {
-            return Err(self.refuse(PushError::TooLarge {
-                bytes: record_bytes,
-                limit_name: "wal record",
-                limit: wal::MAX_RECORD_PAYLOAD_BYTES as u64,
-            }));
-        }
-        let limit = self.config.max_head_bytes;
-        if reserved_bytes > limit {
-            return Err(self.refuse(PushError::TooLarge {
-                bytes: reserved_bytes,
-                limit_name: "max_head_bytes",
-                limit,
-            }));
-        }
-        if let Err(in_use) = self.shared.reserve(reserved_bytes, limit) {
-            let reason = OverloadReason::HeadFull {
-                limit,
-                in_use,
-                needed: reserved_bytes,
-            };
-            return Err(self.refuse(PushError::Overloaded { reason }));
-        }
-        let (ack, acknowledged) = oneshot::channel();
-        let append = Append {
-            tenant: tenant.to_string(),
-            pieces,
-            reserved_bytes,
-            ack,
+        let budget = Budget {
+            limit: self.config.max_head_bytes,
+            limit_name: "max_head_bytes",
         };
-        let sent = match self.wal_sender.read().as_ref() {
-            Some(sender) => sender.try_send(WalCommand::Append(append)),
-            None => Err(TrySendError::Disconnected(WalCommand::Append(append))),
-        };
-        if let Err(error) = sent {
-            self.shared.release(reserved_bytes);
-            return Err(match error {
-                TrySendError::Full(_) => {
-                    let reason = OverloadReason::WalQueueFull {
-                        capacity: self.config.wal_queue_capacity,
-                    };
-                    self.refuse(PushError::Overloaded { reason })
-                }
-                TrySendError::Disconnected(_) if self.shutting_down.load(Ordering::Acquire) => {
-                    PushError::ShuttingDown
-                }
-                TrySendError::Disconnected(_) => {
-                    PushError::Wal(io::Error::other("the wal writer has stopped"))
-                }
-            });
-        }
-        // From here the writer owns the reservation: it becomes head bytes or is released.
-        match acknowledged.await {
-            Ok(Ok(())) => {
+        match self
+            .wal
+            .append(tenant, pieces, reserved_bytes, budget)
+            .await
+        {
+            Ok(()) => {
                 self.counters
                     .pushes_accepted
                     .fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
-            Ok(Err(error)) => Err(PushError::Wal(error)),
-            Err(_) => Err(PushError::Wal(io::Error::other(
-                "the wal writer stopped before writing the push",
-            ))),
+            Err(error) => Err(self.refuse(error)),
         }
     }
 
+    /// Counts a refusal (a limit said no; not a failed write or a shutdown).
     fn refuse(&self, error: PushError) -> PushError {
-        self.counters.pushes_refused.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(%error, "push refused");
+        if error.is_refusal() {
+            self.counters.pushes_refused.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%error, "push refused");
+        }
         error
     }
 
@@ -606,23 +510,6 @@ impl Ingester {
         }
     }
 
-    /// Sends a control command to the log writer and waits for its answer.
-    async fn wal_request<T: Send + 'static>(
-        &self,
-        make_command: impl FnOnce(oneshot::Sender<io::Result<T>>) -> WalCommand,
-    ) -> io::Result<T> {
-        let stopped = || io::Error::other("the wal writer has stopped");
-        let sender = self.wal_sender.read().clone().ok_or_else(stopped)?;
-        let (ack, answer) = oneshot::channel();
-        let command = make_command(ack);
-        // The queue may be full of pushes: wait for room on a blocking thread.
-        tokio::task::spawn_blocking(move || sender.send(command))
-            .await
-            .map_err(|error| io::Error::other(error.to_string()))?
-            .map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
-    }
-
     /// Cuts blocks as described in the module documentation. With `complete_everything`,
     /// live traces are completed first (shutdown).
     async fn cut(&self, reason: &'static str, complete_everything: bool) -> CutOutcome {
@@ -632,7 +519,7 @@ impl Ingester {
             return CutOutcome::default();
         }
         let mut outcome = CutOutcome::default();
-        let new_sequence = match self.wal_request(|ack| WalCommand::Rotate { ack }).await {
+        let new_sequence = match self.wal.rotate().await {
             Ok(sequence) => sequence,
             Err(error) => {
                 tracing::error!(%error, reason, "cannot start a new wal segment; block cut postponed");
@@ -651,13 +538,7 @@ impl Ingester {
         let mut wal_consistent = true;
         if !carry_over.is_empty() {
             let carried_pieces: usize = carry_over.iter().map(|record| record.pieces.len()).sum();
-            match self
-                .wal_request(|ack| WalCommand::CarryOver {
-                    records: carry_over,
-                    ack,
-                })
-                .await
-            {
+            match self.wal.carry_over(carry_over).await {
                 Ok(()) => tracing::debug!(
                     pieces = carried_pieces,
                     "carried live traces into the new wal segment"
@@ -697,10 +578,7 @@ impl Ingester {
             *self.retry.lock() = RetryState::default();
         } else {
             let records: Vec<_> = failed.iter().flat_map(|batch| batch.records()).collect();
-            if let Err(error) = self
-                .wal_request(|ack| WalCommand::CarryOver { records, ack })
-                .await
-            {
+            if let Err(error) = self.wal.carry_over(records).await {
                 tracing::error!(%error, "wal carry-over of unwritten blocks failed; keeping old segments");
                 wal_consistent = false;
             }
@@ -712,13 +590,7 @@ impl Ingester {
             retry.retry_at = Some(Instant::now() + backoff);
         }
         if wal_consistent {
-            match self
-                .wal_request(|ack| WalCommand::DeleteBefore {
-                    sequence: new_sequence,
-                    ack,
-                })
-                .await
-            {
+            match self.wal.delete_before(new_sequence).await {
                 Ok(deleted) => {
                     outcome.wal_compacted = true;
                     tracing::debug!(
@@ -790,15 +662,8 @@ impl Ingester {
                 "some traces stay in the wal until the next start"
             );
         }
-        // Dropping the only sender ends the writer after what is queued.
-        let sender = self.wal_sender.write().take();
-        drop(sender);
-        let thread = self.writer_thread.lock().take();
-        if let Some(thread) = thread {
-            let joined = tokio::task::spawn_blocking(move || thread.join()).await;
-            if !matches!(joined, Ok(Ok(()))) {
-                tracing::error!("the wal writer thread panicked");
-            }
+        if !self.wal.stop().await {
+            tracing::error!("the wal writer thread panicked");
         }
         tracing::info!("ingester stopped");
     }
@@ -815,11 +680,11 @@ impl Ingester {
             head_segments: counts.segments,
             head_segment_column_bytes: counts.segment_column_bytes,
             head_bytes: self.shared.bytes.load(Ordering::Relaxed),
-            wal_bytes_written: self.wal_counters.bytes_written.load(Ordering::Relaxed),
-            wal_disk_bytes: self.wal_counters.disk_bytes.load(Ordering::Relaxed),
-            wal_segments: self.wal_counters.segments.load(Ordering::Relaxed),
-            wal_syncs: self.wal_counters.syncs.load(Ordering::Relaxed),
-            wal_write_failures: self.wal_counters.write_failures.load(Ordering::Relaxed),
+            wal_bytes_written: self.wal.counters().bytes_written.load(Ordering::Relaxed),
+            wal_disk_bytes: self.wal.counters().disk_bytes.load(Ordering::Relaxed),
+            wal_segments: self.wal.counters().segments.load(Ordering::Relaxed),
+            wal_syncs: self.wal.counters().syncs.load(Ordering::Relaxed),
+            wal_write_failures: self.wal.counters().write_failures.load(Ordering::Relaxed),
             blocks_flushed: self.counters.blocks_flushed.load(Ordering::Relaxed),
             head_segments_built: self.counters.segments_built.load(Ordering::Relaxed),
             head_live_segments: counts.live_segments,
@@ -835,19 +700,6 @@ impl Ingester {
                 .as_ref()
                 .map(|sampler| sampler.stats())
                 .unwrap_or_default(),
-        }
-    }
-}
-
-impl Drop for Ingester {
-    /// Without a shutdown (a test's simulated crash, or a panic unwinding), stop the writer and
-    /// wait for it, so the log directory lock is free when this returns. The wait is at most
-    /// one batch write.
-    fn drop(&mut self) {
-        let sender = self.wal_sender.get_mut().take();
-        drop(sender);
-        if let Some(thread) = self.writer_thread.get_mut().take() {
-            let _ = thread.join();
         }
     }
 }
@@ -881,40 +733,26 @@ pub(crate) async fn every<T, F, R>(
     }
 }
 
-type StartedWal = (SyncSender<WalCommand>, ThreadHandle<()>, wal::ReplayReport);
-
-/// Blocking start-up: create and lock the directory, replay, start the writer.
-fn start_wal(
-    dir: PathBuf,
+/// Blocking start-up: create, lock and replay the log directory into the head, then start the
+/// writer.
+fn open_wal(
+    dir: &Path,
     shared: Arc<SharedHead>,
-    wal_counters: Arc<WalCounters>,
     options: WriterOptions,
-) -> Result<StartedWal, IngesterError> {
-    let io_error = |action: &'static str, source: io::Error| IngesterError::Io {
-        action,
-        path: dir.clone(),
-        source,
-    };
-    std::fs::create_dir_all(&dir).map_err(|source| io_error("create the wal directory", source))?;
-    let lock = wal::lock_dir(&dir).map_err(|source| io_error("lock the wal directory", source))?;
+) -> Result<(Wal, wal::ReplayReport), wal::OpenError> {
     let replayed_at = Instant::now();
     let mut replayed_bytes = 0;
     let mut seen = head::ReplaySeen::default();
-    let report = {
+    let opened = {
         let mut head = shared.head.lock();
-        wal::replay(&dir, |record| {
+        let target: Arc<dyn AppendTarget> = shared.clone();
+        Wal::open("wal", dir, options, target, |record| {
             replayed_bytes +=
                 head.append_replayed(&record.tenant, record.pieces, replayed_at, &mut seen);
-        })
-        .map_err(|source| io_error("replay the wal in", source))?
+        })?
     };
     shared.bytes.fetch_add(replayed_bytes, Ordering::AcqRel);
-    let segment_sizes = report.segment_sizes.clone();
-    let target: Arc<dyn wal::AppendTarget> = shared;
-    let (sender, thread) =
-        wal::start_writer(&dir, lock, segment_sizes, options, wal_counters, target)
-            .map_err(|source| io_error("start the wal writer in", source))?;
-    Ok((sender, thread, report))
+    Ok(opened)
 }
 
 #[cfg(test)]

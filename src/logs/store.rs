@@ -12,9 +12,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
-use std::thread::JoinHandle as ThreadHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -23,15 +21,13 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parking_lot::{Mutex, RwLock};
 use prost::Message;
-use tokio::sync::{oneshot, watch, Semaphore};
+use tokio::sync::{watch, Semaphore};
 
 use super::block::{self, BlockBloom, BlockFilter, LogBlockMeta};
 use super::logql::LogQuery;
 use super::{LogBatch, LogRow, LogsConfig};
-use crate::ingester::wal::{
-    self, Append, AppendTarget, WalCommand, WalCounters, WalRecord, WriterOptions,
-};
-use crate::ingester::{IngesterConfig, OverloadReason, PushError};
+use crate::ingester::wal::{self, AppendTarget, Budget, Wal, WalRecord, WriterOptions};
+use crate::ingester::{IngesterConfig, PushError};
 use crate::model::TraceId;
 use crate::tempodb::backend::{self, BackendKind, StorageConfig};
 
@@ -50,7 +46,7 @@ pub enum LogStoreError {
     Config(String, String),
     #[error("cannot {action} {path}: {source}")]
     Io {
-        action: &'static str,
+        action: String,
         path: String,
         #[source]
         source: io::Error,
@@ -188,6 +184,14 @@ fn decode_batch(piece: &[u8]) -> Vec<LogRow> {
 }
 
 impl AppendTarget for SharedHead {
+    fn reserve(&self, amount: u64, limit: u64) -> Result<(), u64> {
+        wal::reserve_bytes(&self.bytes, amount, limit)
+    }
+
+    fn release(&self, amount: u64) {
+        wal::release_bytes(&self.bytes, amount);
+    }
+
     fn appended(&self, tenant: String, pieces: Vec<(TraceId, Bytes)>) {
         let mut head = self.head.lock();
         for (_, piece) in pieces {
@@ -195,10 +199,6 @@ impl AppendTarget for SharedHead {
             let bytes = rows.iter().map(LogRow::cost).sum();
             head.append(&tenant, rows, bytes);
         }
-    }
-
-    fn append_failed(&self, reserved_bytes: u64) {
-        self.bytes.fetch_sub(reserved_bytes, Ordering::AcqRel);
     }
 }
 
@@ -212,10 +212,7 @@ pub struct LogStore {
     config: LogsConfig,
     backend: Arc<dyn ObjectStore>,
     shared: Arc<SharedHead>,
-    wal_sender: RwLock<Option<SyncSender<WalCommand>>>,
-    writer_thread: Mutex<Option<ThreadHandle<()>>>,
-    wal_counters: Arc<WalCounters>,
-    queue_capacity: usize,
+    wal: Wal,
     blocks: RwLock<HashMap<String, Vec<Arc<BlockEntry>>>>,
     read_permits: Semaphore,
     pub counters: LogCounters,
@@ -284,7 +281,6 @@ impl LogStore {
         blocklist_poll: Duration,
     ) -> Result<Arc<LogStore>, LogStoreError> {
         let shared = Arc::new(SharedHead::default());
-        let wal_counters = Arc::new(WalCounters::default());
         let options = WriterOptions {
             fsync: ingester.wal_fsync,
             fsync_interval: ingester.wal_fsync_interval,
@@ -296,12 +292,16 @@ impl LogStore {
         let dir = config.wal_path.clone();
         let startup = {
             let shared = Arc::clone(&shared);
-            let wal_counters = Arc::clone(&wal_counters);
-            tokio::task::spawn_blocking(move || start_wal(dir, shared, wal_counters, options))
+            tokio::task::spawn_blocking(move || open_wal(&dir, shared, options))
         };
-        let (sender, thread, report) = startup
+        let (wal, report) = startup
             .await
-            .map_err(|error| LogStoreError::Storage(format!("start-up task failed: {error}")))??;
+            .map_err(|error| LogStoreError::Storage(format!("start-up task failed: {error}")))?
+            .map_err(|error| LogStoreError::Io {
+                action: error.action,
+                path: config.wal_path.display().to_string(),
+                source: error.source,
+            })?;
         let counters = LogCounters::default();
         counters
             .replayed_records
@@ -314,13 +314,10 @@ impl LogStore {
             "replayed the logs write-ahead log");
         let (stop_background, _) = watch::channel(false);
         let store = Arc::new(LogStore {
-            queue_capacity: ingester.wal_queue_capacity,
             config,
             backend,
             shared,
-            wal_sender: RwLock::new(Some(sender)),
-            writer_thread: Mutex::new(Some(thread)),
-            wal_counters,
+            wal,
             blocks: RwLock::new(HashMap::new()),
             read_permits: Semaphore::new(MAX_CONCURRENT_BLOCK_READS),
             counters,
@@ -348,76 +345,30 @@ impl LogStore {
         let reserved_bytes: u64 = rows.iter().map(LogRow::cost).sum();
         let piece = Bytes::from(LogBatch { rows }.encode_to_vec());
         let pieces = vec![(TraceId([0; 16]), piece)];
-        let record_bytes = wal::payload_len(tenant, &pieces) as u64;
-        if record_bytes > wal::MAX_RECORD_PAYLOAD_BYTES as u64 {
-            return Err(self.refuse(PushError::TooLarge {
-                bytes: record_bytes,
-                limit_name: "wal record",
-                limit: wal::MAX_RECORD_PAYLOAD_BYTES as u64,
-            }));
-        }
-        let limit = self.config.max_head_bytes;
-        if reserved_bytes > limit {
-            return Err(self.refuse(PushError::TooLarge {
-                bytes: reserved_bytes,
-                limit_name: "logs.max_head_bytes",
-                limit,
-            }));
-        }
-        let reserved =
-            self.shared
-                .bytes
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |in_use| {
-                    (in_use + reserved_bytes <= limit).then_some(in_use + reserved_bytes)
-                });
-        if let Err(in_use) = reserved {
-            let reason = OverloadReason::HeadFull {
-                limit,
-                in_use,
-                needed: reserved_bytes,
-            };
-            return Err(self.refuse(PushError::Overloaded { reason }));
-        }
-        let (ack, acknowledged) = oneshot::channel();
-        let append = Append {
-            tenant: tenant.to_string(),
-            pieces,
-            reserved_bytes,
-            ack,
+        let budget = Budget {
+            limit: self.config.max_head_bytes,
+            limit_name: "logs.max_head_bytes",
         };
-        let sent = match self.wal_sender.read().as_ref() {
-            Some(sender) => sender.try_send(WalCommand::Append(append)),
-            None => Err(TrySendError::Disconnected(WalCommand::Append(append))),
-        };
-        if let Err(error) = sent {
-            self.shared
-                .bytes
-                .fetch_sub(reserved_bytes, Ordering::AcqRel);
-            return Err(match error {
-                TrySendError::Full(_) => self.refuse(PushError::Overloaded {
-                    reason: OverloadReason::WalQueueFull {
-                        capacity: self.queue_capacity,
-                    },
-                }),
-                TrySendError::Disconnected(_) => PushError::ShuttingDown,
-            });
-        }
-        match acknowledged.await {
-            Ok(Ok(())) => {
+        match self
+            .wal
+            .append(tenant, pieces, reserved_bytes, budget)
+            .await
+        {
+            Ok(()) => {
                 self.counters
                     .records_received
                     .fetch_add(count, Ordering::Relaxed);
                 Ok(())
             }
-            Ok(Err(error)) => Err(PushError::Wal(error)),
-            Err(_) => Err(PushError::Wal(io::Error::other(
-                "the logs wal writer stopped before writing the push",
-            ))),
+            Err(error) => Err(self.refuse(error)),
         }
     }
 
+    /// Counts a refusal (a limit said no; not a failed write or a shutdown).
     fn refuse(&self, error: PushError) -> PushError {
-        self.counters.pushes_refused.fetch_add(1, Ordering::Relaxed);
+        if error.is_refusal() {
+            self.counters.pushes_refused.fetch_add(1, Ordering::Relaxed);
+        }
         error
     }
 
@@ -482,7 +433,7 @@ impl LogStore {
             (
                 crate::telemetry::names::LOGS_WAL_DISK_BYTES,
                 "Bytes in the logs WAL segments.",
-                self.wal_counters.disk_bytes.load(Ordering::Relaxed),
+                self.wal.counters().disk_bytes.load(Ordering::Relaxed),
             ),
         ];
         for (name, help, value) in gauges {
@@ -551,26 +502,11 @@ impl LogStore {
         None
     }
 
-    async fn wal_request<T: Send + 'static>(
-        &self,
-        make_command: impl FnOnce(oneshot::Sender<io::Result<T>>) -> WalCommand,
-    ) -> io::Result<T> {
-        let stopped = || io::Error::other("the logs wal writer has stopped");
-        let sender = self.wal_sender.read().clone().ok_or_else(stopped)?;
-        let (ack, answer) = oneshot::channel();
-        let command = make_command(ack);
-        tokio::task::spawn_blocking(move || sender.send(command))
-            .await
-            .map_err(|error| io::Error::other(error.to_string()))?
-            .map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
-    }
-
     /// Writes everything in memory to blocks (see the module documentation). Returns whether
     /// the head is empty and the old WAL segments are gone.
     pub async fn cut(&self, reason: &'static str) -> bool {
         let _one_at_a_time = self.cut_lock.lock().await;
-        let new_sequence = match self.wal_request(|ack| WalCommand::Rotate { ack }).await {
+        let new_sequence = match self.wal.rotate().await {
             Ok(sequence) => sequence,
             Err(error) => {
                 tracing::error!(%error, reason, "cannot start a new logs wal segment; cut postponed");
@@ -616,7 +552,7 @@ impl LogStore {
                         .lock()
                         .flushing
                         .retain(|other| !Arc::ptr_eq(other, &batch));
-                    self.shared.bytes.fetch_sub(batch.bytes, Ordering::AcqRel);
+                    self.shared.release(batch.bytes);
                 }
                 Err(error) => {
                     self.counters.flush_failures.fetch_add(1, Ordering::Relaxed);
@@ -643,10 +579,7 @@ impl LogStore {
                     )],
                 })
                 .collect();
-            if let Err(error) = self
-                .wal_request(|ack| WalCommand::CarryOver { records, ack })
-                .await
-            {
+            if let Err(error) = self.wal.carry_over(records).await {
                 tracing::error!(%error, "logs wal carry-over failed; keeping old segments");
                 consistent = false;
             }
@@ -654,13 +587,7 @@ impl LogStore {
             tokio::time::sleep(self.config.flush_check_period * 4).await;
         }
         if consistent {
-            if let Err(error) = self
-                .wal_request(|ack| WalCommand::DeleteBefore {
-                    sequence: new_sequence,
-                    ack,
-                })
-                .await
-            {
+            if let Err(error) = self.wal.delete_before(new_sequence).await {
                 tracing::warn!(%error, "cannot delete old logs wal segments; they replay as duplicates");
                 consistent = false;
             }
@@ -967,23 +894,10 @@ impl LogStore {
         if has_rows && !self.cut("shutdown").await {
             tracing::warn!("some log records stay in the logs wal until the next start");
         }
-        let sender = self.wal_sender.write().take();
-        drop(sender);
-        let thread = self.writer_thread.lock().take();
-        if let Some(thread) = thread {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        if !self.wal.stop().await {
+            tracing::error!("the logs wal writer thread panicked");
         }
         tracing::info!("log store stopped");
-    }
-}
-
-impl Drop for LogStore {
-    fn drop(&mut self) {
-        let sender = self.wal_sender.get_mut().take();
-        drop(sender);
-        if let Some(thread) = self.writer_thread.get_mut().take() {
-            let _ = thread.join();
-        }
     }
 }
 
@@ -997,48 +911,28 @@ fn sort_rows(rows: &mut [LogRow], newest_first: bool) {
     }
 }
 
-type StartedWal = (SyncSender<WalCommand>, ThreadHandle<()>, wal::ReplayReport);
-
-fn start_wal(
-    dir: std::path::PathBuf,
+/// Blocking start-up: create, lock and replay the logs WAL directory into the head, then start
+/// the writer.
+fn open_wal(
+    dir: &std::path::Path,
     shared: Arc<SharedHead>,
-    wal_counters: Arc<WalCounters>,
     options: WriterOptions,
-) -> Result<StartedWal, LogStoreError> {
-    let io_error = |action: &'static str, source: io::Error| LogStoreError::Io {
-        action,
-        path: dir.display().to_string(),
-        source,
-    };
-    std::fs::create_dir_all(&dir)
-        .map_err(|source| io_error("create the logs wal directory", source))?;
-    let lock =
-        wal::lock_dir(&dir).map_err(|source| io_error("lock the logs wal directory", source))?;
+) -> Result<(Wal, wal::ReplayReport), wal::OpenError> {
     let mut replayed_bytes = 0;
-    let report = {
+    let opened = {
         let mut head = shared.head.lock();
-        wal::replay(&dir, |record| {
+        let target: Arc<dyn AppendTarget> = shared.clone();
+        Wal::open("logs wal", dir, options, target, |record| {
             for (_, piece) in record.pieces {
                 let rows = decode_batch(&piece);
                 let bytes: u64 = rows.iter().map(LogRow::cost).sum();
                 replayed_bytes += bytes;
                 head.append(&record.tenant, rows, bytes);
             }
-        })
-        .map_err(|source| io_error("replay the logs wal in", source))?
+        })?
     };
     shared.bytes.fetch_add(replayed_bytes, Ordering::AcqRel);
-    let target: Arc<dyn AppendTarget> = shared;
-    let (sender, thread) = wal::start_writer(
-        &dir,
-        lock,
-        report.segment_sizes.clone(),
-        options,
-        wal_counters,
-        target,
-    )
-    .map_err(|source| io_error("start the logs wal writer in", source))?;
-    Ok((sender, thread, report))
+    Ok(opened)
 }
 
 #[cfg(test)]

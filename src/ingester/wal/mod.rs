@@ -30,6 +30,9 @@ use super::config::WalFsync;
 use crate::model::TraceId;
 use crate::telemetry::stage::Stage;
 
+mod handle;
+pub(crate) use handle::{release_bytes, reserve_bytes, Budget, OpenError, Wal};
+
 /// Marks the start of every record.
 pub(crate) const RECORD_MAGIC: [u8; 4] = *b"VWL1";
 /// magic + payload length + crc.
@@ -323,12 +326,20 @@ pub(crate) struct WalCounters {
     pub write_failures: AtomicU64,
 }
 
-/// Where acknowledged appends go: the head. Called on the writer thread, in log order.
+/// Where acknowledged appends go: the head, with the byte budget pushes reserve from.
+/// `appended` and `append_failed` are called on the writer thread, in log order.
 pub(crate) trait AppendTarget: Send + Sync + 'static {
+    /// Reserves `amount` bytes for a push unless that would pass `limit`; answers the bytes
+    /// in use when refusing.
+    fn reserve(&self, amount: u64, limit: u64) -> Result<(), u64>;
+    /// Gives back bytes reserved or held.
+    fn release(&self, amount: u64);
     /// The append is durable (per the fsync policy); make it visible before it is acknowledged.
     fn appended(&self, tenant: String, pieces: Vec<(TraceId, Bytes)>);
     /// The append failed; give back the memory reserved for it.
-    fn append_failed(&self, reserved_bytes: u64);
+    fn append_failed(&self, reserved_bytes: u64) {
+        self.release(reserved_bytes);
+    }
 }
 
 /// A push waiting to be logged.
@@ -709,12 +720,14 @@ mod tests {
     }
 
     impl AppendTarget for Collect {
+        fn reserve(&self, _amount: u64, _limit: u64) -> Result<(), u64> {
+            Ok(())
+        }
+        fn release(&self, amount: u64) {
+            self.failed_bytes.fetch_add(amount, Ordering::Relaxed);
+        }
         fn appended(&self, tenant: String, pieces: Vec<(TraceId, Bytes)>) {
             self.appended.lock().push(WalRecord { tenant, pieces });
-        }
-        fn append_failed(&self, reserved_bytes: u64) {
-            self.failed_bytes
-                .fetch_add(reserved_bytes, Ordering::Relaxed);
         }
     }
 
