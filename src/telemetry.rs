@@ -186,6 +186,15 @@ pub mod names {
     pub const REMOTE_WRITE_SAMPLES: &str = "vivace_generator_remote_write_samples_total";
     // The Jaeger agent's UDP receiver (`receiver::jaeger`).
     pub const JAEGER_UDP_PACKETS: &str = "vivace_receiver_jaeger_udp_packets_total";
+    // Authentication (`server::auth`).
+    pub const AUTH_REFUSED: &str = "vivace_auth_refused_total";
+    // Per-stage CPU and memory (`telemetry::stage`, which names them itself so that it depends on
+    // nothing else in the crate).
+    pub use super::stage::{STAGE_CPU_SECONDS, STAGE_PEAK_RSS};
+    // The ingester's head (`telemetry`).
+    pub const INGESTER_LIVE_TRACES: &str = "vivace_ingester_live_traces";
+    pub const INGESTER_COMPLETED_TRACES: &str = "vivace_ingester_completed_traces";
+    pub const INGESTER_FLUSHING_TRACES: &str = "vivace_ingester_flushing_traces";
 }
 
 /// Tenants with a metrics-generator registry now (gauge).
@@ -283,19 +292,19 @@ pub fn render_ingester(stats: &crate::ingester::IngesterStats, out: &mut String)
             stats.tenants,
         ),
         (
-            "vivace_ingester_live_traces",
+            names::INGESTER_LIVE_TRACES,
             "gauge",
             "Traces still receiving spans.",
             stats.live_traces,
         ),
         (
-            "vivace_ingester_completed_traces",
+            names::INGESTER_COMPLETED_TRACES,
             "gauge",
             "Idle traces waiting for the next block cut.",
             stats.completed_traces,
         ),
         (
-            "vivace_ingester_flushing_traces",
+            names::INGESTER_FLUSHING_TRACES,
             "gauge",
             "Traces in a block being written or retried.",
             stats.flushing_traces,

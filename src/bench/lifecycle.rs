@@ -16,6 +16,7 @@ use anyhow::Context;
 use prost::Message;
 
 use crate::bench::{export_request, free_port, BenchArgs, Server, SPANS_PER_TRACE};
+use crate::telemetry::names;
 use crate::telemetry::stage::Stage;
 use crate::tempodb::compactor::{plan_compactions, CompactorConfig};
 use crate::tempodb::meta::BlockMeta;
@@ -60,10 +61,10 @@ async fn scrape(client: &reqwest::Client, server: &Server) -> anyhow::Result<Scr
         };
         let stage = sample.labels.get("stage").map(str::to_string);
         match (sample.metric.as_str(), stage) {
-            ("vivace_stage_cpu_seconds_total", Some(stage)) => {
+            (names::STAGE_CPU_SECONDS, Some(stage)) => {
                 scrape.stage_cpu.insert(stage, value);
             }
-            ("vivace_stage_peak_rss_bytes", Some(stage)) => {
+            (names::STAGE_PEAK_RSS, Some(stage)) => {
                 scrape.stage_peak_rss.insert(stage, value);
             }
             (name, _) if sample.labels.is_empty() => {
@@ -257,10 +258,10 @@ async fn drain(
         // Once a second: a scrape costs the server a few milliseconds of CPU.
         tokio::time::sleep(Duration::from_secs(1)).await;
         let figures = scrape(client, server).await?;
-        let in_head = figures.value("vivace_ingester_live_traces")
-            + figures.value("vivace_ingester_completed_traces")
-            + figures.value("vivace_ingester_flushing_traces")
-            + figures.value("vivace_generator_queued_spans");
+        let in_head = figures.value(names::INGESTER_LIVE_TRACES)
+            + figures.value(names::INGESTER_COMPLETED_TRACES)
+            + figures.value(names::INGESTER_FLUSHING_TRACES)
+            + figures.value(names::GENERATOR_QUEUED_SPANS);
         if in_head > 0.0 {
             previous_blocks = None;
             continue;

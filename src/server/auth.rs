@@ -267,15 +267,14 @@ impl Authenticator {
 
     /// `vivace_auth_refused_total{reason}` for `/metrics`.
     pub fn render_metrics(&self, out: &mut String) {
-        out.push_str(
-            "# HELP vivace_auth_refused_total Requests refused for missing, invalid or malformed credentials.\n\
-# TYPE vivace_auth_refused_total counter\n",
-        );
+        let name = crate::telemetry::names::AUTH_REFUSED;
+        out.push_str(&format!(
+            "# HELP {name} Requests refused for missing, invalid or malformed credentials.\n\
+# TYPE {name} counter\n"
+        ));
         for (reason, count) in AuthError::REASONS.iter().zip(&self.refused) {
             let count = count.load(std::sync::atomic::Ordering::Relaxed);
-            out.push_str(&format!(
-                "vivace_auth_refused_total{{reason=\"{reason}\"}} {count}\n"
-            ));
+            out.push_str(&format!("{name}{{reason=\"{reason}\"}} {count}\n"));
         }
     }
 
