@@ -21,6 +21,7 @@ mod dremel;
 pub mod pushdown;
 mod row;
 mod schema;
+mod stream;
 #[cfg(test)]
 mod tests;
 
@@ -50,6 +51,7 @@ use dremel::{Assembler, LeafColumn, LeafValues, SchemaNode};
 use row::DedicatedMapping;
 
 pub use schema::schema;
+pub use stream::{BlockEncoder, EncodedFigures, TraceBatches};
 
 /// Tempo's writer settings that shape the file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -130,12 +132,11 @@ pub fn encode(
     dedicated: &[DedicatedColumn],
     options: &WriterOptions,
 ) -> Result<EncodedData, VParquetError> {
-    check_sorted(traces)?;
-    let mapping = DedicatedMapping::new(dedicated);
-    let rows = traces
-        .iter()
-        .map(|(trace_id, trace)| (*trace_id, row::trace_to_row(trace_id, trace, &mapping)));
-    encode_rows_with(rows, traces.len(), options)
+    let mut encoder = BlockEncoder::new(Vec::new(), dedicated, options)?;
+    for (trace_id, trace) in traces {
+        encoder.push_ref(*trace_id, trace)?;
+    }
+    finish_in_memory(encoder)
 }
 
 /// [`encode`] taking the traces: each is turned into its row without a copy and freed once
@@ -145,83 +146,24 @@ pub fn encode_owned(
     dedicated: &[DedicatedColumn],
     options: &WriterOptions,
 ) -> Result<EncodedData, VParquetError> {
-    check_sorted(&traces)?;
-    let mapping = DedicatedMapping::new(dedicated);
-    let count = traces.len();
-    let rows = traces.into_iter().map(|(trace_id, trace)| {
-        let row = row::trace_to_row_owned(&trace_id, trace, &mapping);
-        (trace_id, row)
-    });
-    encode_rows_with(rows, count, options)
+    let mut encoder = BlockEncoder::new(Vec::new(), dedicated, options)?;
+    for (trace_id, trace) in traces {
+        encoder.push(trace_id, trace)?;
+    }
+    finish_in_memory(encoder)
 }
 
-fn check_sorted(traces: &[(TraceId, Trace)]) -> Result<(), VParquetError> {
-    for pair in traces.windows(2) {
-        if pair[0].0 >= pair[1].0 {
-            return Err(VParquetError::UnsortedTraces {
-                previous: pair[0].0,
-                next: pair[1].0,
-            });
-        }
-    }
-    Ok(())
-}
-
-/// Shreds `count` rows, already in ID order, into row groups of Tempo's size estimate.
-fn encode_rows_with(
-    rows: impl Iterator<Item = (TraceId, row::Row)>,
-    count: usize,
-    options: &WriterOptions,
-) -> Result<EncodedData, VParquetError> {
-    let root = SchemaNode::from_message(&schema());
-    let descriptor = schema::schema_descriptor();
-    let properties = Arc::new(writer_properties(&descriptor, options));
-    let mut writer = SerializedFileWriter::new(Vec::new(), schema(), properties)?;
-
-    let mut columns = dremel::empty_columns(&root)?;
-    let mut estimate = 0usize;
-    let mut last_ids = Vec::new();
-    let mut start_unix_nano = u64::MAX;
-    let mut end_unix_nano = 0u64;
-    for (index, (trace_id, row)) in rows.enumerate() {
-        start_unix_nano = start_unix_nano.min(row.start_unix_nano);
-        end_unix_nano = end_unix_nano.max(row.end_unix_nano);
-        dremel::shred_record(&root, row.value, &mut columns)
-            .map_err(|error| VParquetError::RowShape(error.0))?;
-        estimate = estimate.saturating_add(row.estimated_size);
-        let is_last = index + 1 == count;
-        if estimate > options.row_group_size_bytes || is_last {
-            write_row_group(&mut writer, &descriptor, &columns)?;
-            last_ids.push(trace_id);
-            columns = dremel::empty_columns(&root)?;
-            estimate = 0;
-        }
-    }
-    // Writes the footer and hands back the buffer.
-    let bytes = writer.into_inner()?;
-    let footer_size = footer_size(&bytes)?;
-    if count == 0 {
-        start_unix_nano = 0;
-    }
+fn finish_in_memory(encoder: BlockEncoder<Vec<u8>>) -> Result<EncodedData, VParquetError> {
+    let (bytes, figures) = encoder.finish()?;
     Ok(EncodedData {
-        footer_size,
-        row_group_count: last_ids.len() as u32,
-        last_trace_id_per_row_group: last_ids,
-        start_unix_nano,
-        end_unix_nano,
-        trace_count: count,
+        footer_size: figures.footer_size,
+        row_group_count: figures.row_group_count,
+        last_trace_id_per_row_group: figures.last_trace_id_per_row_group,
+        start_unix_nano: figures.start_unix_nano,
+        end_unix_nano: figures.end_unix_nano,
+        trace_count: figures.trace_count,
         bytes,
     })
-}
-
-fn footer_size(bytes: &[u8]) -> Result<u32, VParquetError> {
-    let start = bytes
-        .len()
-        .checked_sub(8)
-        .ok_or_else(|| VParquetError::Malformed("file shorter than a parquet footer".into()))?;
-    let mut length = [0u8; 4];
-    length.copy_from_slice(&bytes[start..start + 4]);
-    Ok(u32::from_le_bytes(length))
 }
 
 /// Tempo's physical layout (§5.3) and the two interop traps (§14): data page V2, BOOLEAN
@@ -254,8 +196,8 @@ fn writer_properties(descriptor: &SchemaDescriptor, options: &WriterOptions) -> 
     builder.build()
 }
 
-fn write_row_group(
-    writer: &mut SerializedFileWriter<Vec<u8>>,
+fn write_row_group<W: std::io::Write + Send>(
+    writer: &mut SerializedFileWriter<W>,
     descriptor: &SchemaDescriptor,
     columns: &[LeafColumn],
 ) -> Result<(), VParquetError> {
@@ -473,55 +415,15 @@ fn first_trace_id(row_group: &dyn RowGroupReader) -> Result<Option<TraceId>, VPa
     }
 }
 
-/// Every trace of a block in stored order, decoded one row group at a time.
+/// Every trace of a block in stored order, decoded a batch of rows at a time (see
+/// [`TraceBatches`] to hold only one batch).
 pub fn read_traces<R: ChunkReader + 'static>(
     reader: R,
     dedicated: &[DedicatedColumn],
 ) -> Result<Vec<(TraceId, Trace)>, VParquetError> {
-    guard_against_panics(|| read_traces_unguarded(reader, dedicated))
-}
-
-fn read_traces_unguarded<R: ChunkReader + 'static>(
-    reader: R,
-    dedicated: &[DedicatedColumn],
-) -> Result<Vec<(TraceId, Trace)>, VParquetError> {
-    let file = SerializedFileReader::new(reader)?;
-    check_file(&file)?;
-    let mapping = DedicatedMapping::new(dedicated);
-    let root = SchemaNode::from_message(&schema());
     let mut traces = Vec::new();
-    for row_group_index in 0..file.num_row_groups() {
-        let row_group = file.get_row_group(row_group_index)?;
-        let row_count = usize::try_from(row_group.metadata().num_rows())
-            .map_err(|_| VParquetError::Malformed("negative row count".into()))?;
-        let mut readers = (0..schema::LEAF_COUNT)
-            .map(|leaf| row_group.get_column_reader(leaf))
-            .collect::<Result<Vec<_>, _>>()?;
-        // Tempo's row groups can hold a million spans: decode them a batch of rows at a time
-        // so only the traces themselves, not all their column data, are held at once.
-        let mut rows_read = 0;
-        while rows_read < row_count {
-            let batch = (row_count - rows_read).min(READ_BATCH_ROWS);
-            let columns = readers
-                .iter_mut()
-                .enumerate()
-                .map(|(leaf, reader)| {
-                    let entries = entries_estimate(row_group.metadata(), leaf, batch);
-                    read_from(reader, leaf, 0, batch, entries)
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut assembler = Assembler::new(&root, &columns);
-            for _ in 0..batch {
-                let row = assembler.next_record()?;
-                traces.push(row::row_to_trace(&row, &mapping)?);
-            }
-            if !assembler.is_done() {
-                return Err(VParquetError::Malformed(format!(
-                    "row group {row_group_index} has column data beyond its rows"
-                )));
-            }
-            rows_read += batch;
-        }
+    for batch in TraceBatches::new(reader, dedicated)? {
+        traces.extend(batch?);
     }
     Ok(traces)
 }
