@@ -45,7 +45,7 @@ pub struct GeneratorConfig {
     pub remote_write_max_series_per_request: usize,
     /// An application's own metrics sent to the OTLP ports, converted to Prometheus series and
     /// sent through the same `remote_write` targets, queues and retries.
-    pub otlp_metrics: super::otlp_metrics::OtlpMetricsConfig,
+    pub otlp_metrics: OtlpMetricsConfig,
 }
 
 /// HTTP basic authentication for a remote-write target.
@@ -123,8 +123,77 @@ impl Default for GeneratorConfig {
             remote_write_interval: Duration::from_secs(15),
             remote_write_queue_size: 100,
             remote_write_max_series_per_request: 500,
-            otlp_metrics: super::otlp_metrics::OtlpMetricsConfig::default(),
+            otlp_metrics: OtlpMetricsConfig::default(),
         }
+    }
+}
+
+/// The `metrics_generator.otlp_metrics` section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OtlpMetricsConfig {
+    /// Accept OTLP metrics on the OTLP ports (gRPC `MetricsService/Export`, HTTP
+    /// `POST /v1/metrics`) and forward them, converted to Prometheus series, through the
+    /// generator's `remote_write` targets.
+    pub enabled: bool,
+    /// Also serve the latest value of every converted series for scraping (Prometheus text,
+    /// no exemplars): `/metrics` appends them to vivace's own metrics, another path such as
+    /// `/otlp/metrics` serves them alone on the API port; empty serves them nowhere.
+    pub scrape_path: String,
+    /// Most series remembered at once (each bucket, `_sum` and `_count` counts). Memory for
+    /// delta accumulation, the timestamp guard, staleness and scrapes is bounded by it: points
+    /// of new series beyond it are rejected and counted.
+    pub max_series: usize,
+    /// A series with no point for this long gets a stale marker and is forgotten (a delta
+    /// series then restarts from 0, which `rate()` reads as a reset).
+    #[serde(with = "humantime_serde")]
+    pub staleness: Duration,
+}
+
+impl Default for OtlpMetricsConfig {
+    fn default() -> Self {
+        OtlpMetricsConfig {
+            enabled: true,
+            scrape_path: String::new(),
+            max_series: 100_000,
+            staleness: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
+impl OtlpMetricsConfig {
+    /// Checks the keys; the error names the key at fault.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let path = &self.scrape_path;
+        if !path.is_empty() && (!path.starts_with('/') || path.contains(['?', '#', ' '])) {
+            return Err((
+                "otlp_metrics.scrape_path".into(),
+                format!("{path:?} must be empty or an absolute path such as /otlp/metrics"),
+            ));
+        }
+        if self.max_series == 0 {
+            return Err((
+                "otlp_metrics.max_series".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        if self.staleness < Duration::from_secs(1) {
+            return Err((
+                "otlp_metrics.staleness".into(),
+                "must be at least 1s".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the series are appended to vivace's own `/metrics`.
+    pub fn on_own_metrics(&self) -> bool {
+        self.scrape_path == "/metrics"
+    }
+
+    /// The separate scrape path, if one is configured.
+    pub fn separate_scrape_path(&self) -> Option<&str> {
+        (!self.scrape_path.is_empty() && !self.on_own_metrics()).then_some(&self.scrape_path)
     }
 }
 
