@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use super::filter::SpanFilter;
 use super::labels::is_valid_label_name;
 
 /// Configuration of the metrics-generator: span metrics and service graphs from every span.
@@ -327,6 +327,70 @@ pub struct PolicyMatch {
     pub attributes: Vec<PolicyAttribute>,
 }
 
+/// What a filter policy condition reads from a span, as its key names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PolicyTarget {
+    /// `name`: the span name.
+    Name,
+    /// `status`: `STATUS_CODE_*`.
+    Status,
+    /// `kind`: `SPAN_KIND_*`.
+    Kind,
+    /// `span.<key>`: a span attribute.
+    Span(String),
+    /// `resource.<key>`: a resource attribute.
+    Resource(String),
+}
+
+impl PolicyAttribute {
+    /// What the key names in a span; keys other than `name`, `status`, `kind`, `span.<key>`
+    /// and `resource.<key>` are refused.
+    pub fn target(&self) -> Result<PolicyTarget, String> {
+        Ok(match self.key.as_str() {
+            "name" => PolicyTarget::Name,
+            "status" => PolicyTarget::Status,
+            "kind" => PolicyTarget::Kind,
+            key => {
+                if let Some(rest) = key.strip_prefix("span.") {
+                    PolicyTarget::Span(rest.to_string())
+                } else if let Some(rest) = key.strip_prefix("resource.") {
+                    PolicyTarget::Resource(rest.to_string())
+                } else {
+                    return Err(format!(
+                        "key {key:?} must be name, status, kind, span.<attribute> or resource.<attribute>"
+                    ));
+                }
+            }
+        })
+    }
+
+    /// The value compiled as the regular expression of a `match_type: regex` block; only a
+    /// string is a pattern.
+    pub fn regex(&self) -> Result<Regex, String> {
+        let PolicyValue::String(pattern) = &self.value else {
+            return Err(format!(
+                "key {:?}: a regex value must be a string",
+                self.key
+            ));
+        };
+        Regex::new(pattern).map_err(|error| format!("invalid regex {pattern:?}: {error}"))
+    }
+}
+
+impl PolicyMatch {
+    /// Checks every condition in order as the span filter compiles it: its key, then (for
+    /// `regex`) its pattern.
+    pub fn validate(&self) -> Result<(), String> {
+        for attribute in &self.attributes {
+            attribute.target()?;
+            if self.match_type == MatchType::Regex {
+                attribute.regex()?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One filter policy (Tempo's `filter_policies` entry).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -456,6 +520,20 @@ fn check_buckets(buckets: &[f64]) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks filter policies as the span filter compiles them: blocks in the order `include`,
+/// `include_any`, `exclude`, policy by policy; the first fault is the error.
+fn check_filter_policies(policies: &[FilterPolicy]) -> Result<(), String> {
+    for policy in policies {
+        for block in [&policy.include, &policy.include_any, &policy.exclude]
+            .into_iter()
+            .flatten()
+        {
+            block.validate()?;
+        }
+    }
+    Ok(())
+}
+
 impl GeneratorConfig {
     /// Refuses settings the generator cannot run with, naming the key (below
     /// `metrics_generator.`) and the reason.
@@ -532,12 +610,12 @@ impl GeneratorConfig {
         let span_metrics = &self.processors.span_metrics;
         check_buckets(&span_metrics.histogram_buckets)
             .or_else(|reason| invalid("processors.span_metrics.histogram_buckets", reason))?;
-        SpanFilter::new(&span_metrics.filter_policies)
+        check_filter_policies(&span_metrics.filter_policies)
             .or_else(|reason| invalid("processors.span_metrics.filter_policies", reason))?;
         let service_graphs = &self.processors.service_graphs;
         check_buckets(&service_graphs.histogram_buckets)
             .or_else(|reason| invalid("processors.service_graphs.histogram_buckets", reason))?;
-        SpanFilter::new(&service_graphs.filter_policies)
+        check_filter_policies(&service_graphs.filter_policies)
             .or_else(|reason| invalid("processors.service_graphs.filter_policies", reason))?;
         if service_graphs.wait.is_zero() {
             return invalid(

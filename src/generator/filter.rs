@@ -5,18 +5,8 @@ use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use regex::Regex;
 
-use super::config::{FilterPolicy, MatchType, PolicyMatch, PolicyValue};
+use super::config::{FilterPolicy, MatchType, PolicyMatch, PolicyTarget, PolicyValue};
 use super::labels::{any_value_text, find_attribute};
-
-/// What a condition reads from a span.
-#[derive(Debug)]
-enum Target {
-    Name,
-    Status,
-    Kind,
-    Span(String),
-    Resource(String),
-}
 
 #[derive(Debug)]
 enum Expected {
@@ -26,7 +16,7 @@ enum Expected {
 
 #[derive(Debug)]
 struct Condition {
-    target: Target,
+    target: PolicyTarget,
     expected: Expected,
 }
 
@@ -67,35 +57,10 @@ pub fn status_code_name(span: &Span) -> &'static str {
 fn compile_block(block: &PolicyMatch) -> Result<Block, String> {
     let mut conditions = Vec::with_capacity(block.attributes.len());
     for attribute in &block.attributes {
-        let target = match attribute.key.as_str() {
-            "name" => Target::Name,
-            "status" => Target::Status,
-            "kind" => Target::Kind,
-            key => {
-                if let Some(rest) = key.strip_prefix("span.") {
-                    Target::Span(rest.to_string())
-                } else if let Some(rest) = key.strip_prefix("resource.") {
-                    Target::Resource(rest.to_string())
-                } else {
-                    return Err(format!(
-                        "key {key:?} must be name, status, kind, span.<attribute> or resource.<attribute>"
-                    ));
-                }
-            }
-        };
+        let target = attribute.target()?;
         let expected = match block.match_type {
             MatchType::Strict => Expected::Strict(attribute.value.clone()),
-            MatchType::Regex => {
-                let PolicyValue::String(pattern) = &attribute.value else {
-                    return Err(format!(
-                        "key {:?}: a regex value must be a string",
-                        attribute.key
-                    ));
-                };
-                let regex = Regex::new(pattern)
-                    .map_err(|error| format!("invalid regex {pattern:?}: {error}"))?;
-                Expected::Regex(regex)
-            }
+            MatchType::Regex => Expected::Regex(attribute.regex()?),
         };
         conditions.push(Condition { target, expected });
     }
@@ -129,11 +94,11 @@ impl Condition {
             (Some(value), Expected::Regex(regex)) => regex.is_match(&any_value_text(value)),
         };
         match &self.target {
-            Target::Name => intrinsic(&span.name),
-            Target::Status => intrinsic(status_code_name(span)),
-            Target::Kind => intrinsic(span_kind_name(span.kind)),
-            Target::Span(key) => attribute(find_attribute(&span.attributes, key)),
-            Target::Resource(key) => attribute(find_attribute(resource, key)),
+            PolicyTarget::Name => intrinsic(&span.name),
+            PolicyTarget::Status => intrinsic(status_code_name(span)),
+            PolicyTarget::Kind => intrinsic(span_kind_name(span.kind)),
+            PolicyTarget::Span(key) => attribute(find_attribute(&span.attributes, key)),
+            PolicyTarget::Resource(key) => attribute(find_attribute(resource, key)),
         }
     }
 }
