@@ -676,6 +676,22 @@ impl Generator {
     }
 }
 
+/// The remote writer's view of the generator: its tenants' registries, read under each
+/// tenant's lock.
+impl remote_write::TenantRegistries for Generator {
+    fn tenant_names(&self) -> Vec<String> {
+        self.tenants.names()
+    }
+
+    fn collect_tenant(
+        &self,
+        tenant: &str,
+        collect: &dyn Fn(&Registry) -> Vec<remote_write::TimeSeries>,
+    ) -> Option<Vec<remote_write::TimeSeries>> {
+        self.with_tenant_state(tenant, |state| collect(state.registry()))
+    }
+}
+
 fn run(
     receiver: mpsc::Receiver<Batch>,
     tenants: Arc<Tenants>,

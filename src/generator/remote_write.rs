@@ -30,7 +30,6 @@ use tokio_util::sync::CancellationToken;
 use super::config::{GeneratorConfig, RemoteWriteConfig, RemoteWriteSource};
 use super::labels::format_float;
 use super::registry::{MetricKind, Registry, SeriesValue};
-use super::Generator;
 use crate::telemetry::escape_label;
 
 /// Backoff before the first retry (Prometheus' `min_backoff`).
@@ -185,6 +184,19 @@ pub fn collect(registry: &Registry, trace_id_label: &str, now_ms: i64) -> Vec<Ti
         }
     }
     out
+}
+
+/// Where the collection loop finds the series to send: each tenant's registry. The generator
+/// provides it; the remote writer knows no more of the generator than this.
+pub trait TenantRegistries: Send + Sync {
+    /// The tenants that have a registry now, sorted.
+    fn tenant_names(&self) -> Vec<String>;
+    /// What `collect` makes of `tenant`'s registry; `None` when the tenant has none.
+    fn collect_tenant(
+        &self,
+        tenant: &str,
+        collect: &dyn Fn(&Registry) -> Vec<TimeSeries>,
+    ) -> Option<Vec<TimeSeries>>;
 }
 
 /// Remembers the last timestamp sent per series so no sample goes out that is older than or
@@ -404,13 +416,13 @@ fn http_client() -> reqwest::Result<reqwest::Client> {
 }
 
 impl RemoteWriter {
-    /// Starts collecting from `generator` and sending to every configured target; `None` when
-    /// no target is configured. With `multitenancy_enabled` (and
-    /// `remote_write_add_org_id_header`) every request names its tenant in `X-Scope-OrgID`.
-    /// Must run inside a tokio runtime.
-    pub fn start(
+    /// Starts collecting from `generator` (the generator's tenant registries) and sending to
+    /// every configured target; `None` when no target is configured. With
+    /// `multitenancy_enabled` (and `remote_write_add_org_id_header`) every request names its
+    /// tenant in `X-Scope-OrgID`. Must run inside a tokio runtime.
+    pub fn start<Source: TenantRegistries + 'static>(
         config: &GeneratorConfig,
-        generator: Arc<Generator>,
+        generator: Arc<Source>,
         multitenancy_enabled: bool,
     ) -> anyhow::Result<Option<Arc<RemoteWriter>>> {
         if config.remote_write.is_empty() {
@@ -575,7 +587,7 @@ impl RemoteWriter {
 
 async fn collect_loop(
     writer: Arc<RemoteWriter>,
-    generator: Arc<Generator>,
+    generator: Arc<dyn TenantRegistries>,
     trace_id_label: String,
     interval: Duration,
     stop: CancellationToken,
@@ -599,13 +611,13 @@ async fn collect_loop(
             _ = ticker.tick() => {}
         }
         let now = now_ms();
-        let tenants = generator.tenants().names();
+        let tenants = generator.tenant_names();
         // A tenant whose registry was dropped has no series left to guard.
         guards.retain(|tenant, _| tenants.contains(tenant));
         for tenant in tenants {
-            let Some(mut series) = generator.with_tenant_state(&tenant, |state| {
-                collect(state.registry(), &trace_id_label, now)
-            }) else {
+            let Some(mut series) = generator
+                .collect_tenant(&tenant, &|registry| collect(registry, &trace_id_label, now))
+            else {
                 continue;
             };
             let held_back = guards
