@@ -127,18 +127,12 @@ fn render_family(out: &mut String, family: &Family, format: Format, trace_id_lab
                 let _ = writeln!(out, " {}", format_float(*value));
             }
             (SeriesValue::Histogram(histogram), MetricKind::Histogram { bounds }) => {
-                let mut cumulative = 0.0;
-                for (index, count) in histogram.buckets.iter().enumerate() {
-                    cumulative += count;
-                    let le = bounds
-                        .get(index)
-                        .map(|bound| format_float(*bound))
-                        .unwrap_or_else(|| "+Inf".to_string());
+                for bucket in histogram.exposed_buckets(bounds) {
                     let _ = write!(out, "{}_bucket", family.name);
-                    write_labels(out, labels, Some(&le));
-                    let _ = write!(out, " {}", format_float(cumulative));
+                    write_labels(out, labels, Some(&bucket.le));
+                    let _ = write!(out, " {}", format_float(bucket.cumulative));
                     if format == Format::OpenMetrics {
-                        if let Some(Some(exemplar)) = histogram.exemplars.get(index) {
+                        if let Some(exemplar) = bucket.exemplar {
                             write_exemplar(out, trace_id_label, exemplar);
                         }
                     }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::config::RegistryConfig;
-use super::labels::{Labels, LabelsBuilder, LabelsError};
+use super::labels::{format_float, Labels, LabelsBuilder, LabelsError};
 
 /// Index of a metric family in its registry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -44,6 +44,39 @@ pub struct HistogramState {
     pub sum: f64,
     /// Number of observations (times multiplier).
     pub count: f64,
+}
+
+/// One bucket of a histogram as it is exposed (scraped or remote-written).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExposedBucket<'a> {
+    /// The `le` label: the bound's text, `+Inf` for the last bucket. Scrapes and remote write
+    /// use the same text, so both make one series.
+    pub le: String,
+    /// Observations up to and including this bucket.
+    pub cumulative: f64,
+    /// The latest exemplar that fell into this bucket.
+    pub exemplar: Option<&'a Exemplar>,
+}
+
+impl HistogramState {
+    /// The buckets as exposed, in order, given the family's `bounds` (without `+Inf`).
+    pub fn exposed_buckets<'a>(
+        &'a self,
+        bounds: &'a [f64],
+    ) -> impl Iterator<Item = ExposedBucket<'a>> + 'a {
+        let mut cumulative = 0.0;
+        self.buckets.iter().enumerate().map(move |(index, count)| {
+            cumulative += count;
+            ExposedBucket {
+                le: bounds
+                    .get(index)
+                    .map(|bound| format_float(*bound))
+                    .unwrap_or_else(|| "+Inf".to_string()),
+                cumulative,
+                exemplar: self.exemplars.get(index).and_then(Option::as_ref),
+            }
+        })
+    }
 }
 
 /// The value of one series.

@@ -28,7 +28,6 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::config::{GeneratorConfig, RemoteWriteConfig, RemoteWriteSource};
-use super::labels::format_float;
 use super::registry::{MetricKind, Registry, SeriesValue};
 use crate::telemetry::escape_label;
 
@@ -143,18 +142,9 @@ pub fn collect(registry: &Registry, trace_id_label: &str, now_ms: i64) -> Vec<Ti
                 }),
                 (SeriesValue::Histogram(histogram), MetricKind::Histogram { bounds }) => {
                     let bucket_name = format!("{}_bucket", family.name);
-                    let mut cumulative = 0.0;
-                    for (index, count) in histogram.buckets.iter().enumerate() {
-                        cumulative += count;
-                        // The same `le` text as the scrape path, so both make one series.
-                        let le = bounds
-                            .get(index)
-                            .map(|bound| format_float(*bound))
-                            .unwrap_or_else(|| "+Inf".to_string());
-                        let exemplars = histogram
-                            .exemplars
-                            .get(index)
-                            .and_then(Option::as_ref)
+                    for bucket in histogram.exposed_buckets(bounds) {
+                        let exemplars = bucket
+                            .exemplar
                             .map(|exemplar| Exemplar {
                                 labels: vec![label(trace_id_label, &exemplar.trace_id)],
                                 value: exemplar.value,
@@ -163,8 +153,8 @@ pub fn collect(registry: &Registry, trace_id_label: &str, now_ms: i64) -> Vec<Ti
                             .into_iter()
                             .collect();
                         out.push(TimeSeries {
-                            labels: series_labels(&bucket_name, labels, Some(&le)),
-                            samples: sample(cumulative),
+                            labels: series_labels(&bucket_name, labels, Some(&bucket.le)),
+                            samples: sample(bucket.cumulative),
                             exemplars,
                         });
                     }
