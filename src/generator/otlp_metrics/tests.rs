@@ -1,6 +1,18 @@
 //! The OTLP metrics conversion's unit tests: names, every data type, deltas, staleness, limits.
 
-use super::*;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::metrics::v1::{
+    exemplar, exponential_histogram_data_point::Buckets, metric::Data, number_data_point,
+    AggregationTemporality, ExponentialHistogramDataPoint, HistogramDataPoint, Metric,
+    NumberDataPoint, SummaryDataPoint,
+};
+
+use super::naming::attribute_labels;
+use super::staleness::FLAG_NO_RECORDED_VALUE;
+use super::{label_name, metric_name, stale_nan, Converter, Kind, STALE_NAN_BITS};
+use crate::generator::labels::format_float;
+use crate::generator::remote_write::{Exemplar, Label, Sample, TimeSeries};
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::metrics::v1::{
     summary_data_point::ValueAtQuantile, ExponentialHistogram, Gauge, Histogram, ResourceMetrics,
