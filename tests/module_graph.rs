@@ -17,22 +17,6 @@ use std::path::{Path, PathBuf};
 /// each to be cut where it is and then removed from here. `(from, to, why the edge exists)`.
 /// The receiver area has none, and must keep none.
 const ALLOWED_EDGES: &[(&str, &str, &str)] = &[
-    // src/generator/**: to be cut with the generator's per-span allocation work (issue 16).
-    (
-        "generator::config",
-        "generator::filter",
-        "the config validates span filter policies by building a SpanFilter",
-    ),
-    (
-        "generator::config",
-        "generator::otlp_metrics",
-        "OtlpMetricsConfig is defined beside the conversion, not in generator::config",
-    ),
-    (
-        "generator::remote_write",
-        "generator",
-        "the remote writer reads the Generator it ships series for",
-    ),
     // The UI pages read UiState from ui/mod.rs, which holds their histories in turn: cut by
     // moving the state and the histories into a child of their own.
     (
