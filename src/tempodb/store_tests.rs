@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::TryStreamExt;
 use object_store::memory::InMemory;
@@ -23,7 +24,11 @@ use parking_lot::Mutex;
 use uuid::Uuid;
 
 use super::*;
+use crate::model::{Trace, TraceId};
 use crate::tempodb::backend::{BackendKind, LocalConfig, COMPACTED_META_OBJECT};
+use crate::tempodb::blocklist::QUARANTINE_PREFIX;
+use crate::tempodb::meta::{time_from_unix_nano, FORMAT_VPARQUET4};
+use crate::tempodb::writer::{MULTIPART_CHUNK_BYTES, SINGLE_PUT_BYTES};
 
 const GOLDEN_ROOT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),

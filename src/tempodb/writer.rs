@@ -1,0 +1,359 @@
+//! Writing blocks: traces sorted, combined and encoded as vParquet4 with their bloom and index,
+//! then uploaded in Tempo's order (`data.parquet` → `bloom-0..N-1` → `index` → `meta.json`)
+//! so a block is visible to any reader only once it is complete.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use super::backend::{object_path, tenant_path, DATA_OBJECT, INDEX_OBJECT, META_OBJECT};
+use super::bloom::{self, ShardedBloom};
+use super::index::RowGroupIndex;
+use super::meta::{time_from_unix_nano, BlockMeta, DedicatedColumn, FORMAT_VPARQUET4};
+use super::store::{increment, Store, StoreError, SMALL_OBJECT_CONCURRENCY};
+use super::vparquet4::{self, VParquetError, WriterOptions};
+use crate::model::{combine, Trace, TraceId};
+use crate::telemetry::stage::Stage;
+
+/// Objects up to this size are written with one PUT; larger ones as multipart uploads, so a
+/// failed part is retried alone and no single request carries a whole block.
+pub(super) const SINGLE_PUT_BYTES: usize = 16 * 1024 * 1024;
+/// Part size of multipart uploads.
+pub(super) const MULTIPART_CHUNK_BYTES: usize = 8 * 1024 * 1024;
+/// Parts of one upload in flight at once.
+const MULTIPART_CONCURRENCY: usize = 4;
+
+/// A block encoded in memory, ready to upload.
+struct EncodedBlock {
+    data: Bytes,
+    footer_size: u32,
+    row_group_count: u32,
+    start_unix_nano: u64,
+    end_unix_nano: u64,
+    trace_count: usize,
+    blooms: Vec<Bytes>,
+    index: Bytes,
+}
+
+impl Store {
+    /// Writes one block holding `traces`: sorted by ID, pieces of the same trace combined,
+    /// encoded as vParquet4 off the async runtime, then uploaded in Tempo's order with
+    /// meta.json last. The block is listed in [`Store::blocks`] once this returns.
+    pub async fn write_block(
+        &self,
+        tenant: &str,
+        traces: Vec<(TraceId, Trace)>,
+    ) -> Result<BlockMeta, StoreError> {
+        let dedicated = self.dedicated_columns.clone();
+        self.write_block_with(tenant, traces, 0, dedicated, None, Stage::BlockEncode)
+            .await
+    }
+
+    /// [`Store::write_block`] with the compaction level and dedicated columns given: the
+    /// compactor writes its output at the inputs' level + 1 with the inputs' columns. The
+    /// encoding's CPU is charged to `encode_stage` (a cut's bloom and index to
+    /// [`Stage::BloomIndex`]), the upload's to [`Stage::Upload`].
+    pub(crate) async fn write_block_with(
+        &self,
+        tenant: &str,
+        traces: Vec<(TraceId, Trace)>,
+        compaction_level: u32,
+        dedicated: Vec<DedicatedColumn>,
+        retention_tier: Option<String>,
+        encode_stage: Stage,
+    ) -> Result<BlockMeta, StoreError> {
+        let tenant_key = tenant_path(tenant)?;
+        if traces.is_empty() {
+            return Err(StoreError::EmptyBlock {
+                tenant: tenant.to_string(),
+            });
+        }
+        let started = Instant::now();
+        let block_id = Uuid::new_v4();
+        let meta_dedicated = dedicated.clone();
+        let options = WriterOptions {
+            row_group_size_bytes: self.config.row_group_size_bytes,
+            ..WriterOptions::default()
+        };
+        let false_positive = self.config.bloom_filter_false_positive;
+        let shard_size = self.config.bloom_filter_shard_size_bytes;
+        let encoded = tokio::task::spawn_blocking(move || {
+            encode_block(
+                traces,
+                &dedicated,
+                &options,
+                false_positive,
+                shard_size,
+                encode_stage,
+            )
+        })
+        .await
+        .map_err(|error| StoreError::task(tenant, "block encoding", error))?
+        .map_err(|source| StoreError::Encode {
+            tenant: tenant.to_string(),
+            block_id,
+            source,
+        })?;
+        check_footer(&encoded).map_err(|reason| StoreError::Inconsistent {
+            tenant: tenant.to_string(),
+            block_id,
+            reason,
+        })?;
+        let encode_time = started.elapsed();
+
+        let meta = BlockMeta {
+            format: FORMAT_VPARQUET4.to_string(),
+            block_id,
+            tenant_id: tenant.to_string(),
+            start_time: time_from_unix_nano(encoded.start_unix_nano),
+            end_time: time_from_unix_nano(encoded.end_unix_nano),
+            total_objects: encoded.trace_count as i64,
+            size: encoded.data.len() as u64,
+            compaction_level,
+            index_page_size: 0,
+            total_records: encoded.row_group_count,
+            bloom_shards: encoded.blooms.len() as u32,
+            footer_size: encoded.footer_size,
+            dedicated_columns: meta_dedicated,
+            replication_factor: 1,
+            retention_tier,
+        };
+        let bytes_written = match Stage::Upload
+            .within(self.upload_block(tenant, &tenant_key, &meta, &encoded))
+            .await
+        {
+            Ok(bytes_written) => bytes_written,
+            Err(error) => {
+                self.remove_partial_block(&tenant_key, &meta).await;
+                return Err(error);
+            }
+        };
+
+        increment(&self.stats.blocks_flushed, 1);
+        increment(&self.stats.bytes_written, bytes_written);
+        increment(&self.stats.traces_written, encoded.trace_count as u64);
+        self.blocklist
+            .write()
+            .entry(tenant.to_string())
+            .or_default()
+            .live
+            .insert(block_id, Arc::new(meta.clone()));
+        info!(
+            tenant,
+            block = %block_id,
+            traces = encoded.trace_count,
+            row_groups = encoded.row_group_count,
+            bytes = bytes_written,
+            encode_ms = encode_time.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "block written"
+        );
+        Ok(meta)
+    }
+
+    /// Uploads a block's objects in Tempo's order; returns the bytes written.
+    async fn upload_block(
+        &self,
+        tenant: &str,
+        tenant_key: &Path,
+        meta: &BlockMeta,
+        encoded: &EncodedBlock,
+    ) -> Result<u64, StoreError> {
+        let block_id = meta.block_id;
+        let object_error =
+            |object: &str, source| StoreError::object(tenant, block_id, object, "write", source);
+        let mut bytes_written = 0u64;
+
+        let data_path = object_path(tenant_key, &block_id, DATA_OBJECT);
+        self.put_large(&data_path, encoded.data.clone())
+            .await
+            .map_err(|source| object_error(DATA_OBJECT, source))?;
+        bytes_written += encoded.data.len() as u64;
+
+        // Collected first so the futures own everything they use: a lazily mapped iterator
+        // borrowing the shard list makes the whole write future fail `Send`'s lifetime check.
+        let backend = &self.backend;
+        let bloom_uploads: Vec<_> = encoded
+            .blooms
+            .iter()
+            .enumerate()
+            .map(|(shard, bytes)| {
+                let name = bloom::shard_object_name(shard as u32);
+                let path = object_path(tenant_key, &block_id, &name);
+                let payload = PutPayload::from_bytes(bytes.clone());
+                async move {
+                    backend
+                        .put(&path, payload)
+                        .await
+                        .map_err(|source| (name, source))
+                }
+            })
+            .collect();
+        futures::stream::iter(bloom_uploads)
+            .buffer_unordered(SMALL_OBJECT_CONCURRENCY)
+            .try_collect::<Vec<_>>()
+            .await
+            .map_err(|(name, source)| object_error(&name, source))?;
+        bytes_written += encoded
+            .blooms
+            .iter()
+            .map(|bytes| bytes.len() as u64)
+            .sum::<u64>();
+
+        let index_path = object_path(tenant_key, &block_id, INDEX_OBJECT);
+        self.backend
+            .put(&index_path, PutPayload::from_bytes(encoded.index.clone()))
+            .await
+            .map_err(|source| object_error(INDEX_OBJECT, source))?;
+        bytes_written += encoded.index.len() as u64;
+
+        // Last: from here on the block is visible to every reader of the bucket.
+        let meta_json = Bytes::from(meta.to_json());
+        let meta_path = object_path(tenant_key, &block_id, META_OBJECT);
+        bytes_written += meta_json.len() as u64;
+        self.backend
+            .put(&meta_path, PutPayload::from_bytes(meta_json))
+            .await
+            .map_err(|source| object_error(META_OBJECT, source))?;
+        Ok(bytes_written)
+    }
+
+    /// Writes one object: at once when small, as a multipart upload when large.
+    pub(super) async fn put_large(&self, path: &Path, data: Bytes) -> object_store::Result<()> {
+        if data.len() <= SINGLE_PUT_BYTES {
+            self.backend.put(path, PutPayload::from_bytes(data)).await?;
+            return Ok(());
+        }
+        let upload = self.backend.put_multipart(path).await?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, MULTIPART_CHUNK_BYTES);
+        let mut offset = 0;
+        while offset < data.len() {
+            let end = (offset + MULTIPART_CHUNK_BYTES).min(data.len());
+            if let Err(error) = writer.wait_for_capacity(MULTIPART_CONCURRENCY).await {
+                // Best effort: an unfinished upload only costs storage until the bucket expires it.
+                let _ = writer.abort().await;
+                return Err(error);
+            }
+            writer.put(data.slice(offset..end));
+            offset = end;
+        }
+        writer.finish().await?;
+        Ok(())
+    }
+
+    /// After a failed write, removes what was uploaded so no meta-less debris stays behind
+    /// (Tempo's retention only deletes blocks it can see). Failures are only logged: the
+    /// objects are invisible without meta.json either way.
+    async fn remove_partial_block(&self, tenant_key: &Path, meta: &BlockMeta) {
+        let mut objects = vec![
+            DATA_OBJECT.to_string(),
+            INDEX_OBJECT.to_string(),
+            META_OBJECT.to_string(),
+        ];
+        objects.extend((0..meta.bloom_shards).map(bloom::shard_object_name));
+        for object in objects {
+            let path = object_path(tenant_key, &meta.block_id, &object);
+            match self.backend.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(error) => {
+                    warn!(tenant = %meta.tenant_id, block = %meta.block_id, object, %error, "cannot remove object of a failed block write")
+                }
+            }
+        }
+    }
+}
+
+/// Sorts, combines pieces of the same trace, encodes, and builds the bloom and index. CPU
+/// heavy: runs on a blocking thread.
+fn encode_block(
+    mut traces: Vec<(TraceId, Trace)>,
+    dedicated: &[DedicatedColumn],
+    options: &WriterOptions,
+    false_positive: f64,
+    shard_size: usize,
+    stage: Stage,
+) -> Result<EncodedBlock, VParquetError> {
+    let _encoding = stage.enter();
+    traces.sort_by_key(|(id, _)| *id);
+    let mut unique: Vec<(TraceId, Trace)> = Vec::with_capacity(traces.len());
+    let mut pieces: Vec<Trace> = Vec::new();
+    let mut current: Option<TraceId> = None;
+    for (id, trace) in traces {
+        if current != Some(id) {
+            if let Some(previous) = current {
+                unique.push((previous, combine_pieces(std::mem::take(&mut pieces))));
+            }
+            current = Some(id);
+        }
+        pieces.push(trace);
+    }
+    if let Some(last) = current {
+        unique.push((last, combine_pieces(pieces)));
+    }
+
+    let trace_ids: Vec<TraceId> = unique.iter().map(|(id, _)| *id).collect();
+    // Consumed trace by trace: no copy of each trace, and each is freed once in the columns.
+    let encoded = vparquet4::encode_owned(unique, dedicated, options)?;
+    let bloom_stage = match stage {
+        Stage::BlockEncode => Stage::BloomIndex,
+        other => other,
+    };
+    let _bloom = bloom_stage.enter();
+    let mut filter = ShardedBloom::new(false_positive, shard_size, trace_ids.len());
+    for id in &trace_ids {
+        filter.add(id.as_bytes());
+    }
+    let index = RowGroupIndex {
+        last_trace_ids: encoded.last_trace_id_per_row_group.clone(),
+    };
+    Ok(EncodedBlock {
+        footer_size: encoded.footer_size,
+        row_group_count: encoded.row_group_count,
+        start_unix_nano: encoded.start_unix_nano,
+        end_unix_nano: encoded.end_unix_nano,
+        trace_count: encoded.trace_count,
+        blooms: filter
+            .to_shard_bytes()
+            .into_iter()
+            .map(Bytes::from)
+            .collect(),
+        index: Bytes::from(index.to_json()),
+        data: Bytes::from(encoded.bytes),
+    })
+}
+
+/// One piece stays as it is; several are merged with span de-duplication.
+fn combine_pieces(mut pieces: Vec<Trace>) -> Trace {
+    if pieces.len() == 1 {
+        return pieces.pop().unwrap_or_default();
+    }
+    combine(pieces)
+}
+
+/// Checks the encoded file against the numbers that go into meta.json: Tempo trusts them.
+fn check_footer(encoded: &EncodedBlock) -> Result<(), String> {
+    let data = &encoded.data;
+    if data.len() < 12 || &data[data.len() - 4..] != b"PAR1" {
+        return Err("data.parquet does not end in the parquet magic".to_string());
+    }
+    let length_bytes = &data[data.len() - 8..data.len() - 4];
+    let footer = u32::from_le_bytes([
+        length_bytes[0],
+        length_bytes[1],
+        length_bytes[2],
+        length_bytes[3],
+    ]);
+    if footer != encoded.footer_size {
+        return Err(format!(
+            "footer is {footer} bytes but the encoder reported {}",
+            encoded.footer_size
+        ));
+    }
+    Ok(())
+}
