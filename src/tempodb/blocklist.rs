@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::ObjectStoreExt;
@@ -29,6 +30,8 @@ pub const QUARANTINE_PREFIX: &str = "quarantine";
 pub(super) struct ListedMarker {
     /// The block, live (`meta.json`) or compacted (`meta.compacted.json`).
     pub(super) marker: BlockMarker,
+    /// When the marker object was last written.
+    pub(super) last_modified: DateTime<Utc>,
 }
 
 impl Store {
@@ -69,7 +72,10 @@ impl Store {
             let parts: Vec<String> = relative.map(|part| part.as_ref().to_string()).collect();
             let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
             if let Some(marker) = classify_block_key(&parts) {
-                markers.push(ListedMarker { marker });
+                markers.push(ListedMarker {
+                    marker,
+                    last_modified: object.last_modified,
+                });
             }
         }
         Ok(markers)

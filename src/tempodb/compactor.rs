@@ -6,13 +6,15 @@
 //! compacted, and a compacted block's objects stay in the bucket for
 //! `compacted_block_retention`, so a lookup that started on an input still reads it, and one
 //! that starts later finds the merged block. Pieces seen in both are combined.
+//!
+//! The bucket's tenants, a tenant's block markers, a block's objects and whole-object reads
+//! come from `blocklist`, the same listing the store's polling uses.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -21,8 +23,7 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use super::backend::{
-    classify_block_key, object_path, tenant_path, BlockMarker, COMPACTED_META_OBJECT, DATA_OBJECT,
-    META_OBJECT,
+    object_path, tenant_path, BlockMarker, COMPACTED_META_OBJECT, DATA_OBJECT, META_OBJECT,
 };
 use super::meta::BlockMeta;
 use super::store::{Store, StoreError};
@@ -247,33 +248,16 @@ impl Store {
     ) -> Result<Vec<(TraceId, Trace)>, StoreError> {
         let tenant = meta.tenant_id.clone();
         let tenant_key = tenant_path(&tenant)?;
-        let path = object_path(&tenant_key, &meta.block_id, DATA_OBJECT);
-        let object_error = |source| StoreError::Object {
-            tenant: tenant.clone(),
-            block_id: meta.block_id,
-            object: DATA_OBJECT.to_string(),
-            operation: "read",
-            source,
-        };
         let bytes = self
-            .backend()
-            .get(&path)
-            .await
-            .map_err(object_error)?
-            .bytes()
-            .await
-            .map_err(object_error)?;
+            .read_block_object(&tenant, &tenant_key, meta.block_id, DATA_OBJECT)
+            .await?;
         let dedicated = meta.dedicated_columns.clone();
         let block_id = meta.block_id;
         tokio::task::spawn_blocking(move || {
             Stage::Compaction.run(|| vparquet4::read_traces(bytes, &dedicated))
         })
         .await
-        .map_err(|error| StoreError::Task {
-            tenant: tenant.clone(),
-            task: "block decoding",
-            reason: error.to_string(),
-        })?
+        .map_err(|error| StoreError::task(&tenant, "block decoding", error))?
         .map_err(|error| StoreError::CorruptBlock {
             tenant: tenant.clone(),
             block_id,
@@ -313,35 +297,22 @@ impl Store {
         older_than: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
         let tenant_key = tenant_path(tenant)?;
-        let mut listing = self.backend().list(Some(&tenant_key));
-        let mut expired: Vec<Uuid> = Vec::new();
-        while let Some(object) = listing.next().await {
-            let object = object.map_err(|source| StoreError::List {
-                what: format!("tenant {tenant:?}"),
-                source,
-            })?;
-            let Some(relative) = object.location.prefix_match(&tenant_key) else {
-                continue;
-            };
-            let parts: Vec<String> = relative.map(|part| part.as_ref().to_string()).collect();
-            let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
-            if let Some(BlockMarker::Compacted(block_id)) = classify_block_key(&parts) {
-                if object.last_modified < older_than {
-                    expired.push(block_id);
+        let expired: Vec<Uuid> = self
+            .list_block_markers(tenant, &tenant_key)
+            .await?
+            .into_iter()
+            .filter_map(|listed| match listed.marker {
+                BlockMarker::Compacted(block_id) if listed.last_modified < older_than => {
+                    Some(block_id)
                 }
-            }
-        }
+                _ => None,
+            })
+            .collect();
         let mut deleted = 0;
         for block_id in expired {
-            let prefix = tenant_key.clone().join(block_id.to_string());
-            let objects: Vec<_> = self
-                .backend()
-                .list(Some(&prefix))
-                .map(|object| object.map(|object| object.location))
-                .collect::<Vec<_>>()
+            let objects = self
+                .list_block_objects(&tenant_key, block_id)
                 .await
-                .into_iter()
-                .collect::<Result<_, _>>()
                 .map_err(|source| StoreError::List {
                     what: format!("block {block_id} of tenant {tenant:?}"),
                     source,
@@ -387,11 +358,7 @@ impl Store {
             })
         })
         .await
-        .map_err(|error| StoreError::Task {
-            tenant: meta.tenant_id.clone(),
-            task: "retention tier filter",
-            reason: error.to_string(),
-        })?;
+        .map_err(|error| StoreError::task(&meta.tenant_id, "retention tier filter", error))?;
         if kept.is_empty() {
             return Ok(0);
         }
@@ -422,11 +389,7 @@ impl Store {
         let traces =
             tokio::task::spawn_blocking(move || Stage::Compaction.run(|| merge_by_trace_id(read)))
                 .await
-                .map_err(|error| StoreError::Task {
-                    tenant: tenant.clone(),
-                    task: "compaction merge",
-                    reason: error.to_string(),
-                })?;
+                .map_err(|error| StoreError::task(&tenant, "compaction merge", error))?;
         let level = inputs
             .iter()
             .map(|meta| meta.compaction_level)
@@ -468,18 +431,10 @@ impl Store {
             .unwrap_or(chrono::Duration::MAX);
         // Tenants from the bucket, not the block list: a tenant whose blocks all expired has
         // nothing live left but still has compacted blocks to delete.
-        let root = self
-            .backend()
-            .list_with_delimiter(None)
-            .await
-            .map_err(|source| StoreError::List {
-                what: "the bucket root".to_string(),
-                source,
-            })?;
-        let mut tenants: Vec<String> = root
-            .common_prefixes
-            .iter()
-            .filter_map(|prefix| prefix.filename().map(str::to_string))
+        let mut tenants: Vec<String> = self
+            .list_root_folders()
+            .await?
+            .into_iter()
             .filter(|tenant| tenant_path(tenant).is_ok())
             .collect();
         for tenant in self.tenants() {
