@@ -5,6 +5,9 @@ mod attributes;
 mod trace;
 mod trace_id;
 
+#[cfg(test)]
+pub mod test_support;
+
 pub use attributes::{int_attribute, string_attribute};
 pub use trace::{combine, rebatch, split_by_trace, trace_time_range, Trace, TraceSplit};
 pub use trace_id::{FoldHasherBuilder, TraceId, TraceIdError, TraceIdSet};

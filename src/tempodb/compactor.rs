@@ -28,7 +28,7 @@ use super::backend::{
 use super::meta::BlockMeta;
 use super::store::{Store, StoreError};
 use super::vparquet4;
-use crate::model::{combine, Trace, TraceId};
+use crate::model::{Trace, TraceId};
 use crate::telemetry::stage::Stage;
 
 /// The `compactor` section.
@@ -377,30 +377,19 @@ impl Store {
         Ok(count)
     }
 
-    /// Merges one planned set of blocks into a block one level up, then marks the inputs
-    /// compacted. The merged block is listed before any input leaves the list.
+    /// Merges one planned set of blocks into a block one level up (streaming: see
+    /// [`Store::write_merged_block`]), then marks the inputs compacted. The merged block is
+    /// listed before any input leaves the list.
     async fn compact(&self, inputs: &[BlockMeta]) -> Result<BlockMeta, StoreError> {
         let tenant = inputs[0].tenant_id.clone();
-        let mut read = Vec::with_capacity(inputs.len());
-        for input in inputs {
-            read.push(self.read_block_traces(input).await?);
-        }
-        // Merging by ID and combining split traces is CPU work proportional to the inputs.
-        let traces =
-            tokio::task::spawn_blocking(move || Stage::Compaction.run(|| merge_by_trace_id(read)))
-                .await
-                .map_err(|error| StoreError::task(&tenant, "compaction merge", error))?;
         let level = inputs
             .iter()
             .map(|meta| meta.compaction_level)
             .max()
             .unwrap_or(0)
             + 1;
-        let dedicated = inputs[0].dedicated_columns.clone();
         let tier = inputs[0].retention_tier.clone();
-        let merged = self
-            .write_block_with(&tenant, traces, level, dedicated, tier, Stage::Compaction)
-            .await?;
+        let merged = self.write_merged_block(inputs, level, tier).await?;
         for input in inputs {
             self.mark_compacted(input).await?;
         }
@@ -505,23 +494,4 @@ impl Store {
             }
         })
     }
-}
-
-/// The traces of several blocks as one list sorted by ID, the parts of a trace found in
-/// several blocks combined (spans deduplicated).
-fn merge_by_trace_id(blocks: Vec<Vec<(TraceId, Trace)>>) -> Vec<(TraceId, Trace)> {
-    let mut by_id: BTreeMap<TraceId, Vec<Trace>> = BTreeMap::new();
-    for (id, trace) in blocks.into_iter().flatten() {
-        by_id.entry(id).or_default().push(trace);
-    }
-    by_id
-        .into_iter()
-        .map(|(id, mut pieces)| {
-            let trace = match pieces.len() {
-                1 => pieces.pop().unwrap_or_default(),
-                _ => combine(pieces),
-            };
-            (id, trace)
-        })
-        .collect()
 }

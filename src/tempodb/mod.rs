@@ -12,6 +12,7 @@ pub mod cache;
 pub mod compactor;
 pub mod find;
 pub mod index;
+pub(crate) mod merge;
 pub mod meta;
 pub mod reader;
 pub mod search;

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::backend::{object_path, tenant_path, DATA_OBJECT, INDEX_OBJECT, META_OBJECT};
 use super::bloom::{self, ShardedBloom};
 use super::index::RowGroupIndex;
+use super::merge::{MergeError, MergedTraces};
 use super::meta::{time_from_unix_nano, BlockMeta, DedicatedColumn, FORMAT_VPARQUET4};
 use super::store::{increment, Store, StoreError, SMALL_OBJECT_CONCURRENCY};
 use super::vparquet4::{self, VParquetError, WriterOptions};
@@ -29,9 +30,60 @@ pub(super) const MULTIPART_CHUNK_BYTES: usize = 8 * 1024 * 1024;
 /// Parts of one upload in flight at once.
 const MULTIPART_CONCURRENCY: usize = 4;
 
-/// A block encoded in memory, ready to upload.
+/// A block's `data.parquet`: encoded in memory, or written to an unnamed temporary file by a
+/// streaming merge (so memory does not grow with the block).
+enum BlockData {
+    Memory(Bytes),
+    Spooled { file: Arc<std::fs::File>, len: u64 },
+}
+
+impl BlockData {
+    fn len(&self) -> u64 {
+        match self {
+            BlockData::Memory(bytes) => bytes.len() as u64,
+            BlockData::Spooled { len, .. } => *len,
+        }
+    }
+
+    /// `len` bytes from `offset`; a spooled file is read on a blocking thread.
+    async fn read(&self, offset: u64, len: usize) -> std::io::Result<Bytes> {
+        match self {
+            BlockData::Memory(bytes) => {
+                let start = usize::try_from(offset).map_err(std::io::Error::other)?;
+                let end = start.saturating_add(len).min(bytes.len());
+                Ok(bytes.slice(start.min(end)..end))
+            }
+            BlockData::Spooled { file, .. } => {
+                let file = Arc::clone(file);
+                tokio::task::spawn_blocking(move || read_at(&file, offset, len))
+                    .await
+                    .map_err(std::io::Error::other)?
+            }
+        }
+    }
+}
+
+/// Reads exactly `len` bytes at `offset` of `file`.
+fn read_at(file: &std::fs::File, offset: u64, len: usize) -> std::io::Result<Bytes> {
+    use std::os::unix::fs::FileExt;
+    let mut buffer = vec![0u8; len];
+    file.read_exact_at(&mut buffer, offset)?;
+    Ok(Bytes::from(buffer))
+}
+
+/// What a block's meta.json takes besides the encoder's figures.
+struct Written {
+    block_id: Uuid,
+    compaction_level: u32,
+    dedicated: Vec<DedicatedColumn>,
+    retention_tier: Option<String>,
+    /// When the write began, for the log line.
+    started: Instant,
+}
+
+/// A block encoded, ready to upload.
 struct EncodedBlock {
-    data: Bytes,
+    data: BlockData,
     footer_size: u32,
     row_group_count: u32,
     start_unix_nano: u64,
@@ -105,8 +157,144 @@ impl Store {
             block_id,
             reason,
         })?;
-        let encode_time = started.elapsed();
+        let written = Written {
+            block_id,
+            compaction_level,
+            dedicated: meta_dedicated,
+            retention_tier,
+            started,
+        };
+        self.publish(tenant, &tenant_key, encoded, written).await
+    }
 
+    /// Merges `inputs` (blocks of one tenant) into one block at `compaction_level`, streaming:
+    /// each input's `data.parquet` is spooled to a temporary file and read a batch at a time,
+    /// a k-way merge by trace ID combines the pieces of a trace, and the output is encoded row
+    /// group by row group into another temporary file that is uploaded a part at a time. Memory
+    /// holds a batch per input and one output row group, never a whole block.
+    pub(crate) async fn write_merged_block(
+        &self,
+        inputs: &[BlockMeta],
+        compaction_level: u32,
+        retention_tier: Option<String>,
+    ) -> Result<BlockMeta, StoreError> {
+        let Some(first) = inputs.first() else {
+            return Err(StoreError::EmptyBlock {
+                tenant: String::new(),
+            });
+        };
+        let tenant = first.tenant_id.clone();
+        let tenant_key = tenant_path(&tenant)?;
+        let started = Instant::now();
+        let block_id = Uuid::new_v4();
+        let mut spooled = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            let file = self
+                .spool_data(&tenant, &tenant_key, input.block_id)
+                .await?;
+            spooled.push((file, input.dedicated_columns.clone()));
+        }
+        let dedicated = first.dedicated_columns.clone();
+        let options = WriterOptions {
+            row_group_size_bytes: self.config.row_group_size_bytes,
+            ..WriterOptions::default()
+        };
+        let false_positive = self.config.bloom_filter_false_positive;
+        let shard_size = self.config.bloom_filter_shard_size_bytes;
+        let output_dedicated = dedicated.clone();
+        let encoded = tokio::task::spawn_blocking(move || {
+            Stage::Compaction.run(|| {
+                merge_block(
+                    spooled,
+                    &output_dedicated,
+                    &options,
+                    false_positive,
+                    shard_size,
+                )
+            })
+        })
+        .await
+        .map_err(|error| StoreError::task(&tenant, "compaction merge", error))?
+        .map_err(|error| match error {
+            MergeBlockError::Input(error) => StoreError::CorruptBlock {
+                tenant: tenant.clone(),
+                block_id: inputs[error.input()].block_id,
+                reason: error.to_string(),
+            },
+            MergeBlockError::Encode(source) => StoreError::Encode {
+                tenant: tenant.clone(),
+                block_id,
+                source,
+            },
+            MergeBlockError::Spool(error) => StoreError::task(&tenant, "compaction spool", error),
+            MergeBlockError::Inconsistent(reason) => StoreError::Inconsistent {
+                tenant: tenant.clone(),
+                block_id,
+                reason,
+            },
+        })?;
+        if encoded.trace_count == 0 {
+            return Err(StoreError::EmptyBlock { tenant });
+        }
+        let written = Written {
+            block_id,
+            compaction_level,
+            dedicated,
+            retention_tier,
+            started,
+        };
+        self.publish(&tenant, &tenant_key, encoded, written).await
+    }
+
+    /// Copies a block's `data.parquet` into an unnamed temporary file, a chunk at a time.
+    async fn spool_data(
+        &self,
+        tenant: &str,
+        tenant_key: &Path,
+        block_id: Uuid,
+    ) -> Result<std::fs::File, StoreError> {
+        use tokio::io::AsyncWriteExt;
+        let path = object_path(tenant_key, &block_id, DATA_OBJECT);
+        let object_error =
+            |source| StoreError::object(tenant, block_id, DATA_OBJECT, "read", source);
+        let spool_error =
+            |error: std::io::Error| StoreError::task(tenant, "compaction spool", error);
+        let mut chunks = self
+            .backend
+            .get(&path)
+            .await
+            .map_err(object_error)?
+            .into_stream();
+        let file = tokio::task::spawn_blocking(tempfile::tempfile)
+            .await
+            .map_err(|error| StoreError::task(tenant, "compaction spool", error))?
+            .map_err(spool_error)?;
+        let mut file = tokio::fs::File::from_std(file);
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(object_error)?;
+            file.write_all(&chunk).await.map_err(spool_error)?;
+        }
+        file.flush().await.map_err(spool_error)?;
+        Ok(file.into_std().await)
+    }
+
+    /// Uploads an encoded block and lists it: meta.json from the encoder's figures, objects in
+    /// Tempo's order, stats, the log line.
+    async fn publish(
+        &self,
+        tenant: &str,
+        tenant_key: &Path,
+        encoded: EncodedBlock,
+        written: Written,
+    ) -> Result<BlockMeta, StoreError> {
+        let Written {
+            block_id,
+            compaction_level,
+            dedicated: meta_dedicated,
+            retention_tier,
+            started,
+        } = written;
+        let encode_time = started.elapsed();
         let meta = BlockMeta {
             format: FORMAT_VPARQUET4.to_string(),
             block_id,
@@ -114,7 +302,7 @@ impl Store {
             start_time: time_from_unix_nano(encoded.start_unix_nano),
             end_time: time_from_unix_nano(encoded.end_unix_nano),
             total_objects: encoded.trace_count as i64,
-            size: encoded.data.len() as u64,
+            size: encoded.data.len(),
             compaction_level,
             index_page_size: 0,
             total_records: encoded.row_group_count,
@@ -125,12 +313,12 @@ impl Store {
             retention_tier,
         };
         let bytes_written = match Stage::Upload
-            .within(self.upload_block(tenant, &tenant_key, &meta, &encoded))
+            .within(self.upload_block(tenant, tenant_key, &meta, &encoded))
             .await
         {
             Ok(bytes_written) => bytes_written,
             Err(error) => {
-                self.remove_partial_block(&tenant_key, &meta).await;
+                self.remove_partial_block(tenant_key, &meta).await;
                 return Err(error);
             }
         };
@@ -171,10 +359,10 @@ impl Store {
         let mut bytes_written = 0u64;
 
         let data_path = object_path(tenant_key, &block_id, DATA_OBJECT);
-        self.put_large(&data_path, encoded.data.clone())
+        self.put_data(&data_path, &encoded.data)
             .await
             .map_err(|source| object_error(DATA_OBJECT, source))?;
-        bytes_written += encoded.data.len() as u64;
+        bytes_written += encoded.data.len();
 
         // Collected first so the futures own everything they use: a lazily mapped iterator
         // borrowing the shard list makes the whole write future fail `Send`'s lifetime check.
@@ -224,24 +412,47 @@ impl Store {
         Ok(bytes_written)
     }
 
-    /// Writes one object: at once when small, as a multipart upload when large.
+    /// Writes one object held in memory: at once when small, as a multipart upload when large.
+    #[cfg(test)]
     pub(super) async fn put_large(&self, path: &Path, data: Bytes) -> object_store::Result<()> {
-        if data.len() <= SINGLE_PUT_BYTES {
-            self.backend.put(path, PutPayload::from_bytes(data)).await?;
+        self.put_data(path, &BlockData::Memory(data)).await
+    }
+
+    /// Writes one object: at once when small, as a multipart upload when large (a spooled
+    /// file is read a part at a time, so at most a few parts are in memory).
+    async fn put_data(&self, path: &Path, data: &BlockData) -> object_store::Result<()> {
+        let spool_error = |source: std::io::Error| object_store::Error::Generic {
+            store: "block spool",
+            source: Box::new(source),
+        };
+        let len = data.len();
+        if len <= SINGLE_PUT_BYTES as u64 {
+            let bytes = data.read(0, len as usize).await.map_err(spool_error)?;
+            self.backend
+                .put(path, PutPayload::from_bytes(bytes))
+                .await?;
             return Ok(());
         }
         let upload = self.backend.put_multipart(path).await?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, MULTIPART_CHUNK_BYTES);
-        let mut offset = 0;
-        while offset < data.len() {
-            let end = (offset + MULTIPART_CHUNK_BYTES).min(data.len());
-            if let Err(error) = writer.wait_for_capacity(MULTIPART_CONCURRENCY).await {
-                // Best effort: an unfinished upload only costs storage until the bucket expires it.
-                let _ = writer.abort().await;
-                return Err(error);
+        let mut offset = 0u64;
+        while offset < len {
+            let part = (len - offset).min(MULTIPART_CHUNK_BYTES as u64) as usize;
+            let waited = writer.wait_for_capacity(MULTIPART_CONCURRENCY).await;
+            let read = match waited {
+                Ok(()) => data.read(offset, part).await.map_err(spool_error),
+                Err(error) => Err(error),
+            };
+            match read {
+                Ok(bytes) => writer.put(bytes),
+                Err(error) => {
+                    // Best effort: an unfinished upload only costs storage until the bucket
+                    // expires it.
+                    let _ = writer.abort().await;
+                    return Err(error);
+                }
             }
-            writer.put(data.slice(offset..end));
-            offset = end;
+            offset += part as u64;
         }
         writer.finish().await?;
         Ok(())
@@ -324,8 +535,76 @@ fn encode_block(
             .map(Bytes::from)
             .collect(),
         index: Bytes::from(index.to_json()),
-        data: Bytes::from(encoded.bytes),
+        data: BlockData::Memory(Bytes::from(encoded.bytes)),
     })
+}
+
+/// Why a streaming merge failed.
+enum MergeBlockError {
+    Input(MergeError),
+    Encode(VParquetError),
+    Spool(std::io::Error),
+    Inconsistent(String),
+}
+
+/// The blocking half of [`Store::write_merged_block`]: merges the spooled inputs (each with
+/// the dedicated columns it was written with) into a spooled output with its bloom and index.
+fn merge_block(
+    inputs: Vec<(std::fs::File, Vec<DedicatedColumn>)>,
+    dedicated: &[DedicatedColumn],
+    options: &WriterOptions,
+    false_positive: f64,
+    shard_size: usize,
+) -> Result<EncodedBlock, MergeBlockError> {
+    let mut batches = Vec::with_capacity(inputs.len());
+    for (input, (file, input_dedicated)) in inputs.into_iter().enumerate() {
+        let reader = vparquet4::TraceBatches::new(file, &input_dedicated)
+            .map_err(|source| MergeBlockError::Input(MergeError::Read { input, source }))?;
+        batches.push(reader);
+    }
+    let merged = MergedTraces::new(batches).map_err(MergeBlockError::Input)?;
+    let output = tempfile::tempfile().map_err(MergeBlockError::Spool)?;
+    let sink = std::io::BufWriter::with_capacity(1 << 20, output);
+    let mut encoder =
+        vparquet4::BlockEncoder::new(sink, dedicated, options).map_err(MergeBlockError::Encode)?;
+    let mut trace_ids = Vec::new();
+    for trace in merged {
+        let (trace_id, trace) = trace.map_err(MergeBlockError::Input)?;
+        trace_ids.push(trace_id);
+        encoder
+            .push(trace_id, trace)
+            .map_err(MergeBlockError::Encode)?;
+    }
+    let (sink, figures) = encoder.finish().map_err(MergeBlockError::Encode)?;
+    let file = sink
+        .into_inner()
+        .map_err(|error| MergeBlockError::Spool(error.into_error()))?;
+    let mut filter = ShardedBloom::new(false_positive, shard_size, trace_ids.len());
+    for trace_id in &trace_ids {
+        filter.add(trace_id.as_bytes());
+    }
+    let index = RowGroupIndex {
+        last_trace_ids: figures.last_trace_id_per_row_group,
+    };
+    let encoded = EncodedBlock {
+        footer_size: figures.footer_size,
+        row_group_count: figures.row_group_count,
+        start_unix_nano: figures.start_unix_nano,
+        end_unix_nano: figures.end_unix_nano,
+        trace_count: figures.trace_count,
+        blooms: filter
+            .to_shard_bytes()
+            .into_iter()
+            .map(Bytes::from)
+            .collect(),
+        index: Bytes::from(index.to_json()),
+        data: BlockData::Spooled {
+            file: Arc::new(file),
+            len: figures.size,
+        },
+    };
+    check_footer(&encoded).map_err(MergeBlockError::Inconsistent)?;
+    Ok(encoded)
 }
 
 /// One piece stays as it is; several are merged with span de-duplication.
@@ -336,13 +615,23 @@ fn combine_pieces(mut pieces: Vec<Trace>) -> Trace {
     combine(pieces)
 }
 
-/// Checks the encoded file against the numbers that go into meta.json: Tempo trusts them.
+/// Checks the encoded file against the numbers that go into meta.json: Tempo trusts them. A
+/// spooled file's last bytes are read from it (blocking: call it off the async runtime).
 fn check_footer(encoded: &EncodedBlock) -> Result<(), String> {
-    let data = &encoded.data;
-    if data.len() < 12 || &data[data.len() - 4..] != b"PAR1" {
+    let len = encoded.data.len();
+    if len < 12 {
+        return Err("data.parquet is shorter than a parquet file".to_string());
+    }
+    let tail = match &encoded.data {
+        BlockData::Memory(bytes) => bytes.slice(bytes.len() - 8..),
+        BlockData::Spooled { file, .. } => {
+            read_at(file, len - 8, 8).map_err(|error| format!("reading data.parquet: {error}"))?
+        }
+    };
+    if &tail[4..] != b"PAR1" {
         return Err("data.parquet does not end in the parquet magic".to_string());
     }
-    let length_bytes = &data[data.len() - 8..data.len() - 4];
+    let length_bytes = &tail[..4];
     let footer = u32::from_le_bytes([
         length_bytes[0],
         length_bytes[1],
