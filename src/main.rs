@@ -74,6 +74,8 @@ fn main() -> ExitCode {
             match runtime.block_on(async {
                 if args.lifecycle {
                     vivace::bench::lifecycle::run(&args).await
+                } else if args.compaction {
+                    vivace::bench::compaction::run(&args).await
                 } else {
                     vivace::bench::run(args).await
                 }

@@ -4,6 +4,7 @@
 //! on disk per span after flush, trace-by-ID p50/p99 from memory and from blocks, and RSS
 //! idle and under load. It never fails on a time; it reports.
 
+pub mod compaction;
 pub mod lifecycle;
 pub mod receivers;
 pub mod search;
@@ -90,10 +91,22 @@ pub struct BenchArgs {
     /// With `--lifecycle`: longest wait for the cut, flush and compaction after the push.
     #[arg(long, default_value_t = 300)]
     pub drain_timeout_seconds: u64,
-    /// With `--lifecycle`: the vivace binary to measure (an older build, for a before/after
-    /// comparison on the same load); this one by default.
+    /// With `--lifecycle` or `--compaction`: the vivace binary to measure (an older build, for
+    /// a before/after comparison on the same load); this one by default.
     #[arg(long)]
     pub server_binary: Option<PathBuf>,
+    /// Measure compaction instead: `--spans` generated spans written as
+    /// `--compaction-blocks` blocks, then merged into one in a fresh process; prints wall and
+    /// CPU time and that process's RSS growth (try `--spans 16000000` for 8 blocks of 100 MB).
+    #[arg(long)]
+    pub compaction: bool,
+    /// With `--compaction`: how many blocks the spans are written as.
+    #[arg(long, default_value_t = 8)]
+    pub compaction_blocks: usize,
+    /// With `--compaction`: compact the blocks already in this bucket folder and print the
+    /// figures (the child process of `--compaction`).
+    #[arg(long)]
+    pub compaction_input: Option<PathBuf>,
 }
 
 impl BenchArgs {
@@ -807,8 +820,9 @@ async fn protocol_figures(args: &BenchArgs) -> anyhow::Result<()> {
     server.terminate()
 }
 
-/// Runs the benchmark and prints its figures (`--lifecycle` is
-/// `lifecycle::run`, which the command line calls instead: it builds on this module).
+/// Runs the benchmark and prints its figures (`--lifecycle` and `--compaction` are
+/// `lifecycle::run` and `compaction::run`, which the command line calls instead: they build on
+/// this module).
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.protocols {
         return protocol_figures(&args).await;

@@ -54,7 +54,7 @@ pub const METRICS_QUERIES: &[(&str, &str)] = &[
     ),
 ];
 
-const TENANT: &str = "single-tenant";
+pub(crate) const TENANT: &str = "single-tenant";
 /// Spans per block: a flushed head block of Tempo-like size.
 const SPANS_PER_BLOCK: u64 = 500_000;
 /// Traces returned per search (Tempo's default limit).
@@ -343,9 +343,9 @@ pub const TEMPO_BLOCK_METRICS: &[(&str, &str)] = &[
 ];
 
 /// What a shape holds once prepared: spans, bytes, the time window of its spans.
-struct DataSet {
-    spans: u64,
-    bytes: u64,
+pub(crate) struct DataSet {
+    pub spans: u64,
+    pub bytes: u64,
     start_ns: u64,
     end_ns: u64,
 }
@@ -367,12 +367,12 @@ fn status_bytes(field: &str) -> u64 {
 }
 
 /// Peak resident memory of this process since the last [`reset_peak_rss`], bytes.
-fn peak_rss() -> u64 {
+pub(crate) fn peak_rss() -> u64 {
     status_bytes("VmHWM")
 }
 
 /// Starts a new peak-RSS measurement (Linux: writing 5 to clear_refs resets VmHWM).
-fn reset_peak_rss() {
+pub(crate) fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
@@ -404,7 +404,7 @@ const BASE_NS: u64 = 1_763_780_000_000_000_000;
 
 /// Writes `spans` generated spans as blocks of `spans_per_block`, two at a time (generation
 /// on one core, encoding on the other).
-async fn write_generated_blocks(
+pub(crate) async fn write_generated_blocks(
     store: &Arc<Store>,
     spans: u64,
     spans_per_block: u64,
@@ -760,6 +760,6 @@ pub async fn run(shape: Shape, spans: u64, runs: usize, only: Option<&str>) -> a
 }
 
 /// Resident memory of this process now, bytes.
-fn current_rss() -> u64 {
+pub(crate) fn current_rss() -> u64 {
     status_bytes("VmRSS")
 }
