@@ -6,14 +6,18 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 
-use super::*;
-use crate::ingester::{BlockSink, IngesterConfig, WalFsync};
+use super::Querier;
+use crate::ingester::{BlockSink, Ingester, IngesterConfig, WalFsync};
+use crate::model::{Trace, TraceId};
 use crate::tempodb::backend::{BackendKind, LocalConfig, StorageConfig};
+use crate::tempodb::meta::BlockMeta;
 use crate::tempodb::vparquet4;
 use crate::tempodb::vparquet4::pushdown::tests::{
     column_metrics_query, query, span_spec, traces_of,
 };
+use crate::tempodb::Store;
 use crate::traceql::parse_and_validate;
+use crate::traceql::search::{CompiledSearch, SearchOptions, TraceSearchMetadata};
 
 const TENANT: &str = "single-tenant";
 
