@@ -16,20 +16,7 @@ use std::path::{Path, PathBuf};
 /// Edges that close circles outside the receiver/distributor/config/logs/overrides/api area,
 /// each to be cut where it is and then removed from here. `(from, to, why the edge exists)`.
 /// The receiver area has none, and must keep none.
-const ALLOWED_EDGES: &[(&str, &str, &str)] = &[
-    // The UI pages read UiState from ui/mod.rs, which holds their histories in turn: cut by
-    // moving the state and the histories into a child of their own.
-    (
-        "ui::graph",
-        "ui",
-        "the service-graph page reads UiState, defined in ui/mod.rs",
-    ),
-    (
-        "ui::services",
-        "ui",
-        "the services page reads UiState, defined in ui/mod.rs",
-    ),
-];
+const ALLOWED_EDGES: &[(&str, &str, &str)] = &[];
 
 /// A module at the graph's granularity: `a` or `a::b`.
 type Node = String;

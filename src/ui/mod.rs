@@ -6,7 +6,9 @@
 
 mod graph;
 mod history;
+mod samples;
 mod services;
+mod state;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,57 +24,13 @@ use rust_embed::RustEmbed;
 use tokio_util::sync::CancellationToken;
 use tower_http::compression::CompressionLayer;
 
-pub use graph::ServiceGraphHistory;
+pub use samples::ServiceGraphHistory;
+pub use state::UiState;
 
 /// The static files: ES modules, CSS and icons, served under `/static/`.
 #[derive(RustEmbed)]
 #[folder = "web/static/"]
 struct Assets;
-
-/// What the UI's handlers share.
-pub struct UiState {
-    /// The metrics-generator whose service-graph series the graph page draws.
-    pub generator: Option<Arc<crate::generator::Generator>>,
-    /// `prometheus.url`; empty: the service pages use vivace's own TraceQL metrics.
-    pub prometheus_url: String,
-    /// `ui.grafana_url` and `ui.grafana_datasource_uid`: where "open in Grafana" links go.
-    pub grafana_url: String,
-    pub grafana_datasource_uid: String,
-    /// Samples of the service-graph counters, for rates over a window.
-    pub graph_history: ServiceGraphHistory,
-    /// Samples of the span metrics the services pages read, likewise.
-    pub span_history: services::SpanHistory,
-    /// When this vivace started (ms since the epoch): the generator counts from here, so a
-    /// rate over data newer than every sample is over the time since.
-    pub started_ms: i64,
-    /// With multi-tenancy on, the graph endpoint serves the series of the tenant named by
-    /// `X-Scope-OrgID` (401 without it).
-    pub multitenancy_enabled: bool,
-    client: reqwest::Client,
-}
-
-impl UiState {
-    pub fn new(
-        generator: Option<Arc<crate::generator::Generator>>,
-        config: &crate::config::Config,
-    ) -> Arc<UiState> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap_or_default();
-        Arc::new(UiState {
-            generator,
-            prometheus_url: config.prometheus.url.trim_end_matches('/').to_string(),
-            grafana_url: config.ui.grafana_url.trim_end_matches('/').to_string(),
-            grafana_datasource_uid: config.ui.grafana_datasource_uid.clone(),
-            graph_history: ServiceGraphHistory::default(),
-            span_history: services::SpanHistory::default(),
-            started_ms: history::now_ms(),
-            multitenancy_enabled: config.multitenancy_enabled,
-            client,
-        })
-    }
-}
 
 /// The UI's routes: pages, static files and the two UI-only JSON endpoints. None clashes with
 /// Tempo's API (`/api/*` other than `/api/ui/*`), `/ready`, `/metrics` or `/loki/*`.
@@ -115,13 +73,13 @@ pub async fn sample_service_graph(
         let generator = Arc::clone(&generator);
         let sampled = tokio::task::spawn_blocking(move || {
             let tenants = generator.tenants().names();
-            let samples: Vec<(String, graph::Sample, services::SpanSample)> = tenants
+            let samples: Vec<(String, samples::Sample, samples::SpanSample)> = tenants
                 .iter()
                 .map(|tenant| {
                     (
                         tenant.clone(),
-                        graph::Sample::take(&generator, tenant),
-                        services::SpanSample::take(&generator, tenant, None),
+                        samples::Sample::take(&generator, tenant),
+                        samples::SpanSample::take(&generator, tenant, None),
                     )
                 })
                 .collect();
