@@ -5,6 +5,7 @@
 //! idle and under load. It never fails on a time; it reports.
 
 pub mod compaction;
+pub mod ingester;
 pub mod lifecycle;
 pub mod receivers;
 pub mod search;
@@ -309,7 +310,7 @@ fn otlp_metrics_figures() {
 /// Push throughput of the ingester alone (WAL append + head insert, no network, blocks
 /// discarded) under each fsync policy, one and many concurrent pushers.
 async fn wal_figures() -> anyhow::Result<()> {
-    use crate::ingester::bench::measure_push_throughput;
+    use crate::bench::ingester::measure_push_throughput;
     use crate::ingester::WalFsync;
     println!("ingester push path in-process (one 10-span trace per push):");
     for (fsync, concurrency) in [

@@ -55,7 +55,6 @@
 //! Replayed data may exceed `max_head_bytes`; pushes are then refused until blocks are cut.
 //! The record format is documented in `src/ingester/wal.rs`.
 
-pub mod bench;
 mod config;
 mod head;
 mod push;
@@ -85,7 +84,7 @@ use wal::{AppendTarget, Budget, Wal, WriterOptions};
 
 use crate::model::{Trace, TraceId};
 use crate::telemetry::stage::Stage;
-use crate::tempodb::meta::BlockMeta;
+use crate::tempodb::meta::{time_from_unix_nano, BlockMeta, FORMAT_VPARQUET4};
 
 /// Where cut blocks go. The real implementation is `tempodb::Store::write_block`, wired by the
 /// app; tests use a recorder.
@@ -97,6 +96,33 @@ pub trait BlockSink: Send + Sync + 'static {
         tenant: &str,
         traces: Vec<(TraceId, Trace)>,
     ) -> Result<BlockMeta, anyhow::Error>;
+}
+
+/// A `meta.json` describing the traces without a real block behind it: what a sink that keeps
+/// nothing answers (the ingester's test sinks, the push benchmark's discarding one).
+pub fn placeholder_meta(tenant: &str, traces: &[(TraceId, Trace)]) -> BlockMeta {
+    let range = traces
+        .iter()
+        .filter_map(|(_, trace)| crate::model::trace_time_range(trace))
+        .reduce(|(low, high), (start, end)| (low.min(start), high.max(end)))
+        .unwrap_or((0, 0));
+    BlockMeta {
+        format: FORMAT_VPARQUET4.to_string(),
+        block_id: uuid::Uuid::new_v4(),
+        tenant_id: tenant.to_string(),
+        start_time: time_from_unix_nano(range.0),
+        end_time: time_from_unix_nano(range.1),
+        total_objects: traces.len() as i64,
+        size: 0,
+        compaction_level: 0,
+        index_page_size: 0,
+        total_records: 0,
+        bloom_shards: 0,
+        footer_size: 0,
+        dedicated_columns: Vec::new(),
+        replication_factor: 1,
+        retention_tier: None,
+    }
 }
 
 /// Why the ingester could not start.

@@ -8,7 +8,6 @@ use std::sync::atomic::AtomicBool;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use proptest::prelude::*;
 
-use super::bench::placeholder_meta;
 use super::*;
 
 /// A block as the sink received it: tenant and traces.
