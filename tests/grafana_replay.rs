@@ -109,6 +109,9 @@ struct Replay {
     check: Check,
 }
 
+/// How many requests [`REPLAY`] holds: the replay asserts it ran exactly these.
+const REPLAYED_REQUESTS: usize = 30;
+
 /// Every request, in the order a user session would make them.
 const REPLAY: &[Replay] = &[
     Replay {
@@ -907,13 +910,6 @@ where
     Ok(messages)
 }
 
-async fn stream_search(
-    vivace: &Vivace,
-    request: SearchRequest,
-) -> Result<Vec<SearchResponse>, tonic::Status> {
-    grpc_stream(vivace, "/tempopb.StreamingQuerier/Search", request).await
-}
-
 /// Typed labels as the JSON API writes them, to compare the two APIs' series.
 fn labels_json(labels: &[vivace::api::tempopb::KeyValue]) -> String {
     use vivace::api::tempopb::any_value::Value as V;
@@ -966,377 +962,513 @@ fn json_of(content_type: &str, body: &[u8]) -> Result<Value, String> {
     serde_json::from_slice(body).map_err(|error| format!("not JSON: {error}"))
 }
 
+/// Sends one replayed request and checks its answer as Grafana reads it; `Ok` summarises
+/// what was found. Each kind of request has its function below.
 async fn run(vivace: &Vivace, replay: &Replay) -> Result<String, String> {
     match &replay.call {
         Call::Get {
             path,
             params,
             accept,
-        } => {
-            let path = expand(path);
-            let params: Vec<(String, String)> = params
-                .iter()
-                .map(|(k, v)| (k.to_string(), expand(v)))
-                .collect();
-            let (status, content_type, body) = http_get(vivace, &path, &params, *accept).await;
-            let text = String::from_utf8_lossy(&body).to_string();
-            if let Check::NotFound = replay.check {
-                return if status == 404 {
-                    Ok("404".into())
-                } else {
-                    Err(format!("status {status}, expected 404: {text}"))
-                };
-            }
-            if status != 200 {
-                return Err(format!("status {status}: {text}"));
-            }
-            match &replay.check {
-                Check::Ok200 => Ok("200".into()),
-                Check::BuildInfo => {
-                    let body = json_of(&content_type, &body)?;
-                    let version = body["version"].as_str().unwrap_or_default();
-                    let parts: Vec<u64> = version
-                        .trim_start_matches('v')
-                        .split('.')
-                        .map(|p| {
-                            p.parse()
-                                .map_err(|_| format!("version {version:?} is not semver"))
-                        })
-                        .collect::<Result<_, _>>()?;
-                    if parts.len() != 3 || (parts[0], parts[1]) < (2, 7) {
-                        return Err(format!("version {version:?} must be semver ≥ 2.7.0"));
-                    }
-                    Ok(format!("version {version}"))
-                }
-                Check::SearchJson {
-                    min_traces,
-                    spansets,
-                } => {
-                    let body = json_of(&content_type, &body)?;
-                    check_search(&body, *min_traces, *spansets)?;
-                    Ok(format!(
-                        "{} traces",
-                        body["traces"].as_array().map_or(0, Vec::len)
-                    ))
-                }
-                Check::TagsV2 { must_have } => {
-                    let body = json_of(&content_type, &body)?;
-                    schema_errors(&body, "SearchTagsV2Response", false)?;
-                    let mut listed = BTreeSet::new();
-                    for scope in body["scopes"].as_array().into_iter().flatten() {
-                        for tag in scope["tags"].as_array().into_iter().flatten() {
-                            listed.insert(format!(
-                                "{}.{}",
-                                scope["name"].as_str().unwrap_or(""),
-                                tag.as_str().unwrap_or("")
-                            ));
-                        }
-                    }
-                    for tag in *must_have {
-                        if !listed.contains(*tag) {
-                            return Err(format!(
-                                "{tag} not listed (Grafana: `Scope for tag … not found`)"
-                            ));
-                        }
-                    }
-                    Ok(format!("{} scope.tag names", listed.len()))
-                }
-                Check::TagValuesV2 { must_have } => {
-                    let body = json_of(&content_type, &body)?;
-                    schema_errors(&body, "SearchTagValuesV2Response", false)?;
-                    let values: Vec<(String, String)> = body["tagValues"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|v| {
-                            (
-                                v["type"].as_str().unwrap_or("").into(),
-                                v["value"].as_str().unwrap_or("").into(),
-                            )
-                        })
-                        .collect();
-                    if !values
-                        .iter()
-                        .any(|(t, v)| (t.as_str(), v.as_str()) == *must_have)
-                    {
-                        return Err(format!("{must_have:?} not in {values:?}"));
-                    }
-                    Ok(format!("{} values", values.len()))
-                }
-                Check::TagsV1 { must_have } => {
-                    let body = json_of(&content_type, &body)?;
-                    schema_errors(&body, "SearchTagsResponse", false)?;
-                    let names = body["tagNames"].as_array().cloned().unwrap_or_default();
-                    if !names.iter().any(|n| n == must_have) {
-                        return Err(format!("{must_have} not in {names:?}"));
-                    }
-                    Ok(format!("{} names", names.len()))
-                }
-                Check::TagValuesV1 { must_have } => {
-                    let body = json_of(&content_type, &body)?;
-                    schema_errors(&body, "SearchTagValuesResponse", false)?;
-                    let values = body["tagValues"].as_array().cloned().unwrap_or_default();
-                    if !values.iter().any(|n| n == must_have) {
-                        return Err(format!("{must_have} not in {values:?}"));
-                    }
-                    Ok(format!("{} values", values.len()))
-                }
-                Check::TraceV2Protobuf { spans } => {
-                    if content_type != "application/protobuf" {
-                        return Err(format!("content-type {content_type:?}"));
-                    }
-                    let response = TraceByIdResponse::decode(body.as_ref())
-                        .map_err(|error| format!("not a tempopb.TraceByIDResponse: {error}"))?;
-                    let trace = response
-                        .trace
-                        .as_ref()
-                        .ok_or("trace (field 1) missing: Grafana dereferences it")?;
-                    let found = check_trace(trace)?;
-                    if *spans != 0 && found != *spans {
-                        return Err(format!("{found} spans, expected {spans}"));
-                    }
-                    if response.status != 0 {
-                        return Err(format!(
-                            "status {} (PARTIAL) for a whole trace",
-                            response.status
-                        ));
-                    }
-                    Ok(format!("{found} spans"))
-                }
-                Check::TraceV1Protobuf { spans } => {
-                    if content_type != "application/protobuf" {
-                        return Err(format!("content-type {content_type:?}"));
-                    }
-                    let trace = Trace::decode(body.as_ref())
-                        .map_err(|error| format!("not a tempopb.Trace: {error}"))?;
-                    let found = check_trace(&trace)?;
-                    if *spans != 0 && found != *spans {
-                        return Err(format!("{found} spans, expected {spans}"));
-                    }
-                    Ok(format!("{found} spans"))
-                }
-                Check::MetricsRangeJson => {
-                    let body = json_of(&content_type, &body)?;
-                    schema_errors(&body, "QueryRangeResponse", false)?;
-                    let series = body["series"].as_array().cloned().unwrap_or_default();
-                    if series.is_empty() {
-                        return Err("no series".into());
-                    }
-                    let mut exemplars = 0;
-                    for one in &series {
-                        if one["labels"].as_array().is_none_or(Vec::is_empty) {
-                            return Err(format!("a series without labels: {one}"));
-                        }
-                        for exemplar in one["exemplars"].as_array().into_iter().flatten() {
-                            exemplars += 1;
-                            let has_trace_id = exemplar["labels"]
-                                .as_array()
-                                .into_iter()
-                                .flatten()
-                                .any(|l| {
-                                    l["key"] == "trace:id" && l["value"]["stringValue"].is_string()
-                                });
-                            if !has_trace_id
-                                || exemplar.get("value").is_none()
-                                || exemplar.get("timestampMs").is_none()
-                            {
-                                return Err(format!(
-                                    "an exemplar Grafana drops or cannot link: {exemplar}"
-                                ));
-                            }
-                        }
-                    }
-                    Ok(format!("{} series, {exemplars} exemplars", series.len()))
-                }
-                Check::MetricsInstantJson => {
-                    let body = json_of(&content_type, &body)?;
-                    schema_errors(&body, "QueryInstantResponse", true)?;
-                    let series = body["series"].as_array().map_or(0, Vec::len);
-                    if series == 0 {
-                        return Err("no series".into());
-                    }
-                    Ok(format!("{series} series"))
-                }
-                Check::NotFound | Check::Stream { .. } | Check::StreamMetrics => {
-                    unreachable!("handled above / gRPC only")
-                }
-            }
-        }
+        } => run_get(vivace, path, params, *accept, &replay.check).await,
         Call::StreamMetrics {
             query,
             step_ns,
             exemplars,
             instant,
-        } => {
-            let nanos = |seconds: u64| seconds * 1_000_000_000;
-            let mut params = vec![
-                ("q".to_string(), query.to_string()),
-                ("start".to_string(), S.to_string()),
-                ("end".to_string(), E.to_string()),
-            ];
-            // The series the HTTP API answers, as label lists.
-            let series_of = |body: &Value| -> BTreeSet<String> {
-                body["series"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|s| s["labels"].to_string())
-                    .collect()
-            };
-            let (streamed, messages) = if *instant {
-                let messages: Vec<QueryInstantResponse> = grpc_stream(
-                    vivace,
-                    "/tempopb.StreamingQuerier/MetricsQueryInstant",
-                    QueryInstantRequest {
-                        query: query.to_string(),
-                        start: nanos(S),
-                        end: nanos(E),
-                    },
-                )
-                .await
-                .map_err(|status| format!("rpc error: {status:?}"))?;
-                if messages.iter().any(|m| m.metrics.is_none()) {
-                    return Err("a message without metrics".into());
-                }
-                // Grafana keeps the last instant message.
-                let last = messages.last().ok_or("no message")?;
-                let labels: BTreeSet<String> =
-                    last.series.iter().map(|s| labels_json(&s.labels)).collect();
-                (labels, messages.len())
-            } else {
-                if *step_ns != 0 {
-                    params.push(("step".into(), format!("{}s", step_ns / 1_000_000_000)));
-                }
-                if *exemplars != 0 {
-                    params.push(("exemplars".into(), exemplars.to_string()));
-                }
-                let messages: Vec<QueryRangeResponse> = grpc_stream(
-                    vivace,
-                    "/tempopb.StreamingQuerier/MetricsQueryRange",
-                    QueryRangeRequest {
-                        query: query.to_string(),
-                        start: nanos(S),
-                        end: nanos(E),
-                        step: *step_ns,
-                        exemplars: *exemplars,
-                        ..Default::default()
-                    },
-                )
-                .await
-                .map_err(|status| format!("rpc error: {status:?}"))?;
-                if messages.iter().any(|m| m.metrics.is_none()) {
-                    return Err("a message without metrics".into());
-                }
-                // Grafana merges the frames of every message.
-                let labels: BTreeSet<String> = messages
-                    .iter()
-                    .flat_map(|m| &m.series)
-                    .map(|s| labels_json(&s.labels))
-                    .collect();
-                (labels, messages.len())
-            };
-            let path = if *instant {
-                "/api/metrics/query"
-            } else {
-                "/api/metrics/query_range"
-            };
-            let (_, content_type, body) =
-                http_get(vivace, path, &params, Some("application/json")).await;
-            let http = series_of(&json_of(&content_type, &body)?);
-            if streamed.is_empty() || streamed != http {
-                return Err(format!(
-                    "streamed series {streamed:?}, HTTP series {http:?}"
-                ));
-            }
-            Ok(format!("{} series in {messages} messages", streamed.len()))
-        }
+        } => run_stream_metrics(vivace, query, *step_ns, *exemplars, *instant).await,
         Call::StreamSearch {
             query,
             limit,
             spss,
             window,
         } => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_secs() as u32;
-            let (start, end) = if *window {
-                (S as u32, E as u32)
-            } else {
-                (now - 900, now)
-            };
-            let request = SearchRequest {
-                query: query.to_string(),
+            let search = StreamedSearch {
+                query,
                 limit: *limit,
-                spans_per_span_set: *spss,
-                start,
-                end,
-                // gogo's non-nullable stdtime: Grafana always sends the zero time.
-                rf1_after: Some(Timestamp {
-                    seconds: -62_135_596_800,
-                    nanos: 0,
-                }),
-                ..Default::default()
+                spss: *spss,
+                window: *window,
             };
-            let messages = stream_search(vivace, request)
-                .await
-                .map_err(|status| format!("rpc error: {status:?}"))?;
-            if messages.iter().any(|m| m.metrics.is_none()) {
-                return Err(
-                    "a message without metrics (the browser's metricsDataFrame throws)".into(),
-                );
+            run_stream_search(vivace, &search, &replay.check).await
+        }
+    }
+}
+
+/// `GET` with the placeholders expanded; a 404 is what [`Check::NotFound`] wants and any
+/// other check wants a 200 whose body it reads.
+async fn run_get(
+    vivace: &Vivace,
+    path: &str,
+    params: &[(&str, &str)],
+    accept: Option<&str>,
+    check: &Check,
+) -> Result<String, String> {
+    let path = expand(path);
+    let params: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), expand(v)))
+        .collect();
+    let (status, content_type, body) = http_get(vivace, &path, &params, accept).await;
+    let text = String::from_utf8_lossy(&body).to_string();
+    if let Check::NotFound = check {
+        return if status == 404 {
+            Ok("404".into())
+        } else {
+            Err(format!("status {status}, expected 404: {text}"))
+        };
+    }
+    if status != 200 {
+        return Err(format!("status {status}: {text}"));
+    }
+    check_http_answer(check, &content_type, &body)
+}
+
+/// Reads a 200 answer to a `GET` the way `check` says Grafana does.
+fn check_http_answer(check: &Check, content_type: &str, body: &[u8]) -> Result<String, String> {
+    match check {
+        Check::Ok200 => Ok("200".into()),
+        Check::BuildInfo => check_build_info(&json_of(content_type, body)?),
+        Check::SearchJson {
+            min_traces,
+            spansets,
+        } => {
+            let body = json_of(content_type, body)?;
+            check_search(&body, *min_traces, *spansets)?;
+            Ok(format!(
+                "{} traces",
+                body["traces"].as_array().map_or(0, Vec::len)
+            ))
+        }
+        Check::TagsV2 { must_have } => check_tags_v2(&json_of(content_type, body)?, must_have),
+        Check::TagValuesV2 { must_have } => {
+            check_tag_values_v2(&json_of(content_type, body)?, *must_have)
+        }
+        Check::TagsV1 { must_have } => check_listed(
+            &json_of(content_type, body)?,
+            ("SearchTagsResponse", "tagNames", "names"),
+            must_have,
+        ),
+        Check::TagValuesV1 { must_have } => check_listed(
+            &json_of(content_type, body)?,
+            ("SearchTagValuesResponse", "tagValues", "values"),
+            must_have,
+        ),
+        Check::TraceV2Protobuf { spans } => check_trace_v2(content_type, body, *spans),
+        Check::TraceV1Protobuf { spans } => {
+            expect_protobuf(content_type)?;
+            let trace =
+                Trace::decode(body).map_err(|error| format!("not a tempopb.Trace: {error}"))?;
+            let found = spans_as_expected(&trace, *spans)?;
+            Ok(format!("{found} spans"))
+        }
+        Check::MetricsRangeJson => check_metrics_range(&json_of(content_type, body)?),
+        Check::MetricsInstantJson => {
+            let body = json_of(content_type, body)?;
+            schema_errors(&body, "QueryInstantResponse", true)?;
+            let series = body["series"].as_array().map_or(0, Vec::len);
+            if series == 0 {
+                return Err("no series".into());
             }
-            if let Check::Stream { health: true } = replay.check {
-                return Ok(format!("{} messages", messages.len()));
-            }
-            if messages.len() < 2 {
-                return Err(format!(
-                    "{} message(s): expected a partial one while scanning, then the final one",
-                    messages.len()
-                ));
-            }
-            // Grafana: append traces, de-duplicate by traceID keeping the first seen.
-            let mut streamed = BTreeSet::new();
-            for message in &messages {
-                for trace in &message.traces {
-                    if !is_trimmed_hex(&trace.trace_id) || trace.span_set.is_some() {
-                        return Err(format!(
-                            "trace {:?}: bad ID or deprecated spanSet",
-                            trace.trace_id
-                        ));
-                    }
-                    streamed.insert(trace.trace_id.clone());
-                }
-            }
-            let mut params = vec![("q".to_string(), query.to_string())];
-            if *limit != 0 {
-                params.push(("limit".into(), limit.to_string()));
-            }
-            if *spss != 0 {
-                params.push(("spss".into(), spss.to_string()));
-            }
-            params.push(("start".into(), start.to_string()));
-            params.push(("end".into(), end.to_string()));
-            let (_, content_type, body) =
-                http_get(vivace, "/api/search", &params, Some("application/json")).await;
-            let http: BTreeSet<String> = json_of(&content_type, &body)?["traces"]
+            Ok(format!("{series} series"))
+        }
+        Check::NotFound | Check::Stream { .. } | Check::StreamMetrics => {
+            unreachable!("handled above / gRPC only")
+        }
+    }
+}
+
+/// `/api/status/buildinfo`: a semver `version` of at least 2.7.0.
+fn check_build_info(body: &Value) -> Result<String, String> {
+    let version = body["version"].as_str().unwrap_or_default();
+    let parts: Vec<u64> = version
+        .trim_start_matches('v')
+        .split('.')
+        .map(|p| {
+            p.parse()
+                .map_err(|_| format!("version {version:?} is not semver"))
+        })
+        .collect::<Result<_, _>>()?;
+    if parts.len() != 3 || (parts[0], parts[1]) < (2, 7) {
+        return Err(format!("version {version:?} must be semver ≥ 2.7.0"));
+    }
+    Ok(format!("version {version}"))
+}
+
+/// `SearchTagsV2Response`: every `scope.tag` of `must_have` is listed.
+fn check_tags_v2(body: &Value, must_have: &[&str]) -> Result<String, String> {
+    schema_errors(body, "SearchTagsV2Response", false)?;
+    let mut listed = BTreeSet::new();
+    for scope in body["scopes"].as_array().into_iter().flatten() {
+        for tag in scope["tags"].as_array().into_iter().flatten() {
+            listed.insert(format!(
+                "{}.{}",
+                scope["name"].as_str().unwrap_or(""),
+                tag.as_str().unwrap_or("")
+            ));
+        }
+    }
+    for tag in must_have {
+        if !listed.contains(*tag) {
+            return Err(format!(
+                "{tag} not listed (Grafana: `Scope for tag … not found`)"
+            ));
+        }
+    }
+    Ok(format!("{} scope.tag names", listed.len()))
+}
+
+/// `SearchTagValuesV2Response`: the typed value `must_have` is listed.
+fn check_tag_values_v2(body: &Value, must_have: (&str, &str)) -> Result<String, String> {
+    schema_errors(body, "SearchTagValuesV2Response", false)?;
+    let values: Vec<(String, String)> = body["tagValues"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| {
+            (
+                v["type"].as_str().unwrap_or("").into(),
+                v["value"].as_str().unwrap_or("").into(),
+            )
+        })
+        .collect();
+    if !values
+        .iter()
+        .any(|(t, v)| (t.as_str(), v.as_str()) == must_have)
+    {
+        return Err(format!("{must_have:?} not in {values:?}"));
+    }
+    Ok(format!("{} values", values.len()))
+}
+
+/// A v1 tags answer (`SearchTagsResponse` or `SearchTagValuesResponse`): `(message, field,
+/// what the summary counts)`; `must_have` is in the array `field`.
+fn check_listed(
+    body: &Value,
+    (message, field, counted): (&str, &str, &str),
+    must_have: &str,
+) -> Result<String, String> {
+    schema_errors(body, message, false)?;
+    let listed = body[field].as_array().cloned().unwrap_or_default();
+    if !listed.iter().any(|n| n == must_have) {
+        return Err(format!("{must_have} not in {listed:?}"));
+    }
+    Ok(format!("{} {counted}", listed.len()))
+}
+
+/// Protobuf answers carry `application/protobuf`.
+fn expect_protobuf(content_type: &str) -> Result<(), String> {
+    if content_type != "application/protobuf" {
+        return Err(format!("content-type {content_type:?}"));
+    }
+    Ok(())
+}
+
+/// Grafana's requirements on a trace, and its span count when `spans` is not 0.
+fn spans_as_expected(trace: &Trace, spans: usize) -> Result<usize, String> {
+    let found = check_trace(trace)?;
+    if spans != 0 && found != spans {
+        return Err(format!("{found} spans, expected {spans}"));
+    }
+    Ok(found)
+}
+
+/// `tempopb.TraceByIDResponse`: the trace set, as Grafana requires it, and whole.
+fn check_trace_v2(content_type: &str, body: &[u8], spans: usize) -> Result<String, String> {
+    expect_protobuf(content_type)?;
+    let response = TraceByIdResponse::decode(body)
+        .map_err(|error| format!("not a tempopb.TraceByIDResponse: {error}"))?;
+    let trace = response
+        .trace
+        .as_ref()
+        .ok_or("trace (field 1) missing: Grafana dereferences it")?;
+    let found = spans_as_expected(trace, spans)?;
+    if response.status != 0 {
+        return Err(format!(
+            "status {} (PARTIAL) for a whole trace",
+            response.status
+        ));
+    }
+    Ok(format!("{found} spans"))
+}
+
+/// `QueryRangeResponse` JSON: series with labels, exemplars Grafana can link to a trace.
+fn check_metrics_range(body: &Value) -> Result<String, String> {
+    schema_errors(body, "QueryRangeResponse", false)?;
+    let series = body["series"].as_array().cloned().unwrap_or_default();
+    if series.is_empty() {
+        return Err("no series".into());
+    }
+    let mut exemplars = 0;
+    for one in &series {
+        if one["labels"].as_array().is_none_or(Vec::is_empty) {
+            return Err(format!("a series without labels: {one}"));
+        }
+        for exemplar in one["exemplars"].as_array().into_iter().flatten() {
+            exemplars += 1;
+            let has_trace_id = exemplar["labels"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|t| t["traceID"].as_str().unwrap_or_default().to_string())
-                .collect();
-            if streamed != http {
+                .any(|l| l["key"] == "trace:id" && l["value"]["stringValue"].is_string());
+            if !has_trace_id
+                || exemplar.get("value").is_none()
+                || exemplar.get("timestampMs").is_none()
+            {
                 return Err(format!(
-                    "streamed {streamed:?} but /api/search answers {http:?}"
+                    "an exemplar Grafana drops or cannot link: {exemplar}"
                 ));
             }
-            Ok(format!(
-                "{} traces in {} messages",
-                streamed.len(),
-                messages.len()
-            ))
         }
     }
+    Ok(format!("{} series, {exemplars} exemplars", series.len()))
+}
+
+/// A message of a `tempopb.StreamingQuerier` stream Grafana reads: the method that sends it,
+/// and whether it carries the `metrics` Grafana reads from every message.
+trait Streamed: Message + Default + Send + Sync + 'static {
+    const METHOD: &'static str;
+    fn has_metrics(&self) -> bool;
+}
+
+/// Calls the streaming method answering `Resp`; every message must carry `metrics`
+/// (`missing` says what breaks in Grafana when one does not).
+async fn stream_with_metrics<Req, Resp>(
+    vivace: &Vivace,
+    request: Req,
+    missing: &str,
+) -> Result<Vec<Resp>, String>
+where
+    Req: Message + Send + Sync + 'static,
+    Resp: Streamed,
+{
+    let messages: Vec<Resp> = grpc_stream(vivace, Resp::METHOD, request)
+        .await
+        .map_err(|status| format!("rpc error: {status:?}"))?;
+    if !messages.iter().all(Resp::has_metrics) {
+        return Err(missing.into());
+    }
+    Ok(messages)
+}
+
+/// Implements [`Streamed`] for each answer, with the method that streams it.
+macro_rules! streamed {
+    ($($answer:ty => $method:literal),* $(,)?) => {$(
+        impl Streamed for $answer {
+            const METHOD: &'static str = $method;
+            fn has_metrics(&self) -> bool {
+                self.metrics.is_some()
+            }
+        }
+    )*};
+}
+
+streamed! {
+    SearchResponse => "/tempopb.StreamingQuerier/Search",
+    QueryRangeResponse => "/tempopb.StreamingQuerier/MetricsQueryRange",
+    QueryInstantResponse => "/tempopb.StreamingQuerier/MetricsQueryInstant",
+}
+
+/// Streamed TraceQL metrics over the panel range: the series must equal the HTTP API's for
+/// the same query.
+async fn run_stream_metrics(
+    vivace: &Vivace,
+    query: &str,
+    step_ns: u64,
+    exemplars: u32,
+    instant: bool,
+) -> Result<String, String> {
+    let mut params = vec![
+        ("q".to_string(), query.to_string()),
+        ("start".to_string(), S.to_string()),
+        ("end".to_string(), E.to_string()),
+    ];
+    let (streamed, messages) = if instant {
+        stream_metrics_instant(vivace, query).await?
+    } else {
+        if step_ns != 0 {
+            params.push(("step".into(), format!("{}s", step_ns / 1_000_000_000)));
+        }
+        if exemplars != 0 {
+            params.push(("exemplars".into(), exemplars.to_string()));
+        }
+        stream_metrics_range(vivace, query, step_ns, exemplars).await?
+    };
+    let path = if instant {
+        "/api/metrics/query"
+    } else {
+        "/api/metrics/query_range"
+    };
+    let (_, content_type, body) = http_get(vivace, path, &params, Some("application/json")).await;
+    // The series the HTTP API answers, as label lists.
+    let http: BTreeSet<String> = json_of(&content_type, &body)?["series"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| s["labels"].to_string())
+        .collect();
+    if streamed.is_empty() || streamed != http {
+        return Err(format!(
+            "streamed series {streamed:?}, HTTP series {http:?}"
+        ));
+    }
+    Ok(format!("{} series in {messages} messages", streamed.len()))
+}
+
+/// Unix seconds as the nanoseconds the gRPC metrics requests take.
+fn nanos(seconds: u64) -> u64 {
+    seconds * 1_000_000_000
+}
+
+/// `MetricsQueryInstant` over the panel range: the series of the last message (Grafana keeps
+/// it), and how many messages came.
+async fn stream_metrics_instant(
+    vivace: &Vivace,
+    query: &str,
+) -> Result<(BTreeSet<String>, usize), String> {
+    let request = QueryInstantRequest {
+        query: query.to_string(),
+        start: nanos(S),
+        end: nanos(E),
+    };
+    let messages: Vec<QueryInstantResponse> =
+        stream_with_metrics(vivace, request, "a message without metrics").await?;
+    // Grafana keeps the last instant message.
+    let last = messages.last().ok_or("no message")?;
+    let labels: BTreeSet<String> = last.series.iter().map(|s| labels_json(&s.labels)).collect();
+    Ok((labels, messages.len()))
+}
+
+/// `MetricsQueryRange` over the panel range: the series of every message (Grafana merges
+/// their frames), and how many messages came.
+async fn stream_metrics_range(
+    vivace: &Vivace,
+    query: &str,
+    step_ns: u64,
+    exemplars: u32,
+) -> Result<(BTreeSet<String>, usize), String> {
+    let request = QueryRangeRequest {
+        query: query.to_string(),
+        start: nanos(S),
+        end: nanos(E),
+        step: step_ns,
+        exemplars,
+        ..Default::default()
+    };
+    let messages: Vec<QueryRangeResponse> =
+        stream_with_metrics(vivace, request, "a message without metrics").await?;
+    // Grafana merges the frames of every message.
+    let labels: BTreeSet<String> = messages
+        .iter()
+        .flat_map(|m| &m.series)
+        .map(|s| labels_json(&s.labels))
+        .collect();
+    Ok((labels, messages.len()))
+}
+
+/// A [`Call::StreamSearch`]'s parameters.
+struct StreamedSearch<'a> {
+    query: &'a str,
+    limit: u32,
+    spss: u32,
+    window: bool,
+}
+
+/// Streaming search: every message has metrics; unless it is the health check, a partial
+/// message comes before the final one and the traces equal `/api/search`'s.
+async fn run_stream_search(
+    vivace: &Vivace,
+    search: &StreamedSearch<'_>,
+    check: &Check,
+) -> Result<String, String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as u32;
+    let (start, end) = if search.window {
+        (S as u32, E as u32)
+    } else {
+        (now - 900, now)
+    };
+    let request = SearchRequest {
+        query: search.query.to_string(),
+        limit: search.limit,
+        spans_per_span_set: search.spss,
+        start,
+        end,
+        // gogo's non-nullable stdtime: Grafana always sends the zero time.
+        rf1_after: Some(Timestamp {
+            seconds: -62_135_596_800,
+            nanos: 0,
+        }),
+        ..Default::default()
+    };
+    let missing = "a message without metrics (the browser's metricsDataFrame throws)";
+    let messages: Vec<SearchResponse> = stream_with_metrics(vivace, request, missing).await?;
+    if let Check::Stream { health: true } = check {
+        return Ok(format!("{} messages", messages.len()));
+    }
+    if messages.len() < 2 {
+        return Err(format!(
+            "{} message(s): expected a partial one while scanning, then the final one",
+            messages.len()
+        ));
+    }
+    let streamed = streamed_trace_ids(&messages)?;
+    let http = searched_trace_ids(vivace, search, start, end).await?;
+    if streamed != http {
+        return Err(format!(
+            "streamed {streamed:?} but /api/search answers {http:?}"
+        ));
+    }
+    Ok(format!(
+        "{} traces in {} messages",
+        streamed.len(),
+        messages.len()
+    ))
+}
+
+/// The traces of every streamed message, as Grafana gathers them (appended, de-duplicated by
+/// trace ID keeping the first seen); each with a trimmed hex ID and no deprecated `spanSet`.
+fn streamed_trace_ids(messages: &[SearchResponse]) -> Result<BTreeSet<String>, String> {
+    let mut streamed = BTreeSet::new();
+    for message in messages {
+        for trace in &message.traces {
+            if !is_trimmed_hex(&trace.trace_id) || trace.span_set.is_some() {
+                return Err(format!(
+                    "trace {:?}: bad ID or deprecated spanSet",
+                    trace.trace_id
+                ));
+            }
+            streamed.insert(trace.trace_id.clone());
+        }
+    }
+    Ok(streamed)
+}
+
+/// The trace IDs `/api/search` answers for the same search over `start..end` (Unix seconds).
+async fn searched_trace_ids(
+    vivace: &Vivace,
+    search: &StreamedSearch<'_>,
+    start: u32,
+    end: u32,
+) -> Result<BTreeSet<String>, String> {
+    let mut params = vec![("q".to_string(), search.query.to_string())];
+    if search.limit != 0 {
+        params.push(("limit".into(), search.limit.to_string()));
+    }
+    if search.spss != 0 {
+        params.push(("spss".into(), search.spss.to_string()));
+    }
+    params.push(("start".into(), start.to_string()));
+    params.push(("end".into(), end.to_string()));
+    let (_, content_type, body) =
+        http_get(vivace, "/api/search", &params, Some("application/json")).await;
+    Ok(json_of(&content_type, &body)?["traces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| t["traceID"].as_str().unwrap_or_default().to_string())
+        .collect())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1366,7 +1498,9 @@ async fn grafana_datasource_requests_replayed() {
         assert_eq!(response.status(), 200);
     }
     let mut failures = Vec::new();
+    let mut ran = 0;
     for replay in REPLAY {
+        ran += 1;
         match run(&vivace, replay).await {
             Ok(summary) => println!("ok    {} — {summary}", replay.feature),
             Err(error) => {
@@ -1375,6 +1509,10 @@ async fn grafana_datasource_requests_replayed() {
             }
         }
     }
+    assert_eq!(
+        ran, REPLAYED_REQUESTS,
+        "every request of the table is replayed, and the table keeps its {REPLAYED_REQUESTS}"
+    );
     assert!(
         failures.is_empty(),
         "{} of {} replayed requests failed:\n{}",
