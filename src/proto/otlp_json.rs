@@ -1,13 +1,16 @@
 //! OTLP/JSON decoding (https://opentelemetry.io/docs/specs/otlp/#json-protobuf-encoding):
 //! lowerCamelCase keys (snake_case accepted too), hex trace and span IDs, enums as integers or
 //! names, 64-bit integers as strings or numbers, `bytesValue` as base64, unknown keys ignored.
-//! Every error names the JSON path that was wrong.
+//! Every error names the JSON path that was wrong. Traces and logs are decoded here; every
+//! signal (metrics too) shares [`decode_levels`], the resource → scope → item envelope.
 
 use base64::Engine;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{
     any_value, AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList,
 };
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::{Event, Link, SpanKind};
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
@@ -29,151 +32,218 @@ pub(crate) fn fail<T>(path: &str, reason: impl Into<String>) -> Result<T, JsonDe
     })
 }
 
+/// The error for a value of the wrong JSON type at `path`.
+pub(crate) fn wrong_kind<T>(
+    path: &str,
+    expected: &str,
+    found: &Value,
+) -> Result<T, JsonDecodeError> {
+    fail(
+        path,
+        format!("expected {expected}, found {}", kind_of(found)),
+    )
+}
+
 pub(crate) type Object = Map<String, Value>;
 
-/// Decodes an `ExportTraceServiceRequest` from OTLP/JSON bytes.
-pub fn decode_export_request(body: &[u8]) -> Result<ExportTraceServiceRequest, JsonDecodeError> {
+// ---------------------------------------------------------------- the envelope of every signal
+
+/// The keys (lowerCamelCase, snake_case) of a signal's three levels, e.g. `resourceSpans`,
+/// `scopeSpans`, `spans`.
+pub(crate) struct Levels {
+    pub resources: (&'static str, &'static str),
+    pub scopes: (&'static str, &'static str),
+    pub items: (&'static str, &'static str),
+}
+
+/// Decodes an export request of any signal: its resource entries, each a resource with scope
+/// entries, each a scope with items decoded by `item`; `scope_entry` and `resource_entry` build
+/// the signal's own messages from the parts and their schema URLs.
+pub(crate) fn decode_levels<Item, ScopeEntry, ResourceEntry>(
+    body: &[u8],
+    levels: &Levels,
+    item: impl Fn(&Value, &str) -> Result<Item, JsonDecodeError>,
+    scope_entry: impl Fn(Option<InstrumentationScope>, Vec<Item>, String) -> ScopeEntry,
+    resource_entry: impl Fn(Option<Resource>, Vec<ScopeEntry>, String) -> ResourceEntry,
+) -> Result<Vec<ResourceEntry>, JsonDecodeError> {
     let root: Value = serde_json::from_slice(body).map_err(|error| JsonDecodeError {
         path: "$".into(),
         reason: format!("not valid JSON: {error}"),
     })?;
     let root = as_object(&root, "$")?;
-    let mut request = ExportTraceServiceRequest::default();
-    for (index, item) in array_field(root, "$", "resourceSpans", "resource_spans")?
-        .iter()
-        .enumerate()
-    {
-        let path = format!("$.resourceSpans[{index}]");
-        request.resource_spans.push(resource_spans(item, &path)?);
-    }
-    Ok(request)
+    let (resources_camel, resources_snake) = levels.resources;
+    let (scopes_camel, scopes_snake) = levels.scopes;
+    let (items_camel, items_snake) = levels.items;
+    items(
+        root,
+        "$",
+        resources_camel,
+        resources_snake,
+        |value, path| {
+            let object = as_object(value, path)?;
+            let resource = optional_object(object, path, "resource", "resource", resource_of)?;
+            let scopes = items(
+                object,
+                path,
+                scopes_camel,
+                scopes_snake,
+                |scope_value, scope_path| {
+                    let scope_object = as_object(scope_value, scope_path)?;
+                    let scope =
+                        optional_object(scope_object, scope_path, "scope", "scope", scope_of)?;
+                    let decoded = items(scope_object, scope_path, items_camel, items_snake, &item)?;
+                    Ok(scope_entry(
+                        scope,
+                        decoded,
+                        schema_url(scope_object, scope_path)?,
+                    ))
+                },
+            )?;
+            Ok(resource_entry(resource, scopes, schema_url(object, path)?))
+        },
+    )
 }
 
-fn resource_spans(value: &Value, path: &str) -> Result<ResourceSpans, JsonDecodeError> {
-    let object = as_object(value, path)?;
-    let resource = match field(object, "resource", "resource") {
-        Some(resource_value) if !resource_value.is_null() => {
-            let resource_path = format!("{path}.resource");
-            let resource_object = as_object(resource_value, &resource_path)?;
-            Some(Resource {
-                attributes: attributes(resource_object, &resource_path)?,
-                dropped_attributes_count: u32_field(
-                    resource_object,
-                    &resource_path,
-                    "droppedAttributesCount",
-                    "dropped_attributes_count",
-                )?,
-                ..Default::default()
-            })
+/// Defines a signal's `pub fn NAME(body: &[u8]) -> Result<Request, JsonDecodeError>` over
+/// [`decode_levels`] from the request's shape: its message and field at each level (the
+/// fields' names are the snake_case keys) and the lowerCamelCase keys, e.g.
+/// `decode_export_request -> ExportTraceServiceRequest { resource_spans: ResourceSpans {
+/// scope_spans: ScopeSpans { spans: span } } } ["resourceSpans", "scopeSpans", "spans"]`.
+macro_rules! otlp_json_request {
+    (
+        $(#[$doc:meta])*
+        $name:ident -> $request:ident { $resources:ident: $resource:ident {
+            $scopes:ident: $scope:ident { $items:ident: $item:path } } }
+        [$resources_camel:literal, $scopes_camel:literal, $items_camel:literal]
+    ) => {
+        $(#[$doc])*
+        pub fn $name(body: &[u8]) -> Result<$request, $crate::proto::otlp_json::JsonDecodeError> {
+            let levels = $crate::proto::otlp_json::Levels {
+                resources: ($resources_camel, stringify!($resources)),
+                scopes: ($scopes_camel, stringify!($scopes)),
+                items: ($items_camel, stringify!($items)),
+            };
+            let $resources = $crate::proto::otlp_json::decode_levels(
+                body,
+                &levels,
+                $item,
+                |scope, $items, schema_url| $scope { scope, $items, schema_url },
+                |resource, $scopes, schema_url| $resource { resource, $scopes, schema_url },
+            )?;
+            Ok($request { $resources })
         }
-        _ => None,
     };
-    let mut scope_spans = Vec::new();
-    for (index, item) in array_field(object, path, "scopeSpans", "scope_spans")?
-        .iter()
-        .enumerate()
-    {
-        scope_spans.push(scope_spans_of(
-            item,
-            &format!("{path}.scopeSpans[{index}]"),
-        )?);
-    }
-    Ok(ResourceSpans {
-        resource,
-        scope_spans,
-        schema_url: string_field(object, path, "schemaUrl", "schema_url")?,
+}
+pub(crate) use otlp_json_request;
+
+fn resource_of(object: &Object, path: &str) -> Result<Resource, JsonDecodeError> {
+    Ok(Resource {
+        attributes: attributes(object, path)?,
+        dropped_attributes_count: dropped_attributes(object, path)?,
+        ..Default::default()
     })
 }
 
-fn scope_spans_of(value: &Value, path: &str) -> Result<ScopeSpans, JsonDecodeError> {
-    let object = as_object(value, path)?;
-    let scope = match field(object, "scope", "scope") {
-        Some(scope_value) if !scope_value.is_null() => {
-            let scope_path = format!("{path}.scope");
-            let scope_object = as_object(scope_value, &scope_path)?;
-            Some(InstrumentationScope {
-                name: string_field(scope_object, &scope_path, "name", "name")?,
-                version: string_field(scope_object, &scope_path, "version", "version")?,
-                attributes: attributes(scope_object, &scope_path)?,
-                dropped_attributes_count: u32_field(
-                    scope_object,
-                    &scope_path,
-                    "droppedAttributesCount",
-                    "dropped_attributes_count",
-                )?,
-            })
-        }
-        _ => None,
-    };
-    let mut spans = Vec::new();
-    for (index, item) in array_field(object, path, "spans", "spans")?
+fn scope_of(object: &Object, path: &str) -> Result<InstrumentationScope, JsonDecodeError> {
+    Ok(InstrumentationScope {
+        name: string_field(object, path, "name", "name")?,
+        version: string_field(object, path, "version", "version")?,
+        attributes: attributes(object, path)?,
+        dropped_attributes_count: dropped_attributes(object, path)?,
+    })
+}
+
+fn schema_url(object: &Object, path: &str) -> Result<String, JsonDecodeError> {
+    string_field(object, path, "schemaUrl", "schema_url")
+}
+
+fn dropped_attributes(object: &Object, path: &str) -> Result<u32, JsonDecodeError> {
+    u32_field(
+        object,
+        path,
+        "droppedAttributesCount",
+        "dropped_attributes_count",
+    )
+}
+
+/// Each element of the array `camel`/`snake`, decoded by `decode` with its path
+/// (`{path}.{camel}[index]`); an absent or null array has none.
+pub(crate) fn items<T>(
+    object: &Object,
+    path: &str,
+    camel: &str,
+    snake: &str,
+    mut decode: impl FnMut(&Value, &str) -> Result<T, JsonDecodeError>,
+) -> Result<Vec<T>, JsonDecodeError> {
+    array_field(object, path, camel, snake)?
         .iter()
         .enumerate()
-    {
-        spans.push(span(item, &format!("{path}.spans[{index}]"))?);
+        .map(|(index, item)| decode(item, &format!("{path}.{camel}[{index}]")))
+        .collect()
+}
+
+/// The object `camel`/`snake` decoded by `decode` with its path; `None` when absent or null.
+pub(crate) fn optional_object<T>(
+    object: &Object,
+    path: &str,
+    camel: &str,
+    snake: &str,
+    decode: impl FnOnce(&Object, &str) -> Result<T, JsonDecodeError>,
+) -> Result<Option<T>, JsonDecodeError> {
+    match field(object, camel, snake) {
+        Some(value) if !value.is_null() => {
+            let inner_path = format!("{path}.{camel}");
+            decode(as_object(value, &inner_path)?, &inner_path).map(Some)
+        }
+        _ => Ok(None),
     }
-    Ok(ScopeSpans {
-        scope,
-        spans,
-        schema_url: string_field(object, path, "schemaUrl", "schema_url")?,
+}
+
+// ---------------------------------------------------------------- traces
+
+otlp_json_request!(
+    /// Decodes an `ExportTraceServiceRequest` from OTLP/JSON bytes.
+    decode_export_request -> ExportTraceServiceRequest { resource_spans: ResourceSpans {
+        scope_spans: ScopeSpans { spans: span } } }
+    ["resourceSpans", "scopeSpans", "spans"]
+);
+
+fn event(value: &Value, path: &str) -> Result<Event, JsonDecodeError> {
+    let object = as_object(value, path)?;
+    Ok(Event {
+        time_unix_nano: u64_field(object, path, "timeUnixNano", "time_unix_nano")?,
+        name: string_field(object, path, "name", "name")?,
+        attributes: attributes(object, path)?,
+        dropped_attributes_count: dropped_attributes(object, path)?,
+    })
+}
+
+fn link(value: &Value, path: &str) -> Result<Link, JsonDecodeError> {
+    let object = as_object(value, path)?;
+    Ok(Link {
+        trace_id: hex_field(object, path, "traceId", "trace_id", 16)?,
+        span_id: hex_field(object, path, "spanId", "span_id", 8)?,
+        trace_state: string_field(object, path, "traceState", "trace_state")?,
+        attributes: attributes(object, path)?,
+        dropped_attributes_count: dropped_attributes(object, path)?,
+        flags: u32_field(object, path, "flags", "flags")?,
+    })
+}
+
+fn status(object: &Object, path: &str) -> Result<Status, JsonDecodeError> {
+    Ok(Status {
+        message: string_field(object, path, "message", "message")?,
+        code: enum_field(object, path, "code", "code", |name| {
+            StatusCode::from_str_name(name).map(|code| code as i32)
+        })?,
     })
 }
 
 fn span(value: &Value, path: &str) -> Result<Span, JsonDecodeError> {
     let object = as_object(value, path)?;
-    let mut events = Vec::new();
-    for (index, item) in array_field(object, path, "events", "events")?
-        .iter()
-        .enumerate()
-    {
-        let event_path = format!("{path}.events[{index}]");
-        let event_object = as_object(item, &event_path)?;
-        events.push(Event {
-            time_unix_nano: u64_field(event_object, &event_path, "timeUnixNano", "time_unix_nano")?,
-            name: string_field(event_object, &event_path, "name", "name")?,
-            attributes: attributes(event_object, &event_path)?,
-            dropped_attributes_count: u32_field(
-                event_object,
-                &event_path,
-                "droppedAttributesCount",
-                "dropped_attributes_count",
-            )?,
-        });
-    }
-    let mut links = Vec::new();
-    for (index, item) in array_field(object, path, "links", "links")?
-        .iter()
-        .enumerate()
-    {
-        let link_path = format!("{path}.links[{index}]");
-        let link_object = as_object(item, &link_path)?;
-        links.push(Link {
-            trace_id: hex_field(link_object, &link_path, "traceId", "trace_id", 16)?,
-            span_id: hex_field(link_object, &link_path, "spanId", "span_id", 8)?,
-            trace_state: string_field(link_object, &link_path, "traceState", "trace_state")?,
-            attributes: attributes(link_object, &link_path)?,
-            dropped_attributes_count: u32_field(
-                link_object,
-                &link_path,
-                "droppedAttributesCount",
-                "dropped_attributes_count",
-            )?,
-            flags: u32_field(link_object, &link_path, "flags", "flags")?,
-        });
-    }
-    let status = match field(object, "status", "status") {
-        Some(status_value) if !status_value.is_null() => {
-            let status_path = format!("{path}.status");
-            let status_object = as_object(status_value, &status_path)?;
-            Some(Status {
-                message: string_field(status_object, &status_path, "message", "message")?,
-                code: enum_field(status_object, &status_path, "code", "code", |name| {
-                    StatusCode::from_str_name(name).map(|code| code as i32)
-                })?,
-            })
-        }
-        _ => None,
-    };
+    let events = items(object, path, "events", "events", event)?;
+    let links = items(object, path, "links", "links", link)?;
+    let status = optional_object(object, path, "status", "status", status)?;
     Ok(Span {
         trace_id: hex_field(object, path, "traceId", "trace_id", 16)?,
         span_id: hex_field(object, path, "spanId", "span_id", 8)?,
@@ -187,12 +257,7 @@ fn span(value: &Value, path: &str) -> Result<Span, JsonDecodeError> {
         start_time_unix_nano: u64_field(object, path, "startTimeUnixNano", "start_time_unix_nano")?,
         end_time_unix_nano: u64_field(object, path, "endTimeUnixNano", "end_time_unix_nano")?,
         attributes: attributes(object, path)?,
-        dropped_attributes_count: u32_field(
-            object,
-            path,
-            "droppedAttributesCount",
-            "dropped_attributes_count",
-        )?,
+        dropped_attributes_count: dropped_attributes(object, path)?,
         events,
         dropped_events_count: u32_field(
             object,
@@ -205,6 +270,45 @@ fn span(value: &Value, path: &str) -> Result<Span, JsonDecodeError> {
         status,
     })
 }
+
+// ---------------------------------------------------------------- logs
+
+fn log_record(value: &Value, path: &str) -> Result<LogRecord, JsonDecodeError> {
+    let record = as_object(value, path)?;
+    let body = match field(record, "body", "body") {
+        Some(value) if !value.is_null() => Some(any_value(value, &format!("{path}.body"))?),
+        _ => None,
+    };
+    Ok(LogRecord {
+        time_unix_nano: u64_field(record, path, "timeUnixNano", "time_unix_nano")?,
+        observed_time_unix_nano: u64_field(
+            record,
+            path,
+            "observedTimeUnixNano",
+            "observed_time_unix_nano",
+        )?,
+        severity_number: enum_field(record, path, "severityNumber", "severity_number", |name| {
+            SeverityNumber::from_str_name(name).map(|number| number as i32)
+        })?,
+        severity_text: string_field(record, path, "severityText", "severity_text")?,
+        body,
+        attributes: attributes(record, path)?,
+        dropped_attributes_count: 0,
+        flags: u32_field(record, path, "flags", "flags")?,
+        trace_id: hex_field(record, path, "traceId", "trace_id", 16)?,
+        span_id: hex_field(record, path, "spanId", "span_id", 8)?,
+        event_name: string_field(record, path, "eventName", "event_name")?,
+    })
+}
+
+otlp_json_request!(
+    /// Decodes an `ExportLogsServiceRequest` from OTLP/JSON bytes (same rules as traces).
+    decode_logs_request -> ExportLogsServiceRequest { resource_logs: ResourceLogs {
+        scope_logs: ScopeLogs { log_records: log_record } } }
+    ["resourceLogs", "scopeLogs", "logRecords"]
+);
+
+// ---------------------------------------------------------------- values
 
 pub(crate) fn attributes(object: &Object, path: &str) -> Result<Vec<KeyValue>, JsonDecodeError> {
     key_values(
@@ -266,16 +370,7 @@ pub(crate) fn any_value(value: &Value, path: &str) -> Result<AnyValue, JsonDecod
             },
             "arrayValue" | "array_value" => {
                 let array_object = as_object(inner, &inner_path)?;
-                let mut values = Vec::new();
-                for (index, element) in array_field(array_object, &inner_path, "values", "values")?
-                    .iter()
-                    .enumerate()
-                {
-                    values.push(any_value(
-                        element,
-                        &format!("{inner_path}.values[{index}]"),
-                    )?);
-                }
+                let values = items(array_object, &inner_path, "values", "values", any_value)?;
                 any_value::Value::ArrayValue(ArrayValue { values })
             }
             "kvlistValue" | "kvlist_value" => {
@@ -301,10 +396,7 @@ pub(crate) fn field<'a>(object: &'a Object, camel: &str, snake: &str) -> Option<
 pub(crate) fn as_object<'a>(value: &'a Value, path: &str) -> Result<&'a Object, JsonDecodeError> {
     match value {
         Value::Object(object) => Ok(object),
-        other => fail(
-            path,
-            format!("expected an object, found {}", kind_of(other)),
-        ),
+        other => wrong_kind(path, "an object", other),
     }
 }
 
@@ -317,10 +409,7 @@ pub(crate) fn array_field<'a>(
     match field(object, camel, snake) {
         None | Some(Value::Null) => Ok(&[]),
         Some(Value::Array(items)) => Ok(items),
-        Some(other) => fail(
-            &format!("{path}.{camel}"),
-            format!("expected an array, found {}", kind_of(other)),
-        ),
+        Some(other) => wrong_kind(&format!("{path}.{camel}"), "an array", other),
     }
 }
 
@@ -333,10 +422,7 @@ pub(crate) fn string_field(
     match field(object, camel, snake) {
         None | Some(Value::Null) => Ok(String::new()),
         Some(Value::String(text)) => Ok(text.clone()),
-        Some(other) => fail(
-            &format!("{path}.{camel}"),
-            format!("expected a string, found {}", kind_of(other)),
-        ),
+        Some(other) => wrong_kind(&format!("{path}.{camel}"), "a string", other),
     }
 }
 
@@ -393,10 +479,7 @@ pub(crate) fn u64_field(
                 format!("{text:?} is not an unsigned 64-bit integer"),
             )
         }),
-        Some(other) => fail(
-            &field_path,
-            format!("expected an integer, found {}", kind_of(other)),
-        ),
+        Some(other) => wrong_kind(&field_path, "an integer", other),
     }
 }
 
@@ -438,10 +521,7 @@ pub(crate) fn enum_field(
                 || fail(&field_path, format!("unknown enum name {name:?}")),
                 Ok,
             ),
-        Some(other) => fail(
-            &field_path,
-            format!("expected an enum name or number, found {}", kind_of(other)),
-        ),
+        Some(other) => wrong_kind(&field_path, "an enum name or number", other),
     }
 }
 
@@ -454,10 +534,7 @@ pub(crate) fn parse_i64(value: &Value, path: &str) -> Result<i64, JsonDecodeErro
         Value::String(text) => text
             .parse::<i64>()
             .or_else(|_| fail(path, format!("{text:?} is not a 64-bit integer"))),
-        other => fail(
-            path,
-            format!("expected an integer, found {}", kind_of(other)),
-        ),
+        other => wrong_kind(path, "an integer", other),
     }
 }
 
@@ -474,7 +551,7 @@ pub(crate) fn parse_f64(value: &Value, path: &str) -> Result<f64, JsonDecodeErro
                 .parse::<f64>()
                 .or_else(|_| fail(path, format!("{text:?} is not a number"))),
         },
-        other => fail(path, format!("expected a number, found {}", kind_of(other))),
+        other => wrong_kind(path, "a number", other),
     }
 }
 
@@ -491,136 +568,20 @@ pub(crate) fn kind_of(value: &Value) -> &'static str {
 
 /// Encodes an `ExportTraceServiceResponse` as OTLP/JSON: `{}` or a `partialSuccess`.
 pub fn encode_export_response(rejected_spans: i64, error_message: &str) -> Vec<u8> {
-    if rejected_spans == 0 && error_message.is_empty() {
+    encode_partial_success("rejectedSpans", rejected_spans, error_message)
+}
+
+/// Encodes an export response of any signal as OTLP/JSON: `{}`, or a `partialSuccess` with
+/// the refused count under `rejected_key` (`rejectedSpans`, `rejectedDataPoints`, ...).
+pub fn encode_partial_success(rejected_key: &str, rejected: i64, error_message: &str) -> Vec<u8> {
+    if rejected == 0 && error_message.is_empty() {
         return b"{}".to_vec();
     }
     serde_json::json!({
-        "partialSuccess": { "rejectedSpans": rejected_spans.to_string(), "errorMessage": error_message }
+        "partialSuccess": { rejected_key: rejected.to_string(), "errorMessage": error_message }
     })
     .to_string()
     .into_bytes()
-}
-
-// ---------------------------------------------------------------- logs
-
-/// Decodes an `ExportLogsServiceRequest` from OTLP/JSON bytes (same rules as traces).
-pub fn decode_logs_request(
-    body: &[u8],
-) -> Result<
-    opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest,
-    JsonDecodeError,
-> {
-    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
-    let root: Value = serde_json::from_slice(body).map_err(|error| JsonDecodeError {
-        path: "$".into(),
-        reason: format!("not valid JSON: {error}"),
-    })?;
-    let root = as_object(&root, "$")?;
-    let mut request =
-        opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest::default();
-    for (index, item) in array_field(root, "$", "resourceLogs", "resource_logs")?
-        .iter()
-        .enumerate()
-    {
-        let path = format!("$.resourceLogs[{index}]");
-        let object = as_object(item, &path)?;
-        let resource = match field(object, "resource", "resource") {
-            Some(value) if !value.is_null() => {
-                let resource_path = format!("{path}.resource");
-                Some(Resource {
-                    attributes: attributes(as_object(value, &resource_path)?, &resource_path)?,
-                    ..Default::default()
-                })
-            }
-            _ => None,
-        };
-        let mut scope_logs = Vec::new();
-        for (scope_index, scope_item) in array_field(object, &path, "scopeLogs", "scope_logs")?
-            .iter()
-            .enumerate()
-        {
-            let scope_path = format!("{path}.scopeLogs[{scope_index}]");
-            let scope_object = as_object(scope_item, &scope_path)?;
-            let scope = match field(scope_object, "scope", "scope") {
-                Some(value) if !value.is_null() => {
-                    let inner_path = format!("{scope_path}.scope");
-                    let inner = as_object(value, &inner_path)?;
-                    Some(InstrumentationScope {
-                        name: string_field(inner, &inner_path, "name", "name")?,
-                        version: string_field(inner, &inner_path, "version", "version")?,
-                        attributes: attributes(inner, &inner_path)?,
-                        dropped_attributes_count: 0,
-                    })
-                }
-                _ => None,
-            };
-            let mut log_records = Vec::new();
-            for (record_index, record_item) in
-                array_field(scope_object, &scope_path, "logRecords", "log_records")?
-                    .iter()
-                    .enumerate()
-            {
-                let record_path = format!("{scope_path}.logRecords[{record_index}]");
-                let record = as_object(record_item, &record_path)?;
-                let body = match field(record, "body", "body") {
-                    Some(value) if !value.is_null() => {
-                        Some(any_value(value, &format!("{record_path}.body"))?)
-                    }
-                    _ => None,
-                };
-                log_records.push(LogRecord {
-                    time_unix_nano: u64_field(
-                        record,
-                        &record_path,
-                        "timeUnixNano",
-                        "time_unix_nano",
-                    )?,
-                    observed_time_unix_nano: u64_field(
-                        record,
-                        &record_path,
-                        "observedTimeUnixNano",
-                        "observed_time_unix_nano",
-                    )?,
-                    severity_number: enum_field(
-                        record,
-                        &record_path,
-                        "severityNumber",
-                        "severity_number",
-                        |name| {
-                            opentelemetry_proto::tonic::logs::v1::SeverityNumber::from_str_name(
-                                name,
-                            )
-                            .map(|number| number as i32)
-                        },
-                    )?,
-                    severity_text: string_field(
-                        record,
-                        &record_path,
-                        "severityText",
-                        "severity_text",
-                    )?,
-                    body,
-                    attributes: attributes(record, &record_path)?,
-                    dropped_attributes_count: 0,
-                    flags: u32_field(record, &record_path, "flags", "flags")?,
-                    trace_id: hex_field(record, &record_path, "traceId", "trace_id", 16)?,
-                    span_id: hex_field(record, &record_path, "spanId", "span_id", 8)?,
-                    event_name: string_field(record, &record_path, "eventName", "event_name")?,
-                });
-            }
-            scope_logs.push(ScopeLogs {
-                scope,
-                log_records,
-                schema_url: string_field(scope_object, &scope_path, "schemaUrl", "schema_url")?,
-            });
-        }
-        request.resource_logs.push(ResourceLogs {
-            resource,
-            scope_logs,
-            schema_url: string_field(object, &path, "schemaUrl", "schema_url")?,
-        });
-    }
-    Ok(request)
 }
 
 #[cfg(test)]

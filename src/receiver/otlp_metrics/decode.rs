@@ -6,22 +6,21 @@
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
-use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::metrics::v1::{
     exemplar, exponential_histogram_data_point::Buckets, metric::Data, number_data_point,
     summary_data_point::ValueAtQuantile, AggregationTemporality, Exemplar, ExponentialHistogram,
     ExponentialHistogramDataPoint, Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
     ResourceMetrics, ScopeMetrics, Sum, Summary, SummaryDataPoint,
 };
-use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 use serde_json::Value;
 
 use crate::receiver::ingest::OtlpEncoding;
 
 use crate::proto::otlp_json::{
-    array_field, as_object, attributes, enum_field, fail, field, hex_field, kind_of, parse_f64,
-    parse_i64, string_field, u32_field, u64_field, JsonDecodeError, Object,
+    array_field, as_object, attributes, encode_partial_success, enum_field, fail, field, hex_field,
+    items, otlp_json_request, parse_f64, parse_i64, string_field, u32_field, u64_field, wrong_kind,
+    JsonDecodeError, Object,
 };
 
 /// An export body in `encoding`; the error names what was wrong.
@@ -41,90 +40,6 @@ pub fn response_of(rejected: u64, message: String) -> ExportMetricsServiceRespon
             error_message: message,
         }),
     }
-}
-
-/// Decodes an `ExportMetricsServiceRequest` from OTLP/JSON bytes.
-pub fn decode_export_request(body: &[u8]) -> Result<ExportMetricsServiceRequest, JsonDecodeError> {
-    let root: Value = serde_json::from_slice(body).map_err(|error| JsonDecodeError {
-        path: "$".into(),
-        reason: format!("not valid JSON: {error}"),
-    })?;
-    let root = as_object(&root, "$")?;
-    let mut request = ExportMetricsServiceRequest::default();
-    for (index, item) in array_field(root, "$", "resourceMetrics", "resource_metrics")?
-        .iter()
-        .enumerate()
-    {
-        let path = format!("$.resourceMetrics[{index}]");
-        request
-            .resource_metrics
-            .push(resource_metrics(item, &path)?);
-    }
-    Ok(request)
-}
-
-fn resource_metrics(value: &Value, path: &str) -> Result<ResourceMetrics, JsonDecodeError> {
-    let object = as_object(value, path)?;
-    let resource = match field(object, "resource", "resource") {
-        Some(inner) if !inner.is_null() => {
-            let resource_path = format!("{path}.resource");
-            let resource_object = as_object(inner, &resource_path)?;
-            Some(Resource {
-                attributes: attributes(resource_object, &resource_path)?,
-                ..Default::default()
-            })
-        }
-        _ => None,
-    };
-    let mut scope_metrics = Vec::new();
-    for (index, item) in array_field(object, path, "scopeMetrics", "scope_metrics")?
-        .iter()
-        .enumerate()
-    {
-        scope_metrics.push(scope_metrics_of(
-            item,
-            &format!("{path}.scopeMetrics[{index}]"),
-        )?);
-    }
-    Ok(ResourceMetrics {
-        resource,
-        scope_metrics,
-        schema_url: string_field(object, path, "schemaUrl", "schema_url")?,
-    })
-}
-
-fn scope_metrics_of(value: &Value, path: &str) -> Result<ScopeMetrics, JsonDecodeError> {
-    let object = as_object(value, path)?;
-    let scope = match field(object, "scope", "scope") {
-        Some(inner) if !inner.is_null() => {
-            let scope_path = format!("{path}.scope");
-            let scope_object = as_object(inner, &scope_path)?;
-            Some(InstrumentationScope {
-                name: string_field(scope_object, &scope_path, "name", "name")?,
-                version: string_field(scope_object, &scope_path, "version", "version")?,
-                attributes: attributes(scope_object, &scope_path)?,
-                dropped_attributes_count: u32_field(
-                    scope_object,
-                    &scope_path,
-                    "droppedAttributesCount",
-                    "dropped_attributes_count",
-                )?,
-            })
-        }
-        _ => None,
-    };
-    let mut metrics = Vec::new();
-    for (index, item) in array_field(object, path, "metrics", "metrics")?
-        .iter()
-        .enumerate()
-    {
-        metrics.push(metric(item, &format!("{path}.metrics[{index}]"))?);
-    }
-    Ok(ScopeMetrics {
-        scope,
-        metrics,
-        schema_url: string_field(object, path, "schemaUrl", "schema_url")?,
-    })
 }
 
 fn metric(value: &Value, path: &str) -> Result<Metric, JsonDecodeError> {
@@ -181,15 +96,13 @@ fn points<T>(
     path: &str,
     decode: impl Fn(&Object, &str) -> Result<T, JsonDecodeError>,
 ) -> Result<Vec<T>, JsonDecodeError> {
-    let mut out = Vec::new();
-    for (index, item) in array_field(object, path, "dataPoints", "data_points")?
-        .iter()
-        .enumerate()
-    {
-        let item_path = format!("{path}.dataPoints[{index}]");
-        out.push(decode(as_object(item, &item_path)?, &item_path)?);
-    }
-    Ok(out)
+    items(
+        object,
+        path,
+        "dataPoints",
+        "data_points",
+        |item, item_path| decode(as_object(item, item_path)?, item_path),
+    )
 }
 
 fn temporality(object: &Object, path: &str) -> Result<i32, JsonDecodeError> {
@@ -211,10 +124,7 @@ fn bool_field(
     match field(object, camel, snake) {
         None | Some(Value::Null) => Ok(false),
         Some(Value::Bool(flag)) => Ok(*flag),
-        Some(other) => fail(
-            &format!("{path}.{camel}"),
-            format!("expected true or false, found {}", kind_of(other)),
-        ),
+        Some(other) => wrong_kind(&format!("{path}.{camel}"), "true or false", other),
     }
 }
 
@@ -253,25 +163,22 @@ fn u64_array(
     camel: &str,
     snake: &str,
 ) -> Result<Vec<u64>, JsonDecodeError> {
-    let mut out = Vec::new();
-    for (index, item) in array_field(object, path, camel, snake)?.iter().enumerate() {
-        let item_path = format!("{path}.{camel}[{index}]");
+    items(object, path, camel, snake, |item, item_path| {
         let number = match item {
             Value::Number(number) => number.as_u64(),
             Value::String(text) => text.parse::<u64>().ok(),
             _ => None,
         };
-        match number {
-            Some(number) => out.push(number),
-            None => {
-                return fail(
-                    &item_path,
+        number.map_or_else(
+            || {
+                fail(
+                    item_path,
                     format!("{item} is not an unsigned 64-bit integer"),
                 )
-            }
-        }
-    }
-    Ok(out)
+            },
+            Ok,
+        )
+    })
 }
 
 fn f64_array(
@@ -280,64 +187,56 @@ fn f64_array(
     camel: &str,
     snake: &str,
 ) -> Result<Vec<f64>, JsonDecodeError> {
-    array_field(object, path, camel, snake)?
-        .iter()
-        .enumerate()
-        .map(|(index, item)| parse_f64(item, &format!("{path}.{camel}[{index}]")))
-        .collect()
+    items(object, path, camel, snake, parse_f64)
 }
 
 fn exemplars(object: &Object, path: &str) -> Result<Vec<Exemplar>, JsonDecodeError> {
-    let mut out = Vec::new();
-    for (index, item) in array_field(object, path, "exemplars", "exemplars")?
-        .iter()
-        .enumerate()
-    {
-        let item_path = format!("{path}.exemplars[{index}]");
-        let item = as_object(item, &item_path)?;
-        let value = if let Some(value) = f64_field(item, &item_path, "asDouble", "as_double")? {
-            Some(exemplar::Value::AsDouble(value))
-        } else {
-            match field(item, "asInt", "as_int") {
-                Some(value) if !value.is_null() => Some(exemplar::Value::AsInt(parse_i64(
-                    value,
-                    &format!("{item_path}.asInt"),
-                )?)),
-                _ => None,
-            }
-        };
-        let filtered = array_field(
-            item,
-            &item_path,
-            "filteredAttributes",
-            "filtered_attributes",
-        )?;
-        out.push(Exemplar {
-            filtered_attributes: crate::proto::otlp_json::key_values(
-                filtered,
-                &format!("{item_path}.filteredAttributes"),
-            )?,
-            time_unix_nano: u64_field(item, &item_path, "timeUnixNano", "time_unix_nano")?,
-            span_id: hex_field(item, &item_path, "spanId", "span_id", 8)?,
-            trace_id: hex_field(item, &item_path, "traceId", "trace_id", 16)?,
-            value,
-        });
+    items(object, path, "exemplars", "exemplars", exemplar)
+}
+
+fn exemplar(value: &Value, path: &str) -> Result<Exemplar, JsonDecodeError> {
+    let object = as_object(value, path)?;
+    let value = number_value(object, path)?.map(|number| match number {
+        NumberValue::Double(value) => exemplar::Value::AsDouble(value),
+        NumberValue::Int(value) => exemplar::Value::AsInt(value),
+    });
+    let filtered = array_field(object, path, "filteredAttributes", "filtered_attributes")?;
+    Ok(Exemplar {
+        filtered_attributes: crate::proto::otlp_json::key_values(
+            filtered,
+            &format!("{path}.filteredAttributes"),
+        )?,
+        time_unix_nano: u64_field(object, path, "timeUnixNano", "time_unix_nano")?,
+        span_id: hex_field(object, path, "spanId", "span_id", 8)?,
+        trace_id: hex_field(object, path, "traceId", "trace_id", 16)?,
+        value,
+    })
+}
+
+/// The value of a number point or an exemplar: `asDouble`, else `asInt`.
+enum NumberValue {
+    Double(f64),
+    Int(i64),
+}
+
+fn number_value(object: &Object, path: &str) -> Result<Option<NumberValue>, JsonDecodeError> {
+    if let Some(value) = f64_field(object, path, "asDouble", "as_double")? {
+        return Ok(Some(NumberValue::Double(value)));
     }
-    Ok(out)
+    match field(object, "asInt", "as_int") {
+        Some(value) if !value.is_null() => Ok(Some(NumberValue::Int(parse_i64(
+            value,
+            &format!("{path}.asInt"),
+        )?))),
+        _ => Ok(None),
+    }
 }
 
 fn number_point(object: &Object, path: &str) -> Result<NumberDataPoint, JsonDecodeError> {
-    let value = if let Some(value) = f64_field(object, path, "asDouble", "as_double")? {
-        Some(number_data_point::Value::AsDouble(value))
-    } else {
-        match field(object, "asInt", "as_int") {
-            Some(value) if !value.is_null() => Some(number_data_point::Value::AsInt(parse_i64(
-                value,
-                &format!("{path}.asInt"),
-            )?)),
-            _ => None,
-        }
-    };
+    let value = number_value(object, path)?.map(|number| match number {
+        NumberValue::Double(value) => number_data_point::Value::AsDouble(value),
+        NumberValue::Int(value) => number_data_point::Value::AsInt(value),
+    });
     Ok(NumberDataPoint {
         attributes: attributes(object, path)?,
         start_time_unix_nano: u64_field(object, path, "startTimeUnixNano", "start_time_unix_nano")?,
@@ -401,18 +300,19 @@ fn exponential_point(
 }
 
 fn summary_point(object: &Object, path: &str) -> Result<SummaryDataPoint, JsonDecodeError> {
-    let mut quantile_values = Vec::new();
-    for (index, item) in array_field(object, path, "quantileValues", "quantile_values")?
-        .iter()
-        .enumerate()
-    {
-        let item_path = format!("{path}.quantileValues[{index}]");
-        let item = as_object(item, &item_path)?;
-        quantile_values.push(ValueAtQuantile {
-            quantile: f64_field(item, &item_path, "quantile", "quantile")?.unwrap_or(0.0),
-            value: f64_field(item, &item_path, "value", "value")?.unwrap_or(0.0),
-        });
-    }
+    let quantile_values = items(
+        object,
+        path,
+        "quantileValues",
+        "quantile_values",
+        |item, item_path| {
+            let item = as_object(item, item_path)?;
+            Ok(ValueAtQuantile {
+                quantile: f64_field(item, item_path, "quantile", "quantile")?.unwrap_or(0.0),
+                value: f64_field(item, item_path, "value", "value")?.unwrap_or(0.0),
+            })
+        },
+    )?;
     Ok(SummaryDataPoint {
         attributes: attributes(object, path)?,
         start_time_unix_nano: u64_field(object, path, "startTimeUnixNano", "start_time_unix_nano")?,
@@ -424,19 +324,16 @@ fn summary_point(object: &Object, path: &str) -> Result<SummaryDataPoint, JsonDe
     })
 }
 
+otlp_json_request!(
+    /// Decodes an `ExportMetricsServiceRequest` from OTLP/JSON bytes.
+    decode_export_request -> ExportMetricsServiceRequest { resource_metrics: ResourceMetrics {
+        scope_metrics: ScopeMetrics { metrics: metric } } }
+    ["resourceMetrics", "scopeMetrics", "metrics"]
+);
+
 /// Encodes an `ExportMetricsServiceResponse` as OTLP/JSON: `{}` or a `partialSuccess`.
 pub fn encode_export_response(rejected_data_points: i64, error_message: &str) -> Vec<u8> {
-    if rejected_data_points == 0 && error_message.is_empty() {
-        return b"{}".to_vec();
-    }
-    serde_json::json!({
-        "partialSuccess": {
-            "rejectedDataPoints": rejected_data_points.to_string(),
-            "errorMessage": error_message
-        }
-    })
-    .to_string()
-    .into_bytes()
+    encode_partial_success("rejectedDataPoints", rejected_data_points, error_message)
 }
 
 #[cfg(test)]
