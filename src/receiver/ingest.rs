@@ -329,6 +329,132 @@ pub fn otlp_ok(
         .into_response()
 }
 
+// ---------------------------------------------------------------- OTLP signals
+
+/// One OTLP signal (traces, metrics, logs): how its export body is decoded and pushed, and its
+/// answer in each encoding. [`OtlpGrpc`] serves it over gRPC, [`otlp_http_router`] over HTTP.
+pub trait OtlpSignal: Clone + Send + Sync + 'static {
+    /// The gRPC service, e.g. `opentelemetry.proto.collector.trace.v1.TraceService`.
+    const SERVICE: &'static str;
+    /// The OTLP/HTTP path, e.g. `/v1/traces`.
+    const PATH: &'static str;
+    /// The signal's name in logs: `traces`, `metrics` or `logs`.
+    const NAME: &'static str;
+    /// What decoding hands to [`OtlpSignal::push`].
+    type Decoded: Send + 'static;
+    /// What a push hands to the answer.
+    type Outcome: Send + 'static;
+
+    /// The distributor whose tenant rules and limits apply.
+    fn distributor(&self) -> &Distributor;
+    /// Decodes a body (already decompressed) in `encoding`.
+    fn decode(
+        &self,
+        encoding: OtlpEncoding,
+        body: Bytes,
+    ) -> Result<Self::Decoded, DistributorError>;
+    /// Hands what was decoded on, under `tenant`.
+    fn push(
+        &self,
+        tenant: String,
+        decoded: Self::Decoded,
+    ) -> BoxFuture<Self::Outcome, DistributorError>;
+    /// The export response in protobuf.
+    fn protobuf_answer(outcome: &Self::Outcome) -> Vec<u8>;
+    /// The export response in OTLP/JSON.
+    fn json_answer(outcome: &Self::Outcome) -> Vec<u8>;
+}
+
+/// One export of `signal` through [`ingest`]: `content_encoding` (gzip or none) is undone in
+/// the decode stage, bounded by the request limit.
+async fn export_signal<Signal: OtlpSignal>(
+    signal: &Signal,
+    tenant_header: Option<&str>,
+    body: Bytes,
+    encoding: OtlpEncoding,
+    content_encoding: &str,
+) -> Result<Signal::Outcome, DistributorError> {
+    let distributor = signal.distributor();
+    let limit = distributor.max_request_bytes();
+    ingest(
+        distributor,
+        tenant_header,
+        body,
+        |body| {
+            let inflated = decompress_bounded(content_encoding, Encodings::Gzip, body, limit)?;
+            signal.decode(encoding, inflated)
+        },
+        |tenant, decoded| signal.push(tenant, decoded),
+    )
+    .await
+}
+
+/// An OTLP signal's gRPC `Export` method (tonic has already undone gRPC compression).
+#[derive(Clone)]
+pub struct OtlpGrpc<Signal>(pub Signal);
+
+impl<Signal: OtlpSignal> UnaryIngest for OtlpGrpc<Signal> {
+    const SERVICE: &'static str = Signal::SERVICE;
+    const METHOD: &'static str = "Export";
+
+    fn max_request_bytes(&self) -> usize {
+        self.0.distributor().max_request_bytes()
+    }
+
+    fn call(&self, tenant: Option<String>, message: Bytes) -> BoxFuture<Bytes, DistributorError> {
+        let signal = self.0.clone();
+        Box::pin(async move {
+            let outcome = export_signal(
+                &signal,
+                tenant.as_deref(),
+                message,
+                OtlpEncoding::Protobuf,
+                "",
+            )
+            .await?;
+            Ok(Bytes::from(Signal::protobuf_answer(&outcome)))
+        })
+    }
+}
+
+/// An OTLP signal's gRPC service.
+pub fn otlp_grpc_service<Signal: OtlpSignal>(signal: Signal) -> GrpcIngest<OtlpGrpc<Signal>> {
+    GrpcIngest(OtlpGrpc(signal))
+}
+
+/// An OTLP signal's HTTP route, `POST Signal::PATH`. The body limit bounds the wire bytes; it
+/// is checked again after decompression.
+pub fn otlp_http_router<Signal: OtlpSignal>(signal: Signal) -> axum::Router {
+    let limit = signal.distributor().max_request_bytes();
+    route(Signal::PATH, otlp_export_http::<Signal>, signal, limit)
+}
+
+async fn otlp_export_http<Signal: OtlpSignal>(
+    axum::extract::State(signal): axum::extract::State<Signal>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let encoding = match otlp_export_encoding(&method, &headers) {
+        Ok(encoding) => encoding,
+        Err(refused) => return refused.into_response(),
+    };
+    let exported = export_signal(
+        &signal,
+        crate::tenant::org_id(&headers),
+        body,
+        encoding,
+        &content_encoding(&headers),
+    )
+    .await;
+    match exported {
+        Ok(outcome) => otlp_ok(encoding, Signal::protobuf_answer(&outcome), || {
+            Signal::json_answer(&outcome)
+        }),
+        Err(error) => otlp_error(encoding, &error, Signal::NAME),
+    }
+}
+
 // ---------------------------------------------------------------- gRPC
 
 /// A codec that hands the raw message bytes to the service, so decoding errors are ours to

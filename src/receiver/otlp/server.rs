@@ -4,88 +4,70 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method};
-use axum::response::{IntoResponse, Response};
 use axum::Router;
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use prost::Message;
 use tonic::codegen::BoxFuture;
 
 use super::decode::{decode, json_response_of, response_of};
-use crate::distributor::{Distributor, DistributorError};
+use crate::distributor::{Distributor, DistributorError, PushOutcome};
 use crate::receiver::cors::CorsPolicy;
 use crate::receiver::ingest::{
-    self, decompress_request, ingest_spans, Encodings, GrpcIngest, OtlpEncoding, UnaryIngest,
+    otlp_grpc_service, otlp_http_router, GrpcIngest, OtlpEncoding, OtlpGrpc, OtlpSignal,
 };
 use crate::receiver::listener::Startup;
 use crate::receiver::otlp_metrics::MetricsReceiver;
 use crate::receiver::{otlp_logs, otlp_metrics};
 
-/// `opentelemetry.proto.collector.trace.v1.TraceService/Export` over raw bytes.
+/// The OTLP trace signal: spans go to [`Distributor::push`].
 #[derive(Clone)]
-pub struct TraceExport(pub Arc<Distributor>);
+pub struct Traces(pub Arc<Distributor>);
 
-impl UnaryIngest for TraceExport {
+impl OtlpSignal for Traces {
     const SERVICE: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
-    const METHOD: &'static str = "Export";
+    const PATH: &'static str = "/v1/traces";
+    const NAME: &'static str = "traces";
+    type Decoded = Vec<ResourceSpans>;
+    type Outcome = PushOutcome;
 
-    fn max_request_bytes(&self) -> usize {
-        self.0.max_request_bytes()
+    fn distributor(&self) -> &Distributor {
+        &self.0
     }
 
-    fn call(&self, tenant: Option<String>, message: Bytes) -> BoxFuture<Bytes, DistributorError> {
+    fn decode(
+        &self,
+        encoding: OtlpEncoding,
+        body: Bytes,
+    ) -> Result<Vec<ResourceSpans>, DistributorError> {
+        decode(encoding, &body)
+    }
+
+    fn push(
+        &self,
+        tenant: String,
+        resource_spans: Vec<ResourceSpans>,
+    ) -> BoxFuture<PushOutcome, DistributorError> {
         let distributor = Arc::clone(&self.0);
-        Box::pin(async move {
-            let outcome = ingest_spans(&distributor, tenant.as_deref(), message, |body| {
-                decode(OtlpEncoding::Protobuf, &body)
-            })
-            .await?;
-            Ok(Bytes::from(response_of(&outcome).encode_to_vec()))
-        })
+        Box::pin(async move { distributor.push(&tenant, resource_spans).await })
+    }
+
+    fn protobuf_answer(outcome: &PushOutcome) -> Vec<u8> {
+        response_of(outcome).encode_to_vec()
+    }
+
+    fn json_answer(outcome: &PushOutcome) -> Vec<u8> {
+        json_response_of(outcome)
     }
 }
 
 /// The OTLP trace service over gRPC.
-pub fn grpc_service(distributor: Arc<Distributor>) -> GrpcIngest<TraceExport> {
-    GrpcIngest(TraceExport(distributor))
+pub fn grpc_service(distributor: Arc<Distributor>) -> GrpcIngest<OtlpGrpc<Traces>> {
+    otlp_grpc_service(Traces(distributor))
 }
 
 /// The OTLP/HTTP trace route: `POST /v1/traces`.
 pub fn http_router(distributor: Arc<Distributor>) -> Router {
-    // The body limit is checked again after decompression; this one bounds the wire bytes.
-    let limit = distributor.max_request_bytes();
-    ingest::route("/v1/traces", export_http, distributor, limit)
-}
-
-async fn export_http(
-    State(distributor): State<Arc<Distributor>>,
-    method: Method,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let encoding = match ingest::otlp_export_encoding(&method, &headers) {
-        Ok(encoding) => encoding,
-        Err(refused) => return refused.into_response(),
-    };
-    let limit = distributor.max_request_bytes();
-    let pushed = ingest_spans(
-        &distributor,
-        crate::tenant::org_id(&headers),
-        body,
-        |body| {
-            decode(
-                encoding,
-                &decompress_request(&headers, Encodings::Gzip, body, limit)?,
-            )
-        },
-    )
-    .await;
-    match pushed {
-        Ok(outcome) => ingest::otlp_ok(encoding, response_of(&outcome).encode_to_vec(), || {
-            json_response_of(&outcome)
-        }),
-        Err(error) => ingest::otlp_error(encoding, &error, "traces"),
-    }
+    otlp_http_router(Traces(distributor))
 }
 
 /// Starts OTLP/gRPC and OTLP/HTTP when enabled, each serving traces, logs and, with `metrics`,

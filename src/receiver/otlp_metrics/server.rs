@@ -1,111 +1,76 @@
-//! The OTLP metrics servers: the gRPC `MetricsService/Export` method and `POST /v1/metrics`.
+//! The OTLP metrics signal: the gRPC `MetricsService/Export` method and `POST /v1/metrics`.
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method};
-use axum::response::{IntoResponse, Response};
 use axum::Router;
 use prost::Message;
 use tonic::codegen::BoxFuture;
 
 use super::decode::{decode, encode_export_response, response_of};
 use super::MetricsReceiver;
-use crate::distributor::DistributorError;
+use crate::distributor::{Distributor, DistributorError};
 use crate::receiver::ingest::{
-    self, decompress_request, ingest, Encodings, GrpcIngest, OtlpEncoding, UnaryIngest,
+    otlp_grpc_service, otlp_http_router, GrpcIngest, OtlpEncoding, OtlpGrpc, OtlpSignal,
 };
 
-impl MetricsReceiver {
-    /// Checks the tenant and size, decodes (off the async runtime, as the conversion), converts;
-    /// the refused points count and why.
-    async fn export(
-        &self,
-        tenant_header: Option<&str>,
-        body: Bytes,
-        inflate: impl FnOnce(Bytes) -> Result<Bytes, DistributorError>,
-        encoding: OtlpEncoding,
-    ) -> Result<(u64, String), DistributorError> {
-        let metrics = Arc::clone(&self.metrics);
-        ingest(
-            &self.distributor,
-            tenant_header,
-            body,
-            inflate,
-            |tenant, body| async move {
-                tokio::task::spawn_blocking(move || {
-                    let request = decode(encoding, &body).map_err(DistributorError::BadRequest)?;
-                    Ok(metrics.export(&tenant, &request))
-                })
-                .await
-                .map_err(|error| {
-                    DistributorError::Internal(format!("metrics conversion failed: {error}"))
-                })?
-            },
-        )
-        .await
-    }
-}
-
-/// `opentelemetry.proto.collector.metrics.v1.MetricsService/Export` over raw bytes.
-#[derive(Clone)]
-pub struct MetricsExport(pub MetricsReceiver);
-
-impl UnaryIngest for MetricsExport {
+/// The OTLP metrics signal. Decoding waits for the push, which decodes and converts off the
+/// async runtime; the outcome is the refused points' count and why.
+impl OtlpSignal for MetricsReceiver {
     const SERVICE: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
-    const METHOD: &'static str = "Export";
+    const PATH: &'static str = "/v1/metrics";
+    const NAME: &'static str = "metrics";
+    type Decoded = (OtlpEncoding, Bytes);
+    type Outcome = (u64, String);
 
-    fn max_request_bytes(&self) -> usize {
-        self.0.distributor.max_request_bytes()
+    fn distributor(&self) -> &Distributor {
+        &self.distributor
     }
 
-    fn call(&self, tenant: Option<String>, message: Bytes) -> BoxFuture<Bytes, DistributorError> {
-        let receiver = self.0.clone();
+    fn decode(
+        &self,
+        encoding: OtlpEncoding,
+        body: Bytes,
+    ) -> Result<(OtlpEncoding, Bytes), DistributorError> {
+        Ok((encoding, body))
+    }
+
+    fn push(
+        &self,
+        tenant: String,
+        (encoding, body): (OtlpEncoding, Bytes),
+    ) -> BoxFuture<(u64, String), DistributorError> {
+        let metrics = Arc::clone(&self.metrics);
         Box::pin(async move {
-            let (rejected, message) = receiver
-                .export(tenant.as_deref(), message, Ok, OtlpEncoding::Protobuf)
-                .await?;
-            Ok(Bytes::from(response_of(rejected, message).encode_to_vec()))
+            tokio::task::spawn_blocking(move || {
+                let request = decode(encoding, &body).map_err(DistributorError::BadRequest)?;
+                Ok(metrics.export(&tenant, &request))
+            })
+            .await
+            .map_err(|error| {
+                DistributorError::Internal(format!("metrics conversion failed: {error}"))
+            })?
         })
+    }
+
+    fn protobuf_answer((rejected, message): &(u64, String)) -> Vec<u8> {
+        response_of(*rejected, message.clone()).encode_to_vec()
+    }
+
+    fn json_answer((rejected, message): &(u64, String)) -> Vec<u8> {
+        let partial = response_of(*rejected, message.clone())
+            .partial_success
+            .unwrap_or_default();
+        encode_export_response(partial.rejected_data_points, &partial.error_message)
     }
 }
 
 /// The OTLP metrics service over gRPC.
-pub fn grpc_service(receiver: MetricsReceiver) -> GrpcIngest<MetricsExport> {
-    GrpcIngest(MetricsExport(receiver))
+pub fn grpc_service(receiver: MetricsReceiver) -> GrpcIngest<OtlpGrpc<MetricsReceiver>> {
+    otlp_grpc_service(receiver)
 }
 
 /// The OTLP/HTTP route `POST /v1/metrics`, merged into the OTLP/HTTP router.
 pub fn http_router(receiver: MetricsReceiver) -> Router {
-    let limit = receiver.distributor.max_request_bytes();
-    ingest::route("/v1/metrics", export_http, receiver, limit)
-}
-
-async fn export_http(
-    State(receiver): State<MetricsReceiver>,
-    method: Method,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let encoding = match ingest::otlp_export_encoding(&method, &headers) {
-        Ok(encoding) => encoding,
-        Err(refused) => return refused.into_response(),
-    };
-    let limit = receiver.distributor.max_request_bytes();
-    let inflate = |body| decompress_request(&headers, Encodings::Gzip, body, limit);
-    let exported = receiver
-        .export(crate::tenant::org_id(&headers), body, inflate, encoding)
-        .await;
-    match exported {
-        Ok((rejected, message)) => {
-            let response = response_of(rejected, message);
-            let protobuf = response.encode_to_vec();
-            ingest::otlp_ok(encoding, protobuf, || {
-                let partial = response.partial_success.unwrap_or_default();
-                encode_export_response(partial.rejected_data_points, &partial.error_message)
-            })
-        }
-        Err(error) => ingest::otlp_error(encoding, &error, "metrics"),
-    }
+    otlp_http_router(receiver)
 }
