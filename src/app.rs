@@ -212,12 +212,7 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
         &config.distributor.receivers,
         metrics_receiver.clone(),
         &receiver_stats,
-        &mut Startup {
-            distributor: &distributor,
-            security: &security,
-            stop: &receivers_stop,
-            tasks: &mut tasks,
-        },
+        &mut Startup::new(&distributor, &security, &receivers_stop, &mut tasks),
     )
     .await?;
     let api_stop = CancellationToken::new();

@@ -145,6 +145,23 @@ pub fn read_list<P: Protocol, T>(
     Ok(items)
 }
 
+/// Reads a struct into `T`'s default: `read_field` reads each field it knows (given its id and
+/// wire type) and answers `false` for the others, which are skipped.
+pub fn read_struct<P: Protocol, T: Default>(
+    protocol: &mut P,
+    mut read_field: impl FnMut(&mut P, &mut T, i16, TType) -> Result<bool, ThriftError>,
+) -> Result<T, ThriftError> {
+    protocol.struct_begin()?;
+    let mut value = T::default();
+    while let Some((id, ttype)) = protocol.field_begin()? {
+        if !read_field(protocol, &mut value, id, ttype)? {
+            protocol.skip(ttype)?;
+        }
+    }
+    protocol.struct_end()?;
+    Ok(value)
+}
+
 /// A byte cursor shared by both protocols.
 struct Cursor<'a> {
     bytes: &'a [u8],

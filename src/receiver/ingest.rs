@@ -206,6 +206,97 @@ pub fn text_error(error: &DistributorError, receiver: &'static str) -> Response 
     (status, error.to_string()).into_response()
 }
 
+/// A span push answered as Zipkin and Jaeger answer: 202 Accepted, or the refusal in plain
+/// text. `decode` gets the body with its `Content-Encoding` (gzip or deflate) undone.
+pub async fn accept_spans(
+    distributor: &Distributor,
+    headers: &HeaderMap,
+    body: Bytes,
+    receiver: &'static str,
+    decode: impl FnOnce(
+        Bytes,
+    ) -> Result<
+        Vec<opentelemetry_proto::tonic::trace::v1::ResourceSpans>,
+        DistributorError,
+    >,
+) -> Response {
+    let limit = distributor.max_request_bytes();
+    let pushed = ingest_spans(distributor, crate::tenant::org_id(headers), body, |body| {
+        decode(decompress_request(
+            headers,
+            Encodings::GzipOrDeflate,
+            body,
+            limit,
+        )?)
+    })
+    .await;
+    match pushed {
+        Ok(_) => StatusCode::ACCEPTED.into_response(),
+        Err(error) => text_error(&error, receiver),
+    }
+}
+
+/// Decodes a span receiver's body (its `Content-Encoding` undone) by its media type.
+pub type DecodeSpans =
+    fn(
+        media_type: &str,
+        body: &[u8],
+    ) -> Result<Vec<opentelemetry_proto::tonic::trace::v1::ResourceSpans>, DistributorError>;
+
+/// Which requests a [`spans_router`] answers.
+#[derive(Clone, Copy, Debug)]
+pub enum SpanPaths {
+    /// Those to this path.
+    Exactly(&'static str),
+    /// Those to any path the other routers of its listener leave (the router's fallback).
+    AnyOther,
+}
+
+#[derive(Clone)]
+struct SpanRoute {
+    distributor: std::sync::Arc<Distributor>,
+    receiver: &'static str,
+    decode: DecodeSpans,
+}
+
+/// A span receiver's HTTP router answered by [`accept_spans`]: `POST` only, bodies bounded by
+/// the request limit on the wire, decoded by `decode`.
+pub fn spans_router(
+    paths: SpanPaths,
+    receiver: &'static str,
+    distributor: std::sync::Arc<Distributor>,
+    decode: DecodeSpans,
+) -> axum::Router {
+    let limit = distributor.max_request_bytes();
+    let router = match paths {
+        SpanPaths::Exactly(path) => axum::Router::new().route(path, axum::routing::any(post_spans)),
+        SpanPaths::AnyOther => axum::Router::new().fallback(post_spans),
+    };
+    router
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .with_state(SpanRoute {
+            distributor,
+            receiver,
+            decode,
+        })
+}
+
+async fn post_spans(
+    axum::extract::State(route): axum::extract::State<SpanRoute>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(refused) = post_only(&method) {
+        return refused;
+    }
+    let media_type = media_type(&headers);
+    accept_spans(&route.distributor, &headers, body, route.receiver, |body| {
+        (route.decode)(&media_type, &body)
+    })
+    .await
+}
+
 // ---------------------------------------------------------------- OTLP/HTTP
 
 /// The body encoding of an OTLP/HTTP request (traces, metrics, logs).

@@ -10,12 +10,40 @@ use crate::distributor::Distributor;
 use crate::server::{Listener, Security};
 
 /// What every receiver starts with: where it pushes, how its listeners are secured, when to
-/// stop, and the task set its servers run in.
+/// stop, and the task set its servers run in; and the HTTP addresses receivers share.
 pub struct Startup<'a> {
     pub distributor: &'a Arc<Distributor>,
     pub security: &'a Security,
     pub stop: &'a CancellationToken,
     pub tasks: &'a mut tokio::task::JoinSet<anyhow::Result<()>>,
+    /// Routes added with [`Startup::share`], bound by [`Startup::serve_shared`].
+    shared: Vec<SharedAddress>,
+}
+
+/// One HTTP address that several receivers serve routes on.
+struct SharedAddress {
+    endpoint: String,
+    /// The receivers' names, each once, for the log and the bind error.
+    names: Vec<String>,
+    router: axum::Router,
+}
+
+impl<'a> Startup<'a> {
+    /// A startup with no shared address yet.
+    pub fn new(
+        distributor: &'a Arc<Distributor>,
+        security: &'a Security,
+        stop: &'a CancellationToken,
+        tasks: &'a mut tokio::task::JoinSet<anyhow::Result<()>>,
+    ) -> Startup<'a> {
+        Startup {
+            distributor,
+            security,
+            stop,
+            tasks,
+            shared: Vec::new(),
+        }
+    }
 }
 
 impl Startup<'_> {
@@ -34,6 +62,55 @@ impl Startup<'_> {
                 .serve(router, async move { stop.cancelled().await })
                 .await
         });
+    }
+
+    /// Adds `router` to the one HTTP listener on `endpoint` that receivers share (Zipkin v2
+    /// and v1 on the Zipkin port), bound by [`Startup::serve_shared`] once every receiver has
+    /// added its routes. The routers' paths must not overlap and at most one may have a
+    /// fallback (axum refuses to merge them otherwise).
+    pub fn share(&mut self, what: &str, endpoint: &str, router: axum::Router) {
+        match self
+            .shared
+            .iter_mut()
+            .find(|shared| shared.endpoint == endpoint)
+        {
+            Some(shared) => {
+                if !shared.names.iter().any(|name| name == what) {
+                    shared.names.push(what.to_string());
+                }
+                shared.router = std::mem::take(&mut shared.router).merge(router);
+            }
+            None => self.shared.push(SharedAddress {
+                endpoint: endpoint.to_string(),
+                names: vec![what.to_string()],
+                router,
+            }),
+        }
+    }
+
+    /// [`Startup::share`] of the router `router` builds, when `enabled`.
+    pub fn share_when(
+        &mut self,
+        enabled: bool,
+        what: &str,
+        endpoint: &str,
+        router: impl FnOnce(Arc<Distributor>) -> axum::Router,
+    ) {
+        if enabled {
+            let built = router(Arc::clone(self.distributor));
+            self.share(what, endpoint, built);
+        }
+    }
+
+    /// Binds and serves every address added with [`Startup::share`].
+    pub async fn serve_shared(&mut self) -> anyhow::Result<()> {
+        for shared in std::mem::take(&mut self.shared) {
+            let listener = self
+                .bind(&shared.names.join(" and "), &shared.endpoint)
+                .await?;
+            self.serve(listener, shared.router);
+        }
+        Ok(())
     }
 }
 

@@ -58,5 +58,6 @@ pub async fn start_all(
     otlp::server::start(&config.otlp, metrics, startup).await?;
     zipkin::server::start(&config.zipkin, startup).await?;
     jaeger::server::start(&config.jaeger, &stats.jaeger_udp, startup).await?;
-    Ok(())
+    // Listeners that several receivers share are bound once all have added their routes.
+    startup.serve_shared().await
 }

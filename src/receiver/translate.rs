@@ -1,4 +1,4 @@
-//! Pieces shared by the Jaeger and Zipkin translators: an attribute map with the Collector's
+//! Pieces shared by the Jaeger and Zipkin (v1 and v2) translators: an attribute map with the Collector's
 //! `pcommon.Map` semantics (a put on an existing key replaces its value in place) and ID
 //! padding.
 
@@ -83,6 +83,19 @@ pub fn span_id_bytes(id: u64) -> Vec<u8> {
     } else {
         id.to_be_bytes().to_vec()
     }
+}
+
+/// The value of `span`'s attribute `key`: how the translators' tests read their output.
+#[cfg(test)]
+pub(crate) fn span_attribute<'a>(
+    span: &'a opentelemetry_proto::tonic::trace::v1::Span,
+    key: &str,
+) -> Option<&'a Value> {
+    span.attributes
+        .iter()
+        .find(|pair| pair.key == key)
+        .and_then(|pair| pair.value.as_ref())
+        .and_then(|value| value.value.as_ref())
 }
 
 #[cfg(test)]

@@ -778,6 +778,7 @@ pub fn to_resource_spans(batch: JaegerBatch, model: Model) -> Vec<ResourceSpans>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::receiver::translate::span_attribute as attribute;
     use proptest::prelude::*;
 
     fn tag(key: &str, value: TagValue) -> Tag {
@@ -785,14 +786,6 @@ mod tests {
             key: key.into(),
             value,
         }
-    }
-
-    fn attribute<'a>(span: &'a Span, key: &str) -> Option<&'a Value> {
-        span.attributes
-            .iter()
-            .find(|pair| pair.key == key)
-            .and_then(|pair| pair.value.as_ref())
-            .and_then(|value| value.value.as_ref())
     }
 
     #[test]

@@ -16,9 +16,7 @@ use super::decode::{
     to_resource_spans, JaegerBatch, JaegerDecodeError, Model,
 };
 use crate::distributor::{Distributor, DistributorError};
-use crate::receiver::ingest::{
-    self, decompress_request, ingest_spans, Encodings, GrpcIngest, UnaryIngest,
-};
+use crate::receiver::ingest::{self, accept_spans, ingest_spans, GrpcIngest, UnaryIngest};
 use crate::receiver::listener::Startup;
 
 /// Largest UDP datagram read; the Jaeger agent's own limit is 65000 bytes, so anything larger
@@ -49,23 +47,12 @@ async fn post_traces(
         )
             .into_response();
     }
-    let limit = distributor.max_request_bytes();
-    let pushed = ingest_spans(
-        &distributor,
-        crate::tenant::org_id(&headers),
-        body,
-        |body| {
-            let body = decompress_request(&headers, Encodings::GzipOrDeflate, body, limit)?;
-            let batch = decode_thrift_http(&body)
-                .map_err(|error| DistributorError::BadRequest(error.to_string()))?;
-            Ok(to_resource_spans(batch, Model::Thrift))
-        },
-    )
-    .await;
-    match pushed {
-        Ok(_) => StatusCode::ACCEPTED.into_response(),
-        Err(error) => ingest::text_error(&error, "jaeger thrift_http"),
-    }
+    accept_spans(&distributor, &headers, body, "jaeger thrift_http", |body| {
+        let batch = decode_thrift_http(&body)
+            .map_err(|error| DistributorError::BadRequest(error.to_string()))?;
+        Ok(to_resource_spans(batch, Model::Thrift))
+    })
+    .await
 }
 
 /// `jaeger.api_v2.CollectorService/PostSpans` over raw bytes.

@@ -13,6 +13,7 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Sta
 use prost::Message;
 use serde_json::Value as Json;
 
+use crate::distributor::DistributorError;
 use crate::proto::zipkin as proto;
 use crate::receiver::translate::{span_id_bytes, trace_id_bytes, Attributes};
 
@@ -62,11 +63,14 @@ pub struct ZipkinSpan {
     pub annotations: Vec<(u64, String)>,
     pub tags: BTreeMap<String, String>,
     pub shared: bool,
+    /// Zipkin v1's `debug` (forced sampling); the v2 decoders leave it unset, as the
+    /// Collector's v2 translator ignores v2's.
+    pub debug: bool,
 }
 
 // ---------------------------------------------------------------- JSON
 
-fn json_error(path: &str, reason: impl Into<String>) -> ZipkinDecodeError {
+pub(crate) fn json_error(path: &str, reason: impl Into<String>) -> ZipkinDecodeError {
     ZipkinDecodeError {
         format: "v2 JSON",
         path: path.to_string(),
@@ -74,7 +78,7 @@ fn json_error(path: &str, reason: impl Into<String>) -> ZipkinDecodeError {
     }
 }
 
-fn hex_u64(text: &str, path: &str) -> Result<u64, ZipkinDecodeError> {
+pub(crate) fn hex_u64(text: &str, path: &str) -> Result<u64, ZipkinDecodeError> {
     if text.is_empty() || text.len() > 16 {
         return Err(json_error(
             path,
@@ -84,7 +88,7 @@ fn hex_u64(text: &str, path: &str) -> Result<u64, ZipkinDecodeError> {
     u64::from_str_radix(text, 16).map_err(|_| json_error(path, format!("{text:?} is not hex")))
 }
 
-fn json_trace_id(text: &str, path: &str) -> Result<(u64, u64), ZipkinDecodeError> {
+pub(crate) fn json_trace_id(text: &str, path: &str) -> Result<(u64, u64), ZipkinDecodeError> {
     if text.len() > 32 {
         return Err(json_error(
             path,
@@ -98,7 +102,7 @@ fn json_trace_id(text: &str, path: &str) -> Result<(u64, u64), ZipkinDecodeError
     Ok((0, hex_u64(text, path)?))
 }
 
-fn json_u64(value: &Json, path: &str) -> Result<u64, ZipkinDecodeError> {
+pub(crate) fn json_u64(value: &Json, path: &str) -> Result<u64, ZipkinDecodeError> {
     match value {
         Json::Number(number) => number
             .as_u64()
@@ -113,13 +117,36 @@ fn json_u64(value: &Json, path: &str) -> Result<u64, ZipkinDecodeError> {
     }
 }
 
-fn json_str<'a>(value: &'a Json, path: &str) -> Result<&'a str, ZipkinDecodeError> {
+pub(crate) fn json_str<'a>(value: &'a Json, path: &str) -> Result<&'a str, ZipkinDecodeError> {
     value
         .as_str()
         .ok_or_else(|| json_error(path, format!("expected a string, got {value}")))
 }
 
-fn json_endpoint(value: &Json, path: &str) -> Result<Option<Endpoint>, ZipkinDecodeError> {
+/// The address `key` of a JSON endpoint; absent, null or empty is none.
+fn json_address<Address: std::str::FromStr>(
+    object: &serde_json::Map<String, Json>,
+    path: &str,
+    key: &str,
+    family: &str,
+) -> Result<Option<Address>, ZipkinDecodeError> {
+    let Some(value) = object.get(key).filter(|value| !value.is_null()) else {
+        return Ok(None);
+    };
+    let field = format!("{path}.{key}");
+    let text = json_str(value, &field)?;
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse()
+        .map(Some)
+        .map_err(|_| json_error(&field, format!("{text:?} is not an {family} address")))
+}
+
+pub(crate) fn json_endpoint(
+    value: &Json,
+    path: &str,
+) -> Result<Option<Endpoint>, ZipkinDecodeError> {
     if value.is_null() {
         return Ok(None);
     }
@@ -130,26 +157,8 @@ fn json_endpoint(value: &Json, path: &str) -> Result<Option<Endpoint>, ZipkinDec
     if let Some(name) = object.get("serviceName").filter(|value| !value.is_null()) {
         endpoint.service_name = json_str(name, &format!("{path}.serviceName"))?.to_string();
     }
-    if let Some(address) = object.get("ipv4").filter(|value| !value.is_null()) {
-        let field = format!("{path}.ipv4");
-        let text = json_str(address, &field)?;
-        if !text.is_empty() {
-            endpoint.ipv4 = Some(
-                text.parse()
-                    .map_err(|_| json_error(&field, format!("{text:?} is not an IPv4 address")))?,
-            );
-        }
-    }
-    if let Some(address) = object.get("ipv6").filter(|value| !value.is_null()) {
-        let field = format!("{path}.ipv6");
-        let text = json_str(address, &field)?;
-        if !text.is_empty() {
-            endpoint.ipv6 = Some(
-                text.parse()
-                    .map_err(|_| json_error(&field, format!("{text:?} is not an IPv6 address")))?,
-            );
-        }
-    }
+    endpoint.ipv4 = json_address(object, path, "ipv4", "IPv4")?;
+    endpoint.ipv6 = json_address(object, path, "ipv6", "IPv6")?;
     if let Some(port) = object.get("port").filter(|value| !value.is_null()) {
         let field = format!("{path}.port");
         let port = json_u64(port, &field)?;
@@ -161,39 +170,95 @@ fn json_endpoint(value: &Json, path: &str) -> Result<Option<Endpoint>, ZipkinDec
     Ok(Some(endpoint))
 }
 
+/// The IDs of a span, as Zipkin v1 and v2 carry them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SpanIds {
+    pub trace_id_high: u64,
+    pub trace_id_low: u64,
+    pub id: u64,
+    /// 0 when the span is a root.
+    pub parent_id: u64,
+}
+
+/// A JSON span's `traceId` and `id` (both required) and `parentId`, in v1 and v2 alike.
+pub(crate) fn json_span_ids(
+    object: &serde_json::Map<String, Json>,
+    path: &str,
+) -> Result<SpanIds, ZipkinDecodeError> {
+    let field = |name: &str| object.get(name).filter(|value| !value.is_null());
+    let mut ids = SpanIds::default();
+    let trace_path = format!("{path}.traceId");
+    let trace_id = field("traceId").ok_or_else(|| json_error(&trace_path, "missing"))?;
+    (ids.trace_id_high, ids.trace_id_low) =
+        json_trace_id(json_str(trace_id, &trace_path)?, &trace_path)?;
+    let id_path = format!("{path}.id");
+    let id = field("id").ok_or_else(|| json_error(&id_path, "missing"))?;
+    ids.id = hex_u64(json_str(id, &id_path)?, &id_path)?;
+    if let Some(parent) = field("parentId") {
+        let parent_path = format!("{path}.parentId");
+        let text = json_str(parent, &parent_path)?;
+        if !text.is_empty() {
+            ids.parent_id = hex_u64(text, &parent_path)?;
+        }
+    }
+    Ok(ids)
+}
+
+/// A JSON span's `name`, `timestamp` (0 is none) and `duration`, in v1 and v2 alike.
+pub(crate) fn json_name_and_times(
+    object: &serde_json::Map<String, Json>,
+    path: &str,
+) -> Result<(String, Option<u64>, Option<u64>), ZipkinDecodeError> {
+    let field = |name: &str| object.get(name).filter(|value| !value.is_null());
+    let mut name = String::new();
+    if let Some(value) = field("name") {
+        name = json_str(value, &format!("{path}.name"))?.to_string();
+    }
+    let mut timestamp = None;
+    if let Some(value) = field("timestamp") {
+        let micros = json_u64(value, &format!("{path}.timestamp"))?;
+        timestamp = (micros > 0).then_some(micros);
+    }
+    let duration = field("duration")
+        .map(|value| json_u64(value, &format!("{path}.duration")))
+        .transpose()?;
+    Ok((name, timestamp, duration))
+}
+
+/// A JSON annotation's `timestamp` and `value`, in v1 and v2 alike.
+pub(crate) fn json_annotation(item: &Json, path: &str) -> Result<(u64, String), ZipkinDecodeError> {
+    let timestamp = item
+        .get("timestamp")
+        .map(|value| json_u64(value, &format!("{path}.timestamp")))
+        .transpose()?
+        .unwrap_or(0);
+    let value = item
+        .get("value")
+        .map(|value| json_str(value, &format!("{path}.value")))
+        .transpose()?
+        .unwrap_or("");
+    Ok((timestamp, value.to_string()))
+}
+
 fn json_span(value: &Json, path: &str) -> Result<ZipkinSpan, ZipkinDecodeError> {
     let object = value
         .as_object()
         .ok_or_else(|| json_error(path, "expected a span object"))?;
     let field = |name: &str| object.get(name).filter(|value| !value.is_null());
-    let mut span = ZipkinSpan::default();
-    let trace_path = format!("{path}.traceId");
-    let trace_id = field("traceId").ok_or_else(|| json_error(&trace_path, "missing"))?;
-    (span.trace_id_high, span.trace_id_low) =
-        json_trace_id(json_str(trace_id, &trace_path)?, &trace_path)?;
-    let id_path = format!("{path}.id");
-    let id = field("id").ok_or_else(|| json_error(&id_path, "missing"))?;
-    span.id = hex_u64(json_str(id, &id_path)?, &id_path)?;
-    if let Some(parent) = field("parentId") {
-        let parent_path = format!("{path}.parentId");
-        let text = json_str(parent, &parent_path)?;
-        if !text.is_empty() {
-            span.parent_id = hex_u64(text, &parent_path)?;
-        }
-    }
+    let ids = json_span_ids(object, path)?;
+    let mut span = ZipkinSpan {
+        trace_id_high: ids.trace_id_high,
+        trace_id_low: ids.trace_id_low,
+        id: ids.id,
+        parent_id: ids.parent_id,
+        ..Default::default()
+    };
     if let Some(kind) = field("kind") {
         span.kind = json_str(kind, &format!("{path}.kind"))?.to_string();
     }
-    if let Some(name) = field("name") {
-        span.name = json_str(name, &format!("{path}.name"))?.to_string();
-    }
-    if let Some(timestamp) = field("timestamp") {
-        let micros = json_u64(timestamp, &format!("{path}.timestamp"))?;
-        span.timestamp = (micros > 0).then_some(micros);
-    }
-    if let Some(duration) = field("duration") {
-        span.duration = json_u64(duration, &format!("{path}.duration"))?;
-    }
+    let duration;
+    (span.name, span.timestamp, duration) = json_name_and_times(object, path)?;
+    span.duration = duration.unwrap_or(0);
     if let Some(endpoint) = field("localEndpoint") {
         span.local_endpoint = json_endpoint(endpoint, &format!("{path}.localEndpoint"))?;
     }
@@ -206,18 +271,8 @@ fn json_span(value: &Json, path: &str) -> Result<ZipkinSpan, ZipkinDecodeError> 
             .as_array()
             .ok_or_else(|| json_error(&annotations_path, "expected an array"))?;
         for (index, item) in items.iter().enumerate() {
-            let item_path = format!("{annotations_path}[{index}]");
-            let timestamp = item
-                .get("timestamp")
-                .map(|value| json_u64(value, &format!("{item_path}.timestamp")))
-                .transpose()?
-                .unwrap_or(0);
-            let value = item
-                .get("value")
-                .map(|value| json_str(value, &format!("{item_path}.value")))
-                .transpose()?
-                .unwrap_or("");
-            span.annotations.push((timestamp, value.to_string()));
+            let annotation = json_annotation(item, &format!("{annotations_path}[{index}]"))?;
+            span.annotations.push(annotation);
         }
     }
     if let Some(tags) = field("tags") {
@@ -276,38 +331,25 @@ fn proto_endpoint(
     let Some(endpoint) = endpoint else {
         return Ok(None);
     };
-    let ipv4 = match endpoint.ipv4.len() {
-        0 => None,
-        4 => {
-            let raw: [u8; 4] = endpoint.ipv4.as_slice().try_into().unwrap_or_default();
-            Some(Ipv4Addr::from(raw))
-        }
-        other => {
-            return Err(proto_error(
-                format!("{path}.ipv4"),
-                format!("{other} bytes, expected 4"),
-            ))
-        }
-    };
-    let ipv6 = match endpoint.ipv6.len() {
-        0 => None,
-        16 => {
-            let raw: [u8; 16] = endpoint.ipv6.as_slice().try_into().unwrap_or_default();
-            Some(Ipv6Addr::from(raw))
-        }
-        other => {
-            return Err(proto_error(
-                format!("{path}.ipv6"),
-                format!("{other} bytes, expected 16"),
-            ))
-        }
-    };
     Ok(Some(Endpoint {
+        ipv4: proto_address::<4>(&endpoint.ipv4, format!("{path}.ipv4"))?.map(Ipv4Addr::from),
+        ipv6: proto_address::<16>(&endpoint.ipv6, format!("{path}.ipv6"))?.map(Ipv6Addr::from),
         service_name: endpoint.service_name,
-        ipv4,
-        ipv6,
         port: endpoint.port,
     }))
+}
+
+/// An address of `N` bytes; empty is none.
+fn proto_address<const N: usize>(
+    bytes: &[u8],
+    path: String,
+) -> Result<Option<[u8; N]>, ZipkinDecodeError> {
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    <[u8; N]>::try_from(bytes)
+        .map(Some)
+        .map_err(|_| proto_error(path, format!("{} bytes, expected {N}", bytes.len())))
 }
 
 /// Decodes a protobuf `ListOfSpans`.
@@ -363,6 +405,7 @@ pub fn decode_proto(body: &[u8]) -> Result<Vec<ZipkinSpan>, ZipkinDecodeError> {
                 .collect(),
             tags: span.tags,
             shared: span.shared,
+            debug: false,
         });
     }
     Ok(spans)
@@ -548,6 +591,10 @@ fn otlp_span(span: &ZipkinSpan, mut tags: BTreeMap<String, String>) -> Result<Sp
     if span.parent_id != span.id {
         otlp.parent_span_id = span_id_bytes(span.parent_id);
     }
+    if span.debug {
+        // Debug means "always sample": W3C's sampled flag, the low bit of OTLP's flags.
+        otlp.flags = 1;
+    }
     otlp.kind = match span.kind.as_str() {
         "CLIENT" => SpanKind::Client,
         "SERVER" => SpanKind::Server,
@@ -699,21 +746,33 @@ pub fn to_resource_spans(mut spans: Vec<ZipkinSpan>) -> Result<Vec<ResourceSpans
     Ok(out)
 }
 
+/// A Zipkin v2 body as the receiver decodes it by its media type: protobuf `ListOfSpans`, else
+/// JSON; translated to OTLP.
+pub fn decode_body(media_type: &str, body: &[u8]) -> Result<Vec<ResourceSpans>, DistributorError> {
+    translate(match media_type {
+        "application/x-protobuf" | "application/protobuf" => decode_proto(body),
+        _ => decode_json_v2(body),
+    })
+}
+
+/// Decoded spans translated to OTLP, as the Zipkin receivers answer: a body that did not
+/// decode, or a span that cannot be translated, is a bad request naming what was wrong.
+pub fn translate(
+    decoded: Result<Vec<ZipkinSpan>, ZipkinDecodeError>,
+) -> Result<Vec<ResourceSpans>, DistributorError> {
+    let spans = decoded.map_err(|error| DistributorError::BadRequest(error.to_string()))?;
+    to_resource_spans(spans)
+        .map_err(|error| DistributorError::BadRequest(format!("invalid zipkin span: {error}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::receiver::translate::span_attribute as attribute;
     use proptest::prelude::*;
 
     fn string(value: &str) -> Option<Value> {
         Some(Value::StringValue(value.into()))
-    }
-
-    fn attribute<'a>(span: &'a Span, key: &str) -> Option<&'a Value> {
-        span.attributes
-            .iter()
-            .find(|pair| pair.key == key)
-            .and_then(|pair| pair.value.as_ref())
-            .and_then(|value| value.value.as_ref())
     }
 
     #[test]
