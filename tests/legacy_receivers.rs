@@ -1,7 +1,8 @@
 //! Zipkin and Jaeger receivers end to end: the real OpenTelemetry Python exporters (Zipkin JSON,
 //! Zipkin protobuf, Jaeger thrift over HTTP and over UDP) send the same spans that the same SDK
 //! also sends over OTLP to a second vivace; `/api/v2/traces/{id}` of both must agree on what
-//! each protocol can carry. Bad input on every port is refused and the servers keep serving.
+//! each protocol can carry. py_zipkin, a Zipkin v1 tracer, sends v1 Thrift and JSON. Bad input
+//! on every port is refused and the servers keep serving.
 
 mod common;
 
@@ -362,15 +363,26 @@ async fn bad_input_is_refused_on_every_port_and_servers_keep_serving() {
         let text = response.text().await.unwrap();
         assert!(text.contains(needle), "{text}");
     }
+    // Zipkin v1 is served on the same port: an empty list is accepted, a bad body is refused
+    // naming v1.
+    let zipkin_v1 = format!("http://127.0.0.1:{}/api/v1/spans", ports.zipkin);
     let v1 = client
-        .post(format!("http://127.0.0.1:{}/api/v1/spans", ports.zipkin))
+        .post(&zipkin_v1)
         .header("content-type", "application/json")
         .body("[]")
         .send()
         .await
         .unwrap();
+    assert_eq!(v1.status(), 202);
+    let v1 = client
+        .post(&zipkin_v1)
+        .header("content-type", "application/x-thrift")
+        .body(vec![12u8, 0x7f, 0xff, 0xff, 0xff])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(v1.status(), 400);
-    assert!(v1.text().await.unwrap().contains("v1"));
+    assert!(v1.text().await.unwrap().contains("v1 thrift"));
 
     let jaeger = format!("http://127.0.0.1:{}/api/traces", ports.jaeger_http);
     let wrong_type = client
@@ -583,4 +595,130 @@ async fn jaeger_agent_thrift_binary_carries_the_same_spans_as_otlp() {
         metrics.contains("vivace_receiver_jaeger_udp_packets_total{outcome=\"malformed\"} 0"),
         "{metrics}"
     );
+}
+
+/// The string value of attribute `key` of a canonical span (or resource).
+fn string_attribute<'a>(attributes: &'a Value, key: &str) -> &'a str {
+    attributes[key]["stringValue"].as_str().unwrap_or_default()
+}
+
+fn duration_nanos(span: &Value) -> i64 {
+    nanos(&span["endTimeUnixNano"]) - nanos(&span["startTimeUnixNano"])
+}
+
+/// py_zipkin (Zipkin v1, Thrift by default, and JSON) through `/api/v1/spans` on the Zipkin
+/// port: every span comes back with its name, service, kind, parent, tags and duration.
+#[tokio::test(flavor = "multi_thread")]
+async fn py_zipkin_sends_zipkin_v1_thrift_and_json() {
+    let (vivace, ports) = start_legacy();
+    let endpoint = format!("http://127.0.0.1:{}/api/v1/spans", ports.zipkin);
+    for (encoding, trace_id_bits) in [("V1_THRIFT", "128"), ("V1_JSON", "64")] {
+        let service = format!("py-zipkin-{}", encoding.to_ascii_lowercase());
+        let output = run_python(
+            "zipkin_v1_send.py",
+            &[
+                "--encoding",
+                encoding,
+                "--endpoint",
+                &endpoint,
+                "--service",
+                &service,
+                "--trace-id-bits",
+                trace_id_bits,
+            ],
+        );
+        let sent: Value = serde_json::from_str(output.lines().last().unwrap_or_default())
+            .unwrap_or_else(|error| panic!("{encoding}: {error}: {output}"));
+        let trace_id = sent["trace_id"].as_str().unwrap_or_default();
+        let spans = wait_for_trace(&vivace, trace_id, 4).await;
+        let by_name: BTreeMap<&str, &Value> = spans
+            .values()
+            .map(|span| (span["name"].as_str().unwrap_or_default(), span))
+            .collect();
+        assert_eq!(
+            by_name.keys().copied().collect::<Vec<_>>(),
+            ["checkout", "db query", "render", "reserve"],
+            "{encoding}"
+        );
+        let (checkout, query, reserve, render) = (
+            by_name["checkout"],
+            by_name["db query"],
+            by_name["reserve"],
+            by_name["render"],
+        );
+        let inventory = format!("{service}-inventory");
+        for (span, want_service, want_kind, want_parent) in [
+            (checkout, &service, json!("SPAN_KIND_SERVER"), &Value::Null),
+            (
+                query,
+                &service,
+                json!("SPAN_KIND_CLIENT"),
+                &checkout["spanId"],
+            ),
+            (
+                reserve,
+                &inventory,
+                json!("SPAN_KIND_SERVER"),
+                &query["spanId"],
+            ),
+            (render, &service, Value::Null, &checkout["spanId"]),
+        ] {
+            let context = format!("{encoding} {}", span["name"]);
+            assert_eq!(
+                string_attribute(&span["resource"], "service.name"),
+                want_service,
+                "{context}: service"
+            );
+            assert_eq!(span["kind"], want_kind, "{context}: kind");
+            assert_eq!(&span["parentSpanId"], want_parent, "{context}: parent");
+        }
+        assert_eq!(
+            string_attribute(&checkout["attributes"], "http.method"),
+            "GET"
+        );
+        assert_eq!(string_attribute(&render["attributes"], "lc"), "templates");
+        for (key, value) in [
+            ("db", "orders"),
+            ("rows", "3"),
+            ("peer.service", "postgres"),
+            ("net.peer.ip", "10.0.0.7"),
+        ] {
+            assert_eq!(
+                string_attribute(&query["attributes"], key),
+                value,
+                "{encoding} {key}"
+            );
+        }
+        assert_eq!(
+            query["attributes"]["net.peer.port"],
+            json!({ "intValue": "5432" }),
+            "{encoding}"
+        );
+        let events = query["events"].as_array().cloned().unwrap_or_default();
+        assert_eq!(events.len(), 1, "{encoding}: {events:?}");
+        assert_eq!(events[0]["name"], "retry");
+        // Times travel in microseconds: the fixed spans come back to the microsecond.
+        let query_start = sent["db_query_start_us"].as_i64().unwrap_or_default() * 1000;
+        assert!(
+            (nanos(&query["startTimeUnixNano"]) - query_start).abs() <= 1000,
+            "{encoding}: db query start"
+        );
+        assert!(
+            (duration_nanos(query) - 50_000_000).abs() <= 1000,
+            "{encoding}: db query lasts 50 ms"
+        );
+        assert!(
+            (duration_nanos(render) - 5_000_000).abs() <= 1000,
+            "{encoding}: render lasts 5 ms"
+        );
+        assert!(
+            duration_nanos(checkout) >= 20_000_000,
+            "{encoding}: checkout"
+        );
+        // The shared server span has no timestamp or duration: sr to ss gives them.
+        assert!(
+            duration_nanos(reserve) >= 10_000_000 && nanos(&reserve["startTimeUnixNano"]) > 0,
+            "{encoding}: reserve from its sr/ss annotations"
+        );
+    }
 }

@@ -11,12 +11,14 @@ skip_args=$(bash tests/shared-suites.sh)
 # shellcheck disable=SC2206
 skip=($skip_args)
 
-step "test clients (PyPI: OpenTelemetry SDK and exporters, moto S3 server)"
+step "test clients (PyPI: OpenTelemetry SDK and exporters, py_zipkin, moto S3 server)"
 if ! python3 - <<'PY' 2>/dev/null
-import importlib, sys
+import importlib, os, sys
+# py_zipkin 0.x (the Zipkin v1 client; 1.x dropped Thrift) loads with pure-Python protobuf.
+os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
 for module in ["opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
                "opentelemetry.exporter.otlp.proto.http.trace_exporter", "moto.server",
-               "opentelemetry.exporter.zipkin.json", "thrift", "deprecated"]:
+               "opentelemetry.exporter.zipkin.json", "thrift", "deprecated", "py_zipkin.thrift"]:
     importlib.import_module(module)
 PY
 then

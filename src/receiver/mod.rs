@@ -18,6 +18,7 @@ pub mod otlp_logs;
 pub mod otlp_metrics;
 pub mod translate;
 pub mod zipkin;
+pub mod zipkin_v1;
 
 #[cfg(test)]
 pub(crate) mod fuzz_props;
@@ -57,6 +58,7 @@ pub async fn start_all(
 ) -> anyhow::Result<()> {
     otlp::server::start(&config.otlp, metrics, startup).await?;
     zipkin::server::start(&config.zipkin, startup).await?;
+    zipkin_v1::server::start(&config.zipkin, startup).await?;
     jaeger::server::start(&config.jaeger, &stats.jaeger_udp, startup).await?;
     // Listeners that several receivers share are bound once all have added their routes.
     startup.serve_shared().await
