@@ -427,10 +427,8 @@ pub fn otlp_ok(
 pub trait OtlpSignal: Clone + Send + Sync + 'static {
     /// The gRPC service, e.g. `opentelemetry.proto.collector.trace.v1.TraceService`.
     const SERVICE: &'static str;
-    /// The OTLP/HTTP path, e.g. `/v1/traces`.
+    /// The OTLP/HTTP path, `/v1/` and the signal's name (`traces`, `metrics`, `logs`).
     const PATH: &'static str;
-    /// The signal's name in logs: `traces`, `metrics` or `logs`.
-    const NAME: &'static str;
     /// What decoding hands to [`OtlpSignal::push`].
     type Decoded: Send + 'static;
     /// What a push hands to the answer.
@@ -542,7 +540,7 @@ async fn otlp_export_http<Signal: OtlpSignal>(
         Ok(outcome) => otlp_ok(encoding, Signal::protobuf_answer(&outcome), || {
             Signal::json_answer(&outcome)
         }),
-        Err(error) => otlp_error(encoding, &error, Signal::NAME),
+        Err(error) => otlp_error(encoding, &error, Signal::PATH.trim_start_matches("/v1/")),
     }
 }
 

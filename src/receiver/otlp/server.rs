@@ -26,7 +26,6 @@ pub struct Traces(pub Arc<Distributor>);
 impl OtlpSignal for Traces {
     const SERVICE: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
     const PATH: &'static str = "/v1/traces";
-    const NAME: &'static str = "traces";
     type Decoded = Vec<ResourceSpans>;
     type Outcome = PushOutcome;
 

@@ -22,7 +22,6 @@ pub struct Logs(pub Arc<Distributor>);
 impl OtlpSignal for Logs {
     const SERVICE: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
     const PATH: &'static str = "/v1/logs";
-    const NAME: &'static str = "logs";
     type Decoded = Vec<LogRow>;
     type Outcome = ();
 

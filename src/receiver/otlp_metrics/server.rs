@@ -19,7 +19,6 @@ use crate::receiver::ingest::{
 impl OtlpSignal for MetricsReceiver {
     const SERVICE: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
     const PATH: &'static str = "/v1/metrics";
-    const NAME: &'static str = "metrics";
     type Decoded = (OtlpEncoding, Bytes);
     type Outcome = (u64, String);
 
