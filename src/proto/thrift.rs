@@ -162,6 +162,29 @@ pub fn read_struct<P: Protocol, T: Default>(
     Ok(value)
 }
 
+/// A struct field a reader knows: its id, its name for errors and its wire type.
+pub type KnownField = (i16, &'static str, TType);
+
+/// [`read_struct`] for a reader that refuses a known field of the wrong type, naming it:
+/// `read_field` gets each field of `known` (its type checked); other fields are skipped.
+pub fn read_known_fields<P: Protocol, T: Default>(
+    protocol: &mut P,
+    known: &[KnownField],
+    mut read_field: impl FnMut(&mut P, &mut T, i16) -> Result<(), ThriftError>,
+) -> Result<T, ThriftError> {
+    read_struct(protocol, |protocol, value, id, ttype| {
+        let Some((_, name, expected)) = known.iter().find(|(known_id, _, _)| *known_id == id)
+        else {
+            return Ok(false);
+        };
+        if ttype != *expected {
+            return Err(protocol.error(format!("{name} is {ttype:?}, expected {expected:?}")));
+        }
+        read_field(protocol, value, id)?;
+        Ok(true)
+    })
+}
+
 /// A byte cursor shared by both protocols.
 struct Cursor<'a> {
     bytes: &'a [u8],

@@ -10,7 +10,9 @@ use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use serde_json::Value as Json;
 
 use crate::distributor::DistributorError;
-use crate::proto::thrift::{read_list, read_struct, BinaryProtocol, Protocol, TType, ThriftError};
+use crate::proto::thrift::{
+    read_known_fields, read_list, BinaryProtocol, KnownField, Protocol, TType, ThriftError,
+};
 use crate::receiver::zipkin::decode::{
     json_annotation, json_endpoint, json_error, json_name_and_times, json_span_ids, json_str,
     translate, Endpoint, SpanIds, ZipkinDecodeError, ZipkinSpan,
@@ -74,83 +76,71 @@ pub fn decode_body(media_type: &str, body: &[u8]) -> Result<Vec<ResourceSpans>, 
 
 // ---------------------------------------------------------------- Thrift
 
-/// Refuses a field of the wrong Thrift type, naming it.
-fn expect_type<P: Protocol>(
-    protocol: &P,
-    field: &str,
-    found: TType,
-    expected: TType,
-) -> Result<(), ThriftError> {
-    if found == expected {
-        return Ok(());
-    }
-    Err(protocol.error(format!("{field} is {found:?}, expected {expected:?}")))
-}
-
 /// A non-negative i64 (times and durations).
 fn read_micros<P: Protocol>(protocol: &mut P, field: &str) -> Result<u64, ThriftError> {
     let value = protocol.read_i64()?;
     u64::try_from(value).map_err(|_| protocol.error(format!("{field} {value} is negative")))
 }
 
-fn thrift_endpoint<P: Protocol>(protocol: &mut P) -> Result<Endpoint, ThriftError> {
-    read_struct(protocol, |protocol, endpoint: &mut Endpoint, id, ttype| {
-        match id {
-            1 => {
-                expect_type(protocol, "Endpoint.ipv4", ttype, TType::I32)?;
-                // The address travels as a signed i32 in network order; 0 is none.
-                let address = protocol.read_i32()? as u32;
-                endpoint.ipv4 = (address != 0).then(|| Ipv4Addr::from(address));
-            }
-            2 => {
-                expect_type(protocol, "Endpoint.port", ttype, TType::I16)?;
-                // Ports above 32767 travel as negative i16s.
-                endpoint.port = i32::from(protocol.read_i16()? as u16);
-            }
-            3 => {
-                expect_type(protocol, "Endpoint.service_name", ttype, TType::Binary)?;
-                endpoint.service_name = protocol.read_string()?;
-            }
-            4 => {
-                expect_type(protocol, "Endpoint.ipv6", ttype, TType::Binary)?;
-                let address = protocol.read_binary()?;
-                endpoint.ipv6 = match <[u8; 16]>::try_from(address.as_slice()) {
-                    Ok(octets) => Some(Ipv6Addr::from(octets)),
-                    Err(_) if address.is_empty() => None,
-                    Err(_) => {
-                        return Err(protocol.error(format!(
-                            "Endpoint.ipv6 has {} bytes, expected 16",
-                            address.len()
-                        )))
-                    }
-                };
-            }
-            _ => return Ok(false),
-        }
-        Ok(true)
-    })
-}
+/// zipkincore's `Endpoint`.
+const ENDPOINT_FIELDS: [KnownField; 4] = [
+    (1, "Endpoint.ipv4", TType::I32),
+    (2, "Endpoint.port", TType::I16),
+    (3, "Endpoint.service_name", TType::Binary),
+    (4, "Endpoint.ipv6", TType::Binary),
+];
 
-fn thrift_annotation<P: Protocol>(protocol: &mut P) -> Result<Annotation, ThriftError> {
-    read_struct(
+fn thrift_endpoint<P: Protocol>(protocol: &mut P) -> Result<Endpoint, ThriftError> {
+    read_known_fields(
         protocol,
-        |protocol, annotation: &mut Annotation, id, ttype| {
+        &ENDPOINT_FIELDS,
+        |protocol, endpoint: &mut Endpoint, id| {
             match id {
                 1 => {
-                    expect_type(protocol, "Annotation.timestamp", ttype, TType::I64)?;
-                    annotation.timestamp = read_micros(protocol, "Annotation.timestamp")?;
+                    // The address travels as a signed i32 in network order; 0 is none.
+                    let address = protocol.read_i32()? as u32;
+                    endpoint.ipv4 = (address != 0).then(|| Ipv4Addr::from(address));
                 }
-                2 => {
-                    expect_type(protocol, "Annotation.value", ttype, TType::Binary)?;
-                    annotation.value = protocol.read_string()?;
+                // Ports above 32767 travel as negative i16s.
+                2 => endpoint.port = i32::from(protocol.read_i16()? as u16),
+                3 => endpoint.service_name = protocol.read_string()?,
+                _ => {
+                    let address = protocol.read_binary()?;
+                    endpoint.ipv6 = match <[u8; 16]>::try_from(address.as_slice()) {
+                        Ok(octets) => Some(Ipv6Addr::from(octets)),
+                        Err(_) if address.is_empty() => None,
+                        Err(_) => {
+                            return Err(protocol.error(format!(
+                                "Endpoint.ipv6 has {} bytes, expected 16",
+                                address.len()
+                            )))
+                        }
+                    };
                 }
-                3 => {
-                    expect_type(protocol, "Annotation.host", ttype, TType::Struct)?;
-                    annotation.endpoint = Some(thrift_endpoint(protocol)?);
-                }
-                _ => return Ok(false),
             }
-            Ok(true)
+            Ok(())
+        },
+    )
+}
+
+/// zipkincore's `Annotation`.
+const ANNOTATION_FIELDS: [KnownField; 3] = [
+    (1, "Annotation.timestamp", TType::I64),
+    (2, "Annotation.value", TType::Binary),
+    (3, "Annotation.host", TType::Struct),
+];
+
+fn thrift_annotation<P: Protocol>(protocol: &mut P) -> Result<Annotation, ThriftError> {
+    read_known_fields(
+        protocol,
+        &ANNOTATION_FIELDS,
+        |protocol, annotation: &mut Annotation, id| {
+            match id {
+                1 => annotation.timestamp = read_micros(protocol, "Annotation.timestamp")?,
+                2 => annotation.value = protocol.read_string()?,
+                _ => annotation.endpoint = Some(thrift_endpoint(protocol)?),
+            }
+            Ok(())
         },
     )
 }
@@ -220,37 +210,28 @@ impl Default for ThriftBinaryAnnotation {
     }
 }
 
+/// zipkincore's `BinaryAnnotation`.
+const BINARY_ANNOTATION_FIELDS: [KnownField; 4] = [
+    (1, "BinaryAnnotation.key", TType::Binary),
+    (2, "BinaryAnnotation.value", TType::Binary),
+    (3, "BinaryAnnotation.annotation_type", TType::I32),
+    (4, "BinaryAnnotation.host", TType::Struct),
+];
+
 fn thrift_binary_annotation<P: Protocol>(
     protocol: &mut P,
 ) -> Result<BinaryAnnotation, ThriftError> {
-    let raw = read_struct(
+    let raw = read_known_fields(
         protocol,
-        |protocol, raw: &mut ThriftBinaryAnnotation, id, ttype| {
+        &BINARY_ANNOTATION_FIELDS,
+        |protocol, raw: &mut ThriftBinaryAnnotation, id| {
             match id {
-                1 => {
-                    expect_type(protocol, "BinaryAnnotation.key", ttype, TType::Binary)?;
-                    raw.key = protocol.read_string()?;
-                }
-                2 => {
-                    expect_type(protocol, "BinaryAnnotation.value", ttype, TType::Binary)?;
-                    raw.value = protocol.read_binary()?;
-                }
-                3 => {
-                    expect_type(
-                        protocol,
-                        "BinaryAnnotation.annotation_type",
-                        ttype,
-                        TType::I32,
-                    )?;
-                    raw.annotation_type = protocol.read_i32()?;
-                }
-                4 => {
-                    expect_type(protocol, "BinaryAnnotation.host", ttype, TType::Struct)?;
-                    raw.endpoint = Some(thrift_endpoint(protocol)?);
-                }
-                _ => return Ok(false),
+                1 => raw.key = protocol.read_string()?,
+                2 => raw.value = protocol.read_binary()?,
+                3 => raw.annotation_type = protocol.read_i32()?,
+                _ => raw.endpoint = Some(thrift_endpoint(protocol)?),
             }
-            Ok(true)
+            Ok(())
         },
     )?;
     let value = thrift_tag_value(&raw.key, raw.value, raw.annotation_type)
@@ -270,67 +251,64 @@ struct ThriftSpan {
     has_id: bool,
 }
 
+/// zipkincore's `Span` (field 2 and 7 are long retired).
+const SPAN_FIELDS: [KnownField; 10] = [
+    (1, "Span.trace_id", TType::I64),
+    (3, "Span.name", TType::Binary),
+    (4, "Span.id", TType::I64),
+    (5, "Span.parent_id", TType::I64),
+    (6, "Span.annotations", TType::List),
+    (8, "Span.binary_annotations", TType::List),
+    (9, "Span.debug", TType::Bool),
+    (10, "Span.timestamp", TType::I64),
+    (11, "Span.duration", TType::I64),
+    (12, "Span.trace_id_high", TType::I64),
+];
+
 fn thrift_span<P: Protocol>(protocol: &mut P) -> Result<V1Span, ThriftError> {
-    let read = read_struct(protocol, |protocol, read: &mut ThriftSpan, id, ttype| {
-        let span = &mut read.span;
-        match id {
-            1 => {
-                expect_type(protocol, "Span.trace_id", ttype, TType::I64)?;
-                span.ids.trace_id_low = protocol.read_i64()? as u64;
-                read.has_trace_id = true;
+    let read = read_known_fields(
+        protocol,
+        &SPAN_FIELDS,
+        |protocol, read: &mut ThriftSpan, id| {
+            let span = &mut read.span;
+            match id {
+                1 => {
+                    span.ids.trace_id_low = protocol.read_i64()? as u64;
+                    read.has_trace_id = true;
+                }
+                3 => span.name = protocol.read_string()?,
+                4 => {
+                    span.ids.id = protocol.read_i64()? as u64;
+                    read.has_id = true;
+                }
+                5 => span.ids.parent_id = protocol.read_i64()? as u64,
+                6 => {
+                    span.annotations = read_list(
+                        protocol,
+                        TType::Struct,
+                        "Span.annotations",
+                        thrift_annotation,
+                    )?
+                }
+                8 => {
+                    span.binary_annotations = read_list(
+                        protocol,
+                        TType::Struct,
+                        "Span.binary_annotations",
+                        thrift_binary_annotation,
+                    )?
+                }
+                9 => span.debug = protocol.read_bool()?,
+                10 => {
+                    let micros = read_micros(protocol, "Span.timestamp")?;
+                    span.timestamp = (micros > 0).then_some(micros);
+                }
+                11 => span.duration = Some(read_micros(protocol, "Span.duration")?),
+                _ => span.ids.trace_id_high = protocol.read_i64()? as u64,
             }
-            3 => {
-                expect_type(protocol, "Span.name", ttype, TType::Binary)?;
-                span.name = protocol.read_string()?;
-            }
-            4 => {
-                expect_type(protocol, "Span.id", ttype, TType::I64)?;
-                span.ids.id = protocol.read_i64()? as u64;
-                read.has_id = true;
-            }
-            5 => {
-                expect_type(protocol, "Span.parent_id", ttype, TType::I64)?;
-                span.ids.parent_id = protocol.read_i64()? as u64;
-            }
-            6 => {
-                expect_type(protocol, "Span.annotations", ttype, TType::List)?;
-                span.annotations = read_list(
-                    protocol,
-                    TType::Struct,
-                    "Span.annotations",
-                    thrift_annotation,
-                )?;
-            }
-            8 => {
-                expect_type(protocol, "Span.binary_annotations", ttype, TType::List)?;
-                span.binary_annotations = read_list(
-                    protocol,
-                    TType::Struct,
-                    "Span.binary_annotations",
-                    thrift_binary_annotation,
-                )?;
-            }
-            9 => {
-                expect_type(protocol, "Span.debug", ttype, TType::Bool)?;
-                span.debug = protocol.read_bool()?;
-            }
-            10 => {
-                expect_type(protocol, "Span.timestamp", ttype, TType::I64)?;
-                let micros = read_micros(protocol, "Span.timestamp")?;
-                span.timestamp = (micros > 0).then_some(micros);
-            }
-            11 => {
-                expect_type(protocol, "Span.duration", ttype, TType::I64)?;
-                span.duration = Some(read_micros(protocol, "Span.duration")?);
-            }
-            12 => {
-                expect_type(protocol, "Span.trace_id_high", ttype, TType::I64)?;
-                span.ids.trace_id_high = protocol.read_i64()? as u64;
-            }
-            _ => return Ok(false),
-        }
-        Ok(true)
-    })?;
+            Ok(())
+        },
+    )?;
     if !read.has_trace_id {
         return Err(protocol.error("Span without its trace_id".into()));
     }
@@ -728,6 +706,17 @@ mod tests {
         &resource_spans[0].scope_spans[0].spans[0]
     }
 
+    /// Asserts that each `(key, value)` is a string attribute of `span`.
+    fn assert_strings(span: &opentelemetry_proto::tonic::trace::v1::Span, wanted: &[(&str, &str)]) {
+        for (key, value) in wanted {
+            assert_eq!(
+                attribute(span, key),
+                Some(&Value::StringValue(value.to_string())),
+                "{key}"
+            );
+        }
+    }
+
     fn service_of(resource_spans: &[ResourceSpans]) -> Option<&Value> {
         resource_spans[0]
             .resource
@@ -759,21 +748,14 @@ mod tests {
             (1_000_000, 1_250_000),
             "no timestamp or duration: sr to ss"
         );
-        assert_eq!(
-            attribute(span, "items"),
-            Some(&Value::StringValue("4".into()))
-        );
-        assert_eq!(
-            attribute(span, "http.path"),
-            Some(&Value::StringValue("/cart".into()))
-        );
-        assert_eq!(
-            attribute(span, "peer.service"),
-            Some(&Value::StringValue("web".into()))
-        );
-        assert_eq!(
-            attribute(span, "net.peer.ip"),
-            Some(&Value::StringValue("10.0.0.2".into()))
+        assert_strings(
+            span,
+            &[
+                ("items", "4"),
+                ("http.path", "/cart"),
+                ("peer.service", "web"),
+                ("net.peer.ip", "10.0.0.2"),
+            ],
         );
         assert_eq!(
             attribute(span, "net.peer.port"),
@@ -815,17 +797,14 @@ mod tests {
             hex::encode(&span.trace_id),
             "0000000000000011000000000000002a"
         );
-        assert_eq!(
-            attribute(span, "rows"),
-            Some(&Value::StringValue("3".into()))
-        );
-        assert_eq!(
-            attribute(span, "cached"),
-            Some(&Value::StringValue("false".into()))
-        );
-        assert_eq!(
-            attribute(span, "net.peer.ip"),
-            Some(&Value::StringValue("::1".into()))
+        assert_strings(
+            span,
+            &[
+                ("rows", "3"),
+                ("cached", "false"),
+                ("net.peer.ip", "::1"),
+                ("peer.service", "postgres"),
+            ],
         );
         let status = span.status.as_ref().unwrap();
         assert_eq!(
