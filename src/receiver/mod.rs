@@ -6,7 +6,8 @@
 //! [`crate::distributor::DistributorError`].
 //!
 //! Adding a receiver is one folder here and one line in [`start_all`] (and its config field in
-//! [`ReceiversConfig`], when it has one).
+//! [`ReceiversConfig`], when it has one); a receiver that joins another's port adds its routes
+//! with [`Startup::share`] (Zipkin v1 on the Zipkin port).
 
 pub mod cors;
 pub mod ingest;

@@ -1,7 +1,7 @@
 //! Zipkin receiver (default :9411): `POST` on any path, Zipkin v2 JSON (default) or protobuf
 //! `ListOfSpans` (`application/x-protobuf`), gzip/deflate bodies, answered with 202 Accepted.
-//! A path containing `api/v1/spans` is Zipkin v1, which we refuse with 400 (v1 needs
-//! annotation-to-kind inference that no current client needs; every Zipkin tracer speaks v2).
+//! The port is shared: `/api/v1/spans` is Zipkin v1's ([`crate::receiver::zipkin_v1`], enabled
+//! with this section), whose spans become v2 spans and then follow the rules below.
 //!
 //! Translation follows the OpenTelemetry Collector's `zipkinv2` translator (what Tempo runs):
 //! `localEndpoint.serviceName` → `service.name`; tags that are resource semantic conventions
