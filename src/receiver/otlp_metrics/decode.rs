@@ -19,8 +19,8 @@ use crate::receiver::ingest::OtlpEncoding;
 
 use crate::proto::otlp_json::{
     array_field, as_object, attributes, encode_partial_success, enum_field, fail, field, hex_field,
-    items, otlp_json_request, parse_f64, parse_i64, string_field, u32_field, u64_field, wrong_kind,
-    JsonDecodeError, Object,
+    items, optional_object, otlp_json_request, parse_f64, parse_i64, string_field, u32_field,
+    u64_field, wrong_kind, JsonDecodeError, Object,
 };
 
 /// An export body in `encoding`; the error names what was wrong.
@@ -264,17 +264,12 @@ fn histogram_point(object: &Object, path: &str) -> Result<HistogramDataPoint, Js
 }
 
 fn buckets(object: &Object, path: &str, camel: &str) -> Result<Option<Buckets>, JsonDecodeError> {
-    match field(object, camel, camel) {
-        Some(inner) if !inner.is_null() => {
-            let inner_path = format!("{path}.{camel}");
-            let inner = as_object(inner, &inner_path)?;
-            Ok(Some(Buckets {
-                offset: i32_field(inner, &inner_path, "offset", "offset")?,
-                bucket_counts: u64_array(inner, &inner_path, "bucketCounts", "bucket_counts")?,
-            }))
-        }
-        _ => Ok(None),
-    }
+    optional_object(object, path, camel, camel, |inner, inner_path| {
+        Ok(Buckets {
+            offset: i32_field(inner, inner_path, "offset", "offset")?,
+            bucket_counts: u64_array(inner, inner_path, "bucketCounts", "bucket_counts")?,
+        })
+    })
 }
 
 fn exponential_point(

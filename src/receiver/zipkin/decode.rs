@@ -578,6 +578,19 @@ fn events_of(annotations: &[(u64, String)]) -> Result<Vec<Event>, String> {
     Ok(events)
 }
 
+/// An endpoint's address as attributes `ip_key` (IPv6 over IPv4) and `port_key` (when set).
+fn put_address(attributes: &mut Attributes, endpoint: &Endpoint, ip_key: &str, port_key: &str) {
+    if let Some(address) = endpoint.ipv4 {
+        attributes.put_str(ip_key, &address.to_string());
+    }
+    if let Some(address) = endpoint.ipv6 {
+        attributes.put_str(ip_key, &IpAddr::V6(address).to_string());
+    }
+    if endpoint.port > 0 {
+        attributes.put(port_key, Value::IntValue(i64::from(endpoint.port)));
+    }
+}
+
 fn otlp_span(span: &ZipkinSpan, mut tags: BTreeMap<String, String>) -> Result<Span, String> {
     let mut otlp = Span {
         trace_id: trace_id_bytes(span.trace_id_high, span.trace_id_low),
@@ -628,29 +641,13 @@ fn otlp_span(span: &ZipkinSpan, mut tags: BTreeMap<String, String>) -> Result<Sp
         }
     }
     if let Some(local) = &span.local_endpoint {
-        if let Some(address) = local.ipv4 {
-            attributes.put_str("net.host.ip", &address.to_string());
-        }
-        if let Some(address) = local.ipv6 {
-            attributes.put_str("net.host.ip", &IpAddr::V6(address).to_string());
-        }
-        if local.port > 0 {
-            attributes.put("net.host.port", Value::IntValue(i64::from(local.port)));
-        }
+        put_address(&mut attributes, local, "net.host.ip", "net.host.port");
     }
     if let Some(remote) = &span.remote_endpoint {
         if !remote.service_name.is_empty() {
             attributes.put_str("peer.service", &remote.service_name);
         }
-        if let Some(address) = remote.ipv4 {
-            attributes.put_str("net.peer.ip", &address.to_string());
-        }
-        if let Some(address) = remote.ipv6 {
-            attributes.put_str("net.peer.ip", &IpAddr::V6(address).to_string());
-        }
-        if remote.port > 0 {
-            attributes.put("net.peer.port", Value::IntValue(i64::from(remote.port)));
-        }
+        put_address(&mut attributes, remote, "net.peer.ip", "net.peer.port");
     }
     match span.timestamp {
         Some(micros) => {
