@@ -173,8 +173,11 @@ pub(crate) fn json_endpoint(
 /// The IDs of a span, as Zipkin v1 and v2 carry them.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SpanIds {
+    /// The high 64 bits of a 128-bit trace ID; 0 for a 64-bit one.
     pub trace_id_high: u64,
+    /// The trace ID's low 64 bits.
     pub trace_id_low: u64,
+    /// The span's ID.
     pub id: u64,
     /// 0 when the span is a root.
     pub parent_id: u64,

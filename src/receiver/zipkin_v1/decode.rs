@@ -28,6 +28,7 @@ const THRIFT_FORMAT: &str = "v1 thrift";
 pub struct Annotation {
     /// Microseconds since the epoch.
     pub timestamp: u64,
+    /// `cs`, `sr` and the like, or the event's name.
     pub value: String,
     /// The host that recorded it.
     pub endpoint: Option<Endpoint>,
@@ -36,6 +37,7 @@ pub struct Annotation {
 /// The value of a binary annotation.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TagValue {
+    /// A BOOL (the address annotations are `true`).
     Bool(bool),
     /// Any other type, rendered as text.
     Text(String),
@@ -44,7 +46,9 @@ pub enum TagValue {
 /// A v1 binary annotation: a tag, or (`sa`, `ca`, `ma`) the address of the other side.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BinaryAnnotation {
+    /// The tag's key, or `sa`, `ca`, `ma`.
     pub key: String,
+    /// The value, read by its type.
     pub value: TagValue,
     /// The host that recorded it; for an address annotation, the address.
     pub endpoint: Option<Endpoint>,
@@ -53,14 +57,19 @@ pub struct BinaryAnnotation {
 /// A Zipkin v1 span, as both encodings decode it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct V1Span {
+    /// Trace ID (64 or 128 bits), ID and parent ID.
     pub ids: SpanIds,
+    /// The operation's name.
     pub name: String,
     /// Microseconds since the epoch; `None` when absent.
     pub timestamp: Option<u64>,
     /// Microseconds; `None` when absent.
     pub duration: Option<u64>,
+    /// Forced sampling.
     pub debug: bool,
+    /// Core annotations and events.
     pub annotations: Vec<Annotation>,
+    /// Tags and address annotations.
     pub binary_annotations: Vec<BinaryAnnotation>,
 }
 
