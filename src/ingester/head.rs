@@ -400,8 +400,8 @@ fn encode_segment(
     Ok(SegmentColumns {
         data,
         metadata,
-        start_unix_nano: encoded.start_unix_nano,
-        end_unix_nano: encoded.end_unix_nano,
+        start_unix_nano: encoded.figures.start_unix_nano,
+        end_unix_nano: encoded.figures.end_unix_nano,
     })
 }
 

@@ -340,28 +340,16 @@ impl Ingester {
             limit: self.config.max_head_bytes,
             limit_name: "max_head_bytes",
         };
-        match self
+        let outcome = self
             .wal
             .append(tenant, pieces, reserved_bytes, budget)
-            .await
-        {
-            Ok(()) => {
-                self.counters
-                    .pushes_accepted
-                    .fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(error) => Err(self.refuse(error)),
-        }
-    }
-
-    /// Counts a refusal (a limit said no; not a failed write or a shutdown).
-    fn refuse(&self, error: PushError) -> PushError {
-        if error.is_refusal() {
-            self.counters.pushes_refused.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(%error, "push refused");
-        }
-        error
+            .await;
+        wal::count_outcome(
+            outcome,
+            &self.counters.pushes_accepted,
+            1,
+            &self.counters.pushes_refused,
+        )
     }
 
     /// Encoded bytes each trace already has in the head and not yet cut into a block.

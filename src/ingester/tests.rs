@@ -5,7 +5,6 @@ use std::io::Write as _;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use proptest::prelude::*;
 
 use super::*;
@@ -63,27 +62,10 @@ fn trace_id(number: u8) -> TraceId {
 /// A trace holding one span per entry of `span_numbers`.
 fn trace_with_spans(number: u8, span_numbers: &[u64]) -> (TraceId, Trace) {
     let id = trace_id(number);
-    let spans = span_numbers
-        .iter()
-        .map(|span_number| Span {
-            trace_id: id.0.to_vec(),
-            span_id: (span_number + 1).to_be_bytes().to_vec(),
-            name: format!("span {span_number}"),
-            start_time_unix_nano: 1_000 + span_number,
-            end_time_unix_nano: 2_000 + span_number,
-            ..Default::default()
-        })
-        .collect();
-    let trace = Trace {
-        resource_spans: vec![ResourceSpans {
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    };
-    (id, trace)
+    (
+        id,
+        crate::model::test_support::trace_with_spans(id, span_numbers),
+    )
 }
 
 fn span_ids(trace: &Trace) -> BTreeSet<u64> {

@@ -349,27 +349,16 @@ impl LogStore {
             limit: self.config.max_head_bytes,
             limit_name: "logs.max_head_bytes",
         };
-        match self
+        let outcome = self
             .wal
             .append(tenant, pieces, reserved_bytes, budget)
-            .await
-        {
-            Ok(()) => {
-                self.counters
-                    .records_received
-                    .fetch_add(count, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(error) => Err(self.refuse(error)),
-        }
-    }
-
-    /// Counts a refusal (a limit said no; not a failed write or a shutdown).
-    fn refuse(&self, error: PushError) -> PushError {
-        if error.is_refusal() {
-            self.counters.pushes_refused.fetch_add(1, Ordering::Relaxed);
-        }
-        error
+            .await;
+        wal::count_outcome(
+            outcome,
+            &self.counters.records_received,
+            count,
+            &self.counters.pushes_refused,
+        )
     }
 
     /// Bytes held in memory now.

@@ -48,8 +48,10 @@ pub struct CompactorConfig {
     pub max_input_blocks: usize,
     /// Most traces in a merged block (Tempo's `max_compaction_objects`).
     pub max_compaction_objects: u64,
-    /// Most bytes of input data.parquet merged at once. The inputs are decoded in memory, so
-    /// this bounds the compactor's memory (roughly ten times this while merging).
+    /// Most bytes of input data.parquet merged at once. A merge streams its inputs (spooled to
+    /// temporary files, read a batch of rows at a time) and its output (written a row group at
+    /// a time), so its memory does not grow with this; it bounds how much one merge rewrites
+    /// and the temporary disk space it takes (inputs plus output).
     pub max_input_bytes: u64,
     /// Blocks whose newest span is older than this are expired (Tempo's `block_retention`).
     #[serde(with = "humantime_serde")]

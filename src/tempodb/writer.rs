@@ -18,7 +18,7 @@ use super::index::RowGroupIndex;
 use super::merge::{MergeError, MergedTraces};
 use super::meta::{time_from_unix_nano, BlockMeta, DedicatedColumn, FORMAT_VPARQUET4};
 use super::store::{increment, Store, StoreError, SMALL_OBJECT_CONCURRENCY};
-use super::vparquet4::{self, VParquetError, WriterOptions};
+use super::vparquet4::{self, EncodedFigures, VParquetError, WriterOptions};
 use crate::model::{combine, Trace, TraceId};
 use crate::telemetry::stage::Stage;
 
@@ -29,6 +29,11 @@ pub(super) const SINGLE_PUT_BYTES: usize = 16 * 1024 * 1024;
 pub(super) const MULTIPART_CHUNK_BYTES: usize = 8 * 1024 * 1024;
 /// Parts of one upload in flight at once.
 const MULTIPART_CONCURRENCY: usize = 4;
+/// A merged block's row groups are cut at this many units of Tempo's size estimate at most
+/// (`row_group_size_bytes` when smaller): a row group is held as shredded columns until it
+/// is written, several times its estimate in memory, and a merge must not grow with the
+/// blocks it merges.
+const MERGED_ROW_GROUP_SIZE_BYTES: usize = 2_000_000;
 
 /// A block's `data.parquet`: encoded in memory, or written to an unnamed temporary file by a
 /// streaming merge (so memory does not grow with the block).
@@ -84,13 +89,29 @@ struct Written {
 /// A block encoded, ready to upload.
 struct EncodedBlock {
     data: BlockData,
-    footer_size: u32,
-    row_group_count: u32,
-    start_unix_nano: u64,
-    end_unix_nano: u64,
-    trace_count: usize,
+    figures: EncodedFigures,
     blooms: Vec<Bytes>,
     index: Bytes,
+}
+
+impl EncodedBlock {
+    /// The block around an encoded `data` with its figures, the bloom `filter` of its trace
+    /// IDs and the index of its row groups.
+    fn new(data: BlockData, figures: EncodedFigures, filter: ShardedBloom) -> EncodedBlock {
+        let index = RowGroupIndex {
+            last_trace_ids: figures.last_trace_id_per_row_group.clone(),
+        };
+        EncodedBlock {
+            data,
+            figures,
+            blooms: filter
+                .to_shard_bytes()
+                .into_iter()
+                .map(Bytes::from)
+                .collect(),
+            index: Bytes::from(index.to_json()),
+        }
+    }
 }
 
 impl Store {
@@ -195,8 +216,15 @@ impl Store {
             spooled.push((file, input.dedicated_columns.clone()));
         }
         let dedicated = first.dedicated_columns.clone();
+        let expected_traces = inputs
+            .iter()
+            .map(|meta| usize::try_from(meta.total_objects).unwrap_or(0))
+            .sum();
         let options = WriterOptions {
-            row_group_size_bytes: self.config.row_group_size_bytes,
+            row_group_size_bytes: self
+                .config
+                .row_group_size_bytes
+                .min(MERGED_ROW_GROUP_SIZE_BYTES),
             ..WriterOptions::default()
         };
         let false_positive = self.config.bloom_filter_false_positive;
@@ -206,6 +234,7 @@ impl Store {
             Stage::Compaction.run(|| {
                 merge_block(
                     spooled,
+                    expected_traces,
                     &output_dedicated,
                     &options,
                     false_positive,
@@ -233,7 +262,7 @@ impl Store {
                 reason,
             },
         })?;
-        if encoded.trace_count == 0 {
+        if encoded.figures.trace_count == 0 {
             return Err(StoreError::EmptyBlock { tenant });
         }
         let written = Written {
@@ -299,15 +328,15 @@ impl Store {
             format: FORMAT_VPARQUET4.to_string(),
             block_id,
             tenant_id: tenant.to_string(),
-            start_time: time_from_unix_nano(encoded.start_unix_nano),
-            end_time: time_from_unix_nano(encoded.end_unix_nano),
-            total_objects: encoded.trace_count as i64,
+            start_time: time_from_unix_nano(encoded.figures.start_unix_nano),
+            end_time: time_from_unix_nano(encoded.figures.end_unix_nano),
+            total_objects: encoded.figures.trace_count as i64,
             size: encoded.data.len(),
             compaction_level,
             index_page_size: 0,
-            total_records: encoded.row_group_count,
+            total_records: encoded.figures.row_group_count,
             bloom_shards: encoded.blooms.len() as u32,
-            footer_size: encoded.footer_size,
+            footer_size: encoded.figures.footer_size,
             dedicated_columns: meta_dedicated,
             replication_factor: 1,
             retention_tier,
@@ -325,7 +354,10 @@ impl Store {
 
         increment(&self.stats.blocks_flushed, 1);
         increment(&self.stats.bytes_written, bytes_written);
-        increment(&self.stats.traces_written, encoded.trace_count as u64);
+        increment(
+            &self.stats.traces_written,
+            encoded.figures.trace_count as u64,
+        );
         self.blocklist
             .write()
             .entry(tenant.to_string())
@@ -335,8 +367,8 @@ impl Store {
         info!(
             tenant,
             block = %block_id,
-            traces = encoded.trace_count,
-            row_groups = encoded.row_group_count,
+            traces = encoded.figures.trace_count,
+            row_groups = encoded.figures.row_group_count,
             bytes = bytes_written,
             encode_ms = encode_time.as_millis() as u64,
             total_ms = started.elapsed().as_millis() as u64,
@@ -517,26 +549,11 @@ fn encode_block(
     };
     let _bloom = bloom_stage.enter();
     let mut filter = ShardedBloom::new(false_positive, shard_size, trace_ids.len());
-    for id in &trace_ids {
-        filter.add(id.as_bytes());
+    for trace_id in &trace_ids {
+        filter.add(trace_id.as_bytes());
     }
-    let index = RowGroupIndex {
-        last_trace_ids: encoded.last_trace_id_per_row_group.clone(),
-    };
-    Ok(EncodedBlock {
-        footer_size: encoded.footer_size,
-        row_group_count: encoded.row_group_count,
-        start_unix_nano: encoded.start_unix_nano,
-        end_unix_nano: encoded.end_unix_nano,
-        trace_count: encoded.trace_count,
-        blooms: filter
-            .to_shard_bytes()
-            .into_iter()
-            .map(Bytes::from)
-            .collect(),
-        index: Bytes::from(index.to_json()),
-        data: BlockData::Memory(Bytes::from(encoded.bytes)),
-    })
+    let data = BlockData::Memory(Bytes::from(encoded.bytes));
+    Ok(EncodedBlock::new(data, encoded.figures, filter))
 }
 
 /// Why a streaming merge failed.
@@ -551,6 +568,7 @@ enum MergeBlockError {
 /// the dedicated columns it was written with) into a spooled output with its bloom and index.
 fn merge_block(
     inputs: Vec<(std::fs::File, Vec<DedicatedColumn>)>,
+    expected_traces: usize,
     dedicated: &[DedicatedColumn],
     options: &WriterOptions,
     false_positive: f64,
@@ -567,10 +585,12 @@ fn merge_block(
     let sink = std::io::BufWriter::with_capacity(1 << 20, output);
     let mut encoder =
         vparquet4::BlockEncoder::new(sink, dedicated, options).map_err(MergeBlockError::Encode)?;
-    let mut trace_ids = Vec::new();
+    // Sized for every input trace (pieces of one trace in several inputs make it a little
+    // larger than needed), so that no ID list is held.
+    let mut filter = ShardedBloom::new(false_positive, shard_size, expected_traces);
     for trace in merged {
         let (trace_id, trace) = trace.map_err(MergeBlockError::Input)?;
-        trace_ids.push(trace_id);
+        filter.add(trace_id.as_bytes());
         encoder
             .push(trace_id, trace)
             .map_err(MergeBlockError::Encode)?;
@@ -579,30 +599,11 @@ fn merge_block(
     let file = sink
         .into_inner()
         .map_err(|error| MergeBlockError::Spool(error.into_error()))?;
-    let mut filter = ShardedBloom::new(false_positive, shard_size, trace_ids.len());
-    for trace_id in &trace_ids {
-        filter.add(trace_id.as_bytes());
-    }
-    let index = RowGroupIndex {
-        last_trace_ids: figures.last_trace_id_per_row_group,
+    let data = BlockData::Spooled {
+        file: Arc::new(file),
+        len: figures.size,
     };
-    let encoded = EncodedBlock {
-        footer_size: figures.footer_size,
-        row_group_count: figures.row_group_count,
-        start_unix_nano: figures.start_unix_nano,
-        end_unix_nano: figures.end_unix_nano,
-        trace_count: figures.trace_count,
-        blooms: filter
-            .to_shard_bytes()
-            .into_iter()
-            .map(Bytes::from)
-            .collect(),
-        index: Bytes::from(index.to_json()),
-        data: BlockData::Spooled {
-            file: Arc::new(file),
-            len: figures.size,
-        },
-    };
+    let encoded = EncodedBlock::new(data, figures, filter);
     check_footer(&encoded).map_err(MergeBlockError::Inconsistent)?;
     Ok(encoded)
 }
@@ -638,10 +639,10 @@ fn check_footer(encoded: &EncodedBlock) -> Result<(), String> {
         length_bytes[2],
         length_bytes[3],
     ]);
-    if footer != encoded.footer_size {
+    if footer != encoded.figures.footer_size {
         return Err(format!(
             "footer is {footer} bytes but the encoder reported {}",
-            encoded.footer_size
+            encoded.figures.footer_size
         ));
     }
     Ok(())

@@ -250,3 +250,24 @@ pub(crate) fn release_bytes(in_use: &AtomicU64, amount: u64) {
         Some(bytes.saturating_sub(amount))
     });
 }
+
+/// Counts a push's outcome: `by` into `accepted` when it was acknowledged, one into `refused`
+/// when a limit refused it (a failed write or a shutdown is neither).
+pub(crate) fn count_outcome(
+    outcome: Result<(), PushError>,
+    accepted: &AtomicU64,
+    by: u64,
+    refused: &AtomicU64,
+) -> Result<(), PushError> {
+    match &outcome {
+        Ok(()) => {
+            accepted.fetch_add(by, Ordering::Relaxed);
+        }
+        Err(error) if error.is_refusal() => {
+            refused.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%error, "push refused");
+        }
+        Err(_) => {}
+    }
+    outcome
+}

@@ -31,7 +31,7 @@ use crate::model::TraceId;
 use crate::telemetry::stage::Stage;
 
 mod handle;
-pub(crate) use handle::{release_bytes, reserve_bytes, Budget, OpenError, Wal};
+pub(crate) use handle::{count_outcome, release_bytes, reserve_bytes, Budget, OpenError, Wal};
 
 /// Marks the start of every record.
 pub(crate) const RECORD_MAGIC: [u8; 4] = *b"VWL1";

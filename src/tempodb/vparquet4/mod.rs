@@ -77,23 +77,21 @@ impl Default for WriterOptions {
     }
 }
 
-/// A complete `data.parquet` and the figures `meta.json` and the `index` object need.
+/// A complete `data.parquet` and the figures `meta.json` and the `index` object need (read
+/// through `Deref`: `encoded.row_group_count`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EncodedData {
     /// The complete data.parquet.
     pub bytes: Vec<u8>,
-    /// Parquet footer length: the little-endian u32 at `bytes.len() - 8` (`footerSize`).
-    pub footer_size: u32,
-    /// Number of row groups (`totalRecords`).
-    pub row_group_count: u32,
-    /// Last trace ID of each row group, for the `index` object.
-    pub last_trace_id_per_row_group: Vec<TraceId>,
-    /// Smallest trace start over all traces (Unix nanoseconds).
-    pub start_unix_nano: u64,
-    /// Largest trace end over all traces (Unix nanoseconds).
-    pub end_unix_nano: u64,
-    /// Number of rows (`totalObjects`).
-    pub trace_count: usize,
+    pub figures: EncodedFigures,
+}
+
+impl std::ops::Deref for EncodedData {
+    type Target = EncodedFigures;
+
+    fn deref(&self) -> &EncodedFigures {
+        &self.figures
+    }
 }
 
 /// What went wrong encoding or decoding a vParquet4 file.
@@ -155,15 +153,7 @@ pub fn encode_owned(
 
 fn finish_in_memory(encoder: BlockEncoder<Vec<u8>>) -> Result<EncodedData, VParquetError> {
     let (bytes, figures) = encoder.finish()?;
-    Ok(EncodedData {
-        footer_size: figures.footer_size,
-        row_group_count: figures.row_group_count,
-        last_trace_id_per_row_group: figures.last_trace_id_per_row_group,
-        start_unix_nano: figures.start_unix_nano,
-        end_unix_nano: figures.end_unix_nano,
-        trace_count: figures.trace_count,
-        bytes,
-    })
+    Ok(EncodedData { bytes, figures })
 }
 
 /// Tempo's physical layout (§5.3) and the two interop traps (§14): data page V2, BOOLEAN
