@@ -29,7 +29,7 @@ const ALLOWED: [(&str, usize); 5] = [
     ("src/tempodb/bloom.rs", 1),
     // The large Tempo-written block, read only by
     // tempo_suite_large_block_reads_the_same_filtered_and_as_columns (checked below).
-    ("src/tempodb/vparquet4/pushdown_golden_tests.rs", 1),
+    ("src/tempodb/vparquet4/pushdown/golden_tests.rs", 1),
     // The search benchmark's default for the large Tempo-written block (not a test).
     ("src/bench/mod.rs", 1),
 ];
@@ -93,9 +93,9 @@ fn only_tempo_suites_read_the_team_library() {
     );
     assert!(suite.contains("BLOOM_GOLDENS"));
     let golden_tests = std::fs::read_to_string(
-        Path::new(ROOT).join("src/tempodb/vparquet4/pushdown_golden_tests.rs"),
+        Path::new(ROOT).join("src/tempodb/vparquet4/pushdown/golden_tests.rs"),
     )
-    .expect("read pushdown_golden_tests.rs");
+    .expect("read pushdown/golden_tests.rs");
     let large_suite = golden_tests
         .split("fn tempo_suite_large_block_reads_the_same_filtered_and_as_columns")
         .nth(1)

@@ -1318,9 +1318,7 @@ fn page_may_match(index: &ColumnIndexMetaData, page: usize, condition: &LeafCond
 }
 
 #[cfg(test)]
-#[path = "pushdown_tests.rs"]
 pub(crate) mod tests;
 
 #[cfg(test)]
-#[path = "pushdown_golden_tests.rs"]
 mod golden_tests;
