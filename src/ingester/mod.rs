@@ -273,7 +273,8 @@ impl Ingester {
                 queue_capacity: config.wal_queue_capacity,
                 disk_full_after_bytes: config.debug_wal_disk_full_bytes,
             };
-            tokio::task::spawn_blocking(move || open_wal(&dir, shared, options))
+            let budget = Budget::new(config.max_head_bytes, "max_head_bytes");
+            tokio::task::spawn_blocking(move || open_wal(&dir, shared, options, budget))
         };
         let (wal, report) = startup
             .await
@@ -297,12 +298,7 @@ impl Ingester {
             "replayed the write-ahead log"
         );
         let counters = Counters::default();
-        counters
-            .replayed_records
-            .store(report.records, Ordering::Relaxed);
-        counters
-            .wal_truncated_bytes
-            .store(report.truncated_bytes, Ordering::Relaxed);
+        report.count_into(&counters.replayed_records, &counters.wal_truncated_bytes);
         let (stop_background, _) = watch::channel(false);
         Ok(Arc::new(Ingester {
             config,
@@ -336,14 +332,7 @@ impl Ingester {
                 .collect()
         });
         let reserved_bytes: u64 = pieces.iter().map(|(_, piece)| piece_cost(piece)).sum();
-        let budget = Budget {
-            limit: self.config.max_head_bytes,
-            limit_name: "max_head_bytes",
-        };
-        let outcome = self
-            .wal
-            .append(tenant, pieces, reserved_bytes, budget)
-            .await;
+        let outcome = self.wal.append(tenant, pieces, reserved_bytes).await;
         wal::count_outcome(
             outcome,
             &self.counters.pushes_accepted,
@@ -753,6 +742,7 @@ fn open_wal(
     dir: &Path,
     shared: Arc<SharedHead>,
     options: WriterOptions,
+    budget: Budget,
 ) -> Result<(Wal, wal::ReplayReport), wal::OpenError> {
     let replayed_at = Instant::now();
     let mut replayed_bytes = 0;
@@ -760,7 +750,7 @@ fn open_wal(
     let opened = {
         let mut head = shared.head.lock();
         let target: Arc<dyn AppendTarget> = shared.clone();
-        Wal::open("wal", dir, options, target, |record| {
+        Wal::open("wal", dir, options, budget, target, |record| {
             replayed_bytes +=
                 head.append_replayed(&record.tenant, record.pieces, replayed_at, &mut seen);
         })?

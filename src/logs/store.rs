@@ -292,7 +292,8 @@ impl LogStore {
         let dir = config.wal_path.clone();
         let startup = {
             let shared = Arc::clone(&shared);
-            tokio::task::spawn_blocking(move || open_wal(&dir, shared, options))
+            let budget = Budget::new(config.max_head_bytes, "logs.max_head_bytes");
+            tokio::task::spawn_blocking(move || open_wal(&dir, shared, options, budget))
         };
         let (wal, report) = startup
             .await
@@ -303,12 +304,7 @@ impl LogStore {
                 source: error.source,
             })?;
         let counters = LogCounters::default();
-        counters
-            .replayed_records
-            .store(report.records, Ordering::Relaxed);
-        counters
-            .wal_truncated_bytes
-            .store(report.truncated_bytes, Ordering::Relaxed);
+        report.count_into(&counters.replayed_records, &counters.wal_truncated_bytes);
         tracing::info!(wal_path = %config.wal_path.display(), records = report.records,
             truncated_bytes = report.truncated_bytes, head_bytes = shared.bytes.load(Ordering::Relaxed),
             "replayed the logs write-ahead log");
@@ -345,14 +341,7 @@ impl LogStore {
         let reserved_bytes: u64 = rows.iter().map(LogRow::cost).sum();
         let piece = Bytes::from(LogBatch { rows }.encode_to_vec());
         let pieces = vec![(TraceId([0; 16]), piece)];
-        let budget = Budget {
-            limit: self.config.max_head_bytes,
-            limit_name: "logs.max_head_bytes",
-        };
-        let outcome = self
-            .wal
-            .append(tenant, pieces, reserved_bytes, budget)
-            .await;
+        let outcome = self.wal.append(tenant, pieces, reserved_bytes).await;
         wal::count_outcome(
             outcome,
             &self.counters.records_received,
@@ -906,12 +895,13 @@ fn open_wal(
     dir: &std::path::Path,
     shared: Arc<SharedHead>,
     options: WriterOptions,
+    budget: Budget,
 ) -> Result<(Wal, wal::ReplayReport), wal::OpenError> {
     let mut replayed_bytes = 0;
     let opened = {
         let mut head = shared.head.lock();
         let target: Arc<dyn AppendTarget> = shared.clone();
-        Wal::open("logs wal", dir, options, target, |record| {
+        Wal::open("logs wal", dir, options, budget, target, |record| {
             for (_, piece) in record.pieces {
                 let rows = decode_batch(&piece);
                 let bytes: u64 = rows.iter().map(LogRow::cost).sum();

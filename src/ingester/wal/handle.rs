@@ -36,6 +36,13 @@ pub(crate) struct Budget {
     pub limit_name: &'static str,
 }
 
+impl Budget {
+    /// `limit` bytes, named `limit_name` in refusals.
+    pub fn new(limit: u64, limit_name: &'static str) -> Budget {
+        Budget { limit, limit_name }
+    }
+}
+
 /// One write-ahead log directory with its writer thread running.
 pub(crate) struct Wal {
     /// `None` once stopped; pushes `try_send` under the read lock.
@@ -44,6 +51,8 @@ pub(crate) struct Wal {
     target: Arc<dyn AppendTarget>,
     counters: Arc<WalCounters>,
     queue_capacity: usize,
+    /// What every push is checked against.
+    budget: Budget,
     stopping: AtomicBool,
     /// "wal" or "logs wal": how messages name this log.
     name: &'static str,
@@ -57,6 +66,7 @@ impl Wal {
         name: &'static str,
         dir: &Path,
         options: WriterOptions,
+        budget: Budget,
         target: Arc<dyn AppendTarget>,
         replay_record: impl FnMut(WalRecord),
     ) -> Result<(Wal, ReplayReport), OpenError> {
@@ -84,6 +94,7 @@ impl Wal {
             target,
             counters,
             queue_capacity,
+            budget,
             stopping: AtomicBool::new(false),
             name,
         };
@@ -96,15 +107,16 @@ impl Wal {
     }
 
     /// Logs one push of `pieces` that will hold `reserved_bytes` in memory: checks the record
-    /// and the reservation against their limits, reserves, and returns once the writer made it
-    /// durable and handed it to the target. A refused push reserves nothing.
+    /// and the reservation against their limits (the budget given at open), reserves, and
+    /// returns once the writer made it durable and handed it to the target. A refused push
+    /// reserves nothing.
     pub async fn append(
         &self,
         tenant: &str,
         pieces: Vec<(TraceId, Bytes)>,
         reserved_bytes: u64,
-        budget: Budget,
     ) -> Result<(), PushError> {
+        let budget = self.budget;
         let record_bytes = payload_len(tenant, &pieces) as u64;
         if record_bytes > MAX_RECORD_PAYLOAD_BYTES as u64 {
             return Err(PushError::TooLarge {

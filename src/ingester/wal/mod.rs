@@ -261,6 +261,14 @@ pub(crate) struct ReplayReport {
     pub segment_sizes: BTreeMap<u64, u64>,
 }
 
+impl ReplayReport {
+    /// Stores the records replayed and the bytes truncated into a store's counters.
+    pub fn count_into(&self, replayed_records: &AtomicU64, truncated_bytes: &AtomicU64) {
+        replayed_records.store(self.records, Ordering::Relaxed);
+        truncated_bytes.store(self.truncated_bytes, Ordering::Relaxed);
+    }
+}
+
 /// Reads every segment in order and hands each intact record to `on_record`. Damage in the
 /// last segment is treated as a torn tail and truncated; damage in an earlier segment (which
 /// no writer appends to any more) is logged and the rest of that segment skipped.
