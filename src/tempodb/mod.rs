@@ -24,3 +24,6 @@ pub mod writer;
 pub use backend::StorageConfig;
 pub use compactor::{CompactorConfig, CycleOutcome, RetentionTiersConfig};
 pub use store::{Store, StoreError, StoreStats, StoreStatsSnapshot};
+
+#[cfg(test)]
+mod tests;

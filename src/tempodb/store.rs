@@ -403,6 +403,3 @@ impl Store {
         self.metadata_cache.insert(block_id, metadata, weight);
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -23,7 +23,9 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use parking_lot::Mutex;
 use uuid::Uuid;
 
-use super::*;
+use super::backend::StorageConfig;
+use super::meta::BlockMeta;
+use super::store::*;
 use crate::model::{Trace, TraceId};
 use crate::tempodb::backend::{BackendKind, LocalConfig, COMPACTED_META_OBJECT};
 use crate::tempodb::blocklist::QUARANTINE_PREFIX;
